@@ -1,0 +1,104 @@
+/**
+ * The acceptor: the seed's `Prepare` and `Accept` handlers, one state per
+ * Paxos instance (Key, Ver), kept in a {@link Store}.
+ *
+ * Both handlers reply with the state as it was *before* the request, then
+ * update it when the request's ballot is at least the promised one. The
+ * update is stored before the reply is returned.
+ *
+ * @module
+ */
+import type { Acceptor, Op, PaxosInstanceId, Proposer } from "./types.ts";
+import { ballotEquals, EMPTY_ACCEPTOR, GE, ZERO_BALLOT } from "./types.ts";
+import type { Store } from "./store.ts";
+import { MemoryStore } from "./store.ts";
+
+/**
+ * A Paxos acceptor. Requests for one instance are served one at a time, in
+ * arrival order; requests for different instances run concurrently.
+ *
+ * @example
+ * ```ts
+ * import { PaxosAcceptor } from "./acceptor.ts";
+ * const a = new PaxosAcceptor();
+ * const req = { Id: { Key: "i", Ver: 0n }, Bal: { N: 1n, ProposerId: 10n }, Val: null };
+ * const before = await a.prepare(req); // the empty state: nothing promised, no vote
+ * before.LastBal.N; // 0n
+ * ```
+ */
+export class PaxosAcceptor {
+  /** A name for messages and logs. */
+  readonly name: string;
+  readonly #store: Store;
+  // The tail of the queue of requests per instance: each request waits for
+  // the one before it, so a reply never reflects a state not yet stored.
+  readonly #queues = new Map<string, Promise<void>>();
+
+  /** Builds an acceptor on a store (a fresh {@link MemoryStore} by default). */
+  constructor(store: Store = new MemoryStore(), name = "acceptor") {
+    this.#store = store;
+    this.name = name;
+  }
+
+  /** The store behind this acceptor. */
+  get store(): Store {
+    return this.#store;
+  }
+
+  /**
+   * Prepare handles a phase-1 request. It replies the whole state (the
+   * promise and the vote) as it was before the request; then, if `r.Bal` is
+   * at least the promised ballot, it promises `r.Bal`: never to accept a
+   * lower ballot again.
+   */
+  prepare(r: Proposer): Promise<Acceptor> {
+    return this.#withInstance(r.Id, async (v) => {
+      const reply = v;
+      if (GE(r.Bal, v.LastBal) && !ballotEquals(r.Bal, v.LastBal)) {
+        await this.#store.put(r.Id, { LastBal: r.Bal, Val: v.Val, VBal: v.VBal });
+      }
+      return reply;
+    });
+  }
+
+  /**
+   * Accept handles a phase-2 request. It replies only the promised ballot as
+   * it was before the request; then, if `r.Bal` is at least that ballot, it
+   * votes: it records `r.Val` as accepted at `r.Bal`.
+   */
+  accept(r: Proposer): Promise<Acceptor> {
+    return this.#withInstance(r.Id, async (v) => {
+      const reply: Acceptor = { LastBal: v.LastBal, Val: null, VBal: ZERO_BALLOT };
+      if (GE(r.Bal, v.LastBal)) {
+        await this.#store.put(r.Id, { LastBal: r.Bal, Val: r.Val, VBal: r.Bal });
+      }
+      return reply;
+    });
+  }
+
+  /**
+   * Serves one request by its operation name. This makes an acceptor usable
+   * in-process wherever a proposer expects an `AcceptorClient`.
+   */
+  request(op: Op, r: Proposer): Promise<Acceptor> {
+    return op === "Prepare" ? this.prepare(r) : this.accept(r);
+  }
+
+  async #withInstance(
+    id: PaxosInstanceId,
+    fn: (state: Acceptor) => Promise<Acceptor>,
+  ): Promise<Acceptor> {
+    const key = `${id.Ver}:${id.Key}`;
+    const before = this.#queues.get(key);
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => done = resolve);
+    this.#queues.set(key, mine);
+    try {
+      if (before !== undefined) await before;
+      return await fn(this.#store.get(id) ?? EMPTY_ACCEPTOR);
+    } finally {
+      done();
+      if (this.#queues.get(key) === mine) this.#queues.delete(key);
+    }
+  }
+}

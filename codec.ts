@@ -1,0 +1,400 @@
+/**
+ * The wire codec: MessagePack frames as PROTOCOL.md describes them, and the
+ * validation that turns a decoded frame into typed requests and replies.
+ *
+ * Nothing decoded from the network is trusted: every field is checked for its
+ * type and range, and a bad frame becomes a {@link WireError} naming the field
+ * and the value that was wrong.
+ *
+ * @module
+ */
+import { Packr, Unpackr } from "npm:msgpackr@2.1.4/pack";
+import type {
+  Acceptor,
+  BallotNum,
+  DataValue,
+  Op,
+  PaxosInstanceId,
+  Proposer,
+  Value,
+} from "./types.ts";
+import { ZERO_BALLOT } from "./types.ts";
+
+/** The error codes an acceptor puts in an `Err` reply. */
+export type ErrorCode =
+  | "BadRequest"
+  | "UnknownOp"
+  | "TooLarge"
+  | "StorageError"
+  | "Internal";
+
+/** The body of an `Err` reply: a machine-readable code and a message. */
+export interface WireErrorBody {
+  /** What kind of failure, one of {@link ErrorCode}. */
+  readonly Code: string;
+  /** A human-readable explanation naming the bad value. */
+  readonly Msg: string;
+}
+
+/** A request id: unique among a proposer's requests in flight on one connection. */
+export type Rid = number | bigint;
+
+/** A request as it travels to an acceptor: `{Rid, Op, Req}`. */
+export interface RequestEnvelope {
+  /** The request id, copied into the reply. */
+  readonly Rid: Rid;
+  /** Which handler to run. */
+  readonly Op: Op;
+  /** The proposer's state. */
+  readonly Req: Proposer;
+}
+
+/** A reply as it travels back: `{Rid, Rep}` or `{Rid, Err}`. */
+export type ReplyEnvelope =
+  | { readonly Rid: Rid; readonly Rep: Acceptor }
+  | { readonly Rid: Rid; readonly Err: WireErrorBody };
+
+/** One decoded item of a request frame: a request to serve, or an error to answer. */
+export type RequestItem =
+  | { readonly Rid: Rid; readonly Op: Op; readonly Req: Proposer }
+  | { readonly Rid: Rid; readonly Err: WireErrorBody };
+
+/** Largest frame an acceptor reads (larger ones close the connection with 1009). */
+export const MAX_FRAME_BYTES = 8 * 1024 * 1024;
+/** Largest encoded `Data` of a single Value. */
+export const MAX_VALUE_BYTES = 1024 * 1024;
+/** Largest key, in UTF-8 bytes. */
+export const MAX_KEY_BYTES = 4096;
+/** Deepest nesting of arrays and maps inside a `Data` value. */
+export const MAX_DATA_DEPTH = 64;
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const UINT64_MAX = 2n ** 64n - 1n;
+
+/**
+ * A frame or field that does not follow the wire contract. `code` is the
+ * `Err` code an acceptor answers with.
+ *
+ * @example
+ * ```ts
+ * import { WireError } from "./codec.ts";
+ * const e = new WireError("BadRequest", "Req.Bal.N: expected an int64, got \"x\"");
+ * e.code; // "BadRequest"
+ * ```
+ */
+export class WireError extends Error {
+  /** The `Err` code for this failure. */
+  readonly code: ErrorCode;
+  /**
+   * The WebSocket close code for when no `Rid` can be answered: 1007 for
+   * bytes that are not MessagePack, 1008 for anything else.
+   */
+  readonly closeCode: 1007 | 1008;
+  /** Builds a WireError with its code, message and close code. */
+  constructor(code: ErrorCode, message: string, closeCode: 1007 | 1008 = 1008) {
+    super(message);
+    this.name = "WireError";
+    this.code = code;
+    this.closeCode = closeCode;
+  }
+}
+
+// One encoder and one decoder for the process: plain maps, never msgpackr's
+// record extension; bigints come back as bigint.
+const packr = new Packr({ useRecords: false, variableMapSize: true, encodeUndefinedAsNil: true });
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: "bigint" });
+
+/**
+ * Encodes one value as a MessagePack frame.
+ *
+ * @example
+ * ```ts
+ * import { decodeFrame, encodeFrame } from "./codec.ts";
+ * decodeFrame(encodeFrame({ a: 1 })); // { a: 1 }
+ * ```
+ */
+export function encodeFrame(value: unknown): Uint8Array {
+  return packr.pack(value);
+}
+
+/**
+ * Decodes one MessagePack frame; throws a {@link WireError} on anything that
+ * is not exactly one valid MessagePack value.
+ */
+export function decodeFrame(bytes: Uint8Array): unknown {
+  try {
+    return unpackr.unpack(bytes);
+  } catch (e) {
+    throw new WireError(
+      "BadRequest",
+      `frame of ${bytes.length} bytes is not valid MessagePack: ${(e as Error).message}`,
+      1007,
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------
+// From typed values to wire maps.
+
+/**
+ * The wire form of an int64: a number when it fits msgpackr's compact integer
+ * encodings, a bigint (int64 on the wire) otherwise. msgpackr would write a
+ * number above 2^32 as a float64, which is why the switch is at 32 bits.
+ */
+export function wireInt(n: bigint): number | bigint {
+  return n >= -0x80000000n && n <= 0xffffffffn ? Number(n) : n;
+}
+
+function wireBallot(b: BallotNum): Record<string, unknown> {
+  return { N: wireInt(b.N), ProposerId: wireInt(b.ProposerId) };
+}
+
+function wireValue(v: Value): Record<string, unknown> {
+  return "Vi64" in v ? { Vi64: wireInt(v.Vi64) } : { Data: v.Data };
+}
+
+/** The wire map of a Proposer (the request of Prepare and Accept). */
+export function wireProposer(p: Proposer): Record<string, unknown> {
+  const m: Record<string, unknown> = {
+    Id: { Key: p.Id.Key, Ver: wireInt(p.Id.Ver) },
+    Bal: wireBallot(p.Bal),
+  };
+  if (p.Val !== null) m.Val = wireValue(p.Val);
+  return m;
+}
+
+/**
+ * The wire map of an Acceptor (a reply). `Val` and `VBal` are written only
+ * when there is a vote, so an Accept reply, which carries only `LastBal` as
+ * in the seed, is `{LastBal}`; absent ballots read back as `{0, 0}`.
+ */
+export function wireAcceptor(a: Acceptor): Record<string, unknown> {
+  if (a.Val === null) return { LastBal: wireBallot(a.LastBal) };
+  return { LastBal: wireBallot(a.LastBal), Val: wireValue(a.Val), VBal: wireBallot(a.VBal) };
+}
+
+/** Encodes requests (one envelope, or a batch when more than one). */
+export function encodeRequests(reqs: readonly RequestEnvelope[]): Uint8Array {
+  const envs = reqs.map((r) => ({ Rid: r.Rid, Op: r.Op, Req: wireProposer(r.Req) }));
+  return encodeFrame(envs.length === 1 ? envs[0] : envs);
+}
+
+/** Encodes replies (one envelope, or a batch when more than one). */
+export function encodeReplies(reps: readonly ReplyEnvelope[]): Uint8Array {
+  const envs = reps.map((r) =>
+    "Err" in r
+      ? { Rid: r.Rid, Err: { Code: r.Err.Code, Msg: r.Err.Msg } }
+      : { Rid: r.Rid, Rep: wireAcceptor(r.Rep) }
+  );
+  return encodeFrame(envs.length === 1 ? envs[0] : envs);
+}
+
+// ---------------------------------------------------------------------------
+// From decoded wire maps to typed values, checking everything.
+
+function describe(x: unknown): string {
+  if (x === null) return "nil";
+  if (x instanceof Uint8Array) return `binary(${x.length})`;
+  if (Array.isArray(x)) return `array(${x.length})`;
+  if (typeof x === "string") return JSON.stringify(x.length > 40 ? x.slice(0, 40) + "..." : x);
+  if (typeof x === "object") return "map";
+  return `${typeof x} ${String(x)}`;
+}
+
+function bad(path: string, want: string, got: unknown): never {
+  throw new WireError("BadRequest", `${path}: expected ${want}, got ${describe(got)}`);
+}
+
+function isMap(x: unknown): x is Record<string, unknown> {
+  return typeof x === "object" && x !== null && !Array.isArray(x) && !(x instanceof Uint8Array) &&
+    Object.getPrototypeOf(x) === Object.prototype;
+}
+
+function asMap(x: unknown, path: string): Record<string, unknown> {
+  if (!isMap(x)) bad(path, "a map", x);
+  return x;
+}
+
+/** Reads an int64 field: any MessagePack integer within int64's range. */
+export function parseInt64(x: unknown, path: string): bigint {
+  if (typeof x === "bigint") {
+    if (x < INT64_MIN || x > INT64_MAX) bad(path, "an int64", x);
+    return x;
+  }
+  if (typeof x === "number" && Number.isSafeInteger(x)) return BigInt(x);
+  return bad(path, "an int64", x);
+}
+
+/** Reads a request id: a non-negative integer up to 2^64-1. */
+export function parseRid(x: unknown): Rid {
+  if (typeof x === "number" && Number.isSafeInteger(x) && x >= 0) return x;
+  if (typeof x === "bigint" && x >= 0n && x <= UINT64_MAX) {
+    return x <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(x) : x;
+  }
+  return bad("Rid", "an unsigned integer", x);
+}
+
+/** Reads a BallotNum map. */
+export function parseBallot(x: unknown, path: string): BallotNum {
+  const m = asMap(x, path);
+  return {
+    N: parseInt64(m.N ?? 0, `${path}.N`),
+    ProposerId: parseInt64(m.ProposerId ?? 0, `${path}.ProposerId`),
+  };
+}
+
+function checkData(x: unknown, path: string, depth: number): void {
+  if (depth > MAX_DATA_DEPTH) {
+    throw new WireError("BadRequest", `${path}: nested deeper than ${MAX_DATA_DEPTH} levels`);
+  }
+  switch (typeof x) {
+    case "boolean":
+    case "number":
+    case "bigint":
+    case "string":
+      return;
+    case "object":
+      if (x === null || x instanceof Uint8Array) return;
+      if (Array.isArray(x)) {
+        for (let i = 0; i < x.length; i++) checkData(x[i], `${path}[${i}]`, depth + 1);
+        return;
+      }
+      if (isMap(x)) {
+        for (const [k, v] of Object.entries(x)) checkData(v, `${path}.${k}`, depth + 1);
+        return;
+      }
+  }
+  bad(path, "a plain MessagePack value (no extension types)", x);
+}
+
+/** Reads a Value map: exactly one of `Vi64` (int64) and `Data` (any value). */
+export function parseValue(x: unknown, path: string): Value {
+  const m = asMap(x, path);
+  const hasI = m.Vi64 !== undefined && m.Vi64 !== null;
+  const hasD = m.Data !== undefined && m.Data !== null;
+  if (hasI === hasD) {
+    throw new WireError("BadRequest", `${path}: a Value carries exactly one of Vi64 and Data`);
+  }
+  if (hasI) return { Vi64: parseInt64(m.Vi64, `${path}.Vi64`) };
+  checkData(m.Data, `${path}.Data`, 0);
+  return { Data: m.Data as DataValue };
+}
+
+function parseOptionalValue(x: unknown, path: string): Value | null {
+  return x === undefined || x === null ? null : parseValue(x, path);
+}
+
+/** Reads a PaxosInstanceId map. */
+export function parseInstanceId(x: unknown, path: string): PaxosInstanceId {
+  const m = asMap(x, path);
+  if (typeof m.Key !== "string") bad(`${path}.Key`, "a string", m.Key);
+  if (m.Key.length > MAX_KEY_BYTES / 3 && new TextEncoder().encode(m.Key).length > MAX_KEY_BYTES) {
+    throw new WireError("TooLarge", `${path}.Key: longer than ${MAX_KEY_BYTES} bytes`);
+  }
+  return { Key: m.Key, Ver: parseInt64(m.Ver ?? 0, `${path}.Ver`) };
+}
+
+/** Reads a Proposer map (a Prepare or Accept request). */
+export function parseProposer(x: unknown, path: string): Proposer {
+  const m = asMap(x, path);
+  if (m.Id === undefined || m.Id === null) bad(`${path}.Id`, "a PaxosInstanceId", m.Id);
+  if (m.Bal === undefined || m.Bal === null) bad(`${path}.Bal`, "a BallotNum", m.Bal);
+  return {
+    Id: parseInstanceId(m.Id, `${path}.Id`),
+    Bal: parseBallot(m.Bal, `${path}.Bal`),
+    Val: parseOptionalValue(m.Val, `${path}.Val`),
+  };
+}
+
+function parseOptionalBallot(x: unknown, path: string): BallotNum {
+  return x === undefined || x === null ? ZERO_BALLOT : parseBallot(x, path);
+}
+
+/** Reads an Acceptor map (a Prepare or Accept reply). */
+export function parseAcceptor(x: unknown, path: string): Acceptor {
+  const m = asMap(x, path);
+  return {
+    LastBal: parseOptionalBallot(m.LastBal, `${path}.LastBal`),
+    Val: parseOptionalValue(m.Val, `${path}.Val`),
+    VBal: parseOptionalBallot(m.VBal, `${path}.VBal`),
+  };
+}
+
+function errBody(e: unknown): WireErrorBody {
+  if (e instanceof WireError) return { Code: e.code, Msg: e.message };
+  return { Code: "Internal", Msg: e instanceof Error ? e.message : String(e) };
+}
+
+function dataTooLarge(v: Value | null): boolean {
+  return v !== null && "Data" in v && encodeFrame(v.Data).length > MAX_VALUE_BYTES;
+}
+
+function parseRequestEnvelope(x: unknown, frameBytes: number): RequestItem {
+  if (!isMap(x)) throw new WireError("BadRequest", `envelope: expected a map, got ${describe(x)}`);
+  const rid = parseRid(x.Rid);
+  try {
+    if (x.Op !== "Prepare" && x.Op !== "Accept") {
+      if (x.Op === undefined) bad("Op", '"Prepare" or "Accept"', x.Op);
+      throw new WireError("UnknownOp", `Op: unknown operation ${describe(x.Op)}`);
+    }
+    if (x.Req === undefined || x.Req === null) bad("Req", "a Proposer", x.Req);
+    const req = parseProposer(x.Req, "Req");
+    if (x.Op === "Accept" && req.Val === null) bad("Req.Val", "a Value in Accept", req.Val);
+    // Only a frame larger than the limit can hold a value larger than it.
+    if (frameBytes > MAX_VALUE_BYTES && dataTooLarge(req.Val)) {
+      throw new WireError("TooLarge", `Req.Val.Data: larger than ${MAX_VALUE_BYTES} bytes`);
+    }
+    return { Rid: rid, Op: x.Op, Req: req };
+  } catch (e) {
+    return { Rid: rid, Err: errBody(e) };
+  }
+}
+
+/**
+ * Decodes and validates a request frame (one envelope or a batch). Requests
+ * whose body is bad come back as `Err` items to answer. The whole frame is
+ * refused with a {@link WireError} when it is not MessagePack, not an
+ * envelope, or an envelope has no readable `Rid`: the acceptor then closes
+ * the connection (1007/1008).
+ *
+ * @example
+ * ```ts
+ * import { decodeRequestFrame, encodeRequests } from "./codec.ts";
+ * const frame = encodeRequests([{
+ *   Rid: 1,
+ *   Op: "Prepare",
+ *   Req: { Id: { Key: "i", Ver: 0n }, Bal: { N: 1n, ProposerId: 10n }, Val: null },
+ * }]);
+ * decodeRequestFrame(frame)[0]?.Rid; // 1
+ * ```
+ */
+export function decodeRequestFrame(bytes: Uint8Array): RequestItem[] {
+  const x = decodeFrame(bytes);
+  const envs = Array.isArray(x) ? x : [x];
+  return envs.map((e) => parseRequestEnvelope(e, bytes.length));
+}
+
+/** One decoded reply: a Rep or an Err for a request id. */
+export type ReplyItem =
+  | { readonly Rid: Rid; readonly Rep: Acceptor }
+  | { readonly Rid: Rid; readonly Err: WireErrorBody };
+
+function parseReplyEnvelope(x: unknown): ReplyItem {
+  if (!isMap(x)) throw new WireError("BadRequest", `reply: expected a map, got ${describe(x)}`);
+  const rid = parseRid(x.Rid);
+  if (x.Err !== undefined && x.Err !== null) {
+    const e = asMap(x.Err, "Err");
+    return { Rid: rid, Err: { Code: String(e.Code), Msg: String(e.Msg) } };
+  }
+  return { Rid: rid, Rep: parseAcceptor(x.Rep, "Rep") };
+}
+
+/**
+ * Decodes and validates a reply frame; throws a {@link WireError} when any
+ * part of it breaks the contract.
+ */
+export function decodeReplyFrame(bytes: Uint8Array): ReplyItem[] {
+  const x = decodeFrame(bytes);
+  return (Array.isArray(x) ? x : [x]).map(parseReplyEnvelope);
+}

@@ -1,0 +1,279 @@
+/**
+ * The proposer's side of the network: an {@link AcceptorClient} sends a
+ * Prepare or Accept to one acceptor and resolves with its reply.
+ *
+ * {@link WebSocketAcceptorClient} keeps one long-lived WebSocket connection to
+ * an acceptor and multiplexes requests over it: each request gets a request
+ * id (`Rid`) and a timeout, requests issued in the same tick share one batch
+ * frame, replies are matched by `Rid` in any order, requests in flight fail at
+ * once when the connection drops, and the connection is re-established with
+ * randomized exponential backoff.
+ *
+ * @module
+ */
+import type { Acceptor, Op, Proposer } from "./types.ts";
+import type { Clock, Random } from "./clock.ts";
+import { mathRandom, systemClock } from "./clock.ts";
+import { decodeReplyFrame, encodeRequests, type RequestEnvelope } from "./codec.ts";
+import { parseWsUrl, WsConnection } from "./ws_client.ts";
+
+/**
+ * Anything a proposer can send Prepare and Accept to: a network client, or an
+ * acceptor in the same process, or a simulated one.
+ *
+ * @example
+ * ```ts
+ * import type { AcceptorClient } from "./transport.ts";
+ * import { PaxosAcceptor } from "./acceptor.ts";
+ * const local: AcceptorClient = new PaxosAcceptor();
+ * const rep = await local.request("Prepare", {
+ *   Id: { Key: "k", Ver: 0n },
+ *   Bal: { N: 1n, ProposerId: 1n },
+ *   Val: null,
+ * });
+ * ```
+ */
+export interface AcceptorClient {
+  /** A name for messages, such as the acceptor's URL. */
+  readonly name: string;
+  /** Sends one request; rejects on timeout, connection loss or an `Err` reply. */
+  request(op: Op, req: Proposer): Promise<Acceptor>;
+}
+
+/**
+ * An acceptor answered a request with an `Err` reply.
+ *
+ * @example
+ * ```ts
+ * import { AcceptorError } from "./transport.ts";
+ * const e = new AcceptorError("StorageError", "disk full", "ws://127.0.0.1:3333/paxos");
+ * e.code; // "StorageError"
+ * ```
+ */
+export class AcceptorError extends Error {
+  /** The `Err.Code` the acceptor sent. */
+  readonly code: string;
+  /** Builds the error from the acceptor's code and message. */
+  constructor(code: string, msg: string, acceptor: string) {
+    super(`${acceptor} answered ${code}: ${msg}`);
+    this.name = "AcceptorError";
+    this.code = code;
+  }
+}
+
+/** Options of {@link WebSocketAcceptorClient}. */
+export interface WebSocketClientOptions {
+  /** How long a request may wait for its reply, in ms (default 1000). */
+  readonly timeoutMs?: number;
+  /** How long connecting may take, in ms (default: the request timeout). */
+  readonly connectTimeoutMs?: number;
+  /** First reconnect delay after a failure, in ms (default 50). */
+  readonly minBackoffMs?: number;
+  /** Longest reconnect delay, in ms (default 2000). */
+  readonly maxBackoffMs?: number;
+  /** Most requests in one batch frame (default 128). */
+  readonly maxBatch?: number;
+  /** Time source (default: the system clock). */
+  readonly clock?: Clock;
+  /** Randomness for backoff jitter (default: Math.random). */
+  readonly random?: Random;
+}
+
+interface Pending {
+  readonly resolve: (a: Acceptor) => void;
+  readonly reject: (e: Error) => void;
+  readonly timer: unknown;
+}
+
+/**
+ * A client for one acceptor over one multiplexed WebSocket connection.
+ *
+ * @example
+ * ```ts ignore
+ * import { WebSocketAcceptorClient } from "./transport.ts";
+ * const c = new WebSocketAcceptorClient("ws://127.0.0.1:3333/paxos");
+ * const rep = await c.request("Prepare", {
+ *   Id: { Key: "foo", Ver: 0n },
+ *   Bal: { N: 1n, ProposerId: 7n },
+ *   Val: null,
+ * });
+ * await c.close();
+ * ```
+ */
+export class WebSocketAcceptorClient implements AcceptorClient {
+  /** The acceptor's URL. */
+  readonly name: string;
+  readonly #timeoutMs: number;
+  readonly #connectTimeoutMs: number;
+  readonly #minBackoffMs: number;
+  readonly #maxBackoffMs: number;
+  readonly #maxBatch: number;
+  readonly #clock: Clock;
+  readonly #random: Random;
+
+  #conn: WsConnection | null = null;
+  #connecting: Promise<void> | null = null;
+  #failures = 0;
+  #downUntil = 0;
+  #lastError: Error | null = null;
+  #closed = false;
+  #nextRid = 1;
+  readonly #pending = new Map<number, Pending>();
+  #outbox: RequestEnvelope[] = [];
+  #flushQueued = false;
+
+  /** Builds a client; it connects on the first request. Throws a TypeError for a bad URL. */
+  constructor(url: string, opts: WebSocketClientOptions = {}) {
+    parseWsUrl(url);
+    this.name = url;
+    this.#timeoutMs = opts.timeoutMs ?? 1000;
+    this.#connectTimeoutMs = opts.connectTimeoutMs ?? this.#timeoutMs;
+    this.#minBackoffMs = opts.minBackoffMs ?? 50;
+    this.#maxBackoffMs = opts.maxBackoffMs ?? 2000;
+    this.#maxBatch = opts.maxBatch ?? 128;
+    this.#clock = opts.clock ?? systemClock;
+    this.#random = opts.random ?? mathRandom;
+  }
+
+  /** How many requests are waiting for their replies. */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /** Sends one request and resolves with the acceptor's reply. */
+  request(op: Op, req: Proposer): Promise<Acceptor> {
+    if (this.#closed) {
+      return Promise.reject(new Deno.errors.NotConnected(`client for ${this.name} is closed`));
+    }
+    if (this.#conn === null && this.#connecting === null) {
+      if (this.#clock.now() < this.#downUntil) {
+        return Promise.reject(
+          new Deno.errors.ConnectionRefused(
+            `${this.name} is unreachable (retrying later): ${this.#lastError?.message}`,
+          ),
+        );
+      }
+      this.#connect();
+    }
+    const rid = this.#nextRid++;
+    if (this.#nextRid > Number.MAX_SAFE_INTEGER) this.#nextRid = 1;
+    return new Promise<Acceptor>((resolve, reject) => {
+      const timer = this.#clock.setTimer(() => {
+        if (this.#pending.delete(rid)) {
+          reject(
+            new Deno.errors.TimedOut(
+              `${op} to ${this.name}: no reply within ${this.#timeoutMs} ms`,
+            ),
+          );
+        }
+      }, this.#timeoutMs);
+      this.#pending.set(rid, { resolve, reject, timer });
+      this.#outbox.push({ Rid: rid, Op: op, Req: req });
+      if (this.#conn !== null) this.#queueFlush();
+    });
+  }
+
+  /** Closes the connection; requests in flight fail at once. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const connecting = this.#connecting;
+    if (connecting !== null) await connecting;
+    const conn = this.#conn;
+    this.#conn = null;
+    this.#failAll(new Deno.errors.NotConnected(`client for ${this.name} is closed`));
+    if (conn !== null) await conn.close();
+  }
+
+  #connect(): void {
+    this.#connecting = WsConnection.connect(this.name, { timeoutMs: this.#connectTimeoutMs })
+      .then(async (conn) => {
+        this.#connecting = null;
+        if (this.#closed) {
+          await conn.close();
+          return;
+        }
+        this.#failures = 0;
+        this.#conn = conn;
+        conn.onMessage = (bytes) => this.#onMessage(conn, bytes);
+        conn.onClose = (reason) => this.#onClose(conn, reason);
+        this.#flush();
+      }, (e: Error) => {
+        this.#connecting = null;
+        this.#markDown(e);
+        this.#failAll(
+          new Deno.errors.ConnectionRefused(`cannot connect to ${this.name}: ${e.message}`),
+        );
+      });
+  }
+
+  #markDown(e: Error): void {
+    this.#lastError = e;
+    const ceiling = Math.min(this.#maxBackoffMs, this.#minBackoffMs * 2 ** this.#failures);
+    this.#failures = Math.min(this.#failures + 1, 30);
+    this.#downUntil = this.#clock.now() + ceiling * (0.5 + this.#random.next() / 2);
+  }
+
+  #onClose(conn: WsConnection, reason: Error): void {
+    if (this.#conn !== conn) return;
+    this.#conn = null;
+    this.#markDown(reason);
+    this.#failAll(
+      new Deno.errors.ConnectionReset(`connection to ${this.name} lost: ${reason.message}`),
+    );
+  }
+
+  #onMessage(conn: WsConnection, bytes: Uint8Array): void {
+    let items;
+    try {
+      items = decodeReplyFrame(bytes);
+    } catch (e) {
+      // An acceptor that breaks the contract is not to be trusted further.
+      conn.close(1007, "bad reply").catch(() => {});
+      this.#onClose(conn, e as Error);
+      return;
+    }
+    for (const item of items) {
+      if (typeof item.Rid !== "number") continue;
+      const p = this.#pending.get(item.Rid);
+      if (p === undefined) continue; // timed out already
+      this.#pending.delete(item.Rid);
+      this.#clock.clearTimer(p.timer);
+      if ("Err" in item) p.reject(new AcceptorError(item.Err.Code, item.Err.Msg, this.name));
+      else p.resolve(item.Rep);
+    }
+  }
+
+  #queueFlush(): void {
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => {
+      this.#flushQueued = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    const conn = this.#conn;
+    if (conn === null) return;
+    // Requests that timed out before they could be sent are dropped here.
+    const out = this.#outbox.filter((r) => this.#pending.has(r.Rid as number));
+    this.#outbox = [];
+    try {
+      for (let i = 0; i < out.length; i += this.#maxBatch) {
+        conn.send(encodeRequests(out.slice(i, i + this.#maxBatch)));
+      }
+    } catch (e) {
+      this.#onClose(conn, e as Error);
+    }
+  }
+
+  #failAll(e: Error): void {
+    this.#outbox = [];
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) {
+      this.#clock.clearTimer(p.timer);
+      p.reject(e);
+    }
+  }
+}

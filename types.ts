@@ -1,0 +1,150 @@
+/**
+ * The Paxos data structures, mirroring the seed's `paxoskv.proto` field for
+ * field (the names are the wire's map keys, see PROTOCOL.md), and the seed's
+ * ballot comparison `GE`.
+ *
+ * Every int64 of the proto is a `bigint` here, so that values beyond 2^53
+ * survive exactly.
+ *
+ * @module
+ */
+
+/**
+ * A ballot number: a monotonically growing `N` made unique by the proposer's
+ * id. A ballot that was never set is `{N: 0n, ProposerId: 0n}`.
+ *
+ * @example
+ * ```ts
+ * import type { BallotNum } from "./types.ts";
+ * const bal: BallotNum = { N: 1n, ProposerId: 10n };
+ * ```
+ */
+export interface BallotNum {
+  /** The round number; a proposer retries with a higher one. */
+  readonly N: bigint;
+  /** The id of the proposer that owns this ballot, unique among proposers. */
+  readonly ProposerId: bigint;
+}
+
+/**
+ * Any value MessagePack can carry, as it looks in JavaScript after decoding:
+ * integers beyond 32 bits arrive as `bigint`, binary as `Uint8Array`.
+ */
+export type DataValue =
+  | null
+  | boolean
+  | number
+  | bigint
+  | string
+  | Uint8Array
+  | readonly DataValue[]
+  | { readonly [key: string]: DataValue };
+
+/**
+ * The value part of a record. The seed's only field is `Vi64`; our extension
+ * `Data` carries any MessagePack value. A Value holds exactly one of the two.
+ *
+ * @example
+ * ```ts
+ * import type { Value } from "./types.ts";
+ * const a: Value = { Vi64: 5n };
+ * const b: Value = { Data: "hello" };
+ * ```
+ */
+export type Value = { readonly Vi64: bigint } | { readonly Data: DataValue };
+
+/**
+ * Which Paxos instance a request is for: one instance decides one version of
+ * one key.
+ */
+export interface PaxosInstanceId {
+  /** The key of the record. */
+  readonly Key: string;
+  /** The version of the record this instance decides. */
+  readonly Ver: bigint;
+}
+
+/**
+ * The state of an acceptor for one instance; also the reply to Prepare and
+ * Accept (an Accept reply carries only `LastBal`).
+ */
+export interface Acceptor {
+  /** The highest ballot this acceptor has promised (seen in a request). */
+  readonly LastBal: BallotNum;
+  /** The value this acceptor voted for, or null when it has not voted. */
+  readonly Val: Value | null;
+  /** The ballot at which it voted for `Val`. */
+  readonly VBal: BallotNum;
+}
+
+/**
+ * The state of a proposer for one instance; also the request of Prepare and
+ * Accept (Prepare ignores `Val`).
+ */
+export interface Proposer {
+  /** The instance this proposer runs on. */
+  readonly Id: PaxosInstanceId;
+  /** The proposer's ballot. */
+  readonly Bal: BallotNum;
+  /** The value it proposes in phase 2; null in phase 1. */
+  readonly Val: Value | null;
+}
+
+/** The two requests an acceptor serves. */
+export type Op = "Prepare" | "Accept";
+
+/**
+ * The ballot that was never set: `{N: 0n, ProposerId: 0n}`.
+ */
+export const ZERO_BALLOT: BallotNum = Object.freeze({ N: 0n, ProposerId: 0n });
+
+/**
+ * GE compares two ballots and tells whether `a >= b`: first by `N`, then by
+ * `ProposerId`. This order is what lets a later proposer override an earlier
+ * one.
+ *
+ * @example
+ * ```ts
+ * import { GE } from "./types.ts";
+ * GE({ N: 2n, ProposerId: 1n }, { N: 1n, ProposerId: 9n }); // true
+ * GE({ N: 1n, ProposerId: 1n }, { N: 1n, ProposerId: 2n }); // false
+ * ```
+ */
+export function GE(a: BallotNum, b: BallotNum): boolean {
+  if (a.N > b.N) return true;
+  if (a.N < b.N) return false;
+  return a.ProposerId >= b.ProposerId;
+}
+
+/**
+ * Tells whether two ballots are the same ballot.
+ *
+ * @example
+ * ```ts
+ * import { ballotEquals } from "./types.ts";
+ * ballotEquals({ N: 1n, ProposerId: 2n }, { N: 1n, ProposerId: 2n }); // true
+ * ```
+ */
+export function ballotEquals(a: BallotNum, b: BallotNum): boolean {
+  return a.N === b.N && a.ProposerId === b.ProposerId;
+}
+
+/**
+ * Renders a ballot for messages and logs, as `(N,ProposerId)`.
+ *
+ * @example
+ * ```ts
+ * import { formatBallot } from "./types.ts";
+ * formatBallot({ N: 3n, ProposerId: 10n }); // "(3,10)"
+ * ```
+ */
+export function formatBallot(b: BallotNum): string {
+  return `(${b.N},${b.ProposerId})`;
+}
+
+/** The fresh state of an acceptor for an instance it has never seen. */
+export const EMPTY_ACCEPTOR: Acceptor = Object.freeze({
+  LastBal: ZERO_BALLOT,
+  Val: null,
+  VBal: ZERO_BALLOT,
+});
