@@ -37,6 +37,7 @@ export * from "./clock.ts";
 export * from "./ws_client.ts";
 export * from "./transport.ts";
 export * from "./store.ts";
+export * from "./log_store.ts";
 export * from "./acceptor.ts";
 export * from "./server.ts";
 export * from "./proposer.ts";

@@ -1,0 +1,465 @@
+/**
+ * A durable {@link Store}: an append-only log of checksummed MessagePack
+ * records, with group commit and crash-safe compaction.
+ *
+ * - **Durable before the reply.** `put` resolves only after the change is
+ *   written and `fdatasync`ed; the acceptor replies only then.
+ * - **Group commit.** Changes that arrive while a sync is under way (or in the
+ *   same event-loop tick) are written together as one record and share one
+ *   sync, so throughput grows with concurrency.
+ * - **Recovery.** On open, every record is checked against its CRC-32. A torn
+ *   last record (a power cut in the middle of a write) is dropped: it was
+ *   never acknowledged. Damage anywhere else refuses the open with an error
+ *   naming the file and the offset, because silently forgetting a promise
+ *   would break Paxos.
+ * - **Compaction.** When the log holds much more than the live state, the
+ *   live state is written to a new file, synced, and renamed over the log;
+ *   a crash at any point leaves either the old log or the new one.
+ * - **One process per directory.** An exclusive lock on `LOCK` makes a
+ *   second acceptor on the same directory fail to open.
+ *
+ * File format (`acceptor.log`): the 8 magic bytes `PXKVLOG1`, then records
+ * `[u32 length][u32 crc32(length)][u32 crc32(payload)][payload]`
+ * (big-endian). The header checks itself, so a damaged length is told apart
+ * from a write that stopped short. A payload is a MessagePack array of
+ * changes `{Key, Ver, LastBal, Val?, VBal?}` with the wire protocol's field
+ * names.
+ *
+ * @module
+ */
+import { crc32 } from "node:zlib";
+import { join } from "node:path";
+import type { Acceptor, PaxosInstanceId } from "./types.ts";
+import {
+  decodeFrame,
+  encodeFrame,
+  parseAcceptor,
+  parseInstanceId,
+  wireAcceptor,
+  wireInt,
+} from "./codec.ts";
+import type { Store } from "./store.ts";
+
+const MAGIC = new TextEncoder().encode("PXKVLOG1");
+const HEADER = 12;
+/** Most changes in one record (a compaction snapshot is split into several). */
+const RECORD_CHANGES = 4096;
+
+/** The log's file name inside the data directory. */
+export const LOG_FILE = "acceptor.log";
+/** The lock file's name inside the data directory. */
+export const LOCK_FILE = "LOCK";
+
+/** Options of {@link LogStore.open}. */
+export interface LogStoreOptions {
+  /** Compact once the log exceeds max(this, 2 x the live state) bytes (default 4 MiB). */
+  readonly compactAtBytes?: number;
+  /** Told about notable events: a dropped torn record, a compaction. */
+  readonly onEvent?: (message: string) => void;
+}
+
+/** Counters for benchmarks and tests. */
+export interface LogStoreStats {
+  /** Changes made durable. */
+  readonly changes: number;
+  /** `fdatasync` calls on the log. */
+  readonly syncs: number;
+  /** Compactions done. */
+  readonly compactions: number;
+  /** Current log size in bytes. */
+  readonly logBytes: number;
+}
+
+/**
+ * The log holds damage that is not a torn last record: the store refuses to
+ * open rather than forget an acknowledged promise or vote.
+ *
+ * @example
+ * ```ts
+ * import { LogCorruptionError } from "./log_store.ts";
+ * const e = new LogCorruptionError("data/acceptor.log", 4096, "checksum mismatch");
+ * e.offset; // 4096
+ * ```
+ */
+export class LogCorruptionError extends Error {
+  /** The damaged file. */
+  readonly path: string;
+  /** The offset of the damaged record. */
+  readonly offset: number;
+  /** Builds the error from the file, the offset and what is wrong there. */
+  constructor(path: string, offset: number, what: string) {
+    super(
+      `${path}: ${what} at offset ${offset}; refusing to start: ` +
+        `restore this acceptor's data from a backup or rebuild it (see README)`,
+    );
+    this.name = "LogCorruptionError";
+    this.path = path;
+    this.offset = offset;
+  }
+}
+
+interface Change {
+  readonly id: PaxosInstanceId;
+  readonly state: Acceptor;
+  readonly resolve: () => void;
+  readonly reject: (e: Error) => void;
+}
+
+/**
+ * The durable store. Open it with {@link LogStore.open}.
+ *
+ * @example
+ * ```ts ignore
+ * import { LogStore } from "./log_store.ts";
+ * import { PaxosAcceptor } from "./acceptor.ts";
+ * const store = await LogStore.open("./data/acceptor-0");
+ * const acceptor = new PaxosAcceptor(store);
+ * // ... serve it ...
+ * await store.close();
+ * ```
+ */
+export class LogStore implements Store {
+  readonly #dir: string;
+  readonly #path: string;
+  readonly #lock: Deno.FsFile;
+  #file: Deno.FsFile;
+  #size: number;
+  #liveBytes: number;
+  readonly #compactAt: number;
+  readonly #onEvent: (message: string) => void;
+  readonly #states: Map<string, Map<bigint, Acceptor>>;
+  #queue: Change[] = [];
+  #flushing: Promise<void> | null = null;
+  #failed: Error | null = null;
+  #closed = false;
+  #changes = 0;
+  #syncs = 0;
+  #compactions = 0;
+
+  private constructor(
+    dir: string,
+    lock: Deno.FsFile,
+    file: Deno.FsFile,
+    size: number,
+    states: Map<string, Map<bigint, Acceptor>>,
+    opts: LogStoreOptions,
+  ) {
+    this.#dir = dir;
+    this.#path = join(dir, LOG_FILE);
+    this.#lock = lock;
+    this.#file = file;
+    this.#size = size;
+    this.#liveBytes = size;
+    this.#states = states;
+    this.#compactAt = opts.compactAtBytes ?? 4 * 1024 * 1024;
+    this.#onEvent = opts.onEvent ?? (() => {});
+  }
+
+  /**
+   * Opens (creating if needed) the store in `dir`, recovering every state
+   * the log holds. Throws when another process holds the directory, and a
+   * {@link LogCorruptionError} when the log is damaged other than by a torn
+   * last record.
+   */
+  static async open(dir: string, opts: LogStoreOptions = {}): Promise<LogStore> {
+    await Deno.mkdir(dir, { recursive: true });
+    const lock = await Deno.open(join(dir, LOCK_FILE), { read: true, write: true, create: true });
+    try {
+      if (!await lock.tryLock(true)) {
+        throw new Deno.errors.AddrInUse(
+          `data directory ${dir} is in use by another acceptor (${join(dir, LOCK_FILE)} is locked)`,
+        );
+      }
+      // A compaction that did not finish left only a temporary file.
+      await Deno.remove(join(dir, LOG_FILE + ".tmp")).catch(() => {});
+      const path = join(dir, LOG_FILE);
+      const states = new Map<string, Map<bigint, Acceptor>>();
+      let size: number;
+      let exists = true;
+      try {
+        size = await recover(path, states, opts.onEvent ?? (() => {}));
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+        exists = false;
+        size = MAGIC.length;
+      }
+      if (!exists) {
+        await writeFileSynced(path, MAGIC);
+        await syncDir(dir);
+      }
+      const file = await Deno.open(path, { read: true, write: true });
+      return new LogStore(dir, lock, file, size, states, opts);
+    } catch (e) {
+      lock.close();
+      throw e;
+    }
+  }
+
+  /** The directory this store lives in. */
+  get dir(): string {
+    return this.#dir;
+  }
+
+  /** Counters: changes, syncs, compactions, log size. */
+  get stats(): LogStoreStats {
+    return {
+      changes: this.#changes,
+      syncs: this.#syncs,
+      compactions: this.#compactions,
+      logBytes: this.#size,
+    };
+  }
+
+  /** Every instance and its durable state, for inspection and verification. */
+  *entries(): IterableIterator<[PaxosInstanceId, Acceptor]> {
+    for (const [Key, versions] of this.#states) {
+      for (const [Ver, state] of versions) yield [{ Key, Ver }, state];
+    }
+  }
+
+  /** The durable state of an instance, or undefined when it was never written. */
+  get(id: PaxosInstanceId): Acceptor | undefined {
+    return this.#states.get(id.Key)?.get(id.Ver);
+  }
+
+  /** Writes a change; resolves once it is on disk, rejects when it could not be. */
+  put(id: PaxosInstanceId, state: Acceptor): Promise<void> {
+    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("store is closed"));
+    if (this.#failed !== null) {
+      return Promise.reject(
+        new Error(`store ${this.#path} failed earlier: ${this.#failed.message}`),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ id, state, resolve, reject });
+      // Start on the next microtask, so that the puts of one frame share a sync.
+      if (this.#flushing === null) {
+        this.#flushing = Promise.resolve().then(() => this.#flushLoop());
+      }
+    });
+  }
+
+  /** Finishes pending writes and releases the files and the lock. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#flushing !== null) await this.#flushing;
+    this.#file.close();
+    this.#lock.close();
+  }
+
+  async #flushLoop(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue;
+      this.#queue = [];
+      await this.#commit(batch);
+      if (this.#failed === null && this.#size > Math.max(this.#compactAt, 2 * this.#liveBytes)) {
+        await this.#compact().catch((e) => {
+          this.#onEvent(`compaction of ${this.#path} failed, the log stays as it is: ${e}`);
+        });
+      }
+    }
+    this.#flushing = null;
+  }
+
+  async #commit(batch: Change[]): Promise<void> {
+    if (this.#failed !== null) {
+      for (const c of batch) {
+        c.reject(new Error(`store ${this.#path} failed: ${this.#failed.message}`));
+      }
+      return;
+    }
+    const records = encodeRecords(batch.map((c) => [c.id, c.state]));
+    try {
+      await this.#file.seek(this.#size, Deno.SeekMode.Start);
+      await writeAll(this.#file, records);
+      await this.#file.syncData();
+      this.#syncs++;
+    } catch (e) {
+      // Nothing of this batch is acknowledged. Cut the partial write off so
+      // that later records do not follow garbage; if even that fails, stop.
+      try {
+        await this.#file.truncate(this.#size);
+        await this.#file.syncData();
+      } catch (e2) {
+        this.#failed = e2 as Error;
+      }
+      const err = new Error(`cannot write ${this.#path}: ${(e as Error).message}`);
+      for (const c of batch) c.reject(err);
+      return;
+    }
+    this.#size += records.length;
+    for (const c of batch) {
+      setState(this.#states, c.id, c.state);
+      this.#changes++;
+      c.resolve();
+    }
+  }
+
+  // Writes the live state to a new file, syncs it, and renames it over the log.
+  async #compact(): Promise<void> {
+    const tmp = this.#path + ".tmp";
+    const all: [PaxosInstanceId, Acceptor][] = [...this.entries()];
+    const body = encodeRecords(all);
+    const bytes = new Uint8Array(MAGIC.length + body.length);
+    bytes.set(MAGIC);
+    bytes.set(body, MAGIC.length);
+    await writeFileSynced(tmp, bytes);
+    await Deno.rename(tmp, this.#path);
+    await syncDir(this.#dir);
+    const before = this.#size;
+    this.#file.close();
+    this.#file = await Deno.open(this.#path, { read: true, write: true });
+    this.#size = bytes.length;
+    this.#liveBytes = bytes.length;
+    this.#compactions++;
+    this.#onEvent(`compacted ${this.#path}: ${before} -> ${bytes.length} bytes`);
+  }
+}
+
+function setState(
+  states: Map<string, Map<bigint, Acceptor>>,
+  id: PaxosInstanceId,
+  state: Acceptor,
+): void {
+  let versions = states.get(id.Key);
+  if (versions === undefined) {
+    versions = new Map();
+    states.set(id.Key, versions);
+  }
+  versions.set(id.Ver, state);
+}
+
+// Encodes changes as records of at most RECORD_CHANGES changes each: one
+// record for a group commit, several for a compaction snapshot.
+function encodeRecords(changes: readonly [PaxosInstanceId, Acceptor][]): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (let i = 0; i < changes.length; i += RECORD_CHANGES) {
+    const group = changes.slice(i, i + RECORD_CHANGES).map(([id, state]) => ({
+      Key: id.Key,
+      Ver: wireInt(id.Ver),
+      ...wireAcceptor(state),
+    }));
+    parts.push(record(encodeFrame(group)));
+  }
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function record(payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(HEADER + payload.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, payload.length);
+  view.setUint32(4, crc32(out.subarray(0, 4)) >>> 0);
+  view.setUint32(8, crc32(payload) >>> 0);
+  out.set(payload, HEADER);
+  return out;
+}
+
+function isAllZero(bytes: Uint8Array): boolean {
+  for (const b of bytes) if (b !== 0) return false;
+  return true;
+}
+
+// Reads the log into `states`; returns the size of its valid part, having cut
+// off a torn last record.
+async function recover(
+  path: string,
+  states: Map<string, Map<bigint, Acceptor>>,
+  onEvent: (message: string) => void,
+): Promise<number> {
+  const bytes = await Deno.readFile(path);
+  if (bytes.length < MAGIC.length) {
+    // Only a crash while creating the file leaves it shorter than its magic.
+    if (!MAGIC.subarray(0, bytes.length).every((b, i) => b === bytes[i])) {
+      throw new LogCorruptionError(path, 0, "not a paxoskv log (bad magic)");
+    }
+    await writeFileSynced(path, MAGIC);
+    return MAGIC.length;
+  }
+  if (!MAGIC.every((b, i) => b === bytes[i])) {
+    throw new LogCorruptionError(path, 0, "not a paxoskv log (bad magic)");
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let off = MAGIC.length;
+  while (off < bytes.length) {
+    const rest = bytes.length - off;
+    // A torn last record: the last write stopped short (a partial header, a
+    // payload cut off, a bad payload checksum on the very last record) or
+    // the file was extended with zeros that were never written. It was never
+    // acknowledged, so it is cut off.
+    const torn = async () => {
+      await truncateSynced(path, off);
+      onEvent(`${path}: dropped a torn last record at offset ${off} (${rest} bytes)`);
+      return off;
+    };
+    if (rest < HEADER || isAllZero(bytes.subarray(off))) return await torn();
+    const n = view.getUint32(off);
+    if (view.getUint32(off + 4) !== crc32(bytes.subarray(off, off + 4)) >>> 0) {
+      throw new LogCorruptionError(path, off, "damaged record header");
+    }
+    const end = off + HEADER + n;
+    if (end > bytes.length) return await torn();
+    const payload = bytes.subarray(off + HEADER, end);
+    if (view.getUint32(off + 8) !== crc32(payload) >>> 0) {
+      if (end === bytes.length) return await torn();
+      throw new LogCorruptionError(path, off, "checksum mismatch in a record that is not the last");
+    }
+    try {
+      applyRecord(payload, states);
+    } catch (e) {
+      throw new LogCorruptionError(path, off, `unreadable record (${(e as Error).message})`);
+    }
+    off = end;
+  }
+  return off;
+}
+
+function applyRecord(payload: Uint8Array, states: Map<string, Map<bigint, Acceptor>>): void {
+  const changes = decodeFrame(payload);
+  if (!Array.isArray(changes)) throw new TypeError("a record holds an array of changes");
+  for (const c of changes) {
+    setState(states, parseInstanceId(c, "change"), parseAcceptor(c, "change"));
+  }
+}
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await file.write(bytes.subarray(off));
+}
+
+async function writeFileSynced(path: string, bytes: Uint8Array): Promise<void> {
+  const f = await Deno.open(path, { write: true, create: true, truncate: true });
+  try {
+    await writeAll(f, bytes);
+    await f.syncData();
+  } finally {
+    f.close();
+  }
+}
+
+async function truncateSynced(path: string, size: number): Promise<void> {
+  const f = await Deno.open(path, { write: true });
+  try {
+    await f.truncate(size);
+    await f.syncData();
+  } finally {
+    f.close();
+  }
+}
+
+// Makes a rename or a file creation in `dir` durable.
+async function syncDir(dir: string): Promise<void> {
+  const d = await Deno.open(dir, { read: true });
+  try {
+    await d.sync();
+  } finally {
+    d.close();
+  }
+}
