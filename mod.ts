@@ -40,4 +40,5 @@ export * from "./store.ts";
 export * from "./log_store.ts";
 export * from "./acceptor.ts";
 export * from "./server.ts";
+export * from "./cluster.ts";
 export * from "./proposer.ts";

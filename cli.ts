@@ -1,0 +1,661 @@
+/**
+ * The paxoskv command line.
+ *
+ * - `cli.ts acceptor --id N [--host H] [--port P] [--memory]` runs one
+ *   acceptor and prints its URL, `ws://HOST:PORT/paxos`, once it listens.
+ * - `cli.ts cluster [--base-port P] [--host H]` runs three acceptors in one
+ *   process and prints their URLs and example commands (`deno task start`).
+ * - `cli.ts set KEY VALUE --ver N --acceptors URL,...` and
+ *   `cli.ts get KEY --ver N --acceptors URL,...` run Paxos from this process
+ *   as the proposer and print the chosen value.
+ *
+ * Every command takes `-h`/`--help`. Exit status: 0 on success, 1 when the
+ * command could not do its work (no quorum before the deadline, cannot
+ * listen), 2 on bad usage. Every failure is one line on stderr.
+ *
+ * @example
+ * ```ts ignore
+ * import { main } from "./cli.ts";
+ * const code = await main(["get", "foo", "--ver", "0", "--acceptors", "ws://127.0.0.1:3333/paxos"]);
+ * ```
+ *
+ * @module
+ */
+import { PaxosAcceptor } from "./acceptor.ts";
+import { DEFAULT_BASE_PORT, startCluster } from "./cluster.ts";
+import { encodeFrame, MAX_KEY_BYTES, MAX_VALUE_BYTES } from "./codec.ts";
+import { NotEnoughQuorumError, PaxosProposer } from "./proposer.ts";
+import { serveAcceptor } from "./server.ts";
+import { MemoryStore } from "./store.ts";
+import { WebSocketAcceptorClient } from "./transport.ts";
+import type { DataValue, Value } from "./types.ts";
+import { parseWsUrl } from "./ws_client.ts";
+
+/** Exit status of a command that could not do its work. */
+export const EXIT_FAILURE = 1;
+/** Exit status of a command line that is wrong: unknown command or option, bad argument. */
+export const EXIT_USAGE = 2;
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const CANONICAL_INT = /^-?(0|[1-9][0-9]*)$/;
+
+/**
+ * Where the CLI writes and how it learns it should stop. {@link processIo}
+ * is the real process; tests may pass their own.
+ */
+export interface CliIo {
+  /** Writes one line (a newline is added) to standard output. */
+  out(line: string): void;
+  /** Writes one line (a newline is added) to standard error. */
+  err(line: string): void;
+  /**
+   * Starts listening for a stop request (SIGINT or SIGTERM for a process)
+   * and resolves with its name when one arrives. Long-running commands call
+   * it before they announce that they are ready, so no early signal is lost.
+   */
+  waitForStop(): Promise<string>;
+}
+
+const encoder = new TextEncoder();
+
+function writeLine(file: { writeSync(p: Uint8Array): number }, line: string): void {
+  const bytes = encoder.encode(line + "\n");
+  try {
+    let off = 0;
+    while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
+  } catch (e) {
+    // Nobody reads our output any more: nothing useful to do about it.
+    if (!(e instanceof Deno.errors.BrokenPipe)) throw e;
+  }
+}
+
+/**
+ * The real process: stdout, stderr, and SIGINT/SIGTERM. A second signal
+ * while stopping exits at once with status 130.
+ */
+export const processIo: CliIo = {
+  out: (line) => writeLine(Deno.stdout, line),
+  err: (line) => writeLine(Deno.stderr, line),
+  waitForStop() {
+    return new Promise((resolve) => {
+      let stopping = false;
+      const listen = (sig: Deno.Signal) => {
+        try {
+          Deno.addSignalListener(sig, () => {
+            if (stopping) {
+              writeLine(Deno.stderr, `paxoskv: ${sig} again: exiting without cleaning up`);
+              Deno.exit(130);
+            }
+            stopping = true;
+            resolve(sig);
+          });
+        } catch {
+          // This platform has no such signal (SIGTERM on Windows).
+        }
+      };
+      listen("SIGINT");
+      listen("SIGTERM");
+    });
+  },
+};
+
+/** A command line the CLI cannot run; reported as one line, exit status 2. */
+class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Values: the VALUE argument, and what is printed.
+
+/**
+ * Turns a VALUE argument into the Value proposed: a canonical decimal integer
+ * (no sign but `-`, no leading zeros, not `-0`) becomes a `Vi64`, anything
+ * else a `Data` string. Throws a RangeError for an integer outside int64 and
+ * for a string over {@link MAX_VALUE_BYTES} encoded.
+ *
+ * @example
+ * ```ts
+ * import { parseValueArg } from "./cli.ts";
+ * parseValueArg("5"); // { Vi64: 5n }
+ * parseValueArg("05"); // { Data: "05" }
+ * parseValueArg("hello"); // { Data: "hello" }
+ * ```
+ */
+export function parseValueArg(s: string): Value {
+  if (CANONICAL_INT.test(s) && s !== "-0") {
+    const n = BigInt(s);
+    if (n < INT64_MIN || n > INT64_MAX) {
+      throw new RangeError(
+        `VALUE ${s} is outside the int64 range ${INT64_MIN}..${INT64_MAX}`,
+      );
+    }
+    return { Vi64: n };
+  }
+  const size = encodeFrame(s).length;
+  if (size > MAX_VALUE_BYTES) {
+    throw new RangeError(`VALUE is ${size} bytes encoded, over the ${MAX_VALUE_BYTES} byte limit`);
+  }
+  return { Data: s };
+}
+
+function base64(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(s);
+}
+
+function dataToJson(x: DataValue): string {
+  if (x === null) return "null";
+  switch (typeof x) {
+    case "boolean":
+    case "bigint":
+      return String(x);
+    case "number":
+      if (Number.isFinite(x)) return Object.is(x, -0) ? "-0" : JSON.stringify(x);
+      return JSON.stringify(String(x)); // NaN, Infinity, -Infinity
+    case "string":
+      return JSON.stringify(x);
+  }
+  if (x instanceof Uint8Array) return JSON.stringify(base64(x));
+  if (Array.isArray(x)) return `[${x.map(dataToJson).join(",")}]`;
+  const m = x as { readonly [key: string]: DataValue };
+  return `{${Object.keys(m).map((k) => `${JSON.stringify(k)}:${dataToJson(m[k]!)}`).join(",")}}`;
+}
+
+/**
+ * Renders a chosen value as the CLI prints it: a `Vi64` as its decimal; a
+ * `Data` string as it is; any other `Data` as compact JSON in which integers
+ * of any size are exact decimals, binary is a base64 string, and NaN and the
+ * infinities are strings.
+ *
+ * @example
+ * ```ts
+ * import { formatValue } from "./cli.ts";
+ * formatValue({ Vi64: 9007199254740993n }); // "9007199254740993"
+ * formatValue({ Data: "hello" }); // "hello"
+ * formatValue({ Data: { a: [1n, new Uint8Array([1, 2])] } }); // '{"a":[1,"AQI="]}'
+ * ```
+ */
+export function formatValue(v: Value): string {
+  if ("Vi64" in v) return String(v.Vi64);
+  return typeof v.Data === "string" ? v.Data : dataToJson(v.Data);
+}
+
+// ---------------------------------------------------------------------------
+// Argument parsing.
+
+type OptKind = "string" | "boolean";
+
+interface Parsed {
+  readonly opts: ReadonlyMap<string, string | true>;
+  readonly positionals: readonly string[];
+}
+
+// An argument that looks like a negative number is a value, not an option.
+const NEGATIVE_NUMBER = /^-[0-9]/;
+
+function quote(s: string): string {
+  return JSON.stringify(s);
+}
+
+function wantsHelp(args: readonly string[]): boolean {
+  for (const a of args) {
+    if (a === "--") return false;
+    if (a === "-h" || a === "--help") return true;
+  }
+  return false;
+}
+
+function parseArgs(args: readonly string[], spec: Readonly<Record<string, OptKind>>): Parsed {
+  const opts = new Map<string, string | true>();
+  const positionals: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--") {
+      positionals.push(...args.slice(i + 1));
+      break;
+    }
+    if (a.startsWith("--")) {
+      const eq = a.indexOf("=");
+      const name = eq < 0 ? a.slice(2) : a.slice(2, eq);
+      const kind = Object.hasOwn(spec, name) ? spec[name] : undefined;
+      if (kind === undefined) throw new UsageError(`unknown option ${quote(`--${name}`)}`);
+      if (opts.has(name)) throw new UsageError(`option --${name} is given more than once`);
+      if (kind === "boolean") {
+        if (eq >= 0) throw new UsageError(`option --${name} takes no value`);
+        opts.set(name, true);
+        continue;
+      }
+      if (eq >= 0) {
+        opts.set(name, a.slice(eq + 1));
+        continue;
+      }
+      const next = args[i + 1];
+      if (next === undefined || (next.startsWith("-") && !NEGATIVE_NUMBER.test(next))) {
+        throw new UsageError(`option --${name} needs a value`);
+      }
+      opts.set(name, next);
+      i++;
+      continue;
+    }
+    if (a.startsWith("-") && a !== "-" && !NEGATIVE_NUMBER.test(a)) {
+      throw new UsageError(`unknown option ${quote(a)}`);
+    }
+    positionals.push(a);
+  }
+  return { opts, positionals };
+}
+
+function stringOpt(p: Parsed, name: string): string | undefined {
+  const v = p.opts.get(name);
+  return v === true ? undefined : v;
+}
+
+function intOpt(
+  p: Parsed,
+  name: string,
+  min: bigint,
+  max: bigint,
+  what: string,
+): bigint | undefined {
+  const s = stringOpt(p, name);
+  if (s === undefined) return undefined;
+  if (!/^-?[0-9]+$/.test(s) || BigInt(s) < min || BigInt(s) > max) {
+    throw new UsageError(`--${name} must be ${what}, got ${quote(s)}`);
+  }
+  return BigInt(s);
+}
+
+function required<T>(v: T | undefined, name: string): T {
+  if (v === undefined) throw new UsageError(`missing --${name}`);
+  return v;
+}
+
+function hostOpt(p: Parsed): string {
+  const host = stringOpt(p, "host") ?? "127.0.0.1";
+  if (host === "" || /[\s/]/.test(host)) {
+    throw new UsageError(`--host must be a host name or IP address, got ${quote(host)}`);
+  }
+  return host;
+}
+
+function parseAcceptorUrls(s: string): string[] {
+  const urls = s.split(",").map((u) => u.trim());
+  const seen = new Set<string>();
+  for (const u of urls) {
+    if (u === "") {
+      throw new UsageError(`--acceptors has an empty entry in ${quote(s)}`);
+    }
+    let parsed: URL;
+    try {
+      parsed = parseWsUrl(u);
+    } catch (e) {
+      throw new UsageError(`bad acceptor URL: ${(e as Error).message}`);
+    }
+    if (parsed.pathname === "/") {
+      throw new UsageError(`acceptor URL ${u} has no path: acceptors serve ws://HOST:PORT/paxos`);
+    }
+    if (seen.has(parsed.href)) {
+      throw new UsageError(`acceptor URL ${u} is listed twice: each acceptor counts once`);
+    }
+    seen.add(parsed.href);
+  }
+  return urls;
+}
+
+// ---------------------------------------------------------------------------
+// Help texts.
+
+const RUN = "deno run --allow-net=127.0.0.1 cli.ts";
+
+const TOP_HELP = `paxoskv: a key-value store in which every write and read is decided by
+classic two-phase Paxos, one Paxos instance per key and version.
+
+Usage:
+  ${RUN} <command> [options]
+
+Commands:
+  acceptor   run one acceptor server
+  cluster    run three acceptors in one process, to try things out (deno task start)
+  set        propose a value for a version of a key, print the chosen value
+  get        print the chosen value of a version of a key (nil if none)
+  help       show the help of a command: help <command>
+
+Run "cli.ts <command> --help" for a command's options.
+
+Exit status: 0 on success; 1 when the command could not do its work (no value
+chosen before the deadline, cannot listen); 2 on bad usage. Errors are one
+line on stderr.`;
+
+const ACCEPTOR_HELP = `Usage:
+  ${RUN} acceptor --id N [--host H] [--port P] [--memory]
+
+Runs one acceptor, serving ws://HOST:PORT/paxos. Once it listens, it prints
+that URL as one line on stdout. SIGINT or SIGTERM stops it (exit status 0).
+
+Options:
+  --id N        this acceptor's id, a non-negative integer (required)
+  --host H      interface to listen on (default 127.0.0.1)
+  --port P      port to listen on, 0 for a free one (default ${DEFAULT_BASE_PORT}+N)
+  --memory      keep the state in memory only. Durable storage is not
+                implemented yet, so this is the only store for now; without
+                --memory a warning says so on stderr.
+  -h, --help    show this help`;
+
+const CLUSTER_HELP = `Usage:
+  ${RUN} cluster [--base-port P] [--host H]
+
+Runs acceptors 0, 1 and 2 in this process, on ports P, P+1 and P+2, each with
+its state in memory only. Prints their URLs and example set and get commands,
+then runs until SIGINT or SIGTERM (exit status 0).
+
+Options:
+  --base-port P   port of acceptor 0; 0 gives each acceptor a free port
+                  (default ${DEFAULT_BASE_PORT})
+  --host H        interface to listen on (default 127.0.0.1)
+  -h, --help      show this help`;
+
+const OUTPUT_HELP = `Output: the chosen value, as one line on stdout:
+  an int64 (Vi64)         its decimal digits
+  a string (Data)         the string as it is
+  other Data (written by other clients): compact JSON, in which integers of
+                          any size are exact decimals, binary (bytes) is a
+                          base64 string, and NaN/Infinity/-Infinity are strings`;
+
+const PROPOSER_OPTIONS = `  --ver N            the version of KEY, a non-negative int64 (required)
+  --acceptors URLS   the acceptors, comma-separated ws://HOST:PORT/paxos URLs
+                     (required); a value is chosen by a majority of them
+  --timeout MS       how long to wait for each reply, in ms (default 1000)
+  --deadline MS      give up when no value is chosen within MS ms (default 10000)
+  --proposer-id N    this proposer's id, a positive int64; concurrent proposers
+                     need different ids (default: a random 48-bit number)
+  -h, --help         show this help`;
+
+const SET_HELP = `Usage:
+  ${RUN} set KEY VALUE --ver N --acceptors URL,URL,... [options]
+
+Proposes VALUE for version N of KEY: this process runs Paxos against the
+acceptors and prints the value chosen for KEY@N. Each version is chosen once:
+when another value was chosen before, set prints that value, not VALUE.
+
+VALUE goes on the wire as an int64 (Vi64) when it is a canonical decimal
+integer (digits with an optional "-", no leading zeros, not -0) within
+-9223372036854775808..9223372036854775807, and as a string (Data) otherwise.
+Put "--" before a VALUE that begins with "--", after all the options.
+
+Options:
+${PROPOSER_OPTIONS}
+
+${OUTPUT_HELP}`;
+
+const GET_HELP = `Usage:
+  ${RUN} get KEY --ver N --acceptors URL,URL,... [options]
+
+Reads version N of KEY: this process runs Paxos against the acceptors without
+a value of its own and prints the value chosen for KEY@N, or nil when no value
+was voted for. A value voted for but not yet chosen is completed first, so what
+get prints is chosen and stays chosen.
+
+Options:
+${PROPOSER_OPTIONS}
+
+${OUTPUT_HELP}
+  no value                nil`;
+
+const HELP: Readonly<Record<string, string>> = {
+  acceptor: ACCEPTOR_HELP,
+  cluster: CLUSTER_HELP,
+  set: SET_HELP,
+  get: GET_HELP,
+};
+
+// ---------------------------------------------------------------------------
+// Commands.
+
+async function runAcceptor(args: readonly string[], io: CliIo): Promise<number> {
+  const p = parseArgs(args, { id: "string", host: "string", port: "string", memory: "boolean" });
+  if (p.positionals.length > 0) {
+    throw new UsageError(`unexpected argument ${quote(p.positionals[0]!)}`);
+  }
+  const id = required(
+    intOpt(p, "id", 0n, BigInt(Number.MAX_SAFE_INTEGER), "a non-negative integer"),
+    "id",
+  );
+  const hostname = hostOpt(p);
+  let port = intOpt(p, "port", 0n, 65535n, "a port number in 0..65535");
+  if (port === undefined) {
+    port = BigInt(DEFAULT_BASE_PORT) + id;
+    if (port > 65535n) {
+      throw new UsageError(
+        `the default port ${DEFAULT_BASE_PORT}+${id} is over 65535: give --port`,
+      );
+    }
+  }
+  if (!p.opts.has("memory")) {
+    io.err(
+      `paxoskv: warning: durable storage is not implemented yet: acceptor ${id} keeps its ` +
+        `state in memory and loses it when it stops (--memory silences this warning)`,
+    );
+  }
+  const stop = io.waitForStop();
+  const acceptor = new PaxosAcceptor(new MemoryStore(), `acceptor ${id}`);
+  let server;
+  try {
+    server = await serveAcceptor(acceptor, {
+      hostname,
+      port: Number(port),
+      onError: (m) => io.err(`paxoskv: acceptor ${id}: ${m}`),
+    });
+  } catch (e) {
+    io.err(`paxoskv: acceptor ${id} cannot listen on ${hostname}:${port}: ${messageOf(e)}`);
+    return EXIT_FAILURE;
+  }
+  io.out(server.url);
+  await stop;
+  await server.close();
+  await acceptor.store.close();
+  return 0;
+}
+
+async function runCluster(args: readonly string[], io: CliIo): Promise<number> {
+  const p = parseArgs(args, { "base-port": "string", host: "string" });
+  if (p.positionals.length > 0) {
+    throw new UsageError(`unexpected argument ${quote(p.positionals[0]!)}`);
+  }
+  const basePort = intOpt(p, "base-port", 0n, 65533n, "a port number in 0..65533") ??
+    BigInt(DEFAULT_BASE_PORT);
+  const hostname = hostOpt(p);
+  const stop = io.waitForStop();
+  let cluster;
+  try {
+    cluster = await startCluster({
+      hostname,
+      basePort: Number(basePort),
+      onError: (i, m) => io.err(`paxoskv: acceptor ${i}: ${m}`),
+    });
+  } catch (e) {
+    io.err(`paxoskv: ${messageOf(e)}`);
+    return EXIT_FAILURE;
+  }
+  const urls = cluster.urls;
+  const run = `deno run --allow-net=${new URL(urls[0]!).hostname} cli.ts`;
+  const list = urls.join(",");
+  io.out(`paxoskv: ${urls.length} acceptors in this process (state in memory only):`);
+  urls.forEach((u, i) => io.out(`  acceptor ${i}: ${u}`));
+  io.out(`Try, from another terminal:`);
+  io.out(`  ${run} set foo 5 --ver 0 --acceptors ${list}`);
+  io.out(`  ${run} get foo --ver 0 --acceptors ${list}`);
+  io.out(`Press Ctrl-C to stop.`);
+  await stop;
+  await cluster.close();
+  return 0;
+}
+
+async function runProposer(
+  cmd: "set" | "get",
+  args: readonly string[],
+  io: CliIo,
+): Promise<number> {
+  const p = parseArgs(args, {
+    ver: "string",
+    acceptors: "string",
+    timeout: "string",
+    deadline: "string",
+    "proposer-id": "string",
+  });
+  const names = cmd === "set" ? ["KEY", "VALUE"] : ["KEY"];
+  if (p.positionals.length < names.length) {
+    throw new UsageError(`missing ${names.slice(p.positionals.length).join(" and ")}`);
+  }
+  if (p.positionals.length > names.length) {
+    throw new UsageError(`unexpected argument ${quote(p.positionals[names.length]!)}`);
+  }
+  const key = p.positionals[0]!;
+  const keyBytes = encoder.encode(key).length;
+  if (keyBytes > MAX_KEY_BYTES) {
+    throw new UsageError(`KEY is ${keyBytes} bytes, over the ${MAX_KEY_BYTES} byte limit`);
+  }
+  let value: Value | null = null;
+  if (cmd === "set") {
+    try {
+      value = parseValueArg(p.positionals[1]!);
+    } catch (e) {
+      throw new UsageError(messageOf(e));
+    }
+  }
+  const ver = required(intOpt(p, "ver", 0n, INT64_MAX, "a non-negative int64"), "ver");
+  const urls = parseAcceptorUrls(required(stringOpt(p, "acceptors"), "acceptors"));
+  const ms = `a number of milliseconds in 1..${MAX_TIMER_MS}`;
+  const timeoutMs = Number(intOpt(p, "timeout", 1n, BigInt(MAX_TIMER_MS), ms) ?? 1000n);
+  const deadlineMs = Number(intOpt(p, "deadline", 1n, BigInt(MAX_TIMER_MS), ms) ?? 10_000n);
+  const proposerId = intOpt(p, "proposer-id", 1n, INT64_MAX, "a positive int64") ??
+    randomProposerId();
+
+  const clients = urls.map((u) => new WebSocketAcceptorClient(u, { timeoutMs }));
+  try {
+    const proposer = new PaxosProposer({
+      Id: { Key: key, Ver: ver },
+      Bal: { N: 1n, ProposerId: proposerId },
+    });
+    const chosen = await proposer.runPaxos(clients, value, { deadlineMs });
+    io.out(chosen === null ? "nil" : formatValue(chosen));
+    return 0;
+  } catch (e) {
+    if (!(e instanceof NotEnoughQuorumError)) throw e;
+    io.err(`paxoskv: ${e.message}`);
+    return EXIT_FAILURE;
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+  }
+}
+
+function randomProposerId(): bigint {
+  for (;;) {
+    const b = crypto.getRandomValues(new Uint8Array(6));
+    const id = b.reduce((acc, x) => (acc << 8n) | BigInt(x), 0n);
+    if (id > 0n) return id;
+  }
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s*[\r\n]+\s*/g, " ");
+}
+
+/**
+ * Runs the command line `args` (without the program name) and resolves with
+ * the exit status: 0 on success, {@link EXIT_FAILURE} when the command could
+ * not do its work, {@link EXIT_USAGE} for a wrong command line. It never
+ * throws: every failure is reported as one line on `io.err`.
+ *
+ * @example
+ * ```ts
+ * import { main } from "./cli.ts";
+ * const lines: string[] = [];
+ * const io = { out: (l: string) => lines.push(l), err: () => {}, waitForStop: () => new Promise<string>(() => {}) };
+ * await main(["--help"], io); // 0
+ * ```
+ */
+export async function main(args: readonly string[], io: CliIo = processIo): Promise<number> {
+  const out = io.out.bind(io);
+  const err = (line: string) => io.err(oneLine(line));
+  const safeIo: CliIo = { out, err, waitForStop: () => io.waitForStop() };
+  const [cmd, ...rest] = args;
+  const commands = "acceptor, cluster, set or get";
+  try {
+    if (cmd === undefined) {
+      throw new UsageError(`missing command: ${commands} (see cli.ts --help)`);
+    }
+    if (cmd === "-h" || cmd === "--help") {
+      out(TOP_HELP);
+      return 0;
+    }
+    if (cmd === "help") {
+      const topic = rest[0];
+      if (topic === undefined) out(TOP_HELP);
+      else if (Object.hasOwn(HELP, topic) && rest.length === 1) out(HELP[topic]!);
+      else throw new UsageError(`help: unknown command ${quote(rest.join(" "))}: ${commands}`);
+      return 0;
+    }
+    if (!Object.hasOwn(HELP, cmd)) {
+      const what = cmd.startsWith("-") ? "option" : "command";
+      throw new UsageError(
+        `unknown ${what} ${quote(cmd)}: expected ${commands} (see cli.ts --help)`,
+      );
+    }
+    if (wantsHelp(rest)) {
+      out(HELP[cmd]!);
+      return 0;
+    }
+    try {
+      switch (cmd) {
+        case "acceptor":
+          return await runAcceptor(rest, safeIo);
+        case "cluster":
+          return await runCluster(rest, safeIo);
+        default:
+          return await runProposer(cmd as "set" | "get", rest, safeIo);
+      }
+    } catch (e) {
+      if (e instanceof UsageError) {
+        throw new UsageError(`${cmd}: ${e.message} (see cli.ts ${cmd} --help)`);
+      }
+      throw e;
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err(`paxoskv: ${e.message}`);
+      return EXIT_USAGE;
+    }
+    err(`paxoskv: internal error: ${messageOf(e)}`);
+    return EXIT_FAILURE;
+  }
+}
+
+if (import.meta.main) {
+  // Whatever slips through is still reported as one line, never a stack trace.
+  const fatal = (what: unknown) => {
+    const e = what instanceof Error ? what : new Error(String(what));
+    processIo.err(oneLine(`paxoskv: internal error: ${e.message}`));
+    Deno.exit(EXIT_FAILURE);
+  };
+  globalThis.addEventListener("unhandledrejection", (ev) => {
+    ev.preventDefault();
+    fatal(ev.reason);
+  });
+  globalThis.addEventListener("error", (ev) => {
+    ev.preventDefault();
+    fatal(ev.error);
+  });
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,98 @@
+/**
+ * A local cluster: several acceptors served from one process, each on its
+ * own port, each with its own in-memory store. For trying paxoskv out
+ * (`deno task start`) and for tests; a real deployment runs one acceptor per
+ * machine.
+ *
+ * @module
+ */
+import { PaxosAcceptor } from "./acceptor.ts";
+import { type AcceptorServer, serveAcceptor } from "./server.ts";
+import { MemoryStore } from "./store.ts";
+
+/** The first port of a local cluster by default, as the seed's `AcceptorBasePort`. */
+export const DEFAULT_BASE_PORT = 3333;
+
+/** Options of {@link startCluster}. */
+export interface ClusterOptions {
+  /** Interface to listen on (default "127.0.0.1"). */
+  readonly hostname?: string;
+  /**
+   * Port of acceptor 0; acceptor `i` listens on `basePort + i`. With 0,
+   * every acceptor gets a free port of its own (default
+   * {@link DEFAULT_BASE_PORT}).
+   */
+  readonly basePort?: number;
+  /** How many acceptors (default 3). */
+  readonly size?: number;
+  /** Called for each connection error worth logging, with the acceptor's index. */
+  readonly onError?: (index: number, message: string) => void;
+}
+
+/** A running local cluster. */
+export interface LocalCluster {
+  /** The acceptors' URLs, `ws://HOST:PORT/paxos`, in index order. */
+  readonly urls: readonly string[];
+  /** The acceptors, in index order. */
+  readonly acceptors: readonly PaxosAcceptor[];
+  /** Their servers, in index order. */
+  readonly servers: readonly AcceptorServer[];
+  /** Stops every server and releases the stores. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts `size` acceptors in this process, each on its own port with a fresh
+ * {@link MemoryStore}. When one of them cannot listen, the ones already
+ * started are stopped and the error (naming the address) is thrown.
+ *
+ * @example
+ * ```ts
+ * import { startCluster } from "./cluster.ts";
+ * const cluster = await startCluster({ basePort: 0 });
+ * cluster.urls.length; // 3
+ * await cluster.close();
+ * ```
+ */
+export async function startCluster(opts: ClusterOptions = {}): Promise<LocalCluster> {
+  const hostname = opts.hostname ?? "127.0.0.1";
+  const basePort = opts.basePort ?? DEFAULT_BASE_PORT;
+  const size = opts.size ?? 3;
+  if (!Number.isSafeInteger(size) || size < 1) {
+    throw new RangeError(`cluster size must be a positive integer, got ${size}`);
+  }
+  if (!Number.isSafeInteger(basePort) || basePort < 0 || basePort + size - 1 > 65535) {
+    throw new RangeError(
+      `base port must leave room for ${size} ports in 0..65535, got ${basePort}`,
+    );
+  }
+  const onError = opts.onError ?? (() => {});
+  const acceptors: PaxosAcceptor[] = [];
+  const servers: AcceptorServer[] = [];
+  const closeAll = async () => {
+    await Promise.all(servers.map((s) => s.close()));
+    await Promise.all(acceptors.map((a) => a.store.close()));
+  };
+  for (let i = 0; i < size; i++) {
+    const port = basePort === 0 ? 0 : basePort + i;
+    const acceptor = new PaxosAcceptor(new MemoryStore(), `acceptor ${i}`);
+    acceptors.push(acceptor);
+    try {
+      servers.push(
+        await serveAcceptor(acceptor, { hostname, port, onError: (m) => onError(i, m) }),
+      );
+    } catch (e) {
+      await closeAll();
+      const what = e instanceof Error ? e.message : String(e);
+      throw new Error(`acceptor ${i} cannot listen on ${hostname}:${port}: ${what}`, {
+        cause: e,
+      });
+    }
+  }
+  return {
+    urls: servers.map((s) => s.url),
+    acceptors,
+    servers,
+    close: closeAll,
+  };
+}
