@@ -1,8 +1,9 @@
 /**
  * The paxoskv command line.
  *
- * - `cli.ts acceptor --id N [--host H] [--port P] [--memory]` runs one
- *   acceptor and prints its URL, `ws://HOST:PORT/paxos`, once it listens.
+ * - `cli.ts acceptor --id N [--host H] [--port P] [--data DIR | --memory]`
+ *   runs one acceptor on a durable store in DIR (default `data/acceptor-N`)
+ *   and prints its URL, `ws://HOST:PORT/paxos`, once it listens.
  * - `cli.ts cluster [--base-port P] [--host H]` runs three acceptors in one
  *   process and prints their URLs and example commands (`deno task start`).
  * - `cli.ts set KEY VALUE --ver N --acceptors URL,...` and
@@ -26,7 +27,9 @@ import { DEFAULT_BASE_PORT, startCluster } from "./cluster.ts";
 import { encodeFrame, MAX_KEY_BYTES, MAX_VALUE_BYTES } from "./codec.ts";
 import { NotEnoughQuorumError, PaxosProposer } from "./proposer.ts";
 import { serveAcceptor } from "./server.ts";
-import { MemoryStore } from "./store.ts";
+import { MemoryStore, type Store } from "./store.ts";
+import { LogStore } from "./log_store.ts";
+import { join } from "node:path";
 import { WebSocketAcceptorClient } from "./transport.ts";
 import type { DataValue, Value } from "./types.ts";
 import { parseWsUrl } from "./ws_client.ts";
@@ -335,18 +338,24 @@ chosen before the deadline, cannot listen); 2 on bad usage. Errors are one
 line on stderr.`;
 
 const ACCEPTOR_HELP = `Usage:
-  ${RUN} acceptor --id N [--host H] [--port P] [--memory]
+  ${RUN} acceptor --id N [--host H] [--port P] [--data DIR | --memory]
 
-Runs one acceptor, serving ws://HOST:PORT/paxos. Once it listens, it prints
-that URL as one line on stdout. SIGINT or SIGTERM stops it (exit status 0).
+Runs one acceptor, serving ws://HOST:PORT/paxos. It first recovers its state
+from DIR; once it listens, it prints that URL as one line on stdout. SIGINT or
+SIGTERM stops it (exit status 0).
+
+Every promise and vote is written to DIR and synced to disk before the reply
+that acknowledges it is sent. A second acceptor on the same DIR refuses to
+start. A damaged log (other than a torn last write, which is dropped) makes
+the acceptor refuse to start, naming the file and offset.
 
 Options:
   --id N        this acceptor's id, a non-negative integer (required)
   --host H      interface to listen on (default 127.0.0.1)
   --port P      port to listen on, 0 for a free one (default ${DEFAULT_BASE_PORT}+N)
-  --memory      keep the state in memory only. Durable storage is not
-                implemented yet, so this is the only store for now; without
-                --memory a warning says so on stderr.
+  --data DIR    where the state lives (default ./data/acceptor-N)
+  --memory      keep the state in memory only, for tests and demos: it is lost
+                when the process stops
   -h, --help    show this help`;
 
 const CLUSTER_HELP = `Usage:
@@ -420,7 +429,13 @@ const HELP: Readonly<Record<string, string>> = {
 // Commands.
 
 async function runAcceptor(args: readonly string[], io: CliIo): Promise<number> {
-  const p = parseArgs(args, { id: "string", host: "string", port: "string", memory: "boolean" });
+  const p = parseArgs(args, {
+    id: "string",
+    host: "string",
+    port: "string",
+    data: "string",
+    memory: "boolean",
+  });
   if (p.positionals.length > 0) {
     throw new UsageError(`unexpected argument ${quote(p.positionals[0]!)}`);
   }
@@ -438,14 +453,22 @@ async function runAcceptor(args: readonly string[], io: CliIo): Promise<number> 
       );
     }
   }
-  if (!p.opts.has("memory")) {
-    io.err(
-      `paxoskv: warning: durable storage is not implemented yet: acceptor ${id} keeps its ` +
-        `state in memory and loses it when it stops (--memory silences this warning)`,
-    );
-  }
+  const memory = p.opts.has("memory");
+  const dataOpt = stringOpt(p, "data");
+  if (memory && dataOpt !== undefined) throw new UsageError("give --data or --memory, not both");
+  if (dataOpt === "") throw new UsageError("--data needs a directory");
+  const dir = dataOpt ?? join("data", `acceptor-${id}`);
   const stop = io.waitForStop();
-  const acceptor = new PaxosAcceptor(new MemoryStore(), `acceptor ${id}`);
+  let store: Store;
+  try {
+    store = memory ? new MemoryStore() : await LogStore.open(dir, {
+      onEvent: (m) => io.err(`paxoskv: acceptor ${id}: ${m}`),
+    });
+  } catch (e) {
+    io.err(`paxoskv: acceptor ${id} cannot open its data: ${messageOf(e)}`);
+    return EXIT_FAILURE;
+  }
+  const acceptor = new PaxosAcceptor(store, `acceptor ${id}`);
   let server;
   try {
     server = await serveAcceptor(acceptor, {
@@ -455,6 +478,7 @@ async function runAcceptor(args: readonly string[], io: CliIo): Promise<number> 
     });
   } catch (e) {
     io.err(`paxoskv: acceptor ${id} cannot listen on ${hostname}:${port}: ${messageOf(e)}`);
+    await store.close();
     return EXIT_FAILURE;
   }
   io.out(server.url);

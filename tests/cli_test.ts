@@ -7,156 +7,17 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { formatValue, parseValueArg } from "../cli.ts";
+import {
+  cli,
+  cliOut,
+  type RunResult,
+  Server,
+  startAcceptors,
+  stopAll,
+  URL_LINE,
+} from "./cli_process.ts";
 import { PaxosProposer } from "../proposer.ts";
 import { WebSocketAcceptorClient } from "../transport.ts";
-
-const cliPath = join(import.meta.dirname!, "..", "cli.ts");
-const RUN = ["run", "--allow-net=127.0.0.1", cliPath];
-const URL_LINE = /^ws:\/\/127\.0\.0\.1:[0-9]+\/paxos$/;
-// A process that takes longer than this is stuck: it is killed and the test fails.
-const RUN_LIMIT_MS = 20_000;
-
-const decoder = new TextDecoder();
-
-interface RunResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-  readonly ms: number;
-}
-
-/** Runs cli.ts with `args` to its end and collects what it printed. */
-async function cli(...args: string[]): Promise<RunResult> {
-  const t0 = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [...RUN, ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const killer = setTimeout(() => child.kill("SIGKILL"), RUN_LIMIT_MS);
-  try {
-    const o = await child.output();
-    return {
-      code: o.code,
-      stdout: decoder.decode(o.stdout),
-      stderr: decoder.decode(o.stderr),
-      ms: performance.now() - t0,
-    };
-  } finally {
-    clearTimeout(killer);
-  }
-}
-
-/** Runs cli.ts and returns its one line of output, failing when it did not succeed. */
-async function cliOut(...args: string[]): Promise<string> {
-  const r = await cli(...args);
-  assert.equal(r.code, 0, `cli.ts ${args.join(" ")} failed (${r.code}): ${r.stderr}`);
-  assert.equal(r.stderr, "");
-  assert.match(r.stdout, /^[^\n]*\n$/, `expected one line, got ${JSON.stringify(r.stdout)}`);
-  return r.stdout.slice(0, -1);
-}
-
-/**
- * A long-running cli.ts process (acceptor, cluster) whose stdout is read
- * line by line as it comes and whose stderr is collected.
- */
-class Server {
-  readonly #proc: Deno.ChildProcess;
-  readonly #lines: string[] = [];
-  #ended = false;
-  #wake: (() => void) | null = null;
-  readonly #stdoutDone: Promise<void>;
-  readonly #stderr: Promise<string>;
-
-  constructor(args: string[]) {
-    this.#proc = new Deno.Command(Deno.execPath(), {
-      args: [...RUN, ...args],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#stdoutDone = this.#pump();
-    this.#stderr = new Response(this.#proc.stderr).text();
-  }
-
-  async #pump(): Promise<void> {
-    let buf = "";
-    for await (const chunk of this.#proc.stdout.pipeThrough(new TextDecoderStream())) {
-      buf += chunk;
-      for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
-        this.#lines.push(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-      this.#wake?.();
-    }
-    if (buf !== "") this.#lines.push(buf);
-    this.#ended = true;
-    this.#wake?.();
-  }
-
-  /** Waits until `done(lines)` holds for the stdout lines so far; fails after `timeoutMs`. */
-  async waitFor(done: (lines: readonly string[]) => boolean, timeoutMs = 5000): Promise<string[]> {
-    const deadline = performance.now() + timeoutMs;
-    while (!done(this.#lines)) {
-      const left = deadline - performance.now();
-      if (this.#ended || left <= 0) {
-        const why = this.#ended ? "the process ended" : `nothing more within ${timeoutMs} ms`;
-        throw new Error(`${why}; stdout so far: ${JSON.stringify(this.#lines)}`);
-      }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#wake = null;
-    }
-    return [...this.#lines];
-  }
-
-  /** Sends `signal` and waits for the process to end; all its output is consumed. */
-  async stop(signal: Deno.Signal): Promise<{ status: Deno.CommandStatus; stderr: string }> {
-    try {
-      this.#proc.kill(signal);
-    } catch {
-      // It has ended already: its status says how.
-    }
-    const status = await this.#proc.status;
-    await this.#stdoutDone;
-    return { status, stderr: await this.#stderr };
-  }
-}
-
-/** Starts acceptor processes on free ports and waits for each one's URL line. */
-async function startAcceptors(
-  flags: string[][],
-): Promise<{ servers: Server[]; urls: string[] }> {
-  const servers = flags.map((f, i) =>
-    new Server(["acceptor", "--id", `${i}`, "--port", "0", ...f])
-  );
-  try {
-    const urls = await Promise.all(
-      servers.map(async (s) => (await s.waitFor((lines) => lines.length >= 1))[0]!),
-    );
-    for (const u of urls) assert.match(u, URL_LINE);
-    return { servers, urls };
-  } catch (e) {
-    await Promise.all(servers.map((s) => s.stop("SIGKILL")));
-    throw e;
-  }
-}
-
-/** Stops servers with SIGTERM and checks that each one exited with status 0. */
-async function stopAll(servers: Server[]): Promise<string[]> {
-  const results = await Promise.all(servers.map((s) => s.stop("SIGTERM")));
-  for (const { status, stderr } of results) {
-    assert.equal(status.signal, null, `killed by ${status.signal}; stderr: ${stderr}`);
-    assert.equal(status.code, 0, `exit status ${status.code}; stderr: ${stderr}`);
-  }
-  return results.map((r) => r.stderr);
-}
 
 function assertOneLineError(r: RunResult, what: string): void {
   assert.notEqual(r.code, 0, `${what}: exit status 0; stdout: ${r.stdout}`);
@@ -215,8 +76,9 @@ Deno.test("cli: set and get through three acceptor processes", async () => {
 });
 
 Deno.test("cli: set fails with one line within its deadline when two of three acceptors are down", async () => {
-  // Acceptor 2 runs without --memory: it warns that it keeps its state in memory.
-  const { servers, urls } = await startAcceptors([["--memory"], ["--memory"], []]);
+  // Acceptor 2 runs on a durable store.
+  const data = await Deno.makeTempDir({ prefix: "paxoskv-cli-" });
+  const { servers, urls } = await startAcceptors([["--memory"], ["--memory"], ["--data", data]]);
   try {
     await stopAll(servers.slice(0, 2));
     const r = await cli(
@@ -238,8 +100,8 @@ Deno.test("cli: set fails with one line within its deadline when two of three ac
     // A generous bound: the deadline is 1 s, process start and exit included.
     assert.ok(r.ms < 10_000, `set took ${r.ms} ms with a 1000 ms deadline`);
   } finally {
-    const [stderr] = await stopAll(servers.slice(2));
-    assert.match(stderr!, /^paxoskv: warning: durable storage is not implemented yet[^\n]*\n$/);
+    assert.deepEqual(await stopAll(servers.slice(2)), [""]);
+    await Deno.remove(data, { recursive: true });
   }
 });
 
@@ -364,4 +226,64 @@ Deno.test("cli: formatValue prints Vi64 in decimal, strings as-is, other Data as
   );
   const json = formatValue({ Data: { a: { b: [1, "2", { c: 3n }] } } });
   assert.deepEqual(JSON.parse(json), { a: { b: [1, "2", { c: 3 }] } });
+});
+
+Deno.test("cli: an acceptor keeps its state across restarts, in data/acceptor-N by default", async () => {
+  const cwd = await Deno.makeTempDir({ prefix: "paxoskv-cli-data-" });
+  try {
+    const first = new Server(["acceptor", "--id", "4", "--port", "0"], cwd);
+    const [url1] = await first.waitFor((l) => l.length >= 1);
+    assert.equal(await cliOut("set", "foo", "5", "--ver", "0", "--acceptors", url1!), "5");
+    assert.deepEqual(await stopAll([first]), [""]);
+    assert.ok((await Deno.stat(join(cwd, "data", "acceptor-4", "acceptor.log"))).size > 8);
+
+    // Restarted on the same data: foo₀ is still chosen, another value cannot be.
+    const second = new Server(["acceptor", "--id", "4", "--port", "0"], cwd);
+    const [url2] = await second.waitFor((l) => l.length >= 1);
+    try {
+      assert.equal(await cliOut("get", "foo", "--ver", "0", "--acceptors", url2!), "5");
+      assert.equal(await cliOut("set", "foo", "6", "--ver", "0", "--acceptors", url2!), "5");
+
+      // A second acceptor on the same directory refuses to start.
+      const r = await cli(
+        "acceptor",
+        "--id",
+        "4",
+        "--port",
+        "0",
+        "--data",
+        join(cwd, "data", "acceptor-4"),
+      );
+      assertOneLineError(r, "second acceptor on one data dir");
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /in use by another acceptor/);
+    } finally {
+      assert.deepEqual(await stopAll([second]), [""]);
+    }
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
+
+Deno.test("cli: an acceptor refuses to start on a damaged log, naming the file and offset", async () => {
+  const data = await Deno.makeTempDir({ prefix: "paxoskv-cli-damaged-" });
+  try {
+    const a = new Server(["acceptor", "--id", "0", "--port", "0", "--data", data]);
+    const [url] = await a.waitFor((l) => l.length >= 1);
+    for (const ver of ["0", "1"]) {
+      assert.equal(await cliOut("set", "k", ver, "--ver", ver, "--acceptors", url!), ver);
+    }
+    await stopAll([a]);
+    const log = join(data, "acceptor.log");
+    const bytes = await Deno.readFile(log);
+    bytes[8 + 12 + 3] = bytes[8 + 12 + 3]! ^ 0xff; // inside the first record's payload
+    await Deno.writeFile(log, bytes);
+    const r = await cli("acceptor", "--id", "0", "--port", "0", "--data", data);
+    assertOneLineError(r, "damaged log");
+    assert.equal(r.code, 1);
+    assert.ok(r.stderr.includes(`${log}: checksum mismatch`), r.stderr);
+    assert.match(r.stderr, /at offset 8; refusing to start/);
+  } finally {
+    await Deno.remove(data, { recursive: true });
+  }
 });

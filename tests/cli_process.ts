@@ -1,0 +1,158 @@
+/**
+ * Test helpers for cli.ts processes: run a command to its end, or keep a
+ * long-running one (acceptor, cluster) and read its stdout line by line.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+
+/** The path of cli.ts. */
+export const cliPath = join(import.meta.dirname!, "..", "cli.ts");
+/** `deno` arguments that run cli.ts with the permissions its commands need. */
+export const RUN = ["run", "--allow-net=127.0.0.1", "--allow-read", "--allow-write", cliPath];
+/** The URL line an acceptor prints once it listens. */
+export const URL_LINE = /^ws:\/\/127\.0\.0\.1:[0-9]+\/paxos$/;
+// A process that takes longer than this is stuck: it is killed and the test fails.
+const RUN_LIMIT_MS = 20_000;
+
+const decoder = new TextDecoder();
+
+export interface RunResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly ms: number;
+}
+
+/** Runs cli.ts with `args` to its end and collects what it printed. */
+export async function cli(...args: string[]): Promise<RunResult> {
+  const t0 = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...RUN, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const killer = setTimeout(() => child.kill("SIGKILL"), RUN_LIMIT_MS);
+  try {
+    const o = await child.output();
+    return {
+      code: o.code,
+      stdout: decoder.decode(o.stdout),
+      stderr: decoder.decode(o.stderr),
+      ms: performance.now() - t0,
+    };
+  } finally {
+    clearTimeout(killer);
+  }
+}
+
+/** Runs cli.ts and returns its one line of output, failing when it did not succeed. */
+export async function cliOut(...args: string[]): Promise<string> {
+  const r = await cli(...args);
+  assert.equal(r.code, 0, `cli.ts ${args.join(" ")} failed (${r.code}): ${r.stderr}`);
+  assert.equal(r.stderr, "");
+  assert.match(r.stdout, /^[^\n]*\n$/, `expected one line, got ${JSON.stringify(r.stdout)}`);
+  return r.stdout.slice(0, -1);
+}
+
+/**
+ * A long-running cli.ts process (acceptor, cluster) whose stdout is read
+ * line by line as it comes and whose stderr is collected.
+ */
+export class Server {
+  readonly #proc: Deno.ChildProcess;
+  readonly #lines: string[] = [];
+  #ended = false;
+  #wake: (() => void) | null = null;
+  readonly #stdoutDone: Promise<void>;
+  readonly #stderr: Promise<string>;
+
+  constructor(args: string[], cwd?: string) {
+    this.#proc = new Deno.Command(Deno.execPath(), {
+      args: [...RUN, ...args],
+      ...(cwd === undefined ? {} : { cwd }),
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#stdoutDone = this.#pump();
+    this.#stderr = new Response(this.#proc.stderr).text();
+  }
+
+  async #pump(): Promise<void> {
+    let buf = "";
+    for await (const chunk of this.#proc.stdout.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+        this.#lines.push(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+      this.#wake?.();
+    }
+    if (buf !== "") this.#lines.push(buf);
+    this.#ended = true;
+    this.#wake?.();
+  }
+
+  /** Waits until `done(lines)` holds for the stdout lines so far; fails after `timeoutMs`. */
+  async waitFor(done: (lines: readonly string[]) => boolean, timeoutMs = 5000): Promise<string[]> {
+    const deadline = performance.now() + timeoutMs;
+    while (!done(this.#lines)) {
+      const left = deadline - performance.now();
+      if (this.#ended || left <= 0) {
+        const why = this.#ended ? "the process ended" : `nothing more within ${timeoutMs} ms`;
+        throw new Error(`${why}; stdout so far: ${JSON.stringify(this.#lines)}`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#wake = null;
+    }
+    return [...this.#lines];
+  }
+
+  /** Sends `signal` and waits for the process to end; all its output is consumed. */
+  async stop(signal: Deno.Signal): Promise<{ status: Deno.CommandStatus; stderr: string }> {
+    try {
+      this.#proc.kill(signal);
+    } catch {
+      // It has ended already: its status says how.
+    }
+    const status = await this.#proc.status;
+    await this.#stdoutDone;
+    return { status, stderr: await this.#stderr };
+  }
+}
+
+/** Starts acceptor processes on free ports and waits for each one's URL line. */
+export async function startAcceptors(
+  flags: string[][],
+): Promise<{ servers: Server[]; urls: string[] }> {
+  const servers = flags.map((f, i) =>
+    new Server(["acceptor", "--id", `${i}`, "--port", "0", ...f])
+  );
+  try {
+    const urls = await Promise.all(
+      servers.map(async (s) => (await s.waitFor((lines) => lines.length >= 1))[0]!),
+    );
+    for (const u of urls) assert.match(u, URL_LINE);
+    return { servers, urls };
+  } catch (e) {
+    await Promise.all(servers.map((s) => s.stop("SIGKILL")));
+    throw e;
+  }
+}
+
+/** Stops servers with SIGTERM and checks that each one exited with status 0. */
+export async function stopAll(servers: Server[]): Promise<string[]> {
+  const results = await Promise.all(servers.map((s) => s.stop("SIGTERM")));
+  for (const { status, stderr } of results) {
+    assert.equal(status.signal, null, `killed by ${status.signal}; stderr: ${stderr}`);
+    assert.equal(status.code, 0, `exit status ${status.code}; stderr: ${stderr}`);
+  }
+  return results.map((r) => r.stderr);
+}
