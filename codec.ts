@@ -101,9 +101,19 @@ export class WireError extends Error {
 }
 
 // One encoder and one decoder for the process: plain maps, never msgpackr's
-// record extension; bigints come back as bigint.
+// record extension; bigints come back as bigint. The decoder refuses
+// msgpackr's structured-clone references (ext 0x69/0x70): they would let a
+// few hundred bytes decode into a graph of shared nodes that every later walk
+// (validation, re-encoding) visits exponentially often.
 const packr = new Packr({ useRecords: false, variableMapSize: true, encodeUndefinedAsNil: true });
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: "bigint" });
+const unpackr = new Unpackr({
+  useRecords: false,
+  mapsAsObjects: true,
+  int64AsType: "bigint",
+  structuredClone: false,
+  // Binary values get their own memory instead of pinning the whole frame.
+  copyBuffers: true,
+});
 
 /**
  * Encodes one value as a MessagePack frame.
@@ -194,11 +204,12 @@ export function encodeReplies(reps: readonly ReplyEnvelope[]): Uint8Array {
 // From decoded wire maps to typed values, checking everything.
 
 function describe(x: unknown): string {
+  if (x === undefined) return "nothing";
   if (x === null) return "nil";
   if (x instanceof Uint8Array) return `binary(${x.length})`;
   if (Array.isArray(x)) return `array(${x.length})`;
   if (typeof x === "string") return JSON.stringify(x.length > 40 ? x.slice(0, 40) + "..." : x);
-  if (typeof x === "object") return "map";
+  if (typeof x === "object") return isMap(x) ? "map" : `${x.constructor?.name ?? "object"} object`;
   return `${typeof x} ${String(x)}`;
 }
 
@@ -244,28 +255,87 @@ export function parseBallot(x: unknown, path: string): BallotNum {
   };
 }
 
-function checkData(x: unknown, path: string, depth: number): void {
-  if (depth > MAX_DATA_DEPTH) {
-    throw new WireError("BadRequest", `${path}: nested deeper than ${MAX_DATA_DEPTH} levels`);
+// The bytes a string takes in MessagePack (UTF-8 and the smallest header),
+// as msgpackr writes it.
+function strBytes(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) {
+      n += 1;
+    } else if (
+      (c & 0xfc00) === 0xd800 && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00
+    ) {
+      n += 2; // a surrogate pair: 4 bytes for 2 code units
+      i++;
+    } else {
+      n += 2;
+    }
   }
-  switch (typeof x) {
-    case "boolean":
-    case "number":
-    case "bigint":
-    case "string":
-      return;
-    case "object":
-      if (x === null || x instanceof Uint8Array) return;
-      if (Array.isArray(x)) {
-        for (let i = 0; i < x.length; i++) checkData(x[i], `${path}[${i}]`, depth + 1);
-        return;
+  return n + (n < 32 ? 1 : n < 256 ? 2 : n < 65536 ? 3 : 5);
+}
+
+// The bytes a number takes in MessagePack, as msgpackr writes it.
+function numberBytes(x: number): number {
+  if (x >>> 0 === x) return x < 128 ? 1 : x < 256 ? 2 : x < 65536 ? 3 : 5;
+  if (x >> 0 === x) return x >= -32 ? 1 : x >= -128 ? 2 : x >= -32768 ? 3 : 5;
+  return 9;
+}
+
+/**
+ * Checks a decoded `Data` value: plain MessagePack types only, at most
+ * {@link MAX_DATA_DEPTH} levels deep, and at most {@link MAX_VALUE_BYTES} once
+ * encoded. The size is counted while walking and the walk stops as soon as it
+ * is over the limit, so its cost is bounded by the limit, whatever the frame:
+ * msgpackr's record extension lets a small frame decode into a far larger
+ * value, which must be refused without ever being encoded.
+ */
+function checkData(data: unknown, path: string): void {
+  let left = MAX_VALUE_BYTES;
+  const spend = (n: number): void => {
+    left -= n;
+    if (left < 0) throw new WireError("TooLarge", `${path}: larger than ${MAX_VALUE_BYTES} bytes`);
+  };
+  const walk = (x: unknown, at: string, depth: number): void => {
+    if (depth > MAX_DATA_DEPTH) {
+      throw new WireError("BadRequest", `${at}: nested deeper than ${MAX_DATA_DEPTH} levels`);
+    }
+    switch (typeof x) {
+      case "boolean":
+        return spend(1);
+      case "number":
+        return spend(numberBytes(x));
+      case "bigint":
+        return spend(9);
+      case "string":
+        return spend(strBytes(x));
+      case "object": {
+        if (x === null) return spend(1);
+        if (x instanceof Uint8Array) {
+          const n = x.length;
+          return spend(n + (n < 256 ? 2 : n < 65536 ? 3 : 5));
+        }
+        const head = (n: number) => n < 16 ? 1 : n < 65536 ? 3 : 5;
+        if (Array.isArray(x)) {
+          spend(head(x.length));
+          for (let i = 0; i < x.length; i++) walk(x[i], `${at}[${i}]`, depth + 1);
+          return;
+        }
+        if (isMap(x)) {
+          const entries = Object.entries(x);
+          spend(head(entries.length));
+          for (const [k, v] of entries) {
+            spend(strBytes(k));
+            walk(v, `${at}.${k}`, depth + 1);
+          }
+          return;
+        }
       }
-      if (isMap(x)) {
-        for (const [k, v] of Object.entries(x)) checkData(v, `${path}.${k}`, depth + 1);
-        return;
-      }
-  }
-  bad(path, "a plain MessagePack value (no extension types)", x);
+    }
+    bad(at, "a plain MessagePack value (no extension types)", x);
+  };
+  walk(data, path, 0);
 }
 
 /** Reads a Value map: exactly one of `Vi64` (int64) and `Data` (any value). */
@@ -277,7 +347,7 @@ export function parseValue(x: unknown, path: string): Value {
     throw new WireError("BadRequest", `${path}: a Value carries exactly one of Vi64 and Data`);
   }
   if (hasI) return { Vi64: parseInt64(m.Vi64, `${path}.Vi64`) };
-  checkData(m.Data, `${path}.Data`, 0);
+  checkData(m.Data, `${path}.Data`);
   return { Data: m.Data as DataValue };
 }
 
@@ -326,25 +396,17 @@ function errBody(e: unknown): WireErrorBody {
   return { Code: "Internal", Msg: e instanceof Error ? e.message : String(e) };
 }
 
-function dataTooLarge(v: Value | null): boolean {
-  return v !== null && "Data" in v && encodeFrame(v.Data).length > MAX_VALUE_BYTES;
-}
-
-function parseRequestEnvelope(x: unknown, frameBytes: number): RequestItem {
+function parseRequestEnvelope(x: unknown): RequestItem {
   if (!isMap(x)) throw new WireError("BadRequest", `envelope: expected a map, got ${describe(x)}`);
   const rid = parseRid(x.Rid);
   try {
     if (x.Op !== "Prepare" && x.Op !== "Accept") {
-      if (x.Op === undefined) bad("Op", '"Prepare" or "Accept"', x.Op);
+      if (x.Op === undefined || x.Op === null) bad("Op", '"Prepare" or "Accept"', x.Op);
       throw new WireError("UnknownOp", `Op: unknown operation ${describe(x.Op)}`);
     }
     if (x.Req === undefined || x.Req === null) bad("Req", "a Proposer", x.Req);
     const req = parseProposer(x.Req, "Req");
     if (x.Op === "Accept" && req.Val === null) bad("Req.Val", "a Value in Accept", req.Val);
-    // Only a frame larger than the limit can hold a value larger than it.
-    if (frameBytes > MAX_VALUE_BYTES && dataTooLarge(req.Val)) {
-      throw new WireError("TooLarge", `Req.Val.Data: larger than ${MAX_VALUE_BYTES} bytes`);
-    }
     return { Rid: rid, Op: x.Op, Req: req };
   } catch (e) {
     return { Rid: rid, Err: errBody(e) };
@@ -372,7 +434,7 @@ function parseRequestEnvelope(x: unknown, frameBytes: number): RequestItem {
 export function decodeRequestFrame(bytes: Uint8Array): RequestItem[] {
   const x = decodeFrame(bytes);
   const envs = Array.isArray(x) ? x : [x];
-  return envs.map((e) => parseRequestEnvelope(e, bytes.length));
+  return envs.map(parseRequestEnvelope);
 }
 
 /** One decoded reply: a Rep or an Err for a request id. */

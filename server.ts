@@ -75,7 +75,14 @@ export async function serveAcceptor(
     if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return new Response("expected a WebSocket upgrade\n", { status: 426 });
     }
-    const { socket, response } = Deno.upgradeWebSocket(req);
+    let upgrade: { socket: WebSocket; response: Response };
+    try {
+      upgrade = Deno.upgradeWebSocket(req);
+    } catch (e) {
+      // A malformed handshake (e.g. no Sec-WebSocket-Key): the peer's fault.
+      return new Response(`bad WebSocket upgrade: ${(e as Error).message}\n`, { status: 400 });
+    }
+    const { socket, response } = upgrade;
     socket.binaryType = "arraybuffer";
     sockets.add(socket);
     const closed = new Promise<void>((resolve) => {

@@ -23,7 +23,10 @@ interface Cluster {
 // ServeAcceptors does on fixed ports.
 async function serveAcceptors(n: number, timeoutMs = 1000): Promise<Cluster> {
   const servers = await Promise.all(
-    Array.from({ length: n }, (_, i) => serveAcceptor(new PaxosAcceptor(undefined, `acceptor-${i}`))),
+    Array.from(
+      { length: n },
+      (_, i) => serveAcceptor(new PaxosAcceptor(undefined, `acceptor-${i}`)),
+    ),
   );
   const acceptors = servers.map((s) => new WebSocketAcceptorClient(s.url, { timeoutMs }));
   return {
@@ -132,7 +135,10 @@ Deno.test("Example_setAndGetByKeyVer: foo0=5, foo1=6", async () => {
 Deno.test("a read of an instance nobody wrote returns nil without phase 2", async () => {
   const c = await serveAcceptors(3);
   try {
-    const p = new PaxosProposer({ Id: { Key: "nothing", Ver: 0n }, Bal: { N: 0n, ProposerId: 1n } });
+    const p = new PaxosProposer({
+      Id: { Key: "nothing", Ver: 0n },
+      Bal: { N: 0n, ProposerId: 1n },
+    });
     assert.equal(await p.runPaxos(c.acceptors, null), null);
     // Prepare raised the promise, but no acceptor voted.
     for (const a of c.acceptors) {
@@ -291,15 +297,27 @@ Deno.test("many instances in flight on one connection per acceptor", async () =>
   try {
     const n = 1000;
     const written = await Promise.all(
-      Array.from({ length: n }, (_, i) =>
-        new PaxosProposer({ Id: { Key: `m${i % 10}`, Ver: BigInt(i) }, Bal: { N: 0n, ProposerId: 1n } })
-          .runPaxos(c.acceptors, { Vi64: BigInt(i) * 3n })),
+      Array.from(
+        { length: n },
+        (_, i) =>
+          new PaxosProposer({
+            Id: { Key: `m${i % 10}`, Ver: BigInt(i) },
+            Bal: { N: 0n, ProposerId: 1n },
+          })
+            .runPaxos(c.acceptors, { Vi64: BigInt(i) * 3n }),
+      ),
     );
     written.forEach((v, i) => assert.deepEqual(v, { Vi64: BigInt(i) * 3n }));
     const read = await Promise.all(
-      Array.from({ length: n }, (_, i) =>
-        new PaxosProposer({ Id: { Key: `m${i % 10}`, Ver: BigInt(i) }, Bal: { N: 0n, ProposerId: 2n } })
-          .runPaxos(c.acceptors, null)),
+      Array.from(
+        { length: n },
+        (_, i) =>
+          new PaxosProposer({
+            Id: { Key: `m${i % 10}`, Ver: BigInt(i) },
+            Bal: { N: 0n, ProposerId: 2n },
+          })
+            .runPaxos(c.acceptors, null),
+      ),
     );
     read.forEach((v, i) => assert.deepEqual(v, { Vi64: BigInt(i) * 3n }));
     for (const a of c.acceptors) assert.equal(a.inFlight, 0);
@@ -344,9 +362,15 @@ Deno.test("Data values of every MessagePack kind are chosen and read back", asyn
       { Data: "x".repeat(100_000) },
     ];
     for (const [i, v] of values.entries()) {
-      const w = new PaxosProposer({ Id: { Key: "d", Ver: BigInt(i) }, Bal: { N: 0n, ProposerId: 1n } });
+      const w = new PaxosProposer({
+        Id: { Key: "d", Ver: BigInt(i) },
+        Bal: { N: 0n, ProposerId: 1n },
+      });
       await w.runPaxos(c.acceptors, v);
-      const r = new PaxosProposer({ Id: { Key: "d", Ver: BigInt(i) }, Bal: { N: 0n, ProposerId: 2n } });
+      const r = new PaxosProposer({
+        Id: { Key: "d", Ver: BigInt(i) },
+        Bal: { N: 0n, ProposerId: 2n },
+      });
       const got = await r.runPaxos(c.acceptors, null);
       assert.ok(got !== null && "Data" in got);
       const want = v as { Data: unknown };
