@@ -1,0 +1,673 @@
+// Interoperability with programs written from PROTOCOL.md alone.
+//
+// The "foreign" side of these tests (RawPeer, a hand-driven proposer, and
+// ForeignAcceptor, a minimal acceptor) knows nothing of codec.ts, types.ts or
+// msgpackr: it speaks MessagePack through tests/minimsgpack.ts, and makes
+// encoding choices of its own where the contract allows them (int64 or uint8
+// for small integers, map16 headers for small maps, str8 for short strings,
+// nil written out rather than left absent, unknown keys that must be ignored).
+import assert from "node:assert/strict";
+import { isDeepStrictEqual } from "node:util";
+import { PaxosAcceptor } from "../acceptor.ts";
+import { type AcceptorServer, serveAcceptor } from "../server.ts";
+import { PaxosProposer, type Value, WebSocketAcceptorClient } from "../mod.ts";
+import {
+  decode,
+  type Decoded,
+  encode,
+  Int,
+  SMALLEST,
+  type Style,
+  type Wire,
+} from "./minimsgpack.ts";
+
+// ---------------------------------------------------------------------------
+// The foreign side: only PROTOCOL.md and the mini codec.
+
+/** How the hand-driven proposer writes: uint8.. for integers, map16 and str8 headers. */
+const PROPOSER_STYLE: Style = { ints: "unsigned", maps: 16, arrays: 16, strs: 8, bins: 16 };
+/** How the foreign acceptor writes: every integer as int64, map16, array32, bin32. */
+const ACCEPTOR_STYLE: Style = { ints: "int64", maps: 16, arrays: 32, strs: 8, bins: 32 };
+
+type DMap = { [key: string]: Decoded };
+interface Bal {
+  N: bigint;
+  ProposerId: bigint;
+}
+const ZERO: Bal = { N: 0n, ProposerId: 0n };
+
+function isMap(x: Decoded | undefined): x is DMap {
+  return typeof x === "object" && x !== null && !Array.isArray(x) && !(x instanceof Uint8Array);
+}
+
+function asMap(x: Decoded | undefined, what: string): DMap {
+  if (!isMap(x)) throw new TypeError(`${what}: expected a map, got ${String(x)}`);
+  return x;
+}
+
+function asInt(x: Decoded | undefined, what: string): bigint {
+  if (typeof x !== "bigint") throw new TypeError(`${what}: expected an integer, got ${String(x)}`);
+  return x;
+}
+
+/** A BallotNum: absent or nil is the ballot never set; a map must carry both fields. */
+function ballot(x: Decoded | undefined, what: string): Bal {
+  if (x === undefined || x === null) return ZERO;
+  const m = asMap(x, what);
+  return { N: asInt(m.N, `${what}.N`), ProposerId: asInt(m.ProposerId, `${what}.ProposerId`) };
+}
+
+function ge(a: Bal, b: Bal): boolean {
+  return a.N !== b.N ? a.N > b.N : a.ProposerId >= b.ProposerId;
+}
+
+/** A request envelope, with nil Val written out and unknown keys in every map. */
+function envelope(
+  rid: Wire,
+  op: string,
+  key: string,
+  ver: Wire,
+  bal: [Wire, Wire],
+  val: Wire = null,
+): Wire {
+  return {
+    Rid: rid,
+    Op: op,
+    Req: {
+      Id: { Key: key, Ver: ver, Shard: "ignored" },
+      Bal: { N: bal[0], ProposerId: bal[1], Epoch: 7 },
+      Val: val,
+      Color: [1, "ignored", null],
+    },
+    Trace: { Hop: 1 },
+  };
+}
+
+/** A Value with its nil fields left out: PROTOCOL.md makes nil and absent the same. */
+function withoutNils(v: Decoded): Decoded {
+  return isMap(v) ? Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null)) : v;
+}
+
+/** A decoded Acceptor reply, with absent fields as PROTOCOL.md defines them. */
+interface Rep {
+  LastBal: Bal;
+  Val: Decoded;
+  VBal: Bal;
+}
+
+function show(x: Decoded | undefined): string {
+  return JSON.stringify(x, (_, v) => typeof v === "bigint" ? `${v}` : v) ?? "nothing";
+}
+
+function repOf(env: DMap, rid: bigint): Rep {
+  assert.equal(asInt(env.Rid, "Rid"), rid, "Rid copied");
+  assert.equal(env.Err, undefined, `no Err for Rid ${rid}: ${show(env.Err)}`);
+  const r = asMap(env.Rep, "Rep");
+  return {
+    LastBal: ballot(r.LastBal, "Rep.LastBal"),
+    Val: withoutNils(r.Val ?? null),
+    VBal: ballot(r.VBal, "Rep.VBal"),
+  };
+}
+
+function errOf(env: DMap, rid: bigint): { Code: string; Msg: string } {
+  assert.equal(asInt(env.Rid, "Rid"), rid, "Rid copied");
+  assert.equal(env.Rep, undefined, `no Rep for Rid ${rid}`);
+  const e = asMap(env.Err, "Err");
+  assert.equal(typeof e.Code, "string");
+  assert.equal(typeof e.Msg, "string");
+  assert.ok((e.Msg as string).length > 0, "Err.Msg says what was wrong");
+  return { Code: e.Code as string, Msg: e.Msg as string };
+}
+
+/**
+ * A proposer-side connection over Deno's built-in WebSocket: sends frames in
+ * PROPOSER_STYLE and collects reply envelopes by Rid, whatever their grouping.
+ */
+class RawPeer {
+  readonly #ws: WebSocket;
+  readonly #replies = new Map<bigint, DMap>();
+  readonly #waiters = new Map<bigint, { resolve: (e: DMap) => void; reject: (e: Error) => void }>();
+  /** Resolves with the close event once the connection is closed. */
+  readonly closed: Promise<CloseEvent>;
+
+  private constructor(ws: WebSocket) {
+    this.#ws = ws;
+    this.closed = new Promise((resolve) => {
+      ws.onclose = (e) => {
+        for (const w of this.#waiters.values()) w.reject(new Error(`closed with ${e.code}`));
+        this.#waiters.clear();
+        resolve(e);
+      };
+    });
+    ws.onmessage = (e) => {
+      assert.ok(e.data instanceof ArrayBuffer, "replies come in binary frames");
+      const x = decode(new Uint8Array(e.data));
+      for (const item of Array.isArray(x) ? x : [x]) {
+        const env = asMap(item, "reply envelope");
+        const rid = asInt(env.Rid, "reply Rid");
+        assert.ok(!this.#replies.has(rid), `one reply per Rid (${rid})`);
+        const w = this.#waiters.get(rid);
+        if (w !== undefined) {
+          this.#waiters.delete(rid);
+          w.resolve(env);
+        } else this.#replies.set(rid, env);
+      }
+    };
+  }
+
+  static async open(url: string): Promise<RawPeer> {
+    const ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    await new Promise<void>((resolve, reject) => {
+      ws.onopen = () => resolve();
+      ws.onerror = () => reject(new Error(`cannot connect to ${url}`));
+    });
+    ws.onerror = () => {};
+    return new RawPeer(ws);
+  }
+
+  send(frame: Wire): void {
+    this.#ws.send(encode(frame, PROPOSER_STYLE));
+  }
+
+  sendRaw(data: Uint8Array | string): void {
+    this.#ws.send(data);
+  }
+
+  /** The reply for `rid`, waiting at most 2 s for it. */
+  reply(rid: bigint): Promise<DMap> {
+    const got = this.#replies.get(rid);
+    if (got !== undefined) {
+      this.#replies.delete(rid);
+      return Promise.resolve(got);
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(rid);
+        reject(new Error(`no reply for Rid ${rid} within 2000 ms`));
+      }, 2000);
+      this.#waiters.set(rid, {
+        resolve: (e) => (clearTimeout(timer), resolve(e)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
+    });
+  }
+
+  /** Sends one envelope and waits for its reply. */
+  request(env: Wire, rid: bigint): Promise<DMap> {
+    this.send(env);
+    return this.reply(rid);
+  }
+
+  async close(): Promise<void> {
+    if (this.#ws.readyState === WebSocket.OPEN) this.#ws.close(1000);
+    await this.closed;
+  }
+}
+
+interface FState {
+  LastBal: Bal;
+  Val: Decoded;
+  VBal: Bal;
+}
+
+/**
+ * A minimal acceptor following PROTOCOL.md's acceptor semantics, in
+ * ACCEPTOR_STYLE. Replies to a batch come in reverse order, every other
+ * batch as one frame and the others as one frame per reply; a single
+ * envelope is answered every other time as an array of one.
+ */
+class ForeignAcceptor {
+  readonly #states = new Map<string, FState>();
+  readonly #sockets = new Set<WebSocket>();
+  readonly #closed = new Set<Promise<void>>();
+  readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly url: string;
+  framesIn = 0;
+  batchesIn = 0;
+  splitReplies = 0;
+
+  constructor() {
+    this.#server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+      if (new URL(req.url).pathname !== "/paxos") return new Response("no", { status: 404 });
+      const { socket, response } = Deno.upgradeWebSocket(req);
+      socket.binaryType = "arraybuffer";
+      this.#sockets.add(socket);
+      const closed = new Promise<void>((resolve) => {
+        socket.onclose = () => {
+          this.#sockets.delete(socket);
+          resolve();
+        };
+      });
+      this.#closed.add(closed);
+      closed.then(() => this.#closed.delete(closed));
+      socket.onerror = () => {};
+      socket.onmessage = (e) => {
+        if (typeof e.data === "string") return socket.close(1003, "binary frames only");
+        this.#onFrame(socket, new Uint8Array(e.data as ArrayBuffer));
+      };
+      return response;
+    });
+    this.url = `ws://127.0.0.1:${this.#server.addr.port}/paxos`;
+  }
+
+  /** The state of one instance, as this acceptor holds it. */
+  state(key: string, ver: bigint): FState | undefined {
+    return this.#states.get(`${ver}\u0000${key}`);
+  }
+
+  #onFrame(socket: WebSocket, bytes: Uint8Array): void {
+    let x: Decoded;
+    let envs: Decoded[];
+    try {
+      x = decode(bytes);
+      envs = Array.isArray(x) ? x : [x];
+      for (const e of envs) asInt(asMap(e, "envelope").Rid, "Rid");
+    } catch (e) {
+      return socket.close(1008, (e as Error).message.slice(0, 100));
+    }
+    const k = this.framesIn++;
+    const replies = envs.map((e) => this.#serve(e as DMap)).reverse();
+    const send = (w: Wire) => {
+      if (socket.readyState === WebSocket.OPEN) socket.send(encode(w, ACCEPTOR_STYLE));
+    };
+    if (!Array.isArray(x)) {
+      send(k % 2 === 0 ? replies[0]! : replies);
+    } else {
+      this.batchesIn++;
+      if (k % 2 === 0) send(replies);
+      else {
+        this.splitReplies++;
+        for (const r of replies) send(r);
+      }
+    }
+  }
+
+  #serve(env: DMap): Wire {
+    const rid = env.Rid as bigint;
+    if (env.Op !== "Prepare" && env.Op !== "Accept") {
+      return { Rid: rid, Err: { Code: "UnknownOp", Msg: `no such Op: ${String(env.Op)}` } };
+    }
+    let key: string, ver: bigint, bal: Bal, val: Decoded;
+    try {
+      const req = asMap(env.Req, "Req");
+      const id = asMap(req.Id, "Req.Id");
+      if (typeof id.Key !== "string") throw new TypeError("Req.Id.Key: expected a string");
+      key = id.Key;
+      ver = asInt(id.Ver, "Req.Id.Ver");
+      bal = ballot(req.Bal, "Req.Bal");
+      val = req.Val ?? null;
+      if (val !== null) asMap(val, "Req.Val");
+    } catch (e) {
+      return { Rid: rid, Err: { Code: "BadRequest", Msg: (e as Error).message } };
+    }
+    const k = `${ver}\u0000${key}`;
+    const s = this.#states.get(k) ?? { LastBal: ZERO, Val: null, VBal: ZERO };
+    const wireBal = (b: Bal): Wire => ({ N: b.N, ProposerId: b.ProposerId });
+    // A Value written with its other field as an explicit nil.
+    const wireVal = (v: Decoded): Wire =>
+      isMap(v) ? { Vi64: v.Vi64 ?? null, Data: v.Data ?? null } : null;
+    let rep: Wire;
+    if (env.Op === "Prepare") {
+      rep = {
+        LastBal: wireBal(s.LastBal),
+        Val: wireVal(s.Val),
+        VBal: wireBal(s.VBal),
+        Extra: true,
+      };
+      if (ge(bal, s.LastBal)) this.#states.set(k, { ...s, LastBal: bal });
+    } else {
+      rep = { LastBal: wireBal(s.LastBal), Val: null, VBal: null };
+      if (ge(bal, s.LastBal)) this.#states.set(k, { LastBal: bal, Val: val, VBal: bal });
+    }
+    return { Rid: rid, Rep: rep, Server: "foreign" };
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.#sockets) s.close(1001, "shutting down");
+    await Promise.all(this.#closed);
+    await this.#server.shutdown();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The mini codec itself, against byte strings from the MessagePack spec.
+
+Deno.test("mini codec: spec byte strings both ways", () => {
+  const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(" ");
+  const cases: [Wire, Style, string, Decoded][] = [
+    [null, SMALLEST, "c0", null],
+    [true, SMALLEST, "c3", true],
+    [-32n, SMALLEST, "e0", -32n],
+    [127, SMALLEST, "7f", 127n],
+    [200, SMALLEST, "cc c8", 200n],
+    [-129n, SMALLEST, "d1 ff 7f", -129n],
+    [2n ** 63n - 1n, SMALLEST, "cf 7f ff ff ff ff ff ff ff", 2n ** 63n - 1n],
+    [-(2n ** 63n), SMALLEST, "d3 80 00 00 00 00 00 00 00", -(2n ** 63n)],
+    [2n ** 64n - 1n, ACCEPTOR_STYLE, "cf ff ff ff ff ff ff ff ff", 2n ** 64n - 1n],
+    [5, ACCEPTOR_STYLE, "d3 00 00 00 00 00 00 00 05", 5n],
+    [5, PROPOSER_STYLE, "cc 05", 5n],
+    [new Int(5n, "uint32"), SMALLEST, "ce 00 00 00 05", 5n],
+    [1.5, SMALLEST, "cb 3f f8 00 00 00 00 00 00", 1.5],
+    ["a", SMALLEST, "a1 61", "a"],
+    ["a", PROPOSER_STYLE, "d9 01 61", "a"],
+    [new Uint8Array([1]), ACCEPTOR_STYLE, "c6 00 00 00 01 01", new Uint8Array([1])],
+    [[1], ACCEPTOR_STYLE, "dd 00 00 00 01 d3 00 00 00 00 00 00 00 01", [1n]],
+    [{ a: null, b: undefined }, PROPOSER_STYLE, "de 00 01 d9 01 61 c0", { a: null }],
+    [{ a: 1 }, SMALLEST, "81 a1 61 01", { a: 1n }],
+  ];
+  for (const [value, style, bytes, decoded] of cases) {
+    const b = encode(value, style);
+    assert.equal(hex(b), bytes, `encoding of ${String(value)}`);
+    assert.deepEqual(decode(b), decoded);
+  }
+  // Formats the encoder does not pick, from the spec: float32, str16, bin16, map32, array16.
+  const bytes = (...xs: number[]) => Uint8Array.from(xs);
+  assert.equal(decode(bytes(0xca, 0x3f, 0xc0, 0, 0)), 1.5);
+  assert.equal(decode(bytes(0xda, 0, 1, 0x7a)), "z");
+  assert.deepEqual(decode(bytes(0xc5, 0, 2, 9, 8)), bytes(9, 8));
+  assert.deepEqual(decode(bytes(0xdf, 0, 0, 0, 1, 0xa1, 0x6b, 0xc2)), { k: false });
+  assert.deepEqual(decode(bytes(0xdc, 0, 2, 0xd0, 0x80, 0xcd, 1, 0)), [-128n, 256n]);
+  assert.throws(() => decode(bytes(0xc1)), TypeError);
+  assert.throws(() => decode(bytes(0xc0, 0xc0)), TypeError);
+  assert.throws(() => decode(bytes(0xcd, 1)), TypeError);
+});
+
+// ---------------------------------------------------------------------------
+// 1. A foreign proposer drives our acceptors.
+
+Deno.test("foreign proposer drives our acceptors: slide 33 by hand, batches, errors", async () => {
+  const servers: AcceptorServer[] = [];
+  const peers: RawPeer[] = [];
+  try {
+    for (let i = 0; i < 3; i++) servers.push(await serveAcceptor(new PaxosAcceptor()));
+    for (const s of servers) peers.push(await RawPeer.open(s.url));
+    const [a0, a1, a2] = peers as [RawPeer, RawPeer, RawPeer];
+    let nextRid = 1n;
+    const rids = () => nextRid++;
+    const prepare = async (p: RawPeer, bal: [Wire, Wire]) => {
+      const rid = rids();
+      return repOf(
+        await p.request(envelope(new Int(rid, "uint64"), "Prepare", "i", 0, bal), rid),
+        rid,
+      );
+    };
+    const accept = async (p: RawPeer, bal: [Wire, Wire], vi64: Wire) => {
+      const rid = rids();
+      const val = { Vi64: vi64, Data: null };
+      const env = envelope(rid, "Accept", "i", new Int(0n, "int64"), bal, val);
+      const rep = repOf(await p.request(env, rid), rid);
+      assert.equal(rep.Val, null, "an Accept reply carries only LastBal");
+      assert.deepEqual(rep.VBal, ZERO, "an Accept reply carries only LastBal");
+      return rep.LastBal;
+    };
+    const X1: [Wire, Wire] = [new Int(1n, "int64"), 10];
+    const Y2: [Wire, Wire] = [new Int(2n, "uint16"), new Int(11n, "int8")];
+    const X3: [Wire, Wire] = [3, new Int(10n, "uint64")];
+    const x1 = { N: 1n, ProposerId: 10n };
+    const y2 = { N: 2n, ProposerId: 11n };
+    const x3 = { N: 3n, ProposerId: 10n };
+    const empty = { LastBal: ZERO, Val: null, VBal: ZERO };
+
+    // X prepares (1,10) on 0 and 1: both are fresh.
+    assert.deepEqual(await prepare(a0, X1), empty);
+    assert.deepEqual(await prepare(a1, X1), empty);
+    // Y prepares (2,11) on 1 and 2: 1 replies X's promise, and now promises Y.
+    assert.deepEqual(await prepare(a1, Y2), { LastBal: x1, Val: null, VBal: ZERO });
+    assert.deepEqual(await prepare(a2, Y2), empty);
+    // X accepts 100 at (1,10) on 0 (which votes) and 1 (which refuses, showing Y's ballot).
+    assert.deepEqual(await accept(a0, X1, new Int(100n, "int16")), x1);
+    assert.deepEqual(await accept(a1, X1, new Int(100n, "int16")), y2);
+    // Y accepts 200 at (2,11) on 1 and 2.
+    assert.deepEqual(await accept(a1, Y2, new Int(200n, "uint64")), y2);
+    assert.deepEqual(await accept(a2, Y2, new Int(200n, "uint64")), y2);
+    // X prepares (3,10) on 0 and 1 and sees both votes; the higher VBal is Y's 200.
+    assert.deepEqual(await prepare(a0, X3), { LastBal: x1, Val: { Vi64: 100n }, VBal: x1 });
+    assert.deepEqual(await prepare(a1, X3), { LastBal: y2, Val: { Vi64: 200n }, VBal: y2 });
+    // X accepts 200 at (3,10) on 0 and 1.
+    assert.deepEqual(await accept(a0, X3, 200), x3);
+    assert.deepEqual(await accept(a1, X3, 200), x3);
+    // Prepare at ballot 0 reads the state without changing it.
+    const zero: [Wire, Wire] = [0, new Int(0n, "int64")];
+    for (let i = 0; i < 2; i++) {
+      assert.deepEqual(await prepare(a0, zero), { LastBal: x3, Val: { Vi64: 200n }, VBal: x3 });
+      assert.deepEqual(await prepare(a1, zero), { LastBal: x3, Val: { Vi64: 200n }, VBal: x3 });
+      assert.deepEqual(await prepare(a2, zero), { LastBal: y2, Val: { Vi64: 200n }, VBal: y2 });
+    }
+
+    // A batch: replies matched by Rid, whatever their order and grouping.
+    const BIG_VER = 2n ** 63n - 1n;
+    const RID_MAX = 2n ** 64n - 1n;
+    const bin = Uint8Array.from([0, 1, 0xff]);
+    a0.send([
+      envelope(new Int(RID_MAX, "uint64"), "Prepare", "b", BIG_VER, [7, 3]),
+      envelope(0, "Accept", "b", 1, [new Int(2n, "int32"), 2], { Data: bin, Note: "ignored" }),
+      envelope(new Int(300n, "uint16"), "Learn", "learn", 0, [9, 9]),
+      { Rid: new Int(9n, "int16"), Op: "Prepare" },
+      envelope(new Int(5n, "int32"), "Accept", "big", 0, [1, 1], {
+        Vi64: new Int(-(2n ** 63n), "int64"),
+      }),
+    ]);
+    assert.deepEqual(repOf(await a0.reply(RID_MAX), RID_MAX), empty);
+    assert.deepEqual(repOf(await a0.reply(0n), 0n), { LastBal: ZERO, Val: null, VBal: ZERO });
+    assert.equal(errOf(await a0.reply(300n), 300n).Code, "UnknownOp");
+    assert.equal(errOf(await a0.reply(9n), 9n).Code, "BadRequest");
+    assert.deepEqual(repOf(await a0.reply(5n), 5n).LastBal, ZERO);
+    // Their effects: the promise at a Ver of 2^63-1, the binary Data, the most
+    // negative int64, and nothing at all from the unknown Op.
+    const read = async (key: string, ver: Wire) => {
+      const rid = rids();
+      return repOf(await a0.request(envelope(rid, "Prepare", key, ver, zero), rid), rid);
+    };
+    assert.deepEqual(await read("b", BIG_VER), {
+      LastBal: { N: 7n, ProposerId: 3n },
+      Val: null,
+      VBal: ZERO,
+    });
+    const b2 = { N: 2n, ProposerId: 2n };
+    assert.deepEqual(await read("b", new Int(1n, "uint64")), {
+      LastBal: b2,
+      Val: { Data: bin },
+      VBal: b2,
+    });
+    const b1 = { N: 1n, ProposerId: 1n };
+    assert.deepEqual(await read("big", 0), { LastBal: b1, Val: { Vi64: -(2n ** 63n) }, VBal: b1 });
+    assert.deepEqual(await read("learn", 0), empty);
+
+    // A text frame closes that connection with 1003; so do bytes that are
+    // not MessagePack (1007) and MessagePack that is not an envelope (1008).
+    const bad: [Uint8Array | string, number[]][] = [
+      ["hello", [1003]],
+      [Uint8Array.from([0xc1]), [1007, 1008]],
+      [encode(5), [1007, 1008]],
+      [encode({ Op: "Prepare", Rid: "one" }), [1007, 1008]],
+    ];
+    for (const [frame, codes] of bad) {
+      const p = await RawPeer.open(servers[1]!.url);
+      peers.push(p);
+      p.sendRaw(frame);
+      const ev = await p.closed;
+      assert.ok(codes.includes(ev.code), `${String(frame)}: closed with ${ev.code}, want ${codes}`);
+    }
+    // The acceptor keeps serving its other connections.
+    assert.deepEqual(await prepare(a1, zero), { LastBal: x3, Val: { Vi64: 200n }, VBal: x3 });
+  } finally {
+    await Promise.all(peers.map((p) => p.close()));
+    await Promise.all(servers.map((s) => s.close()));
+  }
+});
+
+// ---------------------------------------------------------------------------
+// 2. Our proposer drives foreign acceptors.
+
+async function withClients<T>(
+  urls: readonly string[],
+  fn: (clients: WebSocketAcceptorClient[]) => Promise<T>,
+): Promise<T> {
+  // A generous request timeout: a retry in an uncontended run then means a
+  // lost reply, not a slow machine.
+  const clients = urls.map((u) => new WebSocketAcceptorClient(u, { timeoutMs: 5000 }));
+  try {
+    return await fn(clients);
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+  }
+}
+
+/**
+ * Runs Paxos from ballot (0, proposerId). Without contention it must take
+ * exactly one round: a retry (a higher N) would mean a reply was lost or
+ * misread.
+ */
+async function run(
+  clients: readonly WebSocketAcceptorClient[],
+  key: string,
+  ver: bigint,
+  proposerId: bigint,
+  val: Value | null,
+  contended = false,
+): Promise<Value | null> {
+  const p = new PaxosProposer({
+    Id: { Key: key, Ver: ver },
+    Bal: { N: 0n, ProposerId: proposerId },
+  });
+  const got = await p.runPaxos(clients, val);
+  if (!contended) assert.equal(p.Bal.N, 0n, `${key}@${ver}: one round, no retry`);
+  return got;
+}
+
+/** Every acceptor that voted holds `want`, and at least a quorum voted. */
+function assertVoted(fs: readonly ForeignAcceptor[], key: string, ver: bigint, want: Decoded) {
+  const votes = fs.map((f) => f.state(key, ver)?.Val ?? null).filter((v) => v !== null);
+  assert.ok(votes.length >= 2, `${key}@${ver}: only ${votes.length} votes`);
+  for (const v of votes) assert.deepEqual(v, want, `${key}@${ver}`);
+}
+
+Deno.test("our proposer drives foreign acceptors: set/get, int64, Data, duels, batches", async () => {
+  const fs = [new ForeignAcceptor(), new ForeignAcceptor(), new ForeignAcceptor()];
+  try {
+    await withClients(fs.map((f) => f.url), async (cs) => {
+      // The seed's example: foo0=5, foo1=6, each written then read.
+      assert.deepEqual(await run(cs, "foo", 0n, 2n, { Vi64: 5n }), { Vi64: 5n });
+      assert.deepEqual(await run(cs, "foo", 0n, 3n, null), { Vi64: 5n });
+      assert.deepEqual(await run(cs, "foo", 1n, 2n, { Vi64: 6n }), { Vi64: 6n });
+      assert.deepEqual(await run(cs, "foo", 1n, 3n, null), { Vi64: 6n });
+      assertVoted(fs, "foo", 0n, { Vi64: 5n });
+      assertVoted(fs, "foo", 1n, { Vi64: 6n });
+      assert.equal(await run(cs, "foo", 2n, 3n, null), null, "nothing written at foo2");
+
+      // int64 beyond 2^53, in the value, the version and the ballot, both ways.
+      const MAX = 2n ** 63n - 1n;
+      const MIN = -(2n ** 63n);
+      const bigVer = 2n ** 62n + 1n;
+      for (const [ver, v] of [[bigVer, MAX], [bigVer + 1n, MIN]] as const) {
+        assert.deepEqual(await run(cs, "big", ver, 2n ** 53n + 1n, { Vi64: v }), { Vi64: v });
+        assert.deepEqual(await run(cs, "big", ver, 2n ** 60n, null), { Vi64: v });
+        assertVoted(fs, "big", ver, { Vi64: v });
+        assert.deepEqual(fs[0]!.state("big", ver)?.LastBal, { N: 0n, ProposerId: 2n ** 60n });
+      }
+
+      // Data: short strings (fixstr from us, str8 back), long ones (str16),
+      // binary (bin8 from us, bin32 back), and a map of mixed values.
+      const data = [
+        "héllo, 世界",
+        "x".repeat(300),
+        Uint8Array.from([0, 255, 7]),
+        { k: "v", n: -(2n ** 40n), list: ["a", true, null, Uint8Array.from([1])] },
+      ];
+      for (const [i, d] of data.entries()) {
+        const ver = BigInt(i);
+        assert.deepEqual(await run(cs, "data", ver, 1n, { Data: d }), { Data: d });
+        assert.deepEqual(await run(cs, "data", ver, 2n, null), { Data: d });
+        assertVoted(fs, "data", ver, { Data: d });
+      }
+
+      // Many instances at once: requests share batch frames, replies come
+      // back reversed, split or grouped.
+      const n = 30;
+      const ws = await Promise.all(
+        Array.from({ length: n }, (_, i) => run(cs, "many", BigInt(i), 1n, { Vi64: BigInt(i) })),
+      );
+      assert.deepEqual(ws, Array.from({ length: n }, (_, i) => ({ Vi64: BigInt(i) })));
+      const rs = await Promise.all(
+        Array.from({ length: n }, (_, i) => run(cs, "many", BigInt(i), 2n, null)),
+      );
+      assert.deepEqual(rs, ws);
+      assert.ok(fs.some((f) => f.batchesIn > 0), "some requests came as batch frames");
+      assert.ok(fs.some((f) => f.splitReplies > 0), "some batches were answered frame by frame");
+    });
+
+    // Dueling proposers, each with its own connections, on one instance: they agree.
+    await withClients(
+      fs.map((f) => f.url),
+      (cs1) =>
+        withClients(fs.map((f) => f.url), async (cs2) => {
+          for (let ver = 0n; ver < 5n; ver++) {
+            const [r1, r2] = await Promise.all([
+              run(cs1, "duel", ver, 1n, { Vi64: 100n + ver }, true),
+              run(cs2, "duel", ver, 2n, { Data: `two-${ver}` }, true),
+            ]);
+            assert.deepEqual(r1, r2, `duel@${ver}`);
+            assert.ok(
+              isDeepStrictEqual(r1, { Vi64: 100n + ver }) ||
+                isDeepStrictEqual(r1, { Data: `two-${ver}` }),
+              `duel@${ver} chose one of the two proposals, not ${String(r1)}`,
+            );
+            assert.deepEqual(await run(cs1, "duel", ver, 3n, null, true), r1);
+          }
+        }),
+    );
+  } finally {
+    await Promise.all(fs.map((f) => f.close()));
+  }
+});
+
+// ---------------------------------------------------------------------------
+// 3. A mixed cluster.
+
+Deno.test("mixed cluster: 2 of our acceptors and 1 foreign one agree on 50 instances", async () => {
+  const ours = [await serveAcceptor(new PaxosAcceptor()), await serveAcceptor(new PaxosAcceptor())];
+  const foreign = new ForeignAcceptor();
+  const peers: RawPeer[] = [];
+  try {
+    const urls = [ours[0]!.url, foreign.url, ours[1]!.url];
+    const n = 50;
+    const valueOf = (i: number): Value =>
+      i % 2 === 0 ? { Vi64: BigInt(i) * 1_000_000_007n } : { Data: `v${i}` };
+    await withClients(urls, async (cs) => {
+      const ws = await Promise.all(
+        Array.from({ length: n }, (_, i) => run(cs, "mixed", BigInt(i), 1n, valueOf(i))),
+      );
+      assert.deepEqual(ws, Array.from({ length: n }, (_, i) => valueOf(i)));
+      for (let i = 0; i < n; i++) {
+        assert.deepEqual(await run(cs, "mixed", BigInt(i), 2n, null), valueOf(i));
+      }
+    });
+
+    // Raw Prepare at ballot 0 on every acceptor, 10 instances per batch frame.
+    for (const u of urls) peers.push(await RawPeer.open(u));
+    const reps = await Promise.all(peers.map(async (p, j) => {
+      const out: Rep[] = [];
+      for (let from = 0; from < n; from += 10) {
+        const rids = Array.from({ length: 10 }, (_, k) => BigInt(1000 * j + from + k));
+        p.send(rids.map((rid) => envelope(rid, "Prepare", "mixed", rid % 1000n, [0, 0])));
+        for (const rid of rids) out.push(repOf(await p.reply(rid), rid));
+      }
+      return out;
+    }));
+    for (let i = 0; i < n; i++) {
+      const want = valueOf(i);
+      const voters = reps.map((r) => r[i]!).filter((r) => r.Val !== null);
+      assert.ok(voters.length >= 2, `mixed@${i}: ${voters.length} votes`);
+      for (const r of voters) {
+        assert.deepEqual(r.Val, want, `mixed@${i}`);
+        assert.ok(ge(r.LastBal, r.VBal), `mixed@${i}: VBal <= LastBal`);
+      }
+    }
+  } finally {
+    await Promise.all(peers.map((p) => p.close()));
+    await Promise.all(ours.map((s) => s.close()));
+    await foreign.close();
+  }
+});
