@@ -260,10 +260,36 @@ export class WebSocketAcceptorClient implements AcceptorClient {
     this.#outbox = [];
     try {
       for (let i = 0; i < out.length; i += this.#maxBatch) {
-        conn.send(encodeRequests(out.slice(i, i + this.#maxBatch)));
+        const frame = this.#encode(out.slice(i, i + this.#maxBatch));
+        if (frame !== null) conn.send(frame);
       }
     } catch (e) {
+      conn.close().catch(() => {});
       this.#onClose(conn, e as Error);
+    }
+  }
+
+  // Encodes a batch. A request that cannot be encoded (an integer beyond 64
+  // bits, say) fails alone with the encoder's error; the rest still go.
+  #encode(batch: RequestEnvelope[]): Uint8Array | null {
+    try {
+      return encodeRequests(batch);
+    } catch {
+      const ok = batch.filter((r) => {
+        try {
+          encodeRequests([r]);
+          return true;
+        } catch (e) {
+          const p = this.#pending.get(r.Rid as number);
+          this.#pending.delete(r.Rid as number);
+          if (p !== undefined) {
+            this.#clock.clearTimer(p.timer);
+            p.reject(e as Error);
+          }
+          return false;
+        }
+      });
+      return ok.length > 0 ? encodeRequests(ok) : null;
     }
   }
 

@@ -226,6 +226,9 @@ export class WsConnection {
 
   async #readLoop(): Promise<void> {
     try {
+      // Frames that came in with the handshake reply wait for a macrotask,
+      // so that the caller of connect() has set onMessage and onClose.
+      if (this.#len > 0) await new Promise((resolve) => setTimeout(resolve, 0));
       while (!this.#closed && !this.#peerClosed) {
         this.#parseFrames();
         if (this.#closed || this.#peerClosed) return;
