@@ -8,10 +8,23 @@
  *
  * @module
  */
-import type { Acceptor, Op, PaxosInstanceId, Proposer } from "./types.ts";
+import type { Acceptor, LatestReply, Op, PaxosInstanceId, Proposer } from "./types.ts";
 import { ballotEquals, EMPTY_ACCEPTOR, GE, ZERO_BALLOT } from "./types.ts";
+import { AcceptorError } from "./transport.ts";
 import type { Store } from "./store.ts";
 import { MemoryStore } from "./store.ts";
+
+/** Options of a {@link PaxosAcceptor}. */
+export interface AcceptorOptions {
+  /**
+   * Retention: keep only the last `keepVersions` versions of each key (by
+   * the highest version this acceptor voted in); older ones are forgotten
+   * and refused with `Err` `Compacted`. Default: keep every version.
+   */
+  readonly keepVersions?: number;
+  /** Told about background failures (a compaction that could not be stored). */
+  readonly onError?: (message: string) => void;
+}
 
 /**
  * A Paxos acceptor. Requests for one instance are served one at a time, in
@@ -33,11 +46,21 @@ export class PaxosAcceptor {
   // The tail of the queue of requests per instance: each request waits for
   // the one before it, so a reply never reflects a state not yet stored.
   readonly #queues = new Map<string, Promise<void>>();
+  readonly #keep: bigint | null;
+  readonly #onError: (message: string) => void;
 
   /** Builds an acceptor on a store (a fresh {@link MemoryStore} by default). */
-  constructor(store: Store = new MemoryStore(), name = "acceptor") {
+  constructor(store: Store = new MemoryStore(), name = "acceptor", opts: AcceptorOptions = {}) {
+    if (
+      opts.keepVersions !== undefined &&
+      !(Number.isSafeInteger(opts.keepVersions) && opts.keepVersions > 0)
+    ) {
+      throw new RangeError(`keepVersions must be a positive integer, got ${opts.keepVersions}`);
+    }
     this.#store = store;
     this.name = name;
+    this.#keep = opts.keepVersions === undefined ? null : BigInt(opts.keepVersions);
+    this.#onError = opts.onError ?? (() => {});
   }
 
   /** The store behind this acceptor. */
@@ -71,9 +94,32 @@ export class PaxosAcceptor {
       const reply: Acceptor = { LastBal: v.LastBal, Val: null, VBal: ZERO_BALLOT };
       if (GE(r.Bal, v.LastBal)) {
         await this.#store.put(r.Id, { LastBal: r.Bal, Val: r.Val, VBal: r.Bal });
+        this.#retain(r.Id);
       }
       return reply;
     });
+  }
+
+  /**
+   * Latest (kv extension) tells the highest version of a key this acceptor
+   * voted in, and the lowest version it still keeps. Any version chosen was
+   * voted in by a majority, so the highest answer among a majority is at
+   * least the latest chosen version.
+   */
+  latest(key: string): Promise<LatestReply> {
+    return Promise.resolve(this.#store.latest(key));
+  }
+
+  // Retention: after a vote at `id.Ver`, forget versions older than the last
+  // `keepVersions`. It needs no waiting: a request for a forgotten version is
+  // refused from the moment the floor is raised.
+  #retain(id: PaxosInstanceId): void {
+    if (this.#keep === null) return;
+    const floor = id.Ver - this.#keep + 1n;
+    if (floor <= this.#store.latest(id.Key).Floor) return;
+    this.#store.compact(id.Key, floor).catch((e) =>
+      this.#onError(`cannot compact ${id.Key} below ${floor}: ${(e as Error).message}`)
+    );
   }
 
   /**
@@ -95,6 +141,14 @@ export class PaxosAcceptor {
     this.#queues.set(key, mine);
     try {
       if (before !== undefined) await before;
+      const floor = this.#store.latest(id.Key).Floor;
+      if (floor > 0n && id.Ver < floor) {
+        throw new AcceptorError(
+          "Compacted",
+          `${id.Key}@${id.Ver} was compacted: versions of ${id.Key} below ${floor} are no longer kept`,
+          this.name,
+        );
+      }
       return await fn(this.#store.get(id) ?? EMPTY_ACCEPTOR);
     } finally {
       done();

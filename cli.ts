@@ -176,7 +176,8 @@ function dataToJson(x: DataValue): string {
  * Renders a chosen value as the CLI prints it: a `Vi64` as its decimal; a
  * `Data` string as it is; any other `Data` as compact JSON in which integers
  * of any size are exact decimals, binary is a base64 string, and NaN and the
- * infinities are strings.
+ * infinities are strings; a tombstone (the kv extension's `Del`) as
+ * `(deleted)`.
  *
  * @example
  * ```ts
@@ -188,6 +189,7 @@ function dataToJson(x: DataValue): string {
  */
 export function formatValue(v: Value): string {
   if ("Vi64" in v) return String(v.Vi64);
+  if ("Del" in v) return "(deleted)";
   return typeof v.Data === "string" ? v.Data : dataToJson(v.Data);
 }
 

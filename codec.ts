@@ -13,6 +13,7 @@ import type {
   Acceptor,
   BallotNum,
   DataValue,
+  LatestReply,
   Op,
   PaxosInstanceId,
   Proposer,
@@ -26,6 +27,7 @@ export type ErrorCode =
   | "UnknownOp"
   | "TooLarge"
   | "StorageError"
+  | "Compacted"
   | "Internal";
 
 /** The body of an `Err` reply: a machine-readable code and a message. */
@@ -39,25 +41,28 @@ export interface WireErrorBody {
 /** A request id: unique among a proposer's requests in flight on one connection. */
 export type Rid = number | bigint;
 
-/** A request as it travels to an acceptor: `{Rid, Op, Req}`. */
-export interface RequestEnvelope {
-  /** The request id, copied into the reply. */
-  readonly Rid: Rid;
-  /** Which handler to run. */
-  readonly Op: Op;
-  /** The proposer's state. */
-  readonly Req: Proposer;
+/** The request of the kv extension's `Latest`: which key. */
+export interface LatestRequest {
+  /** The key whose versions are asked about. */
+  readonly Key: string;
 }
+
+/**
+ * A request as it travels to an acceptor: `{Rid, Op, Req}`, where `Req` is
+ * the proposer's state for Prepare and Accept, and `{Key}` for the kv
+ * extension's `Latest`.
+ */
+export type RequestEnvelope =
+  | { readonly Rid: Rid; readonly Op: Op; readonly Req: Proposer }
+  | { readonly Rid: Rid; readonly Op: "Latest"; readonly Req: LatestRequest };
 
 /** A reply as it travels back: `{Rid, Rep}` or `{Rid, Err}`. */
 export type ReplyEnvelope =
-  | { readonly Rid: Rid; readonly Rep: Acceptor }
+  | { readonly Rid: Rid; readonly Rep: Acceptor | LatestReply }
   | { readonly Rid: Rid; readonly Err: WireErrorBody };
 
 /** One decoded item of a request frame: a request to serve, or an error to answer. */
-export type RequestItem =
-  | { readonly Rid: Rid; readonly Op: Op; readonly Req: Proposer }
-  | { readonly Rid: Rid; readonly Err: WireErrorBody };
+export type RequestItem = RequestEnvelope | { readonly Rid: Rid; readonly Err: WireErrorBody };
 
 /** Largest frame an acceptor reads (larger ones close the connection with 1009). */
 export const MAX_FRAME_BYTES = 8 * 1024 * 1024;
@@ -161,7 +166,8 @@ function wireBallot(b: BallotNum): Record<string, unknown> {
 }
 
 function wireValue(v: Value): Record<string, unknown> {
-  return "Vi64" in v ? { Vi64: wireInt(v.Vi64) } : { Data: v.Data };
+  if ("Vi64" in v) return { Vi64: wireInt(v.Vi64) };
+  return "Data" in v ? { Data: v.Data } : { Del: true };
 }
 
 /** The wire map of a Proposer (the request of Prepare and Accept). */
@@ -184,9 +190,18 @@ export function wireAcceptor(a: Acceptor): Record<string, unknown> {
   return { LastBal: wireBallot(a.LastBal), Val: wireValue(a.Val), VBal: wireBallot(a.VBal) };
 }
 
+/** The wire map of a `Latest` reply (kv extension). */
+export function wireLatest(r: LatestReply): Record<string, unknown> {
+  return { Ver: wireInt(r.Ver), Floor: wireInt(r.Floor) };
+}
+
 /** Encodes requests (one envelope, or a batch when more than one). */
 export function encodeRequests(reqs: readonly RequestEnvelope[]): Uint8Array {
-  const envs = reqs.map((r) => ({ Rid: r.Rid, Op: r.Op, Req: wireProposer(r.Req) }));
+  const envs = reqs.map((r) => ({
+    Rid: r.Rid,
+    Op: r.Op,
+    Req: r.Op === "Latest" ? { Key: r.Req.Key } : wireProposer(r.Req),
+  }));
   return encodeFrame(envs.length === 1 ? envs[0] : envs);
 }
 
@@ -195,7 +210,7 @@ export function encodeReplies(reps: readonly ReplyEnvelope[]): Uint8Array {
   const envs = reps.map((r) =>
     "Err" in r
       ? { Rid: r.Rid, Err: { Code: r.Err.Code, Msg: r.Err.Msg } }
-      : { Rid: r.Rid, Rep: wireAcceptor(r.Rep) }
+      : { Rid: r.Rid, Rep: "Floor" in r.Rep ? wireLatest(r.Rep) : wireAcceptor(r.Rep) }
   );
   return encodeFrame(envs.length === 1 ? envs[0] : envs);
 }
@@ -338,15 +353,26 @@ function checkData(data: unknown, path: string): void {
   walk(data, path, 0);
 }
 
-/** Reads a Value map: exactly one of `Vi64` (int64) and `Data` (any value). */
+/**
+ * Reads a Value map: exactly one of `Vi64` (int64), `Data` (any value) and
+ * the kv extension's `Del` (true).
+ */
 export function parseValue(x: unknown, path: string): Value {
   const m = asMap(x, path);
   const hasI = m.Vi64 !== undefined && m.Vi64 !== null;
   const hasD = m.Data !== undefined && m.Data !== null;
-  if (hasI === hasD) {
-    throw new WireError("BadRequest", `${path}: a Value carries exactly one of Vi64 and Data`);
+  const hasDel = m.Del !== undefined && m.Del !== null;
+  if (Number(hasI) + Number(hasD) + Number(hasDel) !== 1) {
+    throw new WireError(
+      "BadRequest",
+      `${path}: a Value carries exactly one of Vi64, Data and Del`,
+    );
   }
   if (hasI) return { Vi64: parseInt64(m.Vi64, `${path}.Vi64`) };
+  if (hasDel) {
+    if (m.Del !== true) bad(`${path}.Del`, "true", m.Del);
+    return { Del: true };
+  }
   checkData(m.Data, `${path}.Data`);
   return { Data: m.Data as DataValue };
 }
@@ -355,14 +381,29 @@ function parseOptionalValue(x: unknown, path: string): Value | null {
   return x === undefined || x === null ? null : parseValue(x, path);
 }
 
-/** Reads a PaxosInstanceId map. */
-export function parseInstanceId(x: unknown, path: string): PaxosInstanceId {
+// Reads the `Key` of a map: a string of at most MAX_KEY_BYTES.
+function parseKey(x: unknown, path: string): string {
   const m = asMap(x, path);
   if (typeof m.Key !== "string") bad(`${path}.Key`, "a string", m.Key);
   if (m.Key.length > MAX_KEY_BYTES / 3 && new TextEncoder().encode(m.Key).length > MAX_KEY_BYTES) {
     throw new WireError("TooLarge", `${path}.Key: longer than ${MAX_KEY_BYTES} bytes`);
   }
-  return { Key: m.Key, Ver: parseInt64(m.Ver ?? 0, `${path}.Ver`) };
+  return m.Key;
+}
+
+/** Reads a PaxosInstanceId map. */
+export function parseInstanceId(x: unknown, path: string): PaxosInstanceId {
+  const m = asMap(x, path);
+  return { Key: parseKey(m, path), Ver: parseInt64(m.Ver ?? 0, `${path}.Ver`) };
+}
+
+/** Reads a `Latest` reply map (kv extension). */
+export function parseLatest(x: unknown, path: string): LatestReply {
+  const m = asMap(x, path);
+  return {
+    Ver: parseInt64(m.Ver ?? -1, `${path}.Ver`),
+    Floor: parseInt64(m.Floor ?? 0, `${path}.Floor`),
+  };
 }
 
 /** Reads a Proposer map (a Prepare or Accept request). */
@@ -400,11 +441,12 @@ function parseRequestEnvelope(x: unknown): RequestItem {
   if (!isMap(x)) throw new WireError("BadRequest", `envelope: expected a map, got ${describe(x)}`);
   const rid = parseRid(x.Rid);
   try {
-    if (x.Op !== "Prepare" && x.Op !== "Accept") {
+    if (x.Op !== "Prepare" && x.Op !== "Accept" && x.Op !== "Latest") {
       if (x.Op === undefined || x.Op === null) bad("Op", '"Prepare" or "Accept"', x.Op);
       throw new WireError("UnknownOp", `Op: unknown operation ${describe(x.Op)}`);
     }
     if (x.Req === undefined || x.Req === null) bad("Req", "a Proposer", x.Req);
+    if (x.Op === "Latest") return { Rid: rid, Op: x.Op, Req: { Key: parseKey(x.Req, "Req") } };
     const req = parseProposer(x.Req, "Req");
     if (x.Op === "Accept" && req.Val === null) bad("Req.Val", "a Value in Accept", req.Val);
     return { Rid: rid, Op: x.Op, Req: req };
@@ -439,24 +481,32 @@ export function decodeRequestFrame(bytes: Uint8Array): RequestItem[] {
 
 /** One decoded reply: a Rep or an Err for a request id. */
 export type ReplyItem =
-  | { readonly Rid: Rid; readonly Rep: Acceptor }
+  | { readonly Rid: Rid; readonly Rep: Acceptor | LatestReply }
   | { readonly Rid: Rid; readonly Err: WireErrorBody };
-
-function parseReplyEnvelope(x: unknown): ReplyItem {
-  if (!isMap(x)) throw new WireError("BadRequest", `reply: expected a map, got ${describe(x)}`);
-  const rid = parseRid(x.Rid);
-  if (x.Err !== undefined && x.Err !== null) {
-    const e = asMap(x.Err, "Err");
-    return { Rid: rid, Err: { Code: String(e.Code), Msg: String(e.Msg) } };
-  }
-  return { Rid: rid, Rep: parseAcceptor(x.Rep, "Rep") };
-}
 
 /**
  * Decodes and validates a reply frame; throws a {@link WireError} when any
- * part of it breaks the contract.
+ * part of it breaks the contract. A reply's shape depends on its request:
+ * `opOf` tells the operation of a request id (Prepare and Accept replies are
+ * Acceptor maps, `Latest` replies are `{Ver, Floor}`).
  */
-export function decodeReplyFrame(bytes: Uint8Array): ReplyItem[] {
+export function decodeReplyFrame(
+  bytes: Uint8Array,
+  opOf: (rid: Rid) => string | undefined = () => undefined,
+): ReplyItem[] {
   const x = decodeFrame(bytes);
-  return (Array.isArray(x) ? x : [x]).map(parseReplyEnvelope);
+  return (Array.isArray(x) ? x : [x]).map((env): ReplyItem => {
+    if (!isMap(env)) {
+      throw new WireError("BadRequest", `reply: expected a map, got ${describe(env)}`);
+    }
+    const rid = parseRid(env.Rid);
+    if (env.Err !== undefined && env.Err !== null) {
+      const e = asMap(env.Err, "Err");
+      return { Rid: rid, Err: { Code: String(e.Code), Msg: String(e.Msg) } };
+    }
+    const rep = opOf(rid) === "Latest"
+      ? parseLatest(env.Rep, "Rep")
+      : parseAcceptor(env.Rep, "Rep");
+    return { Rid: rid, Rep: rep };
+  });
 }

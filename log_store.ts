@@ -22,23 +22,24 @@
  * `[u32 length][u32 crc32(length)][u32 crc32(payload)][payload]`
  * (big-endian). The header checks itself, so a damaged length is told apart
  * from a write that stopped short. A payload is a MessagePack array of
- * changes `{Key, Ver, LastBal, Val?, VBal?}` with the wire protocol's field
- * names.
+ * changes: `{Key, Ver, LastBal, Val?, VBal?}` (a new state, with the wire
+ * protocol's field names) or `{Key, Floor}` (versions below Floor forgotten).
  *
  * @module
  */
 import { crc32 } from "node:zlib";
 import { join } from "node:path";
-import type { Acceptor, PaxosInstanceId } from "./types.ts";
+import type { Acceptor, LatestReply, PaxosInstanceId } from "./types.ts";
 import {
   decodeFrame,
   encodeFrame,
   parseAcceptor,
   parseInstanceId,
+  parseInt64,
   wireAcceptor,
   wireInt,
 } from "./codec.ts";
-import type { Store } from "./store.ts";
+import { type Store, Versions } from "./store.ts";
 
 const MAGIC = new TextEncoder().encode("PXKVLOG1");
 const HEADER = 12;
@@ -98,12 +99,12 @@ export class LogCorruptionError extends Error {
   }
 }
 
-interface Change {
-  readonly id: PaxosInstanceId;
-  readonly state: Acceptor;
-  readonly resolve: () => void;
-  readonly reject: (e: Error) => void;
-}
+// One change to log: a new state of an instance, or a key's new floor.
+type Entry =
+  | { readonly id: PaxosInstanceId; readonly state: Acceptor }
+  | { readonly key: string; readonly floor: bigint };
+
+type Change = Entry & { readonly resolve: () => void; readonly reject: (e: Error) => void };
 
 /**
  * The durable store. Open it with {@link LogStore.open}.
@@ -127,7 +128,7 @@ export class LogStore implements Store {
   #liveBytes: number;
   readonly #compactAt: number;
   readonly #onEvent: (message: string) => void;
-  readonly #states: Map<string, Map<bigint, Acceptor>>;
+  readonly #versions: Versions;
   #queue: Change[] = [];
   #flushing: Promise<void> | null = null;
   #failed: Error | null = null;
@@ -141,7 +142,7 @@ export class LogStore implements Store {
     lock: Deno.FsFile,
     file: Deno.FsFile,
     size: number,
-    states: Map<string, Map<bigint, Acceptor>>,
+    versions: Versions,
     opts: LogStoreOptions,
   ) {
     this.#dir = dir;
@@ -150,7 +151,7 @@ export class LogStore implements Store {
     this.#file = file;
     this.#size = size;
     this.#liveBytes = size;
-    this.#states = states;
+    this.#versions = versions;
     this.#compactAt = opts.compactAtBytes ?? 4 * 1024 * 1024;
     this.#onEvent = opts.onEvent ?? (() => {});
   }
@@ -173,11 +174,11 @@ export class LogStore implements Store {
       // A compaction that did not finish left only a temporary file.
       await Deno.remove(join(dir, LOG_FILE + ".tmp")).catch(() => {});
       const path = join(dir, LOG_FILE);
-      const states = new Map<string, Map<bigint, Acceptor>>();
+      const versions = new Versions();
       let size: number;
       let exists = true;
       try {
-        size = await recover(path, states, opts.onEvent ?? (() => {}));
+        size = await recover(path, versions, opts.onEvent ?? (() => {}));
       } catch (e) {
         if (!(e instanceof Deno.errors.NotFound)) throw e;
         exists = false;
@@ -188,7 +189,7 @@ export class LogStore implements Store {
         await syncDir(dir);
       }
       const file = await Deno.open(path, { read: true, write: true });
-      return new LogStore(dir, lock, file, size, states, opts);
+      return new LogStore(dir, lock, file, size, versions, opts);
     } catch (e) {
       lock.close();
       throw e;
@@ -212,18 +213,32 @@ export class LogStore implements Store {
 
   /** Every instance and its durable state, for inspection and verification. */
   *entries(): IterableIterator<[PaxosInstanceId, Acceptor]> {
-    for (const [Key, versions] of this.#states) {
+    for (const [Key, versions] of this.#versions.states) {
       for (const [Ver, state] of versions) yield [{ Key, Ver }, state];
     }
   }
 
   /** The durable state of an instance, or undefined when it was never written. */
   get(id: PaxosInstanceId): Acceptor | undefined {
-    return this.#states.get(id.Key)?.get(id.Ver);
+    return this.#versions.get(id);
+  }
+
+  /** The highest voted version and the floor of a key. */
+  latest(key: string): LatestReply {
+    return this.#versions.latest(key);
   }
 
   /** Writes a change; resolves once it is on disk, rejects when it could not be. */
   put(id: PaxosInstanceId, state: Acceptor): Promise<void> {
+    return this.#append({ id, state });
+  }
+
+  /** Forgets the versions of `key` below `floor`, durably. */
+  compact(key: string, floor: bigint): Promise<void> {
+    return this.#append({ key, floor });
+  }
+
+  #append(entry: Entry): Promise<void> {
     if (this.#closed) return Promise.reject(new Deno.errors.BadResource("store is closed"));
     if (this.#failed !== null) {
       return Promise.reject(
@@ -231,7 +246,7 @@ export class LogStore implements Store {
       );
     }
     return new Promise((resolve, reject) => {
-      this.#queue.push({ id, state, resolve, reject });
+      this.#queue.push({ ...entry, resolve, reject });
       // Start on the next microtask, so that the puts of one frame share a sync.
       if (this.#flushing === null) {
         this.#flushing = Promise.resolve().then(() => this.#flushLoop());
@@ -269,7 +284,7 @@ export class LogStore implements Store {
       }
       return;
     }
-    const records = encodeRecords(batch.map((c) => [c.id, c.state]));
+    const records = encodeRecords(batch);
     try {
       await this.#file.seek(this.#size, Deno.SeekMode.Start);
       await writeAll(this.#file, records);
@@ -290,7 +305,7 @@ export class LogStore implements Store {
     }
     this.#size += records.length;
     for (const c of batch) {
-      setState(this.#states, c.id, c.state);
+      apply(this.#versions, c);
       this.#changes++;
       c.resolve();
     }
@@ -299,7 +314,8 @@ export class LogStore implements Store {
   // Writes the live state to a new file, syncs it, and renames it over the log.
   async #compact(): Promise<void> {
     const tmp = this.#path + ".tmp";
-    const all: [PaxosInstanceId, Acceptor][] = [...this.entries()];
+    const all: Entry[] = [...this.entries()].map(([id, state]) => ({ id, state }));
+    for (const [key, floor] of this.#versions.floors()) all.push({ key, floor });
     const body = encodeRecords(all);
     const bytes = new Uint8Array(MAGIC.length + body.length);
     bytes.set(MAGIC);
@@ -317,29 +333,21 @@ export class LogStore implements Store {
   }
 }
 
-function setState(
-  states: Map<string, Map<bigint, Acceptor>>,
-  id: PaxosInstanceId,
-  state: Acceptor,
-): void {
-  let versions = states.get(id.Key);
-  if (versions === undefined) {
-    versions = new Map();
-    states.set(id.Key, versions);
-  }
-  versions.set(id.Ver, state);
+function apply(versions: Versions, e: Entry): void {
+  if ("state" in e) versions.set(e.id, e.state);
+  else versions.compact(e.key, e.floor);
 }
 
 // Encodes changes as records of at most RECORD_CHANGES changes each: one
 // record for a group commit, several for a compaction snapshot.
-function encodeRecords(changes: readonly [PaxosInstanceId, Acceptor][]): Uint8Array {
+function encodeRecords(changes: readonly Entry[]): Uint8Array {
   const parts: Uint8Array[] = [];
   for (let i = 0; i < changes.length; i += RECORD_CHANGES) {
-    const group = changes.slice(i, i + RECORD_CHANGES).map(([id, state]) => ({
-      Key: id.Key,
-      Ver: wireInt(id.Ver),
-      ...wireAcceptor(state),
-    }));
+    const group = changes.slice(i, i + RECORD_CHANGES).map((e) =>
+      "state" in e
+        ? { Key: e.id.Key, Ver: wireInt(e.id.Ver), ...wireAcceptor(e.state) }
+        : { Key: e.key, Floor: wireInt(e.floor) }
+    );
     parts.push(record(encodeFrame(group)));
   }
   if (parts.length === 1) return parts[0]!;
@@ -371,7 +379,7 @@ function isAllZero(bytes: Uint8Array): boolean {
 // off a torn last record.
 async function recover(
   path: string,
-  states: Map<string, Map<bigint, Acceptor>>,
+  versions: Versions,
   onEvent: (message: string) => void,
 ): Promise<number> {
   const bytes = await Deno.readFile(path);
@@ -412,7 +420,7 @@ async function recover(
       throw new LogCorruptionError(path, off, "checksum mismatch in a record that is not the last");
     }
     try {
-      applyRecord(payload, states);
+      applyRecord(payload, versions);
     } catch (e) {
       throw new LogCorruptionError(path, off, `unreadable record (${(e as Error).message})`);
     }
@@ -421,11 +429,16 @@ async function recover(
   return off;
 }
 
-function applyRecord(payload: Uint8Array, states: Map<string, Map<bigint, Acceptor>>): void {
+function applyRecord(payload: Uint8Array, versions: Versions): void {
   const changes = decodeFrame(payload);
   if (!Array.isArray(changes)) throw new TypeError("a record holds an array of changes");
   for (const c of changes) {
-    setState(states, parseInstanceId(c, "change"), parseAcceptor(c, "change"));
+    if (typeof c === "object" && c !== null && "Floor" in c) {
+      const key = parseInstanceId(c, "change").Key;
+      apply(versions, { key, floor: parseInt64(c.Floor, "change.Floor") });
+    } else {
+      apply(versions, { id: parseInstanceId(c, "change"), state: parseAcceptor(c, "change") });
+    }
   }
 }
 

@@ -42,3 +42,4 @@ export * from "./acceptor.ts";
 export * from "./server.ts";
 export * from "./cluster.ts";
 export * from "./proposer.ts";
+export * from "./kv.ts";

@@ -9,7 +9,7 @@
  */
 import type { Acceptor, BallotNum, Op, PaxosInstanceId, Proposer, Value } from "./types.ts";
 import { formatBallot, GE } from "./types.ts";
-import type { AcceptorClient } from "./transport.ts";
+import { type AcceptorClient, AcceptorError } from "./transport.ts";
 import type { Clock, Random } from "./clock.ts";
 import { mathRandom, systemClock } from "./clock.ts";
 
@@ -27,16 +27,26 @@ import { mathRandom, systemClock } from "./clock.ts";
  */
 export class NotEnoughQuorumError extends Error {
   /** Builds the error with a message saying what was missing. */
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = "NotEnoughQuorumError";
   }
+}
+
+// Err codes after which retrying cannot help: runPaxos gives up at once and
+// throws the acceptor's error.
+const FINAL_CODES = new Set(["Compacted", "BadRequest", "TooLarge", "UnknownOp"]);
+
+function finalError(err: NotEnoughQuorumError): AcceptorError | null {
+  return err.cause instanceof AcceptorError && FINAL_CODES.has(err.cause.code) ? err.cause : null;
 }
 
 /** What {@link PaxosProposer.phase1} found, as the seed's three return values. */
 export interface Phase1Result {
   /** The value voted at the highest ballot among the quorum, or null. */
   readonly latestVal: Value | null;
+  /** The ballot at which `latestVal` was voted, or null. */
+  readonly latestVBal?: BallotNum | null;
   /** On failure, the highest ballot seen (at least the proposer's own); else null. */
   readonly higherBal: BallotNum | null;
   /** On failure, why; else null. */
@@ -103,6 +113,9 @@ export class PaxosProposer {
   Val: Value | null;
   readonly #clock: Clock;
   readonly #random: Random;
+  // The ballots at which the last run sent Accept with the caller's own value.
+  readonly #ownVotes = new Set<bigint>();
+  #chosenOwn = false;
 
   /** Builds a proposer from its state (`Val` defaults to null). */
   constructor(
@@ -128,7 +141,11 @@ export class PaxosProposer {
    * When a phase fails it retries with a ballot above the highest it saw,
    * after a short random backoff so that dueling proposers stop dueling.
    * Throws a {@link NotEnoughQuorumError} when no value is chosen before the
-   * deadline.
+   * deadline, and an acceptor's {@link AcceptorError} at once when retrying
+   * cannot help (the instance was compacted, the request is refused).
+   *
+   * A ballot (`N`, `ProposerId`) must never be used twice with different
+   * values: give every proposer its own `ProposerId`.
    */
   async runPaxos(
     acceptors: readonly AcceptorClient[],
@@ -140,18 +157,31 @@ export class PaxosProposer {
     const deadline = this.#clock.now() + deadlineMs;
     const maxBackoffMs = opts.maxBackoffMs ?? 100;
 
+    const own = val;
+    let ownProposed = false;
+    this.#ownVotes.clear();
     for (let round = 1;; round++) {
       this.Val = null;
 
       const p1 = await this.#phase1(acceptors, quorum, deadline);
       if (p1.err === null) {
         // A voted value must be proposed again: it may already be chosen.
-        if (p1.latestVal !== null) val = p1.latestVal;
+        if (p1.latestVal !== null) {
+          val = p1.latestVal;
+          ownProposed = this.#isOwnVote(p1.latestVBal ?? null);
+        } else {
+          val = own;
+          ownProposed = true;
+        }
         if (val === null) return null; // a read that found nothing voted
 
         this.Val = val;
+        if (ownProposed) this.#ownVotes.add(this.Bal.N);
         const p2 = await this.#phase2(acceptors, quorum, deadline);
-        if (p2.err === null) return this.Val;
+        if (p2.err === null) {
+          this.#chosenOwn = ownProposed && own !== null;
+          return this.Val;
+        }
         this.#raiseAbove(p2.higherBal!);
         await this.#backoff(round, deadline, deadlineMs, maxBackoffMs, p2.err);
       } else {
@@ -159,6 +189,20 @@ export class PaxosProposer {
         await this.#backoff(round, deadline, deadlineMs, maxBackoffMs, p1.err);
       }
     }
+  }
+
+  /**
+   * Whether the value the last {@link PaxosProposer.runPaxos} returned is the
+   * caller's own `val` as proposed by this proposer, rather than a value
+   * another proposer got voted first (even an equal one).
+   */
+  get chosenOwn(): boolean {
+    return this.#chosenOwn;
+  }
+
+  // A vote this proposer cast in this run with the caller's own value.
+  #isOwnVote(vbal: BallotNum | null): boolean {
+    return vbal !== null && vbal.ProposerId === this.Bal.ProposerId && this.#ownVotes.has(vbal.N);
   }
 
   /**
@@ -192,7 +236,13 @@ export class PaxosProposer {
       if (rep.Val !== null && (maxVoted === null || GE(rep.VBal, maxVoted.VBal))) maxVoted = rep;
     });
     if (r.err !== null) return { latestVal: null, higherBal: r.higherBal, err: r.err };
-    return { latestVal: (maxVoted as Acceptor | null)?.Val ?? null, higherBal: null, err: null };
+    const voted = maxVoted as Acceptor | null;
+    return {
+      latestVal: voted?.Val ?? null,
+      latestVBal: voted?.VBal ?? null,
+      higherBal: null,
+      err: null,
+    };
   }
 
   async #phase2(
@@ -221,6 +271,7 @@ export class PaxosProposer {
     let ok = 0;
     let settled = 0;
     const failures: string[] = [];
+    let cause: AcceptorError | undefined;
 
     return new Promise((resolve) => {
       let done = false;
@@ -237,6 +288,7 @@ export class PaxosProposer {
             `not enough quorum for ${op} of ${this.Id.Key}@${this.Id.Ver} at ballot ` +
               `${formatBallot(bal)}: ${ok} of ${quorum} needed accepted` +
               (why ? `; ${why}` : "") + (failures.length ? `; ${failures.join("; ")}` : ""),
+            cause === undefined ? undefined : { cause },
           ),
         );
       const check = () => {
@@ -267,6 +319,7 @@ export class PaxosProposer {
           settled++;
           if (done) return;
           failures.push(e.message);
+          if (e instanceof AcceptorError && FINAL_CODES.has(e.code)) cause = e;
           check();
         });
       }
@@ -284,6 +337,8 @@ export class PaxosProposer {
     maxBackoffMs: number,
     err: NotEnoughQuorumError,
   ): Promise<void> {
+    const final = finalError(err);
+    if (final !== null) throw final;
     const left = deadline - this.#clock.now();
     if (left <= 0) {
       throw new NotEnoughQuorumError(

@@ -12,6 +12,7 @@
  * @module
  */
 import type { PaxosAcceptor } from "./acceptor.ts";
+import { AcceptorError } from "./transport.ts";
 import {
   decodeRequestFrame,
   encodeReplies,
@@ -153,9 +154,14 @@ function closeReason(msg: string): string {
 async function serveItem(acceptor: PaxosAcceptor, item: RequestItem): Promise<ReplyEnvelope> {
   if ("Err" in item) return item;
   try {
-    return { Rid: item.Rid, Rep: await acceptor.request(item.Op, item.Req) };
+    const rep = item.Op === "Latest"
+      ? await acceptor.latest(item.Req.Key)
+      : await acceptor.request(item.Op, item.Req);
+    return { Rid: item.Rid, Rep: rep };
   } catch (e) {
-    // The store could not record the change: the request is not acknowledged.
+    // A refusal (a compacted version), or the store could not record the
+    // change: either way the request is not acknowledged.
+    if (e instanceof AcceptorError) return { Rid: item.Rid, Err: { Code: e.code, Msg: e.detail } };
     return { Rid: item.Rid, Err: { Code: "StorageError", Msg: (e as Error).message } };
   }
 }

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { Acceptor, PaxosInstanceId } from "./types.ts";
+import type { Acceptor, LatestReply, PaxosInstanceId } from "./types.ts";
 
 /**
  * Where an acceptor keeps its state.
@@ -32,8 +32,69 @@ export interface Store {
    * then the change must not be acknowledged.
    */
   put(id: PaxosInstanceId, state: Acceptor): Promise<void>;
+  /**
+   * What the store knows of a key's versions: the highest version with a
+   * vote (-1n when none) and the lowest version still kept.
+   */
+  latest(key: string): LatestReply;
+  /**
+   * Forgets every version of `key` below `floor`; from then on `latest`
+   * reports the floor and the acceptor refuses those versions. Resolves once
+   * that is as durable as the store makes it. A floor never goes down.
+   */
+  compact(key: string, floor: bigint): Promise<void>;
   /** Releases the store's resources. */
   close(): Promise<void>;
+}
+
+/**
+ * The per-key bookkeeping both stores share: the states of each version, the
+ * highest voted version and the floor below which versions are forgotten.
+ */
+export class Versions {
+  /** Each key's versions and their states. */
+  readonly states = new Map<string, Map<bigint, Acceptor>>();
+  readonly #voted = new Map<string, bigint>();
+  readonly #floors = new Map<string, bigint>();
+
+  /** The state of an instance, or undefined. */
+  get(id: PaxosInstanceId): Acceptor | undefined {
+    return this.states.get(id.Key)?.get(id.Ver);
+  }
+
+  /** Records a state (one below the key's floor is ignored). */
+  set(id: PaxosInstanceId, state: Acceptor): void {
+    const floor = this.#floors.get(id.Key);
+    if (floor !== undefined && id.Ver < floor) return;
+    let versions = this.states.get(id.Key);
+    if (versions === undefined) {
+      versions = new Map();
+      this.states.set(id.Key, versions);
+    }
+    versions.set(id.Ver, state);
+    if (state.Val !== null && id.Ver > (this.#voted.get(id.Key) ?? -1n)) {
+      this.#voted.set(id.Key, id.Ver);
+    }
+  }
+
+  /** The highest voted version and the floor of a key. */
+  latest(key: string): LatestReply {
+    return { Ver: this.#voted.get(key) ?? -1n, Floor: this.#floors.get(key) ?? 0n };
+  }
+
+  /** The keys whose floor is above 0, with their floors. */
+  floors(): IterableIterator<[string, bigint]> {
+    return this.#floors.entries();
+  }
+
+  /** Raises a key's floor and forgets the versions below it. */
+  compact(key: string, floor: bigint): void {
+    if (floor <= (this.#floors.get(key) ?? 0n)) return;
+    this.#floors.set(key, floor);
+    const versions = this.states.get(key);
+    if (versions === undefined) return;
+    for (const ver of versions.keys()) if (ver < floor) versions.delete(ver);
+  }
 }
 
 /**
@@ -41,28 +102,34 @@ export interface Store {
  * tests, demos and simulation; a real acceptor needs a durable store.
  */
 export class MemoryStore implements Store {
-  readonly #records = new Map<string, Map<bigint, Acceptor>>();
+  readonly #versions = new Versions();
 
   /** The state of an instance, or undefined when it was never written. */
   get(id: PaxosInstanceId): Acceptor | undefined {
-    return this.#records.get(id.Key)?.get(id.Ver);
+    return this.#versions.get(id);
   }
 
   /** Records the new state of an instance (in memory only). */
   put(id: PaxosInstanceId, state: Acceptor): Promise<void> {
-    let versions = this.#records.get(id.Key);
-    if (versions === undefined) {
-      versions = new Map();
-      this.#records.set(id.Key, versions);
-    }
-    versions.set(id.Ver, state);
+    this.#versions.set(id, state);
+    return Promise.resolve();
+  }
+
+  /** The highest voted version and the floor of a key. */
+  latest(key: string): LatestReply {
+    return this.#versions.latest(key);
+  }
+
+  /** Forgets the versions of `key` below `floor`. */
+  compact(key: string, floor: bigint): Promise<void> {
+    this.#versions.compact(key, floor);
     return Promise.resolve();
   }
 
   /** How many instances this store holds. */
   get size(): number {
     let n = 0;
-    for (const versions of this.#records.values()) n += versions.size;
+    for (const versions of this.#versions.states.values()) n += versions.size;
     return n;
   }
 

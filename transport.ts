@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { Acceptor, Op, Proposer } from "./types.ts";
+import type { Acceptor, LatestReply, Op, Proposer } from "./types.ts";
 import type { Clock, Random } from "./clock.ts";
 import { mathRandom, systemClock } from "./clock.ts";
 import { decodeReplyFrame, encodeRequests, type RequestEnvelope } from "./codec.ts";
@@ -41,6 +41,15 @@ export interface AcceptorClient {
 }
 
 /**
+ * An acceptor that also answers the kv extension's `Latest`: what the KV
+ * layer needs to find the latest version of a key.
+ */
+export interface KvAcceptorClient extends AcceptorClient {
+  /** The highest version of `key` the acceptor voted in (-1n if none) and its floor. */
+  latest(key: string): Promise<LatestReply>;
+}
+
+/**
  * An acceptor answered a request with an `Err` reply.
  *
  * @example
@@ -53,11 +62,14 @@ export interface AcceptorClient {
 export class AcceptorError extends Error {
   /** The `Err.Code` the acceptor sent. */
   readonly code: string;
+  /** The `Err.Msg` the acceptor sent. */
+  readonly detail: string;
   /** Builds the error from the acceptor's code and message. */
   constructor(code: string, msg: string, acceptor: string) {
     super(`${acceptor} answered ${code}: ${msg}`);
     this.name = "AcceptorError";
     this.code = code;
+    this.detail = msg;
   }
 }
 
@@ -80,7 +92,8 @@ export interface WebSocketClientOptions {
 }
 
 interface Pending {
-  readonly resolve: (a: Acceptor) => void;
+  readonly op: RequestEnvelope["Op"];
+  readonly resolve: (a: Acceptor | LatestReply) => void;
   readonly reject: (e: Error) => void;
   readonly timer: unknown;
 }
@@ -100,7 +113,7 @@ interface Pending {
  * await c.close();
  * ```
  */
-export class WebSocketAcceptorClient implements AcceptorClient {
+export class WebSocketAcceptorClient implements KvAcceptorClient {
   /** The acceptor's URL. */
   readonly name: string;
   readonly #timeoutMs: number;
@@ -142,6 +155,17 @@ export class WebSocketAcceptorClient implements AcceptorClient {
 
   /** Sends one request and resolves with the acceptor's reply. */
   request(op: Op, req: Proposer): Promise<Acceptor> {
+    return this.#send({ Rid: 0, Op: op, Req: req }) as Promise<Acceptor>;
+  }
+
+  /** Sends the kv extension's `Latest` for a key and resolves with the reply. */
+  latest(key: string): Promise<LatestReply> {
+    return this.#send({ Rid: 0, Op: "Latest", Req: { Key: key } }) as Promise<LatestReply>;
+  }
+
+  // Queues a request under a fresh request id (replacing the envelope's).
+  #send(env: RequestEnvelope): Promise<Acceptor | LatestReply> {
+    const op = env.Op;
     if (this.#closed) {
       return Promise.reject(new Deno.errors.NotConnected(`client for ${this.name} is closed`));
     }
@@ -157,7 +181,7 @@ export class WebSocketAcceptorClient implements AcceptorClient {
     }
     const rid = this.#nextRid++;
     if (this.#nextRid > Number.MAX_SAFE_INTEGER) this.#nextRid = 1;
-    return new Promise<Acceptor>((resolve, reject) => {
+    return new Promise<Acceptor | LatestReply>((resolve, reject) => {
       const timer = this.#clock.setTimer(() => {
         if (this.#pending.delete(rid)) {
           reject(
@@ -167,8 +191,8 @@ export class WebSocketAcceptorClient implements AcceptorClient {
           );
         }
       }, this.#timeoutMs);
-      this.#pending.set(rid, { resolve, reject, timer });
-      this.#outbox.push({ Rid: rid, Op: op, Req: req });
+      this.#pending.set(rid, { op, resolve, reject, timer });
+      this.#outbox.push({ ...env, Rid: rid });
       if (this.#conn !== null) this.#queueFlush();
     });
   }
@@ -225,7 +249,10 @@ export class WebSocketAcceptorClient implements AcceptorClient {
   #onMessage(conn: WsConnection, bytes: Uint8Array): void {
     let items;
     try {
-      items = decodeReplyFrame(bytes);
+      items = decodeReplyFrame(
+        bytes,
+        (rid) => typeof rid === "number" ? this.#pending.get(rid)?.op : undefined,
+      );
     } catch (e) {
       // An acceptor that breaks the contract is not to be trusted further.
       conn.close(1007, "bad reply").catch(() => {});

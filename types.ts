@@ -42,16 +42,21 @@ export type DataValue =
 
 /**
  * The value part of a record. The seed's only field is `Vi64`; our extension
- * `Data` carries any MessagePack value. A Value holds exactly one of the two.
+ * `Data` carries any MessagePack value, and the kv extension's `Del` marks a
+ * version that deletes its key (a tombstone). A Value holds exactly one.
  *
  * @example
  * ```ts
  * import type { Value } from "./types.ts";
  * const a: Value = { Vi64: 5n };
  * const b: Value = { Data: "hello" };
+ * const c: Value = { Del: true };
  * ```
  */
-export type Value = { readonly Vi64: bigint } | { readonly Data: DataValue };
+export type Value =
+  | { readonly Vi64: bigint }
+  | { readonly Data: DataValue }
+  | { readonly Del: true };
 
 /**
  * Which Paxos instance a request is for: one instance decides one version of
@@ -90,8 +95,19 @@ export interface Proposer {
   readonly Val: Value | null;
 }
 
-/** The two requests an acceptor serves. */
+/** The two requests of Paxos that an acceptor serves. */
 export type Op = "Prepare" | "Accept";
+
+/**
+ * The reply to the kv extension's `Latest` request: what an acceptor knows of
+ * the versions of one key.
+ */
+export interface LatestReply {
+  /** The highest version of the key this acceptor voted in, or -1n. */
+  readonly Ver: bigint;
+  /** The lowest version it still keeps: versions below were compacted away. */
+  readonly Floor: bigint;
+}
 
 /**
  * The ballot that was never set: `{N: 0n, ProposerId: 0n}`.

@@ -19,7 +19,15 @@ import {
 } from "../codec.ts";
 import { type AcceptorServer, serveAcceptor } from "../server.ts";
 import { MemoryStore, type Store } from "../store.ts";
-import type { Acceptor, BallotNum, Op, PaxosInstanceId, Proposer, Value } from "../types.ts";
+import type {
+  Acceptor,
+  BallotNum,
+  LatestReply,
+  Op,
+  PaxosInstanceId,
+  Proposer,
+  Value,
+} from "../types.ts";
 import { EMPTY_ACCEPTOR, ZERO_BALLOT } from "../types.ts";
 import { WsConnection } from "../ws_client.ts";
 
@@ -68,6 +76,14 @@ class GatedStore implements Store {
 
   get(id: PaxosInstanceId): Acceptor | undefined {
     return this.inner.get(id);
+  }
+
+  latest(key: string): LatestReply {
+    return this.inner.latest(key);
+  }
+
+  compact(key: string, floor: bigint): Promise<void> {
+    return this.inner.compact(key, floor);
   }
 
   put(id: PaxosInstanceId, state: Acceptor): Promise<void> {
@@ -198,7 +214,7 @@ class RawClient {
 function rep(item: ReplyItem | undefined): Acceptor {
   assert.ok(item !== undefined);
   if ("Err" in item) assert.fail(`expected a Rep, got Err ${item.Err.Code}: ${item.Err.Msg}`);
-  return item.Rep;
+  return item.Rep as Acceptor;
 }
 
 function err(item: ReplyItem | undefined, code: string): string {

@@ -1,0 +1,429 @@
+/**
+ * The key-value store on top of Paxos: automatic versions, linearizable
+ * reads of the latest version, compare-and-set, delete and history.
+ *
+ * Every version of a key is one Paxos instance, (Key, 0), (Key, 1), ... A
+ * write proposes its value for the version after the latest chosen one; when
+ * another writer got that version first, an unconditional write moves on to
+ * the next. A delete writes a tombstone version (`{Del: true}`). To find the
+ * latest version, the client asks a majority of acceptors for the highest
+ * version each voted in (the kv extension's `Latest` request): every chosen
+ * version was voted in by a majority, and two majorities share an acceptor,
+ * so the highest answer is at least the latest chosen version. It then reads
+ * downward from there with Paxos reads, which finish a half-written version
+ * before returning it, so a value once returned stays chosen.
+ *
+ * Versions are dense: the KV layer writes version n+1 only after version n is
+ * chosen. The explicit-version calls ({@link Kv.setVersion},
+ * {@link Kv.getVersion}) can leave gaps; keys written that way are not for
+ * the automatic calls.
+ *
+ * @example
+ * ```ts ignore
+ * import { connect } from "./kv.ts";
+ * const kv = await connect(["ws://127.0.0.1:3333/paxos", "ws://127.0.0.1:3334/paxos", "ws://127.0.0.1:3335/paxos"]);
+ * const v0 = await kv.set("greeting", "hello"); // 0n
+ * await kv.get("greeting"); // { found: true, version: 0n, value: "hello" }
+ * await kv.cas("greeting", v0, "hi"); // 1n
+ * await kv.delete("greeting"); // 2n
+ * await kv.get("greeting"); // { found: false, version: 2n }
+ * await kv.close();
+ * ```
+ *
+ * @module
+ */
+import type { Clock, Random } from "./clock.ts";
+import { mathRandom, systemClock } from "./clock.ts";
+import { encodeFrame, MAX_KEY_BYTES, MAX_VALUE_BYTES, parseValue, WireError } from "./codec.ts";
+import { NotEnoughQuorumError, PaxosProposer, quorumOf } from "./proposer.ts";
+import { AcceptorError, type KvAcceptorClient, WebSocketAcceptorClient } from "./transport.ts";
+import type { DataValue, LatestReply, Value } from "./types.ts";
+
+/**
+ * A value the KV stores: any MessagePack value but nil. A `bigint` is stored
+ * as an int64 (`Vi64`) and read back as a `bigint`; anything else as `Data`
+ * (numbers inside it read back as `number` up to 32 bits and `bigint`
+ * beyond; binary as `Uint8Array`).
+ */
+export type KvValue = Exclude<DataValue, null>;
+
+/** What {@link Kv.get} finds: the latest version and its value, or that there is none. */
+export type KvEntry =
+  | { readonly found: true; readonly version: bigint; readonly value: KvValue }
+  | {
+    readonly found: false;
+    /** The version of the tombstone that deleted the key, or -1n when it was never written. */
+    readonly version: bigint;
+  };
+
+/** One version in {@link Kv.history}. */
+export type KvHistoryEntry =
+  | { readonly version: bigint; readonly deleted: false; readonly value: KvValue }
+  | { readonly version: bigint; readonly deleted: true };
+
+/**
+ * A conditional write found another latest version than it was given.
+ *
+ * @example
+ * ```ts
+ * import { VersionConflictError } from "./kv.ts";
+ * const e = new VersionConflictError("k", 3n, 5n);
+ * e.actual; // 5n
+ * ```
+ */
+export class VersionConflictError extends Error {
+  /** The key written. */
+  readonly key: string;
+  /** The latest version the write required (-1n: absent). */
+  readonly expected: bigint;
+  /** The latest version it found (-1n: the key has no version). */
+  readonly actual: bigint;
+  /** Builds the error; `expected` is null for a create-only write. */
+  constructor(key: string, expected: bigint | null, actual: bigint) {
+    super(
+      expected === null
+        ? `version conflict on ${key}: it exists, at version ${actual}`
+        : `version conflict on ${key}: expected latest version ${expected}, found ${actual}`,
+    );
+    this.name = "VersionConflictError";
+    this.key = key;
+    this.expected = expected ?? -1n;
+    this.actual = actual;
+  }
+}
+
+/**
+ * A version older than the acceptors keep (`--keep-versions`) was asked for.
+ *
+ * @example
+ * ```ts
+ * import { CompactedError } from "./kv.ts";
+ * new CompactedError("k", 2n).message; // "k@2 is compacted: ..."
+ * ```
+ */
+export class CompactedError extends Error {
+  /** The key. */
+  readonly key: string;
+  /** The version asked for. */
+  readonly version: bigint;
+  /** Builds the error for a key and version. */
+  constructor(key: string, version: bigint) {
+    super(`${key}@${version} is compacted: the acceptors no longer keep this version`);
+    this.name = "CompactedError";
+    this.key = key;
+    this.version = version;
+  }
+}
+
+/** Options of {@link connect} and {@link Kv}. */
+export interface KvOptions {
+  /** How long each request may wait for its reply, in ms (default 1000). */
+  readonly timeoutMs?: number;
+  /** How long one operation may take before it fails, in ms (default 10000). */
+  readonly deadlineMs?: number;
+  /** Time source (default: the system clock). */
+  readonly clock?: Clock;
+  /** Randomness for ballots and backoff (default: Math.random). */
+  readonly random?: Random;
+}
+
+/** Options of a single write. */
+export interface SetOptions {
+  /** Write only if the latest version is this one (-1n: the key has none). */
+  readonly ifVersion?: bigint;
+  /** Write only if the key is absent (never written, or deleted). */
+  readonly ifAbsent?: boolean;
+}
+
+interface Latest {
+  readonly version: bigint;
+  readonly value: Value | null;
+}
+
+function toWire(key: string, value: KvValue): Value {
+  if (typeof value === "bigint") {
+    if (value < -(2n ** 63n) || value >= 2n ** 63n) {
+      throw new RangeError(`value of ${key} is outside int64: ${value}`);
+    }
+    return { Vi64: value };
+  }
+  if (value === null || value === undefined) {
+    throw new TypeError(`value of ${key} is ${value}: the KV stores no nil, use delete`);
+  }
+  try {
+    // The same checks an acceptor makes: plain MessagePack types, size limit.
+    return parseValue({ Data: value }, `value of ${key}`);
+  } catch (e) {
+    if (e instanceof WireError && e.code === "TooLarge") {
+      throw new RangeError(
+        `value of ${key} is ${
+          encodeFrame(value).length
+        } bytes, over the ${MAX_VALUE_BYTES}-byte limit`,
+      );
+    }
+    throw new TypeError((e as Error).message);
+  }
+}
+
+function fromWire(v: Value): KvValue | undefined {
+  if ("Vi64" in v) return v.Vi64;
+  if ("Del" in v) return undefined;
+  return v.Data as KvValue;
+}
+
+function checkKey(key: string): void {
+  if (typeof key !== "string") throw new TypeError(`a key is a string, got ${typeof key}`);
+  if (new TextEncoder().encode(key).length > MAX_KEY_BYTES) {
+    throw new RangeError(`key is longer than ${MAX_KEY_BYTES} bytes: ${key.slice(0, 40)}...`);
+  }
+}
+
+/**
+ * A KV client over a set of acceptors. Build it with {@link connect}, or
+ * directly over any {@link KvAcceptorClient}s (in-process acceptors work).
+ */
+export class Kv {
+  readonly #acceptors: readonly KvAcceptorClient[];
+  readonly #deadlineMs: number;
+  readonly #clock: Clock;
+  readonly #random: Random;
+  readonly #close: () => Promise<void>;
+
+  /** Builds a client; `close` releases what it holds (the connections). */
+  constructor(
+    acceptors: readonly KvAcceptorClient[],
+    opts: KvOptions = {},
+    close: () => Promise<void> = () => Promise.resolve(),
+  ) {
+    if (acceptors.length === 0) throw new RangeError("a KV needs at least one acceptor");
+    this.#acceptors = acceptors;
+    this.#deadlineMs = opts.deadlineMs ?? 10_000;
+    this.#clock = opts.clock ?? systemClock;
+    this.#random = opts.random ?? mathRandom;
+    this.#close = close;
+  }
+
+  /**
+   * The latest version of a key and its value: linearizable. It never
+   * returns an older value than a write that completed before it started,
+   * and a value it returns stays chosen.
+   */
+  async get(key: string): Promise<KvEntry> {
+    checkKey(key);
+    const l = await this.#latest(key, this.#clock.now() + this.#deadlineMs);
+    if (l.value === null || "Del" in l.value) return { found: false, version: l.version };
+    return { found: true, version: l.version, value: fromWire(l.value)! };
+  }
+
+  /**
+   * Writes `value` as the next version of `key` and returns that version.
+   * With `ifVersion` or `ifAbsent` it writes only if the key is in that
+   * state, and throws a {@link VersionConflictError} otherwise.
+   */
+  async set(key: string, value: KvValue, opts: SetOptions = {}): Promise<bigint> {
+    checkKey(key);
+    return await this.#write(key, toWire(key, value), opts);
+  }
+
+  /** Compare-and-set: writes only if the latest version is `ifVersion` (-1n: none). */
+  cas(key: string, ifVersion: bigint, value: KvValue): Promise<bigint> {
+    return this.set(key, value, { ifVersion });
+  }
+
+  /** Deletes a key: writes a tombstone version and returns it. */
+  async delete(key: string, opts: SetOptions = {}): Promise<bigint> {
+    checkKey(key);
+    return await this.#write(key, { Del: true }, opts);
+  }
+
+  /**
+   * The versions of a key, oldest first: at most `limit` (default 100) of
+   * the latest ones, without those the acceptors no longer keep.
+   */
+  async history(key: string, opts: { limit?: number } = {}): Promise<KvHistoryEntry[]> {
+    checkKey(key);
+    const limit = opts.limit ?? 100;
+    if (!(Number.isSafeInteger(limit) && limit > 0)) {
+      throw new RangeError(`limit must be a positive integer, got ${limit}`);
+    }
+    const deadline = this.#clock.now() + this.#deadlineMs;
+    const latest = await this.#latest(key, deadline);
+    const out: KvHistoryEntry[] = [];
+    const first = latest.version - BigInt(limit) + 1n;
+    for (let v = first < 0n ? 0n : first; v <= latest.version; v++) {
+      let val: Value | null;
+      try {
+        val = v === latest.version ? latest.value : (await this.#run(key, v, null, deadline)).value;
+      } catch (e) {
+        if (e instanceof CompactedError) continue;
+        throw e;
+      }
+      if (val === null) continue;
+      out.push(
+        "Del" in val ? { version: v, deleted: true } : {
+          version: v,
+          deleted: false,
+          value: fromWire(val)!,
+        },
+      );
+    }
+    return out;
+  }
+
+  /** Reads one version by number: the seed's read (null when nothing was voted). */
+  async getVersion(key: string, version: bigint): Promise<Value | null> {
+    checkKey(key);
+    const r = await this.#run(key, version, null, this.#clock.now() + this.#deadlineMs);
+    return r.value;
+  }
+
+  /** Writes one version by number: the seed's write; returns the chosen value. */
+  async setVersion(key: string, version: bigint, value: Value): Promise<Value> {
+    checkKey(key);
+    const r = await this.#run(key, version, value, this.#clock.now() + this.#deadlineMs);
+    return r.value!;
+  }
+
+  /** Resolves once a majority of the acceptors answer; throws a {@link NotEnoughQuorumError} otherwise. */
+  async ping(): Promise<void> {
+    await this.#askLatest("", this.#clock.now() + this.#deadlineMs);
+  }
+
+  /** Closes the connections. */
+  close(): Promise<void> {
+    return this.#close();
+  }
+
+  async #write(key: string, value: Value, opts: SetOptions): Promise<bigint> {
+    const deadline = this.#clock.now() + this.#deadlineMs;
+    const conditional = opts.ifVersion !== undefined || opts.ifAbsent === true;
+    for (;;) {
+      const latest = await this.#latest(key, deadline);
+      if (opts.ifVersion !== undefined && latest.version !== opts.ifVersion) {
+        throw new VersionConflictError(key, opts.ifVersion, latest.version);
+      }
+      const absent = latest.value === null || "Del" in latest.value;
+      if (opts.ifAbsent && !absent) throw new VersionConflictError(key, null, latest.version);
+      const next = latest.version + 1n;
+      const r = await this.#run(key, next, value, deadline);
+      if (r.own) return next;
+      // Another writer got `next` first.
+      if (conditional) throw new VersionConflictError(key, opts.ifVersion ?? null, next);
+    }
+  }
+
+  // The latest chosen version of a key: the highest version a majority
+  // voted in, then downward until a version holds a chosen value.
+  async #latest(key: string, deadline: number): Promise<Latest> {
+    const replies = await this.#askLatest(key, deadline);
+    let top = -1n;
+    let floor = 0n;
+    for (const r of replies) {
+      if (r.Ver > top) top = r.Ver;
+      if (r.Floor > floor) floor = r.Floor;
+    }
+    for (let v = top; v >= floor && v >= 0n; v--) {
+      const r = await this.#run(key, v, null, deadline);
+      if (r.value !== null) return { version: v, value: r.value };
+    }
+    return { version: -1n, value: null };
+  }
+
+  // Latest from a majority of the acceptors.
+  #askLatest(key: string, deadline: number): Promise<LatestReply[]> {
+    const quorum = quorumOf(this.#acceptors.length);
+    const replies: LatestReply[] = [];
+    const failures: string[] = [];
+    return new Promise((resolve, reject) => {
+      let done = false;
+      const timer = this.#clock.setTimer(
+        () => finish(`no majority answered within the deadline`),
+        Math.max(0, deadline - this.#clock.now()),
+      );
+      const finish = (why: string | null) => {
+        if (done) return;
+        done = true;
+        this.#clock.clearTimer(timer);
+        if (why === null) resolve(replies);
+        else {
+          reject(
+            new NotEnoughQuorumError(
+              `cannot find the latest version of ${key}: ${replies.length} of ${quorum} ` +
+                `acceptors answered; ${why}${failures.length ? `; ${failures.join("; ")}` : ""}`,
+            ),
+          );
+        }
+      };
+      for (const a of this.#acceptors) {
+        a.latest(key).then((r) => {
+          replies.push(r);
+          if (replies.length >= quorum) finish(null);
+        }, (e: Error) => {
+          failures.push(e.message);
+          if (this.#acceptors.length - failures.length < quorum) finish("too many failed");
+        });
+      }
+    });
+  }
+
+  // One Paxos run on (key, ver), with a ballot no other run uses: a random
+  // 62-bit proposer id per run.
+  async #run(
+    key: string,
+    ver: bigint,
+    val: Value | null,
+    deadline: number,
+  ): Promise<{ value: Value | null; own: boolean }> {
+    const id = BigInt(Math.floor(this.#random.next() * 2 ** 31)) * 2n ** 31n +
+      BigInt(Math.floor(this.#random.next() * 2 ** 31)) + 1n;
+    const p = new PaxosProposer(
+      { Id: { Key: key, Ver: ver }, Bal: { N: 1n, ProposerId: id } },
+      { clock: this.#clock, random: this.#random },
+    );
+    try {
+      const left = Math.max(1, deadline - this.#clock.now());
+      const value = await p.runPaxos(this.#acceptors, val, { deadlineMs: left });
+      return { value, own: p.chosenOwn };
+    } catch (e) {
+      if (e instanceof AcceptorError && e.code === "Compacted") throw new CompactedError(key, ver);
+      throw e;
+    }
+  }
+}
+
+/**
+ * Connects to acceptors by URL and resolves once a majority of them
+ * answered; throws a {@link NotEnoughQuorumError} when they cannot.
+ *
+ * @example
+ * ```ts ignore
+ * import { connect } from "./kv.ts";
+ * const kv = await connect(["ws://127.0.0.1:3333/paxos", "ws://127.0.0.1:3334/paxos", "ws://127.0.0.1:3335/paxos"]);
+ * await kv.set("k", "v");
+ * await kv.close();
+ * ```
+ */
+export async function connect(urls: readonly string[], opts: KvOptions = {}): Promise<Kv> {
+  if (urls.length === 0) throw new RangeError("connect needs at least one acceptor URL");
+  if (new Set(urls).size !== urls.length) {
+    throw new RangeError(`an acceptor URL is listed twice: ${urls.join(",")}`);
+  }
+  const clients = urls.map((u) =>
+    new WebSocketAcceptorClient(u, {
+      timeoutMs: opts.timeoutMs ?? 1000,
+      ...(opts.clock === undefined ? {} : { clock: opts.clock }),
+      ...(opts.random === undefined ? {} : { random: opts.random }),
+    })
+  );
+  const close = async () => {
+    await Promise.all(clients.map((c) => c.close()));
+  };
+  const kv = new Kv(clients, opts, close);
+  try {
+    await kv.ping();
+    return kv;
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}

@@ -1,0 +1,208 @@
+// The KV layer: automatic versions, latest reads, compare-and-set, delete,
+// history and retention, over in-process acceptors and over WebSocket.
+import assert from "node:assert/strict";
+import {
+  CompactedError,
+  connect,
+  Kv,
+  MemoryStore,
+  PaxosAcceptor,
+  PaxosProposer,
+  serveAcceptor,
+  VersionConflictError,
+} from "../mod.ts";
+
+function cluster(n = 3, keepVersions?: number): PaxosAcceptor[] {
+  return Array.from(
+    { length: n },
+    (_, i) =>
+      new PaxosAcceptor(
+        new MemoryStore(),
+        `a${i}`,
+        keepVersions === undefined ? {} : { keepVersions },
+      ),
+  );
+}
+
+Deno.test("kv: set gives the next version; get returns the latest", async () => {
+  const kv = new Kv(cluster());
+  assert.deepEqual(await kv.get("k"), { found: false, version: -1n });
+  assert.equal(await kv.set("k", "a"), 0n);
+  assert.equal(await kv.set("k", "b"), 1n);
+  assert.deepEqual(await kv.get("k"), { found: true, version: 1n, value: "b" });
+  assert.equal(await kv.set("other", 1), 0n);
+  assert.deepEqual(await kv.get("k"), { found: true, version: 1n, value: "b" });
+});
+
+Deno.test("kv: values of every kind round-trip; bad values are refused", async () => {
+  const kv = new Kv(cluster());
+  const values = [
+    "text",
+    42,
+    -1.5,
+    true,
+    2n ** 62n,
+    -5n,
+    new Uint8Array([1, 2, 3]),
+    ["a", 1, null],
+    { a: { b: [1, "c"] } },
+  ];
+  for (const [i, v] of values.entries()) {
+    await kv.set(`v${i}`, v);
+    const got = await kv.get(`v${i}`);
+    assert.ok(got.found);
+    if (v instanceof Uint8Array) assert.deepEqual(new Uint8Array(got.value as Uint8Array), v);
+    else assert.deepEqual(got.value, v);
+  }
+  // bigint is stored as Vi64 and comes back as bigint, even when small.
+  assert.equal(
+    (await kv.get("v5")).found && typeof (await kv.get("v5") as { value: unknown }).value,
+    "bigint",
+  );
+  await assert.rejects(kv.set("n", null as never), TypeError);
+  await assert.rejects(kv.set("d", new Date() as never), TypeError);
+  await assert.rejects(kv.set("big", "x".repeat(1024 * 1024 + 1)), RangeError);
+  await assert.rejects(kv.set("x".repeat(5000), 1), RangeError);
+  await assert.rejects(kv.set("i", 2n ** 63n), RangeError);
+});
+
+Deno.test("kv: compare-and-set succeeds only on the latest version", async () => {
+  const kv = new Kv(cluster());
+  assert.equal(await kv.cas("c", -1n, "first"), 0n);
+  assert.equal(await kv.cas("c", 0n, "second"), 1n);
+  const e = await kv.cas("c", 0n, "stale").catch((e) => e);
+  assert.ok(e instanceof VersionConflictError);
+  assert.equal(e.actual, 1n);
+  assert.equal(e.expected, 0n);
+  assert.match(e.message, /version conflict on c: expected latest version 0, found 1/);
+  assert.deepEqual(await kv.get("c"), { found: true, version: 1n, value: "second" });
+});
+
+Deno.test("kv: create-only writes succeed on absent or deleted keys only", async () => {
+  const kv = new Kv(cluster());
+  assert.equal(await kv.set("n", "x", { ifAbsent: true }), 0n);
+  await assert.rejects(kv.set("n", "y", { ifAbsent: true }), (e: Error) => {
+    assert.ok(e instanceof VersionConflictError);
+    assert.equal(e.actual, 0n);
+    return true;
+  });
+  assert.equal(await kv.delete("n"), 1n);
+  assert.equal(await kv.set("n", "z", { ifAbsent: true }), 2n);
+});
+
+Deno.test("kv: delete writes a tombstone; history lists versions oldest first", async () => {
+  const kv = new Kv(cluster());
+  await kv.set("h", "a");
+  await kv.set("h", "b");
+  assert.equal(await kv.delete("h"), 2n);
+  assert.deepEqual(await kv.get("h"), { found: false, version: 2n });
+  await kv.set("h", "c");
+  assert.deepEqual(await kv.history("h"), [
+    { version: 0n, deleted: false, value: "a" },
+    { version: 1n, deleted: false, value: "b" },
+    { version: 2n, deleted: true },
+    { version: 3n, deleted: false, value: "c" },
+  ]);
+  assert.deepEqual((await kv.history("h", { limit: 2 })).map((e) => e.version), [2n, 3n]);
+  assert.deepEqual(await kv.history("never"), []);
+});
+
+Deno.test("kv: concurrent writers each get their own version, none lost", async () => {
+  const acceptors = cluster();
+  const clients = Array.from({ length: 8 }, () => new Kv(acceptors));
+  const versions = await Promise.all(
+    clients.flatMap((kv, c) => Array.from({ length: 5 }, (_, i) => kv.set("hot", `c${c}-${i}`))),
+  );
+  assert.deepEqual(
+    [...versions].sort((a, b) => Number(a - b)),
+    Array.from({ length: 40 }, (_, i) => BigInt(i)),
+  );
+  const history = await clients[0]!.history("hot");
+  assert.equal(history.length, 40);
+  // Each version holds the value of the write that returned it.
+  const byVersion = new Map(versions.map((v, i) => [v, `c${Math.floor(i / 5)}-${i % 5}`]));
+  for (const h of history) {
+    assert.deepEqual(h, { version: h.version, deleted: false, value: byVersion.get(h.version) });
+  }
+});
+
+Deno.test("kv: concurrent compare-and-set on one version: exactly one wins", async () => {
+  const acceptors = cluster();
+  const kv = new Kv(acceptors);
+  await kv.set("lock", "free");
+  for (let round = 0n; round < 20n; round++) {
+    const results = await Promise.allSettled(
+      Array.from({ length: 4 }, (_, i) => new Kv(acceptors).cas("lock", round, `owner${i}`)),
+    );
+    const won = results.filter((r) => r.status === "fulfilled");
+    assert.equal(won.length, 1, `round ${round}: ${won.length} winners`);
+    for (const r of results) {
+      if (r.status === "rejected") assert.ok(r.reason instanceof VersionConflictError);
+    }
+  }
+});
+
+Deno.test("kv: a half-written version is finished by a get and then stays", async () => {
+  const acceptors = cluster();
+  const kv = new Kv(acceptors);
+  await kv.set("half", "old");
+  // A writer voted version 1 on acceptor 0 only, then died.
+  const w = new PaxosProposer({
+    Id: { Key: "half", Ver: 1n },
+    Bal: { N: 5n, ProposerId: 77n },
+    Val: { Data: "new" },
+  });
+  assert.equal((await w.phase1(acceptors, 2)).err, null);
+  assert.equal((await w.phase2([acceptors[0]!], 1)).err, null);
+  // The get asks a majority that includes acceptor 0 (in-process acceptors
+  // answer in order), sees version 1 and finishes it.
+  assert.deepEqual(await kv.get("half"), { found: true, version: 1n, value: "new" });
+  // Now a majority without acceptor 0 has it too.
+  assert.deepEqual(await new Kv(acceptors.slice(1)).get("half"), {
+    found: true,
+    version: 1n,
+    value: "new",
+  });
+});
+
+Deno.test("kv: retention keeps the last versions; older ones are 'compacted'", async () => {
+  const acceptors = cluster(3, 3);
+  const kv = new Kv(acceptors);
+  for (let i = 0; i < 10; i++) await kv.set("r", i);
+  assert.deepEqual(await kv.get("r"), { found: true, version: 9n, value: 9 });
+  await assert.rejects(kv.getVersion("r", 2n), (e: Error) => {
+    assert.ok(e instanceof CompactedError);
+    assert.match(e.message, /r@2 is compacted/);
+    return true;
+  });
+  // An old version can never be written again either.
+  await assert.rejects(kv.setVersion("r", 0n, { Vi64: 1n }), CompactedError);
+  assert.deepEqual((await kv.history("r")).map((e) => e.version), [7n, 8n, 9n]);
+  assert.equal(await kv.set("r", "ten"), 10n);
+});
+
+Deno.test("kv: explicit-version calls keep the seed's meaning", async () => {
+  const kv = new Kv(cluster());
+  assert.deepEqual(await kv.setVersion("foo", 0n, { Vi64: 5n }), { Vi64: 5n });
+  assert.deepEqual(await kv.setVersion("foo", 0n, { Vi64: 6n }), { Vi64: 5n });
+  assert.deepEqual(await kv.getVersion("foo", 0n), { Vi64: 5n });
+  assert.equal(await kv.getVersion("foo", 1n), null);
+});
+
+Deno.test("kv: connect over WebSocket; a majority down is a clear error", async () => {
+  const servers = await Promise.all([0, 1, 2].map(() => serveAcceptor(new PaxosAcceptor())));
+  const kv = await connect(servers.map((s) => s.url), { timeoutMs: 300, deadlineMs: 1000 });
+  try {
+    assert.equal(await kv.set("w", { hello: "world" }), 0n);
+    assert.deepEqual(await kv.get("w"), { found: true, version: 0n, value: { hello: "world" } });
+    await servers[0]!.close();
+    assert.equal(await kv.set("w", "still"), 1n);
+    await servers[1]!.close();
+    await assert.rejects(kv.get("w"), /cannot find the latest version of w/);
+  } finally {
+    await kv.close();
+    await Promise.all(servers.map((s) => s.close()));
+  }
+  await assert.rejects(connect([]), RangeError);
+  await assert.rejects(connect(["ws://127.0.0.1:1/paxos", "ws://127.0.0.1:1/paxos"]), RangeError);
+});
