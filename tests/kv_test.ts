@@ -2,6 +2,7 @@
 // history and retention, over in-process acceptors and over WebSocket.
 import assert from "node:assert/strict";
 import {
+  AcceptorError,
   CompactedError,
   connect,
   Kv,
@@ -10,6 +11,7 @@ import {
   PaxosProposer,
   serveAcceptor,
   VersionConflictError,
+  WebSocketAcceptorClient,
 } from "../mod.ts";
 
 function cluster(n = 3, keepVersions?: number): PaxosAcceptor[] {
@@ -205,4 +207,34 @@ Deno.test("kv: connect over WebSocket; a majority down is a clear error", async 
   }
   await assert.rejects(connect([]), RangeError);
   await assert.rejects(connect(["ws://127.0.0.1:1/paxos", "ws://127.0.0.1:1/paxos"]), RangeError);
+});
+
+Deno.test("kv extension over the wire: Latest replies and Compacted errors", async () => {
+  const servers = await Promise.all(
+    [0, 1, 2].map((i) =>
+      serveAcceptor(new PaxosAcceptor(new MemoryStore(), `a${i}`, { keepVersions: 2 }))
+    ),
+  );
+  const raw = new WebSocketAcceptorClient(servers[0]!.url);
+  const kv = await connect(servers.map((s) => s.url));
+  try {
+    assert.deepEqual(await raw.latest("k"), { Ver: -1n, Floor: 0n });
+    for (let i = 0; i < 5; i++) await kv.set("k", i);
+    assert.deepEqual(await raw.latest("k"), { Ver: 4n, Floor: 3n });
+    const e = await raw.request("Prepare", {
+      Id: { Key: "k", Ver: 1n },
+      Bal: { N: 100n, ProposerId: 1n },
+      Val: null,
+    }).catch((e) => e);
+    assert.ok(e instanceof AcceptorError);
+    assert.equal(e.code, "Compacted");
+    assert.equal(e.detail, "k@1 was compacted: versions of k below 3 are no longer kept");
+    // A tombstone travels as {Del: true}.
+    assert.equal(await kv.delete("k"), 5n);
+    assert.deepEqual(await kv.getVersion("k", 5n), { Del: true });
+  } finally {
+    await raw.close();
+    await kv.close();
+    await Promise.all(servers.map((s) => s.close()));
+  }
 });

@@ -295,3 +295,37 @@ Deno.test({
     }
   },
 });
+
+Deno.test("latest voted version and compaction floors survive reopening and log compaction", async () => {
+  await withDir(async (dir) => {
+    const store = await LogStore.open(dir, { compactAtBytes: 4096 });
+    for (let v = 0; v < 50; v++) {
+      await store.put({ Key: "f", Ver: BigInt(v) }, voted(1, { Vi64: 1n }));
+    }
+    await store.put({ Key: "f", Ver: 60n }, promised(2)); // a promise is not a vote
+    assert.deepEqual(store.latest("f"), { Ver: 49n, Floor: 0n });
+    await store.compact("f", 45n);
+    assert.deepEqual(store.latest("f"), { Ver: 49n, Floor: 45n });
+    assert.equal(store.get({ Key: "f", Ver: 44n }), undefined);
+    assert.ok(store.get({ Key: "f", Ver: 45n }) !== undefined);
+    // A lower floor changes nothing; writes below the floor are ignored.
+    await store.compact("f", 10n);
+    await store.put({ Key: "f", Ver: 3n }, voted(9, { Vi64: 3n }));
+    assert.equal(store.get({ Key: "f", Ver: 3n }), undefined);
+    // Fill the log past its compaction threshold, so the floor must survive a snapshot too.
+    for (let i = 0; i < 100; i++) await store.put({ Key: "g", Ver: 0n }, promised(i));
+    assert.ok(store.stats.compactions > 0);
+    await store.close();
+
+    const again = await LogStore.open(dir);
+    try {
+      assert.deepEqual(again.latest("f"), { Ver: 49n, Floor: 45n });
+      assert.deepEqual(again.latest("never"), { Ver: -1n, Floor: 0n });
+      assert.equal(again.get({ Key: "f", Ver: 44n }), undefined);
+      assert.deepEqual(again.get({ Key: "f", Ver: 49n }), voted(1, { Vi64: 1n }));
+      assert.deepEqual(again.get({ Key: "f", Ver: 60n }), promised(2));
+    } finally {
+      await again.close();
+    }
+  });
+});
