@@ -166,8 +166,13 @@ function wireBallot(b: BallotNum): Record<string, unknown> {
 }
 
 function wireValue(v: Value): Record<string, unknown> {
-  if ("Vi64" in v) return { Vi64: wireInt(v.Vi64) };
-  return "Data" in v ? { Data: v.Data } : { Del: true };
+  const m: Record<string, unknown> = "Vi64" in v
+    ? { Vi64: wireInt(v.Vi64) }
+    : "Data" in v
+    ? { Data: v.Data }
+    : { Del: true };
+  if (v.Wid !== undefined) m.Wid = wireInt(v.Wid);
+  return m;
 }
 
 /** The wire map of a Proposer (the request of Prepare and Accept). */
@@ -355,7 +360,8 @@ function checkData(data: unknown, path: string): void {
 
 /**
  * Reads a Value map: exactly one of `Vi64` (int64), `Data` (any value) and
- * the kv extension's `Del` (true).
+ * the kv extension's `Del` (true), and the kv extension's optional `Wid`
+ * (int64).
  */
 export function parseValue(x: unknown, path: string): Value {
   const m = asMap(x, path);
@@ -368,13 +374,16 @@ export function parseValue(x: unknown, path: string): Value {
       `${path}: a Value carries exactly one of Vi64, Data and Del`,
     );
   }
-  if (hasI) return { Vi64: parseInt64(m.Vi64, `${path}.Vi64`) };
+  const wid = m.Wid === undefined || m.Wid === null
+    ? {}
+    : { Wid: parseInt64(m.Wid, `${path}.Wid`) };
+  if (hasI) return { Vi64: parseInt64(m.Vi64, `${path}.Vi64`), ...wid };
   if (hasDel) {
     if (m.Del !== true) bad(`${path}.Del`, "true", m.Del);
-    return { Del: true };
+    return { Del: true, ...wid };
   }
   checkData(m.Data, `${path}.Data`);
-  return { Data: m.Data as DataValue };
+  return { Data: m.Data as DataValue, ...wid };
 }
 
 function parseOptionalValue(x: unknown, path: string): Value | null {

@@ -166,6 +166,7 @@ function toWire(key: string, value: KvValue): Value {
 }
 
 function fromWire(v: Value): KvValue | undefined {
+  // (A write id, `Wid`, is the KV's own bookkeeping: never shown.)
   if ("Vi64" in v) return v.Vi64;
   if ("Del" in v) return undefined;
   return v.Data as KvValue;
@@ -253,7 +254,7 @@ export class Kv {
     for (let v = first < 0n ? 0n : first; v <= latest.version; v++) {
       let val: Value | null;
       try {
-        val = v === latest.version ? latest.value : (await this.#run(key, v, null, deadline)).value;
+        val = v === latest.version ? latest.value : await this.#run(key, v, null, deadline);
       } catch (e) {
         if (e instanceof CompactedError) continue;
         throw e;
@@ -273,15 +274,13 @@ export class Kv {
   /** Reads one version by number: the seed's read (null when nothing was voted). */
   async getVersion(key: string, version: bigint): Promise<Value | null> {
     checkKey(key);
-    const r = await this.#run(key, version, null, this.#clock.now() + this.#deadlineMs);
-    return r.value;
+    return await this.#run(key, version, null, this.#clock.now() + this.#deadlineMs);
   }
 
   /** Writes one version by number: the seed's write; returns the chosen value. */
   async setVersion(key: string, version: bigint, value: Value): Promise<Value> {
     checkKey(key);
-    const r = await this.#run(key, version, value, this.#clock.now() + this.#deadlineMs);
-    return r.value!;
+    return (await this.#run(key, version, value, this.#clock.now() + this.#deadlineMs))!;
   }
 
   /** Resolves once a majority of the acceptors answer; throws a {@link NotEnoughQuorumError} otherwise. */
@@ -296,7 +295,11 @@ export class Kv {
 
   async #write(key: string, value: Value, opts: SetOptions): Promise<bigint> {
     const deadline = this.#clock.now() + this.#deadlineMs;
-    const conditional = opts.ifVersion !== undefined || opts.ifAbsent === true;
+    // The write's id: the chosen value is ours only if it carries it. (Not
+    // "if it equals ours": another writer may write an equal value, and a
+    // reader may finish our write for us, at its own ballot.)
+    const wid = this.#randomId();
+    value = { ...value, Wid: wid };
     for (;;) {
       const latest = await this.#latest(key, deadline);
       if (opts.ifVersion !== undefined && latest.version !== opts.ifVersion) {
@@ -305,10 +308,11 @@ export class Kv {
       const absent = latest.value === null || "Del" in latest.value;
       if (opts.ifAbsent && !absent) throw new VersionConflictError(key, null, latest.version);
       const next = latest.version + 1n;
-      const r = await this.#run(key, next, value, deadline);
-      if (r.own) return next;
-      // Another writer got `next` first.
-      if (conditional) throw new VersionConflictError(key, opts.ifVersion ?? null, next);
+      const chosen = await this.#run(key, next, value, deadline);
+      if (chosen?.Wid === wid) return next;
+      // Another writer got `next` first: look again. A conditional write
+      // then finds its condition false (or, for a create, still true when the
+      // other write was a delete).
     }
   }
 
@@ -323,8 +327,8 @@ export class Kv {
       if (r.Floor > floor) floor = r.Floor;
     }
     for (let v = top; v >= floor && v >= 0n; v--) {
-      const r = await this.#run(key, v, null, deadline);
-      if (r.value !== null) return { version: v, value: r.value };
+      const value = await this.#run(key, v, null, deadline);
+      if (value !== null) return { version: v, value };
     }
     return { version: -1n, value: null };
   }
@@ -366,24 +370,22 @@ export class Kv {
     });
   }
 
+  // A random positive 62-bit id.
+  #randomId(): bigint {
+    return BigInt(Math.floor(this.#random.next() * 2 ** 31)) * 2n ** 31n +
+      BigInt(Math.floor(this.#random.next() * 2 ** 31)) + 1n;
+  }
+
   // One Paxos run on (key, ver), with a ballot no other run uses: a random
   // 62-bit proposer id per run.
-  async #run(
-    key: string,
-    ver: bigint,
-    val: Value | null,
-    deadline: number,
-  ): Promise<{ value: Value | null; own: boolean }> {
-    const id = BigInt(Math.floor(this.#random.next() * 2 ** 31)) * 2n ** 31n +
-      BigInt(Math.floor(this.#random.next() * 2 ** 31)) + 1n;
+  async #run(key: string, ver: bigint, val: Value | null, deadline: number): Promise<Value | null> {
     const p = new PaxosProposer(
-      { Id: { Key: key, Ver: ver }, Bal: { N: 1n, ProposerId: id } },
+      { Id: { Key: key, Ver: ver }, Bal: { N: 1n, ProposerId: this.#randomId() } },
       { clock: this.#clock, random: this.#random },
     );
     try {
       const left = Math.max(1, deadline - this.#clock.now());
-      const value = await p.runPaxos(this.#acceptors, val, { deadlineMs: left });
-      return { value, own: p.chosenOwn };
+      return await p.runPaxos(this.#acceptors, val, { deadlineMs: left });
     } catch (e) {
       if (e instanceof AcceptorError && e.code === "Compacted") throw new CompactedError(key, ver);
       throw e;

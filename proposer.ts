@@ -45,8 +45,6 @@ function finalError(err: NotEnoughQuorumError): AcceptorError | null {
 export interface Phase1Result {
   /** The value voted at the highest ballot among the quorum, or null. */
   readonly latestVal: Value | null;
-  /** The ballot at which `latestVal` was voted, or null. */
-  readonly latestVBal?: BallotNum | null;
   /** On failure, the highest ballot seen (at least the proposer's own); else null. */
   readonly higherBal: BallotNum | null;
   /** On failure, why; else null. */
@@ -113,9 +111,6 @@ export class PaxosProposer {
   Val: Value | null;
   readonly #clock: Clock;
   readonly #random: Random;
-  // The ballots at which the last run sent Accept with the caller's own value.
-  readonly #ownVotes = new Set<bigint>();
-  #chosenOwn = false;
 
   /** Builds a proposer from its state (`Val` defaults to null). */
   constructor(
@@ -157,31 +152,18 @@ export class PaxosProposer {
     const deadline = this.#clock.now() + deadlineMs;
     const maxBackoffMs = opts.maxBackoffMs ?? 100;
 
-    const own = val;
-    let ownProposed = false;
-    this.#ownVotes.clear();
     for (let round = 1;; round++) {
       this.Val = null;
 
       const p1 = await this.#phase1(acceptors, quorum, deadline);
       if (p1.err === null) {
         // A voted value must be proposed again: it may already be chosen.
-        if (p1.latestVal !== null) {
-          val = p1.latestVal;
-          ownProposed = this.#isOwnVote(p1.latestVBal ?? null);
-        } else {
-          val = own;
-          ownProposed = true;
-        }
+        if (p1.latestVal !== null) val = p1.latestVal;
         if (val === null) return null; // a read that found nothing voted
 
         this.Val = val;
-        if (ownProposed) this.#ownVotes.add(this.Bal.N);
         const p2 = await this.#phase2(acceptors, quorum, deadline);
-        if (p2.err === null) {
-          this.#chosenOwn = ownProposed && own !== null;
-          return this.Val;
-        }
+        if (p2.err === null) return this.Val;
         this.#raiseAbove(p2.higherBal!);
         await this.#backoff(round, deadline, deadlineMs, maxBackoffMs, p2.err);
       } else {
@@ -189,20 +171,6 @@ export class PaxosProposer {
         await this.#backoff(round, deadline, deadlineMs, maxBackoffMs, p1.err);
       }
     }
-  }
-
-  /**
-   * Whether the value the last {@link PaxosProposer.runPaxos} returned is the
-   * caller's own `val` as proposed by this proposer, rather than a value
-   * another proposer got voted first (even an equal one).
-   */
-  get chosenOwn(): boolean {
-    return this.#chosenOwn;
-  }
-
-  // A vote this proposer cast in this run with the caller's own value.
-  #isOwnVote(vbal: BallotNum | null): boolean {
-    return vbal !== null && vbal.ProposerId === this.Bal.ProposerId && this.#ownVotes.has(vbal.N);
   }
 
   /**
@@ -236,13 +204,7 @@ export class PaxosProposer {
       if (rep.Val !== null && (maxVoted === null || GE(rep.VBal, maxVoted.VBal))) maxVoted = rep;
     });
     if (r.err !== null) return { latestVal: null, higherBal: r.higherBal, err: r.err };
-    const voted = maxVoted as Acceptor | null;
-    return {
-      latestVal: voted?.Val ?? null,
-      latestVBal: voted?.VBal ?? null,
-      higherBal: null,
-      err: null,
-    };
+    return { latestVal: (maxVoted as Acceptor | null)?.Val ?? null, higherBal: null, err: null };
   }
 
   async #phase2(

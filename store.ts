@@ -87,6 +87,15 @@ export class Versions {
     return this.#floors.entries();
   }
 
+  /** A copy that shares nothing with this one (states are immutable). */
+  clone(): Versions {
+    const c = new Versions();
+    for (const [key, versions] of this.states) c.states.set(key, new Map(versions));
+    for (const [key, ver] of this.#voted) c.#voted.set(key, ver);
+    for (const [key, floor] of this.#floors) c.#floors.set(key, floor);
+    return c;
+  }
+
   /** Raises a key's floor and forgets the versions below it. */
   compact(key: string, floor: bigint): void {
     if (floor <= (this.#floors.get(key) ?? 0n)) return;

@@ -43,20 +43,21 @@ export type DataValue =
 /**
  * The value part of a record. The seed's only field is `Vi64`; our extension
  * `Data` carries any MessagePack value, and the kv extension's `Del` marks a
- * version that deletes its key (a tombstone). A Value holds exactly one.
+ * version that deletes its key (a tombstone). A Value holds exactly one of
+ * the three. The kv extension may add `Wid`, the id of the write that
+ * proposed it, so that a writer can tell its own write from an equal one.
  *
  * @example
  * ```ts
  * import type { Value } from "./types.ts";
  * const a: Value = { Vi64: 5n };
  * const b: Value = { Data: "hello" };
- * const c: Value = { Del: true };
+ * const c: Value = { Del: true, Wid: 42n };
  * ```
  */
 export type Value =
-  | { readonly Vi64: bigint }
-  | { readonly Data: DataValue }
-  | { readonly Del: true };
+  & ({ readonly Vi64: bigint } | { readonly Data: DataValue } | { readonly Del: true })
+  & { readonly Wid?: bigint };
 
 /**
  * Which Paxos instance a request is for: one instance decides one version of

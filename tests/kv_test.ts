@@ -229,9 +229,11 @@ Deno.test("kv extension over the wire: Latest replies and Compacted errors", asy
     assert.ok(e instanceof AcceptorError);
     assert.equal(e.code, "Compacted");
     assert.equal(e.detail, "k@1 was compacted: versions of k below 3 are no longer kept");
-    // A tombstone travels as {Del: true}.
+    // A tombstone travels as {Del: true}, with the id of the write.
     assert.equal(await kv.delete("k"), 5n);
-    assert.deepEqual(await kv.getVersion("k", 5n), { Del: true });
+    const tomb = await kv.getVersion("k", 5n);
+    assert.ok(tomb !== null && "Del" in tomb && tomb.Del === true);
+    assert.equal(typeof tomb.Wid, "bigint");
   } finally {
     await raw.close();
     await kv.close();

@@ -1,0 +1,298 @@
+/**
+ * The simulated world: acceptor nodes that crash and restart, a store that
+ * loses exactly what was not yet synced, and a network that drops,
+ * duplicates, delays, reorders and partitions messages. The acceptor and
+ * proposer code running in it is the real code; only the clock, the network
+ * and the store are simulated, behind the same interfaces.
+ *
+ * The planted bugs (negative controls) live here too: the suite must catch
+ * each of them.
+ *
+ * @module
+ */
+import { PaxosAcceptor } from "../acceptor.ts";
+import type { Random } from "../clock.ts";
+import { type Store, Versions } from "../store.ts";
+import type { KvAcceptorClient } from "../transport.ts";
+import type { Acceptor, LatestReply, Op, PaxosInstanceId, Proposer } from "../types.ts";
+import { EMPTY_ACCEPTOR, GE, ZERO_BALLOT } from "../types.ts";
+import type { SimClock } from "./sim_clock.ts";
+
+/** The planted bugs a simulation can run with. */
+export type Variant =
+  | "correct"
+  | "accept-ignores-ballot"
+  | "prepare-hides-vote"
+  | "quorum-of-one"
+  | "reply-before-sync";
+
+/** The variants that must be caught. */
+export const BROKEN_VARIANTS: readonly Variant[] = [
+  "accept-ignores-ballot",
+  "prepare-hides-vote",
+  "quorum-of-one",
+  "reply-before-sync",
+];
+
+/**
+ * A store whose writes become durable after a simulated sync delay. A crash
+ * loses every write not yet synced. With `replyBeforeSync` (a planted bug)
+ * `put` resolves at once, before the write is durable.
+ */
+export class SimStore implements Store {
+  readonly #clock: SimClock;
+  readonly #random: Random;
+  readonly #durable: Versions;
+  readonly #view: Versions;
+  readonly #replyBeforeSync: boolean;
+  #crashed = false;
+
+  /** Builds a store on the durable state a previous incarnation left. */
+  constructor(clock: SimClock, random: Random, durable: Versions, replyBeforeSync: boolean) {
+    this.#clock = clock;
+    this.#random = random;
+    this.#durable = durable;
+    this.#replyBeforeSync = replyBeforeSync;
+    this.#view = replyBeforeSync ? durable.clone() : durable;
+  }
+
+  /** What survives a crash. */
+  get durable(): Versions {
+    return this.#durable;
+  }
+
+  get(id: PaxosInstanceId): Acceptor | undefined {
+    return this.#view.get(id);
+  }
+
+  latest(key: string): LatestReply {
+    return this.#view.latest(key);
+  }
+
+  put(id: PaxosInstanceId, state: Acceptor): Promise<void> {
+    return this.#write((v) => v.set(id, state));
+  }
+
+  compact(key: string, floor: bigint): Promise<void> {
+    return this.#write((v) => v.compact(key, floor));
+  }
+
+  #write(change: (v: Versions) => void): Promise<void> {
+    const syncMs = 0.05 + this.#random.next() * 0.5;
+    if (this.#replyBeforeSync) {
+      change(this.#view);
+      this.#clock.setTimer(() => this.#crashed || change(this.#durable), syncMs);
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      this.#clock.setTimer(() => {
+        if (this.#crashed) return; // never acknowledged
+        change(this.#durable);
+        resolve();
+      }, syncMs);
+    });
+  }
+
+  /** The process died: nothing more reaches the disk. */
+  crash(): void {
+    this.#crashed = true;
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/**
+ * The acceptor of the planted-bug variants: the seed's rules with one of
+ * them broken. (The correct variant runs the real {@link PaxosAcceptor}.)
+ */
+class BrokenAcceptor {
+  constructor(readonly store: Store, readonly variant: Variant) {}
+
+  async request(op: Op, r: Proposer): Promise<Acceptor> {
+    const v = this.store.get(r.Id) ?? EMPTY_ACCEPTOR;
+    if (op === "Prepare") {
+      if (GE(r.Bal, v.LastBal)) await this.store.put(r.Id, { ...v, LastBal: r.Bal });
+      // prepare-hides-vote: the reply forgets the vote.
+      return this.variant === "prepare-hides-vote"
+        ? { LastBal: v.LastBal, Val: null, VBal: ZERO_BALLOT }
+        : v;
+    }
+    // accept-ignores-ballot: votes whatever the promise says.
+    if (GE(r.Bal, v.LastBal) || this.variant === "accept-ignores-ballot") {
+      const LastBal = GE(r.Bal, v.LastBal) ? r.Bal : v.LastBal;
+      await this.store.put(r.Id, { LastBal, Val: r.Val, VBal: r.Bal });
+    }
+    return { LastBal: v.LastBal, Val: null, VBal: ZERO_BALLOT };
+  }
+
+  latest(key: string): Promise<LatestReply> {
+    return Promise.resolve(this.store.latest(key));
+  }
+}
+
+type AnyAcceptor = Pick<PaxosAcceptor, "request" | "latest">;
+
+/** What a node saw itself do: every reply it sent, for the safety checks. */
+export interface Observer {
+  /** Called when an acceptor replies to a request (at the moment it replies). */
+  replied(node: number, op: Op, req: Proposer, rep: Acceptor): void;
+}
+
+/** One acceptor machine: it crashes (losing what was not synced) and restarts. */
+export class SimNode {
+  /** Whether the node is running. */
+  up = true;
+  /** Incarnation number: replies of an earlier incarnation are never sent. */
+  epoch = 0;
+  #store: SimStore;
+  #acceptor: AnyAcceptor;
+
+  constructor(
+    readonly id: number,
+    readonly clock: SimClock,
+    readonly random: Random,
+    readonly variant: Variant,
+    readonly observer: Observer,
+  ) {
+    this.#store = new SimStore(clock, random, new Versions(), variant === "reply-before-sync");
+    this.#acceptor = this.#build();
+  }
+
+  #build(): AnyAcceptor {
+    return this.variant === "accept-ignores-ballot" || this.variant === "prepare-hides-vote"
+      ? new BrokenAcceptor(this.#store, this.variant)
+      : new PaxosAcceptor(this.#store, `node${this.id}`);
+  }
+
+  /** The state the running acceptor sees (for the safety checks). */
+  storeView(id: PaxosInstanceId): Acceptor | undefined {
+    return this.#store.get(id);
+  }
+
+  /** What reached the disk. */
+  durableGet(id: PaxosInstanceId): Acceptor | undefined {
+    return this.#store.durable.get(id);
+  }
+
+  /** The durable highest vote and floor of a key. */
+  durableLatest(key: string): LatestReply {
+    return this.#store.durable.latest(key);
+  }
+
+  /** Kills the process: pending writes and replies are lost. */
+  crash(): void {
+    if (!this.up) return;
+    this.up = false;
+    this.epoch++;
+    this.#store.crash();
+  }
+
+  /** Starts a new process on what reached the disk. */
+  restart(): void {
+    if (this.up) return;
+    this.#store = new SimStore(
+      this.clock,
+      this.random,
+      this.#store.durable,
+      this.variant === "reply-before-sync",
+    );
+    this.#acceptor = this.#build();
+    this.up = true;
+  }
+
+  /** Serves a request; resolves with the reply, or never when the node dies first. */
+  handle(op: Op | "Latest", req: Proposer | string): Promise<Acceptor | LatestReply> | null {
+    if (!this.up) return null;
+    const epoch = this.epoch;
+    const work = op === "Latest"
+      ? this.#acceptor.latest(req as string)
+      : this.#acceptor.request(op, req as Proposer).then((rep) => {
+        if (this.epoch === epoch) this.observer.replied(this.id, op, req as Proposer, rep);
+        return rep;
+      });
+    return work.then((rep) => this.epoch === epoch ? rep : new Promise<never>(() => {}));
+  }
+}
+
+/** Knobs of the simulated network. */
+export interface NetFaults {
+  /** Probability that a message is lost. */
+  drop: number;
+  /** Probability that a request is delivered twice. */
+  duplicate: number;
+  /** Delay of a message, uniform in [minMs, maxMs] (so messages reorder). */
+  minMs: number;
+  maxMs: number;
+}
+
+/**
+ * The network between clients and nodes. `cut(client, node)` partitions a
+ * link for a while.
+ */
+export class SimNetwork {
+  faults: NetFaults = { drop: 0, duplicate: 0, minMs: 0.05, maxMs: 0.5 };
+  readonly #cuts = new Map<string, number>();
+
+  constructor(readonly clock: SimClock, readonly random: Random, readonly nodes: SimNode[]) {}
+
+  /** Cuts the link between a client and a node until `untilMs`. */
+  cut(client: number, node: number, untilMs: number): void {
+    this.#cuts.set(`${client}/${node}`, untilMs);
+  }
+
+  /** Removes every partition. */
+  heal(): void {
+    this.#cuts.clear();
+  }
+
+  #isCut(client: number, node: number): boolean {
+    const until = this.#cuts.get(`${client}/${node}`);
+    return until !== undefined && this.clock.now() < until;
+  }
+
+  #delay(): number {
+    const f = this.faults;
+    return f.minMs + this.random.next() * (f.maxMs - f.minMs);
+  }
+
+  #lost(client: number, node: number): boolean {
+    return this.#isCut(client, node) || this.random.next() < this.faults.drop;
+  }
+
+  /** The link a client uses to talk to a node: a {@link KvAcceptorClient}. */
+  link(client: number, node: number, timeoutMs: number): KvAcceptorClient {
+    const send = <T>(op: Op | "Latest", req: Proposer | string): Promise<T> =>
+      new Promise<T>((resolve, reject) => {
+        let settled = false;
+        const timer = this.clock.setTimer(() => {
+          settled = true;
+          reject(new Deno.errors.TimedOut(`${op} to node${node}: no reply within ${timeoutMs} ms`));
+        }, timeoutMs);
+        const deliver = (answer: boolean) => {
+          if (this.#lost(client, node)) return;
+          this.clock.setTimer(() => {
+            const work = this.nodes[node]!.handle(op, req);
+            if (work === null || !answer) return;
+            work.then((rep) => {
+              if (this.#lost(client, node)) return;
+              this.clock.setTimer(() => {
+                if (settled) return;
+                settled = true;
+                this.clock.clearTimer(timer);
+                resolve(rep as T);
+              }, this.#delay());
+            });
+          }, this.#delay());
+        };
+        deliver(true);
+        if (this.random.next() < this.faults.duplicate) deliver(false);
+      });
+    return {
+      name: `node${node}`,
+      request: (op, req) => send<Acceptor>(op, req),
+      latest: (key) => send<LatestReply>("Latest", key),
+    };
+  }
+}

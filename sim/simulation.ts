@@ -1,0 +1,349 @@
+/**
+ * One deterministic simulation run: three acceptor nodes, KV clients running
+ * the real {@link Kv}, {@link PaxosProposer} and {@link PaxosAcceptor} code,
+ * a simulated clock and network, and faults, all driven by one seeded PRNG.
+ * The same seed replays the same run exactly.
+ *
+ * Checked on every run:
+ * - at most one value is ever chosen per (Key, Ver), and it never changes;
+ * - acceptor promises and votes never go back: after every restart (and at
+ *   the end) each node's durable state covers every promise and vote it
+ *   acknowledged, and a Prepare reply reports the vote the node holds;
+ * - the KV history is linearizable (the checker of the KV tests);
+ * - liveness: once the network heals and every node is up, every operation
+ *   completes, within a bound that the run reports.
+ *
+ * @module
+ */
+import { type Random, seededRandom } from "../clock.ts";
+import { Kv, VersionConflictError } from "../kv.ts";
+import type { Acceptor, Op, Proposer, Value } from "../types.ts";
+import { formatBallot, GE } from "../types.ts";
+import {
+  checkKv,
+  type KvInput,
+  type KvOperation,
+  type KvOutput,
+} from "../tests/linearizability.ts";
+import { SimClock } from "./sim_clock.ts";
+import { SimNetwork, SimNode, type Variant } from "./sim_world.ts";
+
+/** Options of {@link runSimulation}. */
+export interface SimOptions {
+  /** The seed of the run's PRNG. */
+  readonly seed: number;
+  /** KV operations to issue in all (default 200). */
+  readonly steps?: number;
+  /** Which acceptor/proposer/store to run (default "correct"). */
+  readonly variant?: Variant;
+  /** Inject faults before the heal point (default true). */
+  readonly faults?: boolean;
+  /** KV clients (default 4). */
+  readonly clients?: number;
+  /** Keys the clients fight over (default 2). */
+  readonly keys?: number;
+}
+
+/** What a run found. */
+export interface SimResult {
+  readonly seed: number;
+  readonly variant: Variant;
+  /** No safety or liveness violation. */
+  readonly ok: boolean;
+  /** What was violated, first found first. */
+  readonly violations: string[];
+  /** Operations issued, completed with a known outcome, and with an unknown one. */
+  readonly ops: number;
+  readonly completed: number;
+  readonly unknown: number;
+  /** Crashes and partitions injected. */
+  readonly crashes: number;
+  readonly partitions: number;
+  /** Simulated time of the heal, and of the end, in ms. */
+  readonly healAtMs: number;
+  readonly endMs: number;
+  /** The longest an operation took to complete after the heal (simulated ms). */
+  readonly maxAfterHealMs: number;
+}
+
+/** Once healed, every operation must complete within this (simulated ms). */
+export const LIVENESS_BOUND_MS = 2_000;
+
+const QUORUM = 2;
+const NODES = 3;
+
+function valueKey(v: Value | null): string {
+  return JSON.stringify(v, (_, x) => typeof x === "bigint" ? `${x}n` : x);
+}
+
+// The safety checks that watch every reply as a node sends it.
+class Safety {
+  readonly violations: string[] = [];
+  // instance -> ballot -> {value, nodes that voted}
+  readonly #votes = new Map<string, Map<string, { value: string; nodes: Set<number> }>>();
+  readonly #chosen = new Map<string, string>();
+  // node/instance -> highest acknowledged promise and vote
+  readonly #promised = new Map<string, Proposer["Bal"]>();
+  readonly #voted = new Map<string, Proposer["Bal"]>();
+
+  constructor(readonly nodes: () => SimNode[]) {}
+
+  violate(what: string): void {
+    if (this.violations.length < 20) this.violations.push(what);
+  }
+
+  replied(node: number, op: Op, req: Proposer, rep: Acceptor): void {
+    const inst = `${req.Id.Key}@${req.Id.Ver}`;
+    const acked = GE(req.Bal, rep.LastBal);
+    const nk = `${node}/${inst}`;
+    if (op === "Prepare" && acked) {
+      // A Prepare reply reports the vote the node holds from before it.
+      const cur = this.nodes()[node]!.storeView(req.Id);
+      if (
+        cur !== undefined && cur.Val !== null && !GE(cur.VBal, req.Bal) && !GE(rep.VBal, cur.VBal)
+      ) {
+        this.violate(
+          `node${node} Prepare ${inst} at ${formatBallot(req.Bal)} hid its vote at ${
+            formatBallot(cur.VBal)
+          }`,
+        );
+      }
+    }
+    if (!acked) return;
+    const p = this.#promised.get(nk);
+    if (p === undefined || GE(req.Bal, p)) this.#promised.set(nk, req.Bal);
+    if (op !== "Accept") return;
+    const v = this.#voted.get(nk);
+    if (v === undefined || GE(req.Bal, v)) this.#voted.set(nk, req.Bal);
+    // Chosen: a quorum voted for the same ballot.
+    let byBallot = this.#votes.get(inst);
+    if (byBallot === undefined) this.#votes.set(inst, byBallot = new Map());
+    const bk = formatBallot(req.Bal);
+    const value = valueKey(req.Val);
+    let vote = byBallot.get(bk);
+    if (vote === undefined) byBallot.set(bk, vote = { value, nodes: new Set() });
+    if (vote.value !== value) {
+      this.violate(`${inst}: two values proposed at ballot ${bk}: ${vote.value} and ${value}`);
+    }
+    vote.nodes.add(node);
+    if (vote.nodes.size >= QUORUM) {
+      const before = this.#chosen.get(inst);
+      if (before === undefined) this.#chosen.set(inst, value);
+      else if (before !== value) {
+        this.violate(`${inst}: chosen ${before}, then ${value} was chosen too`);
+      }
+    }
+  }
+
+  // Promises never go back: what a node acknowledged is in its durable state.
+  checkDurable(node: SimNode): void {
+    for (const [nk, bal] of this.#promised) {
+      const [n, inst] = nk.split("/", 2) as [string, string];
+      if (Number(n) !== node.id) continue;
+      const at = inst.lastIndexOf("@");
+      const id = { Key: inst.slice(0, at), Ver: BigInt(inst.slice(at + 1)) };
+      const floor = node.durableLatest(id.Key).Floor;
+      if (floor > 0n && id.Ver < floor) continue; // forgotten on purpose
+      const s = node.durableGet(id);
+      if (s === undefined || !GE(s.LastBal, bal)) {
+        this.violate(
+          `node${node.id} ${inst}: promise ${formatBallot(bal)} acknowledged, durable ${
+            s === undefined ? "nothing" : formatBallot(s.LastBal)
+          } (promise went back)`,
+        );
+      }
+      const v = this.#voted.get(nk);
+      if (v !== undefined && (s === undefined || !GE(s.VBal, v))) {
+        this.violate(`node${node.id} ${inst}: vote at ${formatBallot(v)} acknowledged, then lost`);
+      }
+    }
+  }
+}
+
+function pick<T>(random: Random, xs: readonly T[]): T {
+  return xs[Math.floor(random.next() * xs.length)]!;
+}
+
+/** Runs one simulation and checks it. */
+export async function runSimulation(opts: SimOptions): Promise<SimResult> {
+  const seed = opts.seed;
+  const variant = opts.variant ?? "correct";
+  const steps = opts.steps ?? 200;
+  const faults = opts.faults ?? true;
+  const nClients = opts.clients ?? 4;
+  const keys = Array.from({ length: opts.keys ?? 2 }, (_, i) => `k${i}`);
+  const random = seededRandom(seed);
+  const clock = new SimClock();
+  let nodes: SimNode[] = [];
+  const safety = new Safety(() => nodes);
+  nodes = Array.from({ length: NODES }, (_, i) => new SimNode(i, clock, random, variant, safety));
+  const net = new SimNetwork(clock, random, nodes);
+
+  const history: KvOperation[] = [];
+  let issued = 0;
+  let finished = 0;
+  let crashes = 0;
+  let partitions = 0;
+  const healAfterOps = faults ? Math.floor(steps * 0.7) : 0;
+  let healAtMs = faults ? Infinity : 0;
+
+  const heal = () => {
+    healAtMs = clock.now();
+    net.heal();
+    net.faults = { drop: 0, duplicate: 0, minMs: 0.05, maxMs: 0.5 };
+    for (const n of nodes) {
+      if (!n.up) {
+        n.restart();
+        safety.checkDurable(n);
+      }
+    }
+  };
+
+  // Faults until the heal: crashes and restarts, partitions, lossy links.
+  const injectFault = () => {
+    if (healAtMs !== Infinity) return;
+    const r = random.next();
+    if (r < 0.25) {
+      const down = nodes.filter((n) => !n.up).length;
+      const n = pick(random, nodes);
+      if (n.up && down < 2) {
+        n.crash();
+        crashes++;
+      } else if (!n.up) {
+        n.restart();
+        safety.checkDurable(n);
+      }
+    } else if (r < 0.45) {
+      net.cut(
+        Math.floor(random.next() * nClients),
+        Math.floor(random.next() * NODES),
+        clock.now() + 5 + random.next() * 50,
+      );
+      partitions++;
+    } else if (r < 0.6) {
+      net.faults = {
+        drop: random.next() * 0.15,
+        duplicate: random.next() * 0.15,
+        minMs: 0.05,
+        maxMs: 0.5 + random.next() * 5,
+      };
+    }
+    clock.setTimer(injectFault, 2 + random.next() * 10);
+  };
+  if (faults) clock.setTimer(injectFault, random.next() * 5);
+
+  const client = async (c: number) => {
+    const links = variant === "quorum-of-one"
+      ? [net.link(c, c % NODES, 20)]
+      : nodes.map((_, n) => net.link(c, n, 20));
+    const kv = new Kv(links, { clock, random, deadlineMs: 1_000 });
+    let lastSeen = -1n;
+    while (issued < steps) {
+      const id = issued++;
+      if (faults && id === healAfterOps) heal();
+      const key = pick(random, keys);
+      const r = random.next();
+      const input: KvInput = r < 0.35
+        ? { op: "set", value: `c${c}-${id}` }
+        : r < 0.65
+        ? { op: "get" }
+        : r < 0.85
+        ? {
+          op: "cas",
+          ifVersion: random.next() < 0.7 ? lastSeen : lastSeen + 1n,
+          value: `c${c}-${id}`,
+        }
+        : r < 0.93
+        ? { op: "create", value: `c${c}-${id}` }
+        : { op: "delete" };
+      const call = clock.now();
+      let output: KvOutput;
+      try {
+        output = await apply(kv, key, input);
+        if ("version" in output) lastSeen = output.version;
+      } catch (e) {
+        if (e instanceof VersionConflictError) {
+          output = { ok: false, conflict: true, actual: e.actual };
+          lastSeen = e.actual;
+        } else {
+          output = { ok: false, unknown: true };
+        }
+      }
+      const ret = clock.now();
+      history.push({ client: c, key, input, output, call, ret });
+      finished++;
+      // Think time, so operations interleave in many ways.
+      await clock.sleep(random.next() * 2);
+    }
+  };
+
+  let done = false;
+  Promise.all(Array.from({ length: nClients }, (_, c) => client(c))).then(() => done = true);
+  await clock.run(() => done, 600_000);
+  const endMs = clock.now();
+  if (!done) {
+    safety.violate(`liveness: ${issued - finished} operations never completed (at ${endMs} ms)`);
+  }
+
+  for (const n of nodes) {
+    if (!n.up) n.restart();
+    safety.checkDurable(n);
+  }
+
+  // Liveness after the heal.
+  let maxAfterHealMs = 0;
+  for (const op of history) {
+    if (op.ret < healAtMs) continue;
+    const took = op.ret - Math.max(op.call, healAtMs);
+    maxAfterHealMs = Math.max(maxAfterHealMs, took);
+    if ("unknown" in op.output && op.call >= healAtMs) {
+      safety.violate(`liveness: ${op.input.op} on ${op.key} failed after the heal`);
+    }
+  }
+  if (maxAfterHealMs > LIVENESS_BOUND_MS) {
+    safety.violate(`liveness: an operation took ${maxAfterHealMs} ms after the heal`);
+  }
+
+  const lin = checkKv(history, { timeoutMs: 10_000 });
+  if (!lin.ok) {
+    safety.violate(
+      lin.timedOut
+        ? `linearizability check timed out on ${lin.key}`
+        : `history of ${lin.key} is not linearizable: ${lin.reason}`,
+    );
+  }
+
+  return {
+    seed,
+    variant,
+    ok: safety.violations.length === 0,
+    violations: safety.violations,
+    ops: history.length,
+    completed: history.filter((o) => !("unknown" in o.output)).length,
+    unknown: history.filter((o) => "unknown" in o.output).length,
+    crashes,
+    partitions,
+    healAtMs,
+    endMs,
+    maxAfterHealMs,
+  };
+}
+
+async function apply(kv: Kv, key: string, input: KvInput): Promise<KvOutput> {
+  switch (input.op) {
+    case "get": {
+      const e = await kv.get(key);
+      return e.found
+        ? { ok: true, found: true, version: e.version, value: e.value }
+        : { ok: true, found: false, version: e.version };
+    }
+    case "set":
+      return { ok: true, version: await kv.set(key, input.value as string) };
+    case "cas":
+      return { ok: true, version: await kv.cas(key, input.ifVersion, input.value as string) };
+    case "create":
+      return { ok: true, version: await kv.set(key, input.value as string, { ifAbsent: true }) };
+    case "delete":
+      return { ok: true, version: await kv.delete(key) };
+  }
+}
