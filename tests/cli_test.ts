@@ -1,12 +1,13 @@
 /**
  * Tests of the command line, cli.ts, through real processes: acceptor and
- * cluster processes serve, set and get processes propose, and the test reads
- * their output and exit statuses. Plus in-process tests of how VALUE
- * arguments are read and chosen values printed.
+ * cluster processes serve; set, get, delete and history processes (the KV
+ * calls, and the seed's calls with --ver) propose, and the test reads their
+ * output and exit statuses. Plus in-process tests of how VALUE arguments are
+ * read and values printed.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { formatValue, parseValueArg } from "../cli.ts";
+import { formatKvValue, formatValue, parseValueArg } from "../cli.ts";
 import {
   cli,
   cliOut,
@@ -24,6 +25,30 @@ function assertOneLineError(r: RunResult, what: string): void {
   assert.equal(r.stdout, "", `${what}: printed on stdout`);
   assert.match(r.stderr, /^paxoskv: [^\n]+\n$/, `${what}: stderr is not one line: ${r.stderr}`);
   assert.doesNotMatch(r.stderr, /^\s*at /m, `${what}: stack trace: ${r.stderr}`);
+}
+
+/** Checks a failure: its exit status, and its one line on stderr, exactly or by pattern. */
+function assertFails(r: RunResult, code: number, line: RegExp | string, what: string): void {
+  assertOneLineError(r, what);
+  assert.equal(r.code, code, `${what}: exit status ${r.code}; stderr: ${r.stderr}`);
+  if (typeof line === "string") assert.equal(r.stderr, `${line}\n`, what);
+  else assert.match(r.stderr, line, what);
+}
+
+/**
+ * Waits for every chain, then fails with the first failure: a failed chain
+ * must not leave the others' processes running into the next test.
+ */
+async function allChains(chains: Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(chains);
+  for (const r of results) if (r.status === "rejected") throw r.reason;
+}
+
+/** Checks a success and returns all of stdout. */
+function okOut(r: RunResult, what: string): string {
+  assert.equal(r.code, 0, `${what}: exit status ${r.code}; stderr: ${r.stderr}`);
+  assert.equal(r.stderr, "", what);
+  return r.stdout;
 }
 
 Deno.test("cli: set and get through three acceptor processes", async () => {
@@ -75,25 +100,251 @@ Deno.test("cli: set and get through three acceptor processes", async () => {
   }
 });
 
+Deno.test("cli: set, get, delete and history without --ver: versions, conditions, tombstones", async () => {
+  const { servers, urls } = await startAcceptors([["--memory"], ["--memory"], ["--memory"]]);
+  try {
+    const acc = ["--acceptors", urls.join(",")];
+    const run = (...args: string[]) => cli(...args, ...acc);
+    const out = (...args: string[]) => cliOut(...args, ...acc);
+    // Each chain works on a key of its own, one step after the other; the
+    // chains run in parallel.
+    await allChains([
+      (async () => {
+        // Every write takes the next version; get prints the latest value.
+        assert.equal(await out("set", "k", "a"), "0");
+        assert.equal(await out("set", "k", "b"), "1");
+        assert.equal(await out("set", "k", "7"), "2");
+        assert.equal(await out("get", "k"), "7");
+        // The versions are the seed's instances: --ver reads them one by one.
+        assert.equal(await out("get", "k", "--ver", "1"), "b");
+        assert.equal(await out("get", "k", "--ver", "3"), "nil");
+      })(),
+      (async () => {
+        // Compare-and-set: -1 is "no version yet".
+        assert.equal(await out("set", "cas", "x", "--if-ver", "-1"), "0");
+        assert.equal(await out("set", "cas", "y", "--if-ver=0"), "1");
+        assertFails(
+          await run("set", "cas", "z", "--if-ver", "0"),
+          4,
+          "paxoskv: version conflict on cas: expected latest version 0, found 1",
+          "stale --if-ver",
+        );
+        assertFails(
+          await run("set", "cas", "z", "--if-ver", "-1"),
+          4,
+          "paxoskv: version conflict on cas: expected latest version -1, found 1",
+          "--if-ver -1 on a written key",
+        );
+        // A delete may be conditional too.
+        assertFails(
+          await run("delete", "cas", "--if-ver", "0"),
+          4,
+          "paxoskv: version conflict on cas: expected latest version 0, found 1",
+          "stale delete --if-ver",
+        );
+        assert.equal(await out("get", "cas"), "y"); // nothing was written by the conflicts
+        assert.equal(await out("delete", "cas", "--if-ver", "1"), "2");
+      })(),
+      (async () => {
+        // Create-only, then delete: the key is absent again.
+        assert.equal(await out("set", "abs", "first", "--if-absent"), "0");
+        assertFails(
+          await run("set", "abs", "second", "--if-absent"),
+          4,
+          "paxoskv: version conflict on abs: it exists, at version 0",
+          "--if-absent on a written key",
+        );
+        assert.equal(await out("delete", "abs"), "1");
+        assertFails(
+          await run("get", "abs"),
+          3,
+          "paxoskv: abs: not found (deleted at version 1)",
+          "get after delete",
+        );
+        assert.equal(await out("set", "abs", "again", "--if-absent"), "2");
+        assert.equal(await out("get", "abs"), "again");
+      })(),
+      (async () => {
+        assertFails(await run("get", "never"), 3, "paxoskv: never: not found", "get of no key");
+        // A key never written has an empty history.
+        assert.equal(okOut(await run("history", "never"), "history of no key"), "");
+      })(),
+      (async () => {
+        // History: oldest first, tombstones included, the latest --limit ones.
+        for (const v of ["a", "b"]) await out("set", "h", v);
+        assert.equal(await out("delete", "h"), "2");
+        assert.equal(await out("set", "h", "c d"), "3");
+        const [all, last2, last1] = await Promise.all([
+          run("history", "h"),
+          run("history", "h", "--limit", "2"),
+          run("history", "h", "--limit=1"),
+        ]);
+        assert.equal(okOut(all, "history"), "0\ta\n1\tb\n2\t(deleted)\n3\tc d\n");
+        assert.equal(okOut(last2, "history --limit 2"), "2\t(deleted)\n3\tc d\n");
+        assert.equal(okOut(last1, "history --limit 1"), "3\tc d\n");
+        // The tombstone read by number.
+        assert.equal(await out("get", "h", "--ver", "2"), "(deleted)");
+      })(),
+    ]);
+  } finally {
+    assert.deepEqual(await stopAll(servers), ["", "", ""]);
+  }
+});
+
+Deno.test("cli: --json prints one line of JSON for set, get, delete and history, with exact integers", async () => {
+  const { servers, urls } = await startAcceptors([["--memory"], ["--memory"], ["--memory"]]);
+  try {
+    const acc = ["--acceptors", urls.join(",")];
+    const run = (...args: string[]) => cli(...args, "--json", ...acc);
+    const json = async (...args: string[]): Promise<[string, unknown]> => {
+      const line = await cliOut(...args, "--json", ...acc);
+      return [line, JSON.parse(line)];
+    };
+    const big = "9007199254740993"; // 2^53 + 1: a JavaScript number cannot hold it
+    await allChains([
+      (async () => {
+        assert.deepEqual((await json("set", "j", big))[1], { key: "j", version: 0 });
+        // Beyond 2^53 the raw text is exact.
+        assert.equal(
+          (await json("get", "j"))[0],
+          `{"key":"j","found":true,"version":0,"value":${big}}`,
+        );
+        assert.deepEqual((await json("set", "j", "5x"))[1], { key: "j", version: 1 });
+        assert.deepEqual((await json("get", "j"))[1], {
+          key: "j",
+          found: true,
+          version: 1,
+          value: "5x",
+        });
+        assert.deepEqual((await json("delete", "j"))[1], { key: "j", version: 2, deleted: true });
+        // Not found: the JSON line on stdout, nothing on stderr, exit status 3.
+        const gone = await run("get", "j");
+        assert.equal(gone.code, 3, gone.stderr);
+        assert.equal(gone.stderr, "");
+        assert.deepEqual(JSON.parse(gone.stdout), { key: "j", found: false, version: 2 });
+        assert.match(gone.stdout, /^[^\n]+\n$/);
+        const [raw, hist] = await json("history", "j");
+        assert.equal(
+          raw,
+          `{"key":"j","versions":[{"version":0,"value":${big}},` +
+            `{"version":1,"value":"5x"},{"version":2,"deleted":true}]}`,
+        );
+        assert.equal((hist as { versions: unknown[] }).versions.length, 3);
+        assert.deepEqual((await json("history", "none"))[1], { key: "none", versions: [] });
+      })(),
+      (async () => {
+        const nope = await run("get", "nope");
+        assert.equal(nope.code, 3, nope.stderr);
+        assert.deepEqual(JSON.parse(nope.stdout), { key: "nope", found: false, version: -1 });
+        // Errors stay one line on stderr, with their exit status.
+        assert.deepEqual((await json("set", "c", "v", "--if-absent"))[1], { key: "c", version: 0 });
+        assertFails(
+          await run("set", "c", "w", "--if-absent"),
+          4,
+          "paxoskv: version conflict on c: it exists, at version 0",
+          "--json conflict",
+        );
+      })(),
+      (async () => {
+        // The seed's calls: "ver" and the chosen value, null for nil.
+        assert.deepEqual((await json("set", "v", "5", "--ver", "0"))[1], {
+          key: "v",
+          ver: 0,
+          value: 5,
+        });
+        assert.deepEqual((await json("set", "v", "05", "--ver", "1"))[1], {
+          key: "v",
+          ver: 1,
+          value: "05",
+        });
+        assert.equal(
+          (await json("get", "v", "--ver", "9223372036854775807"))[0],
+          `{"key":"v","ver":9223372036854775807,"value":null}`,
+        );
+        assert.equal(
+          (await json("set", "v", "-9223372036854775808", "--ver", "2"))[0],
+          `{"key":"v","ver":2,"value":-9223372036854775808}`,
+        );
+        assert.deepEqual((await json("get", "v", "--ver", "0"))[1], { key: "v", ver: 0, value: 5 });
+      })(),
+      (async () => {
+        // Other clients' Data: JSON with binary as base64 and exact integers.
+        const clients = urls.map((u) => new WebSocketAcceptorClient(u));
+        try {
+          await new PaxosProposer({ Id: { Key: "doc", Ver: 0n }, Bal: { N: 1n, ProposerId: 1n } })
+            .runPaxos(clients, { Data: { n: 2n ** 60n + 1n, bin: new Uint8Array([0, 1, 255]) } }, {
+              deadlineMs: 5000,
+            });
+        } finally {
+          await Promise.all(clients.map((c) => c.close()));
+        }
+        const doc = '{"n":1152921504606846977,"bin":"AAH/"}';
+        assert.equal(
+          (await json("get", "doc"))[0],
+          `{"key":"doc","found":true,"version":0,"value":${doc}}`,
+        );
+        assert.equal(
+          (await json("get", "doc", "--ver", "0"))[0],
+          `{"key":"doc","ver":0,"value":${doc}}`,
+        );
+        assert.equal(await cliOut("get", "doc", ...acc), doc);
+      })(),
+    ]);
+  } finally {
+    assert.deepEqual(await stopAll(servers), ["", "", ""]);
+  }
+});
+
+Deno.test("cli: acceptor --keep-versions 2 forgets older versions: get --ver exits 5, history shows the last 2", async () => {
+  const keep = ["--memory", "--keep-versions", "2"];
+  const { servers, urls } = await startAcceptors([keep, keep, keep]);
+  try {
+    const acc = ["--acceptors", urls.join(",")];
+    for (let i = 0; i < 5; i++) assert.equal(await cliOut("set", "k", `v${i}`, ...acc), `${i}`);
+    const [old, oldJson, hist, histJson, latest, kept] = await Promise.all([
+      cli("get", "k", "--ver", "0", ...acc),
+      cli("get", "k", "--ver", "2", "--json", ...acc),
+      cli("history", "k", ...acc),
+      cli("history", "k", "--json", ...acc),
+      cli("get", "k", ...acc),
+      cli("get", "k", "--ver", "3", ...acc),
+    ]);
+    assertFails(
+      old,
+      5,
+      "paxoskv: k@0 is compacted: the acceptors no longer keep this version",
+      "get --ver 0",
+    );
+    assertFails(oldJson, 5, /^paxoskv: k@2 is compacted/, "get --ver 2 --json");
+    assert.equal(okOut(hist, "history"), "3\tv3\n4\tv4\n");
+    assert.deepEqual(JSON.parse(okOut(histJson, "history --json")), {
+      key: "k",
+      versions: [{ version: 3, value: "v3" }, { version: 4, value: "v4" }],
+    });
+    assert.equal(okOut(latest, "get"), "v4\n");
+    assert.equal(okOut(kept, "get --ver 3"), "v3\n");
+  } finally {
+    assert.deepEqual(await stopAll(servers), ["", "", ""]);
+  }
+});
+
 Deno.test("cli: set fails with one line within its deadline when two of three acceptors are down", async () => {
   // Acceptor 2 runs on a durable store.
   const data = await Deno.makeTempDir({ prefix: "paxoskv-cli-" });
   const { servers, urls } = await startAcceptors([["--memory"], ["--memory"], ["--data", data]]);
   try {
     await stopAll(servers.slice(0, 2));
-    const r = await cli(
-      "set",
-      "foo",
-      "5",
-      "--ver",
-      "0",
-      "--deadline",
-      "1000",
-      "--timeout",
-      "300",
-      "--acceptors",
-      urls.join(","),
-    );
+    const limits = ["--deadline", "1000", "--timeout", "300", "--acceptors", urls.join(",")];
+    const [r, kvSet, kvGet] = await Promise.all([
+      cli("set", "foo", "5", "--ver", "0", ...limits),
+      cli("set", "foo", "5", ...limits),
+      cli("get", "foo", ...limits),
+    ]);
+    // Without --ver, connecting finds no majority.
+    for (const [k, what] of [[kvSet, "set"], [kvGet, "get"]] as const) {
+      assertFails(k, 1, /^paxoskv: cannot reach a majority of the acceptors: /, `${what} (kv)`);
+      assert.ok(k.ms < 10_000, `${what} took ${k.ms} ms with a 1000 ms deadline`);
+    }
     assertOneLineError(r, "set without a quorum");
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^paxoskv: no value chosen for foo@0 within 1000 ms/);
@@ -115,6 +366,9 @@ Deno.test("cli: --help of the program and of every command", async () => {
     ["cluster", "-h"],
     ["set", "--help"],
     ["get", "--help"],
+    ["delete", "--help"],
+    ["history", "-h"],
+    ["help", "history"],
     ["set", "foo", "--bogus", "--help"], // help wins over a bad command line
   ];
   const results = await Promise.all(cases.map((args) => cli(...args)));
@@ -125,9 +379,29 @@ Deno.test("cli: --help of the program and of every command", async () => {
     assert.match(r.stdout, /Usage/, what);
   });
   // Each command's help is about that command.
-  for (const [i, cmd] of [[4, "acceptor"], [5, "cluster"], [6, "set"], [7, "get"]] as const) {
+  const byCommand = [[4, "acceptor"], [5, "cluster"], [6, "set"], [7, "get"], [8, "delete"], [
+    9,
+    "history",
+  ]] as const;
+  for (const [i, cmd] of byCommand) {
     assert.match(results[i]!.stdout, new RegExp(`cli\\.ts ${cmd} `), `help of ${cmd}`);
   }
+  assert.equal(results[10]!.stdout, results[9]!.stdout);
+  // The program's help lists every command; the help of each key command
+  // documents every exit status and --json.
+  for (const cmd of ["acceptor", "cluster", "set", "get", "delete", "history", "help"]) {
+    assert.match(results[0]!.stdout, new RegExp(`^  ${cmd} `, "m"), `top help lists ${cmd}`);
+  }
+  for (const i of [0, 6, 7, 8, 9]) {
+    for (const code of [0, 1, 2, 3, 4, 5]) {
+      assert.match(results[i]!.stdout, new RegExp(`^  ${code}  `, "m"), `exit ${code} in ${i}`);
+    }
+  }
+  for (const i of [6, 7, 8, 9]) assert.match(results[i]!.stdout, /--json/);
+  assert.match(results[6]!.stdout, /--if-ver N[^]*--if-absent/);
+  assert.match(results[8]!.stdout, /--if-ver N/);
+  assert.match(results[9]!.stdout, /--limit N/);
+  assert.match(results[4]!.stdout, /--keep-versions K/);
 });
 
 Deno.test("cli: bad command lines exit 2 with one line on stderr", async () => {
@@ -138,7 +412,23 @@ Deno.test("cli: bad command lines exit 2 with one line on stderr", async () => {
     [["--bogus"], /unknown option "--bogus"/],
     [["set", "foo", "5", "--ver", "0", "--bogus", "1", ...acc], /unknown option "--bogus"/],
     [["get", "foo", "-x", "--ver", "0", ...acc], /unknown option "-x"/],
-    [["set", "foo", "5", ...acc], /missing --ver/],
+    [["set", "foo", "5"], /missing --acceptors/],
+    [["delete", "foo"], /missing --acceptors/],
+    [["set", "foo", "5", "--ver", "0", "--if-ver", "0", ...acc], /--if-ver does not go with --ver/],
+    [["set", "foo", "5", "--ver", "0", "--if-absent", ...acc], /--if-absent does not go/],
+    [["set", "foo", "5", "--if-ver", "-2", ...acc], /--if-ver must be a version: -1/],
+    [["set", "foo", "5", "--if-ver", "x", ...acc], /--if-ver must be/],
+    [["delete", "foo", "--if-ver", "1.5", ...acc], /--if-ver must be/],
+    [["get", "foo", "--proposer-id", "1", ...acc], /--proposer-id goes only with --ver/],
+    [["get", "foo", "--if-ver", "1", ...acc], /unknown option "--if-ver"/],
+    [["delete", "foo", "--ver", "0", ...acc], /unknown option "--ver"/],
+    [["delete", ...acc], /missing KEY/],
+    [["history", "foo", "bar", ...acc], /unexpected argument "bar"/],
+    [["history", "foo", "--limit", "0", ...acc], /--limit must be a positive integer, got "0"/],
+    [["history", "foo", "--limit", "-1", ...acc], /--limit must be a positive integer/],
+    [["history", "foo", "--json=yes", ...acc], /--json takes no value/],
+    [["acceptor", "--id", "0", "--keep-versions", "0"], /--keep-versions must be a positive/],
+    [["acceptor", "--id", "0", "--keep-versions", "two"], /--keep-versions must be/],
     [["get", "foo", "--ver", "x", ...acc], /--ver must be a non-negative int64, got "x"/],
     [["get", "foo", "--ver", "-1", ...acc], /--ver must be/],
     [["get", "foo", "--ver", "9223372036854775808", ...acc], /--ver must be/],
@@ -183,11 +473,17 @@ Deno.test("cli: cluster --base-port 0 serves three acceptors; SIGINT stops it", 
     assert.equal(new Set(urls).size, 3);
     // The example commands are ready to copy: they name these acceptors.
     const list = urls.join(",");
-    assert.ok(lines.some((l) => l.endsWith(`cli.ts set foo 5 --ver 0 --acceptors ${list}`)));
-    assert.ok(lines.some((l) => l.endsWith(`cli.ts get foo --ver 0 --acceptors ${list}`)));
+    for (
+      const cmd of ["set foo 5", "get foo", "history foo", "set foo 5 --ver 0", "get foo --ver 0"]
+    ) {
+      assert.ok(lines.some((l) => l.endsWith(`cli.ts ${cmd} --acceptors ${list}`)), cmd);
+    }
 
     assert.equal(await cliOut("set", "foo", "5", "--ver", "0", "--acceptors", list), "5");
     assert.equal(await cliOut("get", "foo", "--ver", "0", "--acceptors", list), "5");
+    // The KV calls see foo@0 as the latest version, and write the next one.
+    assert.equal(await cliOut("get", "foo", "--acceptors", list), "5");
+    assert.equal(await cliOut("set", "foo", "6", "--acceptors", list), "1");
 
     const { status, stderr } = await cluster.stop("SIGINT");
     stopped = true;
@@ -226,6 +522,15 @@ Deno.test("cli: formatValue prints Vi64 in decimal, strings as-is, other Data as
   );
   const json = formatValue({ Data: { a: { b: [1, "2", { c: 3n }] } } });
   assert.deepEqual(JSON.parse(json), { a: { b: [1, "2", { c: 3 }] } });
+});
+
+Deno.test("cli: formatKvValue prints bigints in decimal, strings as-is, other values as JSON", () => {
+  assert.equal(formatKvValue(2n ** 63n - 1n), "9223372036854775807");
+  assert.equal(formatKvValue("a\tb"), "a\tb");
+  assert.equal(formatKvValue(1.5), "1.5");
+  assert.equal(formatKvValue(true), "true");
+  assert.equal(formatKvValue(new Uint8Array([1, 2])), '"AQI="');
+  assert.equal(formatKvValue({ a: [2n ** 60n, "x"] }), '{"a":[1152921504606846976,"x"]}');
 });
 
 Deno.test("cli: an acceptor keeps its state across restarts, in data/acceptor-N by default", async () => {
