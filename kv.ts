@@ -384,6 +384,11 @@ export class Kv {
       { clock: this.#clock, random: this.#random },
     );
     try {
+      // A read first looks for a value already chosen: no write, one round trip.
+      if (val === null) {
+        const chosen = await p.peekChosen(this.#acceptors);
+        if (chosen !== null) return chosen;
+      }
       const left = Math.max(1, deadline - this.#clock.now());
       return await p.runPaxos(this.#acceptors, val, { deadlineMs: left });
     } catch (e) {

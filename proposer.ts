@@ -8,7 +8,7 @@
  * @module
  */
 import type { Acceptor, BallotNum, Op, PaxosInstanceId, Proposer, Value } from "./types.ts";
-import { formatBallot, GE } from "./types.ts";
+import { formatBallot, GE, ZERO_BALLOT } from "./types.ts";
 import { type AcceptorClient, AcceptorError } from "./transport.ts";
 import type { Clock, Random } from "./clock.ts";
 import { mathRandom, systemClock } from "./clock.ts";
@@ -174,6 +174,41 @@ export class PaxosProposer {
   }
 
   /**
+   * Looks for a value that is already chosen, without changing any state:
+   * a Prepare at the zero ballot (which promises nothing) to every acceptor.
+   * When a quorum reports a vote at one same ballot, that vote's value is
+   * chosen, and it is returned; otherwise (or when too few answer) null,
+   * which says nothing: run {@link PaxosProposer.runPaxos} to know.
+   */
+  peekChosen(acceptors: readonly AcceptorClient[]): Promise<Value | null> {
+    const quorum = quorumOf(acceptors.length);
+    const req: Proposer = { Id: this.Id, Bal: ZERO_BALLOT, Val: null };
+    const votes = new Map<string, { n: number; val: Value }>();
+    let settled = 0;
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = (v: Value | null) => {
+        if (!done) resolve(v);
+        done = true;
+      };
+      let best = 0;
+      for (const a of acceptors) {
+        a.request("Prepare", req).then((rep) => {
+          if (rep.Val === null) return;
+          const k = formatBallot(rep.VBal);
+          const vote = votes.get(k) ?? { n: 0, val: rep.Val };
+          votes.set(k, { n: vote.n + 1, val: vote.val });
+          best = Math.max(best, vote.n + 1);
+          if (vote.n + 1 >= quorum) finish(vote.val);
+        }, () => {}).finally(() => {
+          // No ballot can reach a quorum with the replies still to come.
+          if (best + acceptors.length - ++settled < quorum) finish(null);
+        });
+      }
+    });
+  }
+
+  /**
    * Phase1 sends Prepare to the acceptors. It succeeds when a quorum replied
    * with a last ballot not above ours (they promised ours), and returns the
    * value voted at the highest ballot among them, or null. Otherwise it
@@ -308,7 +343,11 @@ export class PaxosProposer {
           `(${round} rounds); last: ${err.message}`,
       );
     }
-    const ceiling = Math.min(maxBackoffMs, 2 ** Math.min(round, 20));
+    // The first retry goes at once, above the ballot that beat us: most
+    // conflicts are with a proposer that has already finished. Then wait a
+    // random, growing time, so that proposers that keep meeting stop dueling.
+    if (round === 1) return;
+    const ceiling = Math.min(maxBackoffMs, 2 ** Math.min(round - 1, 20));
     await this.#clock.sleep(Math.min(left, this.#random.next() * ceiling));
   }
 }

@@ -109,7 +109,8 @@ class Safety {
         );
       }
     }
-    if (!acked) return;
+    // A Prepare at the zero ballot (a peek) promises nothing.
+    if (!acked || (req.Bal.N === 0n && req.Bal.ProposerId === 0n)) return;
     const p = this.#promised.get(nk);
     if (p === undefined || GE(req.Bal, p)) this.#promised.set(nk, req.Bal);
     if (op !== "Accept") return;
