@@ -1,0 +1,294 @@
+// Cluster benchmark: three acceptor processes on loopback, KV writes and
+// reads at 1, 16, 64 and 256 operations in flight, with the durable store
+// and with the memory store; and, in the same run, the wire's own limit (a
+// quorum round trip to three echo servers over the same transport and
+// codec). Every figure is also given as a ratio to that limit.
+//
+//   deno task bench [--seconds S] [--in-flight 1,16,64,256] [--json] [--vs-etcd]
+//
+// --vs-etcd also runs the same workload against a 3-member etcd on loopback
+// (Debian: apt-get install etcd-server) and prints the ratios.
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { connect, type Kv } from "../kv.ts";
+import { quorumOf } from "../proposer.ts";
+import { WebSocketAcceptorClient } from "../transport.ts";
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    seconds: { type: "string", default: "2" },
+    "in-flight": { type: "string", default: "1,16,64,256" },
+    json: { type: "boolean", default: false },
+    "vs-etcd": { type: "boolean", default: false },
+  },
+});
+const seconds = Number(flags.seconds);
+const levels = flags["in-flight"].split(",").map(Number);
+if (!(seconds > 0) || levels.some((n) => !(Number.isInteger(n) && n > 0))) {
+  throw new RangeError(`bad --seconds ${flags.seconds} or --in-flight ${flags["in-flight"]}`);
+}
+const root = join(import.meta.dirname!, "..");
+
+interface Row {
+  workload: string;
+  inFlight: number;
+  opsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  vsWire?: number;
+  vsEtcd?: number;
+}
+
+// Runs `op` in `inFlight` closed loops for the configured time.
+async function measure(
+  workload: string,
+  inFlight: number,
+  op: (worker: number, i: number) => Promise<unknown>,
+): Promise<Row> {
+  const until = performance.now() + seconds * 1000;
+  const lat: number[] = [];
+  let errors = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: inFlight }, async (_, w) => {
+    for (let i = 0; performance.now() < until; i++) {
+      const s = performance.now();
+      try {
+        await op(w, i);
+        lat.push(performance.now() - s);
+      } catch {
+        errors++;
+      }
+    }
+  }));
+  const elapsed = (performance.now() - t0) / 1000;
+  lat.sort((a, b) => a - b);
+  const q = (p: number) => Number((lat[Math.floor(lat.length * p)] ?? NaN).toFixed(3));
+  return {
+    workload,
+    inFlight,
+    opsPerSec: Math.round(lat.length / elapsed),
+    p50Ms: q(0.5),
+    p99Ms: q(0.99),
+    errors,
+  };
+}
+
+// A child process that prints its URL on its first line.
+async function spawnServer(args: string[]): Promise<{ url: string; stop(): Promise<void> }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: root,
+    stdout: "piped",
+    stderr: "inherit",
+    stdin: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  while (!buf.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${args.join(" ")} ended before printing its URL`);
+    buf += value;
+  }
+  const drain = (async () => {
+    while (!(await reader.read()).done) { /* discard */ }
+  })();
+  return {
+    url: buf.split("\n")[0]!.trim(),
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+      await drain;
+    },
+  };
+}
+
+const NET = "--allow-net=127.0.0.1";
+
+async function acceptors(durable: boolean, dir: string) {
+  return await Promise.all([0, 1, 2].map((i) =>
+    spawnServer([
+      "run",
+      NET,
+      "--allow-read",
+      "--allow-write",
+      "cli.ts",
+      "acceptor",
+      "--id",
+      `${i}`,
+      "--port",
+      "0",
+      ...(durable ? ["--data", join(dir, `acceptor-${i}`)] : ["--memory"]),
+    ])
+  ));
+}
+
+async function kvRows(name: string, kv: Kv): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const n of levels) {
+    rows.push(await measure(`${name} write`, n, (w, i) => kv.set(`w${n}-${w}-${i % 16}`, i)));
+    rows.push(await measure(`${name} read`, n, (w, i) => kv.get(`w${n}-${w}-${i % 16}`)));
+  }
+  return rows;
+}
+
+const rows: Row[] = [];
+const dir = await Deno.makeTempDir({ prefix: "paxoskv-bench-", dir: root });
+try {
+  // The wire's limit: a quorum round trip to three echo servers.
+  const echoes = await Promise.all(
+    [0, 1, 2].map(() => spawnServer(["run", NET, "bench/echo_server.ts"])),
+  );
+  const clients = echoes.map((e) => new WebSocketAcceptorClient(e.url, { timeoutMs: 5000 }));
+  const q = quorumOf(3);
+  const req = { Id: { Key: "echo", Ver: 0n }, Bal: { N: 1n, ProposerId: 1n }, Val: null };
+  const quorumRoundTrip = () =>
+    new Promise<void>((resolve, reject) => {
+      let ok = 0;
+      let failed = 0;
+      for (const c of clients) {
+        c.request("Prepare", req).then(() => ++ok === q && resolve(), () => {
+          if (++failed > clients.length - q) reject(new Error("echo failed"));
+        });
+      }
+    });
+  for (const n of levels) rows.push(await measure("wire: quorum round trip", n, quorumRoundTrip));
+  await Promise.all(clients.map((c) => c.close()));
+  await Promise.all(echoes.map((e) => e.stop()));
+
+  for (const durable of [true, false]) {
+    const servers = await acceptors(durable, dir);
+    const kv = await connect(servers.map((s) => s.url), { timeoutMs: 5000, deadlineMs: 30_000 });
+    rows.push(...await kvRows(durable ? "durable" : "memory", kv));
+    await kv.close();
+    await Promise.all(servers.map((s) => s.stop()));
+  }
+
+  if (flags["vs-etcd"]) rows.push(...await etcdRows(dir));
+} finally {
+  await Deno.remove(dir, { recursive: true });
+}
+
+for (const r of rows) {
+  const wire = rows.find((w) => w.workload.startsWith("wire") && w.inFlight === r.inFlight);
+  if (wire && r !== wire) r.vsWire = Number((r.opsPerSec / wire.opsPerSec).toFixed(3));
+  const kind = r.workload.endsWith("write")
+    ? "etcd put"
+    : r.workload.endsWith("read")
+    ? "etcd get"
+    : "";
+  const etcd = rows.find((e) => e.workload === kind && e.inFlight === r.inFlight);
+  if (etcd && r.workload.startsWith("durable")) {
+    r.vsEtcd = Number((r.opsPerSec / etcd.opsPerSec).toFixed(2));
+  }
+}
+
+const machine =
+  `${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}`;
+if (flags.json) {
+  // deno-lint-ignore no-console
+  console.log(JSON.stringify({ machine, seconds, rows }, null, 2));
+} else {
+  // deno-lint-ignore no-console
+  console.log(`paxoskv cluster benchmark (${machine}; ${seconds} s per row)`);
+  // deno-lint-ignore no-console
+  console.table(rows);
+}
+
+// etcd: three members on loopback, puts and linearizable gets over its JSON
+// gateway, the same closed loops.
+async function etcdRows(dir: string): Promise<Row[]> {
+  const which = await new Deno.Command("sh", { args: ["-c", "command -v etcd"], stdout: "piped" })
+    .output();
+  if (!which.success) {
+    // deno-lint-ignore no-console
+    console.error(
+      "--vs-etcd: etcd is not installed (Debian: apt-get install etcd-server); skipped",
+    );
+    return [];
+  }
+  const freePort = () => {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const p = (l.addr as Deno.NetAddr).port;
+    l.close();
+    return p;
+  };
+  const members = [0, 1, 2].map((i) => ({ name: `m${i}`, client: freePort(), peer: freePort() }));
+  const cluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(",");
+  const procs = members.map((m) =>
+    new Deno.Command("etcd", {
+      args: [
+        "--name",
+        m.name,
+        "--data-dir",
+        join(dir, `etcd-${m.name}`),
+        "--listen-client-urls",
+        `http://127.0.0.1:${m.client}`,
+        "--advertise-client-urls",
+        `http://127.0.0.1:${m.client}`,
+        "--listen-peer-urls",
+        `http://127.0.0.1:${m.peer}`,
+        "--initial-advertise-peer-urls",
+        `http://127.0.0.1:${m.peer}`,
+        "--initial-cluster",
+        cluster,
+        "--initial-cluster-state",
+        "new",
+        "--log-level",
+        "error",
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn()
+  );
+  try {
+    const base = members.map((m) => `http://127.0.0.1:${m.client}`);
+    const b64 = (s: string) => btoa(s);
+    const post = async (url: string, body: unknown) => {
+      const r = await fetch(url, { method: "POST", body: JSON.stringify(body) });
+      const text = await r.text();
+      if (!r.ok) throw new Error(`${url}: ${r.status} ${text}`);
+      return text;
+    };
+    // Bounded wait for the cluster to elect a leader and serve a put.
+    for (let i = 0;; i++) {
+      try {
+        await post(`${base[0]}/v3/kv/put`, { key: b64("ready"), value: b64("1") });
+        break;
+      } catch (e) {
+        if (i > 100) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    const out: Row[] = [];
+    for (const n of levels) {
+      out.push(
+        await measure(
+          "etcd put",
+          n,
+          (w, i) =>
+            post(`${base[w % 3]}/v3/kv/put`, {
+              key: b64(`w${n}-${w}-${i % 16}`),
+              value: b64(`${i}`),
+            }),
+        ),
+      );
+      out.push(
+        await measure(
+          "etcd get",
+          n,
+          (w, i) => post(`${base[w % 3]}/v3/kv/range`, { key: b64(`w${n}-${w}-${i % 16}`) }),
+        ),
+      );
+    }
+    return out;
+  } finally {
+    for (const p of procs) {
+      try {
+        p.kill("SIGTERM");
+      } catch { /* gone */ }
+      await p.status;
+    }
+  }
+}
