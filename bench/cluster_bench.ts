@@ -208,13 +208,15 @@ async function etcdRows(dir: string): Promise<Row[]> {
     );
     return [];
   }
-  const freePort = () => {
-    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const p = (l.addr as Deno.NetAddr).port;
-    l.close();
-    return p;
-  };
-  const members = [0, 1, 2].map((i) => ({ name: `m${i}`, client: freePort(), peer: freePort() }));
+  // Six distinct free ports: all held open until all are picked.
+  const held = Array.from({ length: 6 }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  const ports = held.map((l) => (l.addr as Deno.NetAddr).port);
+  for (const l of held) l.close();
+  const members = [0, 1, 2].map((i) => ({
+    name: `m${i}`,
+    client: ports[2 * i]!,
+    peer: ports[2 * i + 1]!,
+  }));
   const cluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(",");
   const procs = members.map((m) =>
     new Deno.Command("etcd", {
