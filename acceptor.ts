@@ -27,6 +27,23 @@ export interface AcceptorOptions {
 }
 
 /**
+ * The reply to `Latest` from a store: the key's highest voted version, its
+ * floor, and the vote held at that version.
+ *
+ * @example
+ * ```ts
+ * import { latestReply } from "./acceptor.ts";
+ * import { MemoryStore } from "./store.ts";
+ * latestReply(new MemoryStore(), "k").Ver; // -1n
+ * ```
+ */
+export function latestReply(store: Store, key: string): LatestReply {
+  const { Ver, Floor } = store.latest(key);
+  const top = Ver < 0n ? undefined : store.get({ Key: key, Ver });
+  return { Ver, Floor, Val: top?.Val ?? null, VBal: top?.VBal ?? ZERO_BALLOT };
+}
+
+/**
  * A Paxos acceptor. Requests for one instance are served one at a time, in
  * arrival order; requests for different instances run concurrently.
  *
@@ -107,7 +124,7 @@ export class PaxosAcceptor {
    * least the latest chosen version.
    */
   latest(key: string): Promise<LatestReply> {
-    return Promise.resolve(this.#store.latest(key));
+    return Promise.resolve(latestReply(this.#store, key));
   }
 
   // Retention: after a vote at `id.Ver`, forget versions older than the last

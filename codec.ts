@@ -197,7 +197,12 @@ export function wireAcceptor(a: Acceptor): Record<string, unknown> {
 
 /** The wire map of a `Latest` reply (kv extension). */
 export function wireLatest(r: LatestReply): Record<string, unknown> {
-  return { Ver: wireInt(r.Ver), Floor: wireInt(r.Floor) };
+  const m: Record<string, unknown> = { Ver: wireInt(r.Ver), Floor: wireInt(r.Floor) };
+  if (r.Val !== null) {
+    m.Val = wireValue(r.Val);
+    m.VBal = wireBallot(r.VBal);
+  }
+  return m;
 }
 
 /** Encodes requests (one envelope, or a batch when more than one). */
@@ -412,6 +417,8 @@ export function parseLatest(x: unknown, path: string): LatestReply {
   return {
     Ver: parseInt64(m.Ver ?? -1, `${path}.Ver`),
     Floor: parseInt64(m.Floor ?? 0, `${path}.Floor`),
+    Val: parseOptionalValue(m.Val, `${path}.Val`),
+    VBal: parseOptionalBallot(m.VBal, `${path}.VBal`),
   };
 }
 

@@ -38,6 +38,7 @@ import { encodeFrame, MAX_KEY_BYTES, MAX_VALUE_BYTES, parseValue, WireError } fr
 import { NotEnoughQuorumError, PaxosProposer, quorumOf } from "./proposer.ts";
 import { AcceptorError, type KvAcceptorClient, WebSocketAcceptorClient } from "./transport.ts";
 import type { DataValue, LatestReply, Value } from "./types.ts";
+import { ballotEquals } from "./types.ts";
 
 /**
  * A value the KV stores: any MessagePack value but nil. A `bigint` is stored
@@ -325,6 +326,16 @@ export class Kv {
     for (const r of replies) {
       if (r.Ver > top) top = r.Ver;
       if (r.Floor > floor) floor = r.Floor;
+    }
+    // The usual case: the whole majority holds one vote, at one ballot, at
+    // the top version. Then that value is chosen: nothing more to ask.
+    const first = replies[0];
+    if (
+      top >= 0n && first !== undefined && first.Val !== null &&
+      replies.length >= quorumOf(this.#acceptors.length) &&
+      replies.every((r) => r.Ver === top && r.Val !== null && ballotEquals(r.VBal, first.VBal))
+    ) {
+      return { version: top, value: first.Val };
     }
     for (let v = top; v >= floor && v >= 0n; v--) {
       const value = await this.#run(key, v, null, deadline);

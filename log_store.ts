@@ -29,7 +29,7 @@
  */
 import { crc32 } from "node:zlib";
 import { join } from "node:path";
-import type { Acceptor, LatestReply, PaxosInstanceId } from "./types.ts";
+import type { Acceptor, KeyVersions, PaxosInstanceId } from "./types.ts";
 import {
   decodeFrame,
   encodeFrame,
@@ -224,7 +224,7 @@ export class LogStore implements Store {
   }
 
   /** The highest voted version and the floor of a key. */
-  latest(key: string): LatestReply {
+  latest(key: string): KeyVersions {
     return this.#versions.latest(key);
   }
 

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { Acceptor, LatestReply, PaxosInstanceId } from "./types.ts";
+import type { Acceptor, KeyVersions, PaxosInstanceId } from "./types.ts";
 
 /**
  * Where an acceptor keeps its state.
@@ -36,7 +36,7 @@ export interface Store {
    * What the store knows of a key's versions: the highest version with a
    * vote (-1n when none) and the lowest version still kept.
    */
-  latest(key: string): LatestReply;
+  latest(key: string): KeyVersions;
   /**
    * Forgets every version of `key` below `floor`; from then on `latest`
    * reports the floor and the acceptor refuses those versions. Resolves once
@@ -78,7 +78,7 @@ export class Versions {
   }
 
   /** The highest voted version and the floor of a key. */
-  latest(key: string): LatestReply {
+  latest(key: string): KeyVersions {
     return { Ver: this.#voted.get(key) ?? -1n, Floor: this.#floors.get(key) ?? 0n };
   }
 
@@ -125,7 +125,7 @@ export class MemoryStore implements Store {
   }
 
   /** The highest voted version and the floor of a key. */
-  latest(key: string): LatestReply {
+  latest(key: string): KeyVersions {
     return this.#versions.latest(key);
   }
 

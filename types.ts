@@ -99,15 +99,25 @@ export interface Proposer {
 /** The two requests of Paxos that an acceptor serves. */
 export type Op = "Prepare" | "Accept";
 
+/** What a store knows of the versions of one key. */
+export interface KeyVersions {
+  /** The highest version of the key voted in, or -1n. */
+  readonly Ver: bigint;
+  /** The lowest version still kept: versions below were compacted away. */
+  readonly Floor: bigint;
+}
+
 /**
  * The reply to the kv extension's `Latest` request: what an acceptor knows of
- * the versions of one key.
+ * the versions of one key, and its vote in the highest of them. When a
+ * majority reports the same vote there, that version is chosen and a reader
+ * needs nothing more.
  */
-export interface LatestReply {
-  /** The highest version of the key this acceptor voted in, or -1n. */
-  readonly Ver: bigint;
-  /** The lowest version it still keeps: versions below were compacted away. */
-  readonly Floor: bigint;
+export interface LatestReply extends KeyVersions {
+  /** The vote at version `Ver` (null when `Ver` is -1n). */
+  readonly Val: Value | null;
+  /** The ballot of that vote. */
+  readonly VBal: BallotNum;
 }
 
 /**

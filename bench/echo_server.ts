@@ -25,7 +25,7 @@ const server = Deno.serve({
       "Err" in item
         ? item
         : item.Op === "Latest"
-        ? { Rid: item.Rid, Rep: { Ver: -1n, Floor: 0n } }
+        ? { Rid: item.Rid, Rep: { Ver: -1n, Floor: 0n, Val: null, VBal: ZERO_BALLOT } }
         : { Rid: item.Rid, Rep: { LastBal: ZERO_BALLOT, Val: null, VBal: ZERO_BALLOT } }
     );
     socket.send(encodeReplies(replies));

@@ -10,11 +10,18 @@
  *
  * @module
  */
-import { PaxosAcceptor } from "../acceptor.ts";
+import { latestReply, PaxosAcceptor } from "../acceptor.ts";
 import type { Random } from "../clock.ts";
 import { type Store, Versions } from "../store.ts";
 import type { KvAcceptorClient } from "../transport.ts";
-import type { Acceptor, LatestReply, Op, PaxosInstanceId, Proposer } from "../types.ts";
+import type {
+  Acceptor,
+  KeyVersions,
+  LatestReply,
+  Op,
+  PaxosInstanceId,
+  Proposer,
+} from "../types.ts";
 import { EMPTY_ACCEPTOR, GE, ZERO_BALLOT } from "../types.ts";
 import type { SimClock } from "./sim_clock.ts";
 
@@ -65,7 +72,7 @@ export class SimStore implements Store {
     return this.#view.get(id);
   }
 
-  latest(key: string): LatestReply {
+  latest(key: string): KeyVersions {
     return this.#view.latest(key);
   }
 
@@ -128,7 +135,7 @@ class BrokenAcceptor {
   }
 
   latest(key: string): Promise<LatestReply> {
-    return Promise.resolve(this.store.latest(key));
+    return Promise.resolve(latestReply(this.store, key));
   }
 }
 
@@ -177,7 +184,7 @@ export class SimNode {
   }
 
   /** The durable highest vote and floor of a key. */
-  durableLatest(key: string): LatestReply {
+  durableLatest(key: string): KeyVersions {
     return this.#store.durable.latest(key);
   }
 

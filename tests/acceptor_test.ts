@@ -22,7 +22,7 @@ import { MemoryStore, type Store } from "../store.ts";
 import type {
   Acceptor,
   BallotNum,
-  LatestReply,
+  KeyVersions,
   Op,
   PaxosInstanceId,
   Proposer,
@@ -78,7 +78,7 @@ class GatedStore implements Store {
     return this.inner.get(id);
   }
 
-  latest(key: string): LatestReply {
+  latest(key: string): KeyVersions {
     return this.inner.latest(key);
   }
 

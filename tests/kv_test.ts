@@ -218,9 +218,18 @@ Deno.test("kv extension over the wire: Latest replies and Compacted errors", asy
   const raw = new WebSocketAcceptorClient(servers[0]!.url);
   const kv = await connect(servers.map((s) => s.url));
   try {
-    assert.deepEqual(await raw.latest("k"), { Ver: -1n, Floor: 0n });
+    assert.deepEqual(await raw.latest("k"), {
+      Ver: -1n,
+      Floor: 0n,
+      Val: null,
+      VBal: { N: 0n, ProposerId: 0n },
+    });
     for (let i = 0; i < 5; i++) await kv.set("k", i);
-    assert.deepEqual(await raw.latest("k"), { Ver: 4n, Floor: 3n });
+    // The highest voted version, the floor, and the vote held there.
+    const top = await raw.latest("k");
+    assert.deepEqual([top.Ver, top.Floor], [4n, 3n]);
+    assert.ok(top.Val !== null && "Data" in top.Val && top.Val.Data === 4);
+    assert.ok(top.VBal.N > 0n);
     const e = await raw.request("Prepare", {
       Id: { Key: "k", Ver: 1n },
       Bal: { N: 100n, ProposerId: 1n },
