@@ -95,7 +95,8 @@ interface Pending {
   readonly op: RequestEnvelope["Op"];
   readonly resolve: (a: Acceptor | LatestReply) => void;
   readonly reject: (e: Error) => void;
-  readonly timer: unknown;
+  /** When the request times out (clock time). */
+  readonly deadline: number;
 }
 
 /**
@@ -134,6 +135,7 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
   readonly #pending = new Map<number, Pending>();
   #outbox: RequestEnvelope[] = [];
   #flushQueued = false;
+  #sweep: unknown = null;
 
   /** Builds a client; it connects on the first request. Throws a TypeError for a bad URL. */
   constructor(url: string, opts: WebSocketClientOptions = {}) {
@@ -182,16 +184,13 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
     const rid = this.#nextRid++;
     if (this.#nextRid > Number.MAX_SAFE_INTEGER) this.#nextRid = 1;
     return new Promise<Acceptor | LatestReply>((resolve, reject) => {
-      const timer = this.#clock.setTimer(() => {
-        if (this.#pending.delete(rid)) {
-          reject(
-            new Deno.errors.TimedOut(
-              `${op} to ${this.name}: no reply within ${this.#timeoutMs} ms`,
-            ),
-          );
-        }
-      }, this.#timeoutMs);
-      this.#pending.set(rid, { op, resolve, reject, timer });
+      this.#pending.set(rid, {
+        op,
+        resolve,
+        reject,
+        deadline: this.#clock.now() + this.#timeoutMs,
+      });
+      this.#armSweep();
       this.#outbox.push({ ...env, Rid: rid });
       if (this.#conn !== null) this.#queueFlush();
     });
@@ -264,7 +263,6 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
       const p = this.#pending.get(item.Rid);
       if (p === undefined) continue; // timed out already
       this.#pending.delete(item.Rid);
-      this.#clock.clearTimer(p.timer);
       if ("Err" in item) p.reject(new AcceptorError(item.Err.Code, item.Err.Msg, this.name));
       else p.resolve(item.Rep);
     }
@@ -309,10 +307,7 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
         } catch (e) {
           const p = this.#pending.get(r.Rid as number);
           this.#pending.delete(r.Rid as number);
-          if (p !== undefined) {
-            this.#clock.clearTimer(p.timer);
-            p.reject(e as Error);
-          }
+          p?.reject(e as Error);
           return false;
         }
       });
@@ -324,9 +319,36 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
     this.#outbox = [];
     const pending = [...this.#pending.values()];
     this.#pending.clear();
-    for (const p of pending) {
-      this.#clock.clearTimer(p.timer);
-      p.reject(e);
-    }
+    this.#disarmSweep();
+    for (const p of pending) p.reject(e);
+  }
+
+  // Timeouts: one timer for all requests, set for the oldest one. Requests
+  // are kept in the order they were made, and all wait the same time, so the
+  // oldest is the first to expire. A reply costs no timer work at all.
+  #armSweep(): void {
+    if (this.#sweep !== null) return;
+    const oldest = this.#pending.values().next().value;
+    if (oldest === undefined) return;
+    this.#sweep = this.#clock.setTimer(() => {
+      this.#sweep = null;
+      const now = this.#clock.now();
+      for (const [rid, p] of this.#pending) {
+        if (p.deadline > now) break;
+        this.#pending.delete(rid);
+        p.reject(
+          new Deno.errors.TimedOut(
+            `${p.op} to ${this.name}: no reply within ${this.#timeoutMs} ms`,
+          ),
+        );
+      }
+      this.#armSweep();
+    }, Math.max(0, oldest.deadline - this.#clock.now()));
+  }
+
+  #disarmSweep(): void {
+    if (this.#sweep === null) return;
+    this.#clock.clearTimer(this.#sweep);
+    this.#sweep = null;
   }
 }
