@@ -16,15 +16,11 @@
  * @module
  */
 import { type Random, seededRandom } from "../clock.ts";
-import { Kv, VersionConflictError } from "../kv.ts";
+import { Kv } from "../kv.ts";
 import type { Acceptor, Op, Proposer, Value } from "../types.ts";
 import { formatBallot, GE } from "../types.ts";
-import {
-  checkKv,
-  type KvInput,
-  type KvOperation,
-  type KvOutput,
-} from "../tests/linearizability.ts";
+import { checkKv, type KvInput, type KvOperation } from "../tests/linearizability.ts";
+import { runKvOp } from "../tests/kv_ops.ts";
 import { SimClock } from "./sim_clock.ts";
 import { SimNetwork, SimNode, type Variant } from "./sim_world.ts";
 
@@ -258,18 +254,9 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
         ? { op: "create", value: `c${c}-${id}` }
         : { op: "delete" };
       const call = clock.now();
-      let output: KvOutput;
-      try {
-        output = await apply(kv, key, input);
-        if ("version" in output) lastSeen = output.version;
-      } catch (e) {
-        if (e instanceof VersionConflictError) {
-          output = { ok: false, conflict: true, actual: e.actual };
-          lastSeen = e.actual;
-        } else {
-          output = { ok: false, unknown: true };
-        }
-      }
+      const { output } = await runKvOp(kv, key, input);
+      if ("version" in output) lastSeen = output.version;
+      else if ("actual" in output) lastSeen = output.actual;
       const ret = clock.now();
       history.push({ client: c, key, input, output, call, ret });
       finished++;
@@ -328,23 +315,4 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
     endMs,
     maxAfterHealMs,
   };
-}
-
-async function apply(kv: Kv, key: string, input: KvInput): Promise<KvOutput> {
-  switch (input.op) {
-    case "get": {
-      const e = await kv.get(key);
-      return e.found
-        ? { ok: true, found: true, version: e.version, value: e.value }
-        : { ok: true, found: false, version: e.version };
-    }
-    case "set":
-      return { ok: true, version: await kv.set(key, input.value as string) };
-    case "cas":
-      return { ok: true, version: await kv.cas(key, input.ifVersion, input.value as string) };
-    case "create":
-      return { ok: true, version: await kv.set(key, input.value as string, { ifAbsent: true }) };
-    case "delete":
-      return { ok: true, version: await kv.delete(key) };
-  }
 }

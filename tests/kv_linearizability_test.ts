@@ -3,39 +3,9 @@
 // history must be linearizable. (Separate client processes, with faults, are
 // in real_faults_test.ts; simulated faults in simulation_test.ts.)
 import assert from "node:assert/strict";
-import {
-  connect,
-  type Kv,
-  PaxosAcceptor,
-  seededRandom,
-  serveAcceptor,
-  VersionConflictError,
-} from "../mod.ts";
+import { connect, PaxosAcceptor, seededRandom, serveAcceptor } from "../mod.ts";
 import { checkKv, type KvInput, type KvOperation, type KvOutput } from "./linearizability.ts";
-
-async function run(kv: Kv, key: string, input: KvInput): Promise<KvOutput> {
-  try {
-    switch (input.op) {
-      case "get": {
-        const e = await kv.get(key);
-        return e.found
-          ? { ok: true, found: true, version: e.version, value: e.value }
-          : { ok: true, found: false, version: e.version };
-      }
-      case "set":
-        return { ok: true, version: await kv.set(key, input.value as string) };
-      case "cas":
-        return { ok: true, version: await kv.cas(key, input.ifVersion, input.value as string) };
-      case "create":
-        return { ok: true, version: await kv.set(key, input.value as string, { ifAbsent: true }) };
-      case "delete":
-        return { ok: true, version: await kv.delete(key) };
-    }
-  } catch (e) {
-    if (e instanceof VersionConflictError) return { ok: false, conflict: true, actual: e.actual };
-    return { ok: false, unknown: true };
-  }
-}
+import { runKvOp } from "./kv_ops.ts";
 
 Deno.test("kv: 8 concurrent clients on 3 hot keys produce a linearizable history", async () => {
   const servers = await Promise.all([0, 1, 2].map(() => serveAcceptor(new PaxosAcceptor())));
@@ -60,7 +30,7 @@ Deno.test("kv: 8 concurrent clients on 3 hot keys produce a linearizable history
           ? { op: "create", value }
           : { op: "delete" };
         const call = performance.now();
-        const output = await run(kv, key, input);
+        const { output } = await runKvOp(kv, key, input);
         history.push({ client: c, key, input, output, call, ret: performance.now() });
         if ("version" in output) seen = output.version;
         else if ("actual" in output) seen = output.actual;

@@ -21,7 +21,7 @@
  * Times are `performance.timeOrigin + performance.now()` in ms: the wall
  * clock with sub-millisecond resolution, comparable across processes.
  * Bigints are written as strings with an `n` suffix ("12n"); see
- * {@link decodeLine}. A {@link VersionConflictError} gives the output
+ * {@link decodeLine}. A `VersionConflictError` gives the output
  * `{ok: false, conflict: true, actual}`; any other error gives
  * `{ok: false, unknown: true}`: the operation may or may not have happened.
  *
@@ -32,8 +32,9 @@
  */
 import { parseArgs } from "node:util";
 import { seededRandom } from "../clock.ts";
-import { connect, type Kv, VersionConflictError } from "../kv.ts";
-import type { KvInput, KvOperation, KvOutput } from "./linearizability.ts";
+import { connect, type Kv } from "../kv.ts";
+import type { KvInput, KvOperation } from "./linearizability.ts";
+import { runKvOp } from "./kv_ops.ts";
 
 /** The clock of the history: wall-clock milliseconds, sub-ms resolution. */
 export function wallClock(): number {
@@ -151,39 +152,9 @@ async function main(): Promise<void> {
       : r < 0.87
       ? { op: "create", value }
       : { op: "delete" };
-    let output: KvOutput;
-    let error: string | undefined;
     const call = wallClock();
-    try {
-      switch (input.op) {
-        case "get": {
-          const e = await kv.get(key);
-          output = e.found
-            ? { ok: true, version: e.version, value: e.value, found: true }
-            : { ok: true, version: e.version, found: false };
-          break;
-        }
-        case "set":
-          output = { ok: true, version: await kv.set(key, value) };
-          break;
-        case "cas":
-          output = { ok: true, version: await kv.cas(key, input.ifVersion, value) };
-          break;
-        case "create":
-          output = { ok: true, version: await kv.set(key, value, { ifAbsent: true }) };
-          break;
-        case "delete":
-          output = { ok: true, version: await kv.delete(key) };
-          break;
-      }
-    } catch (e) {
-      if (e instanceof VersionConflictError) {
-        output = { ok: false, conflict: true, actual: e.actual };
-      } else {
-        output = { ok: false, unknown: true };
-        error = `${(e as Error).name}: ${(e as Error).message}`;
-      }
-    }
+    const { output, error: err } = await runKvOp(kv, key, input);
+    const error = err === undefined ? undefined : `${err.name}: ${err.message}`;
     const ret = wallClock();
     if (output.ok) seen.set(key, output.version);
     else if ("conflict" in output) seen.set(key, output.actual);
