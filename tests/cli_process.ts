@@ -56,27 +56,36 @@ export async function cliOut(...args: string[]): Promise<string> {
 }
 
 /**
- * A long-running cli.ts process (acceptor, cluster) whose stdout is read
- * line by line as it comes and whose stderr is collected.
+ * A child process whose stdout is read line by line as it comes, whose
+ * stderr is collected, and (optionally) whose stdin takes lines.
  */
-export class Server {
+export class LineProcess {
+  /** The stdout lines so far. */
+  readonly lines: string[] = [];
   readonly #proc: Deno.ChildProcess;
-  readonly #lines: string[] = [];
+  readonly #stdin: WritableStreamDefaultWriter<Uint8Array> | null;
   #ended = false;
   #wake: (() => void) | null = null;
   readonly #stdoutDone: Promise<void>;
   readonly #stderr: Promise<string>;
 
-  constructor(args: string[], cwd?: string) {
+  /** Starts `deno` with `args`. */
+  constructor(args: string[], opts: { cwd?: string; stdin?: boolean } = {}) {
     this.#proc = new Deno.Command(Deno.execPath(), {
-      args: [...RUN, ...args],
-      ...(cwd === undefined ? {} : { cwd }),
-      stdin: "null",
+      args,
+      ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
+      stdin: opts.stdin ? "piped" : "null",
       stdout: "piped",
       stderr: "piped",
     }).spawn();
+    this.#stdin = opts.stdin ? this.#proc.stdin.getWriter() : null;
     this.#stdoutDone = this.#pump();
     this.#stderr = new Response(this.#proc.stderr).text();
+  }
+
+  /** Whether stdout has ended. */
+  get ended(): boolean {
+    return this.#ended;
   }
 
   async #pump(): Promise<void> {
@@ -84,12 +93,12 @@ export class Server {
     for await (const chunk of this.#proc.stdout.pipeThrough(new TextDecoderStream())) {
       buf += chunk;
       for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
-        this.#lines.push(buf.slice(0, i));
+        this.lines.push(buf.slice(0, i));
         buf = buf.slice(i + 1);
       }
       this.#wake?.();
     }
-    if (buf !== "") this.#lines.push(buf);
+    if (buf !== "") this.lines.push(buf);
     this.#ended = true;
     this.#wake?.();
   }
@@ -97,11 +106,11 @@ export class Server {
   /** Waits until `done(lines)` holds for the stdout lines so far; fails after `timeoutMs`. */
   async waitFor(done: (lines: readonly string[]) => boolean, timeoutMs = 5000): Promise<string[]> {
     const deadline = performance.now() + timeoutMs;
-    while (!done(this.#lines)) {
+    while (!done(this.lines)) {
       const left = deadline - performance.now();
       if (this.#ended || left <= 0) {
         const why = this.#ended ? "the process ended" : `nothing more within ${timeoutMs} ms`;
-        throw new Error(`${why}; stdout so far: ${JSON.stringify(this.#lines)}`);
+        throw new Error(`${why}; stdout so far: ${JSON.stringify(this.lines.slice(-5))}`);
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
@@ -112,7 +121,17 @@ export class Server {
       });
       this.#wake = null;
     }
-    return [...this.#lines];
+    return [...this.lines];
+  }
+
+  /** Writes one line to stdin. */
+  async send(line: string): Promise<void> {
+    await this.#stdin!.write(new TextEncoder().encode(line + "\n"));
+  }
+
+  /** Closes stdin (a process that died has a broken pipe: that is fine). */
+  async closeStdin(): Promise<void> {
+    await this.#stdin?.close().catch(() => {});
   }
 
   /** Sends `signal` and waits for the process to end; all its output is consumed. */
@@ -122,9 +141,34 @@ export class Server {
     } catch {
       // It has ended already: its status says how.
     }
-    const status = await this.#proc.status;
-    await this.#stdoutDone;
-    return { status, stderr: await this.#stderr };
+    return await this.finish(Infinity);
+  }
+
+  /** Waits for the exit (SIGKILL after `timeoutMs`); all output is consumed. */
+  async finish(timeoutMs: number): Promise<{ status: Deno.CommandStatus; stderr: string }> {
+    await this.closeStdin();
+    const killer = timeoutMs === Infinity ? undefined : setTimeout(() => {
+      try {
+        this.#proc.kill("SIGKILL");
+      } catch {
+        // It ended meanwhile.
+      }
+    }, timeoutMs);
+    try {
+      const status = await this.#proc.status;
+      await this.#stdoutDone;
+      return { status, stderr: await this.#stderr };
+    } finally {
+      clearTimeout(killer);
+    }
+  }
+}
+
+/** A long-running cli.ts process (acceptor, cluster). */
+export class Server extends LineProcess {
+  /** Runs `cli.ts` with `args` (in `cwd`). */
+  constructor(args: string[], cwd?: string) {
+    super([...RUN, ...args], cwd === undefined ? {} : { cwd });
   }
 }
 

@@ -15,7 +15,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Random, seededRandom } from "../clock.ts";
 import { connect, type KvHistoryEntry } from "../kv.ts";
-import { Server, stopAll } from "./cli_process.ts";
+import { LineProcess, Server, stopAll } from "./cli_process.ts";
 import { type FaultProxy, type Faults, startProxy } from "./fault_proxy.ts";
 import { decodeLine, encodeLine, wallClock } from "./kv_worker.ts";
 import { checkKv, type KvOperation } from "./linearizability.ts";
@@ -30,95 +30,8 @@ const workerPath = join(import.meta.dirname!, "kv_worker.ts");
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** A kv_worker.ts process: stdout read line by line, stdin for ping/go. */
-class WorkerProcess {
-  readonly lines: string[] = [];
-  readonly #proc: Deno.ChildProcess;
-  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
-  #stdinOpen = true;
-  #ended = false;
-  #wake: (() => void) | null = null;
-  readonly #stdoutDone: Promise<void>;
-  readonly #stderr: Promise<string>;
-
-  constructor(args: string[]) {
-    this.#proc = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-net=127.0.0.1", workerPath, ...args],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#stdin = this.#proc.stdin.getWriter();
-    this.#stdoutDone = this.#pump();
-    this.#stderr = new Response(this.#proc.stderr).text();
-  }
-
-  get ended(): boolean {
-    return this.#ended;
-  }
-
-  async #pump(): Promise<void> {
-    let buf = "";
-    for await (const chunk of this.#proc.stdout.pipeThrough(new TextDecoderStream())) {
-      buf += chunk;
-      for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
-        this.lines.push(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-      this.#wake?.();
-    }
-    if (buf !== "") this.lines.push(buf);
-    this.#ended = true;
-    this.#wake?.();
-  }
-
-  /** Waits until `done(lines)` holds; fails after `timeoutMs` or when stdout ends first. */
-  async waitFor(done: (lines: readonly string[]) => boolean, timeoutMs: number): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
-    while (!done(this.lines)) {
-      const left = deadline - performance.now();
-      if (this.#ended || left <= 0) {
-        const why = this.#ended ? "the worker's stdout ended" : `nothing within ${timeoutMs} ms`;
-        throw new Error(`${why}; last lines: ${JSON.stringify(this.lines.slice(-3))}`);
-      }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#wake = null;
-    }
-  }
-
-  async send(line: string): Promise<void> {
-    await this.#stdin.write(new TextEncoder().encode(line + "\n"));
-  }
-
-  async closeStdin(): Promise<void> {
-    if (!this.#stdinOpen) return;
-    this.#stdinOpen = false;
-    await this.#stdin.close().catch(() => {}); // It may have died: a broken pipe.
-  }
-
-  /** Waits for the exit (SIGKILL after `timeoutMs`); all output is consumed. */
-  async finish(timeoutMs: number): Promise<{ status: Deno.CommandStatus; stderr: string }> {
-    await this.closeStdin();
-    const killer = setTimeout(() => {
-      try {
-        this.#proc.kill("SIGKILL");
-      } catch {
-        // It ended meanwhile.
-      }
-    }, timeoutMs);
-    try {
-      const status = await this.#proc.status;
-      await this.#stdoutDone;
-      return { status, stderr: await this.#stderr };
-    } finally {
-      clearTimeout(killer);
-    }
-  }
+function workerProcess(args: string[]): LineProcess {
+  return new LineProcess(["run", "--allow-net=127.0.0.1", workerPath, ...args], { stdin: true });
 }
 
 /** An acceptor process on its data directory, and the proxy in front of it. */
@@ -188,7 +101,7 @@ Deno.test("kv under real faults: linearizable, and no acknowledged write lost", 
 
   const root = await Deno.makeTempDir({ prefix: "paxoskv-real-faults-" });
   const nodes = [0, 1, 2].map((i) => new Node(i, join(root, `acceptor-${i}`), seed + 101 * i));
-  const workers: WorkerProcess[] = [];
+  const workers: LineProcess[] = [];
   const events: FaultEvent[] = [];
   let failed = true;
   try {
@@ -196,7 +109,7 @@ Deno.test("kv under real faults: linearizable, and no acknowledged write lost", 
     const proxyUrls = nodes.map((n) => n.proxyUrl).join(",");
     for (let c = 1; c <= WORKERS; c++) {
       workers.push(
-        new WorkerProcess([
+        workerProcess([
           "--client",
           `${c}`,
           "--ops",
