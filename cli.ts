@@ -811,7 +811,7 @@ async function runKeyCommand(cmd: KeyCommand, args: readonly string[], io: CliIo
     kv = await connect(net.urls, { timeoutMs: net.timeoutMs, deadlineMs: net.deadlineMs });
   } catch (e) {
     if (!(e instanceof NotEnoughQuorumError)) throw e;
-    io.err(`paxoskv: cannot reach a majority of the acceptors: ${e.message}`);
+    io.err(`paxoskv: ${e.message}`);
     return EXIT_FAILURE;
   }
   const k = JSON.stringify(key);

@@ -286,7 +286,11 @@ export class Kv {
 
   /** Resolves once a majority of the acceptors answer; throws a {@link NotEnoughQuorumError} otherwise. */
   async ping(): Promise<void> {
-    await this.#askLatest("", this.#clock.now() + this.#deadlineMs);
+    await this.#askLatest(
+      "",
+      this.#clock.now() + this.#deadlineMs,
+      "reach a majority of the acceptors",
+    );
   }
 
   /** Closes the connections. */
@@ -345,7 +349,11 @@ export class Kv {
   }
 
   // Latest from a majority of the acceptors.
-  #askLatest(key: string, deadline: number): Promise<LatestReply[]> {
+  #askLatest(
+    key: string,
+    deadline: number,
+    what = `find the latest version of ${key}`,
+  ): Promise<LatestReply[]> {
     const quorum = quorumOf(this.#acceptors.length);
     const replies: LatestReply[] = [];
     const failures: string[] = [];
@@ -363,7 +371,7 @@ export class Kv {
         else {
           reject(
             new NotEnoughQuorumError(
-              `cannot find the latest version of ${key}: ${replies.length} of ${quorum} ` +
+              `cannot ${what}: ${replies.length} of ${quorum} ` +
                 `acceptors answered; ${why}${failures.length ? `; ${failures.join("; ")}` : ""}`,
             ),
           );
