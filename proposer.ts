@@ -174,6 +174,26 @@ export class PaxosProposer {
   }
 
   /**
+   * Phase1 sends Prepare to the acceptors. It succeeds when a quorum replied
+   * with a last ballot not above ours (they promised ours), and returns the
+   * value voted at the highest ballot among them, or null. Otherwise it
+   * returns the highest ballot seen and a {@link NotEnoughQuorumError}.
+   */
+  phase1(acceptors: readonly AcceptorClient[], quorum: number): Promise<Phase1Result> {
+    return this.#phase1(acceptors, quorum, Infinity);
+  }
+
+  /**
+   * Phase2 sends Accept with `Val` to the acceptors. It succeeds when a
+   * quorum replied with a last ballot not above ours (they voted for `Val`).
+   * Otherwise it returns the highest ballot seen and a
+   * {@link NotEnoughQuorumError}.
+   */
+  phase2(acceptors: readonly AcceptorClient[], quorum: number): Promise<Phase2Result> {
+    return this.#phase2(acceptors, quorum, Infinity);
+  }
+
+  /**
    * Looks for a value that is already chosen, without changing any state:
    * a Prepare at the zero ballot (which promises nothing) to every acceptor.
    * When a quorum reports a vote at one same ballot, that vote's value is
@@ -206,26 +226,6 @@ export class PaxosProposer {
         });
       }
     });
-  }
-
-  /**
-   * Phase1 sends Prepare to the acceptors. It succeeds when a quorum replied
-   * with a last ballot not above ours (they promised ours), and returns the
-   * value voted at the highest ballot among them, or null. Otherwise it
-   * returns the highest ballot seen and a {@link NotEnoughQuorumError}.
-   */
-  phase1(acceptors: readonly AcceptorClient[], quorum: number): Promise<Phase1Result> {
-    return this.#phase1(acceptors, quorum, Infinity);
-  }
-
-  /**
-   * Phase2 sends Accept with `Val` to the acceptors. It succeeds when a
-   * quorum replied with a last ballot not above ours (they voted for `Val`).
-   * Otherwise it returns the highest ballot seen and a
-   * {@link NotEnoughQuorumError}.
-   */
-  phase2(acceptors: readonly AcceptorClient[], quorum: number): Promise<Phase2Result> {
-    return this.#phase2(acceptors, quorum, Infinity);
   }
 
   async #phase1(
