@@ -110,10 +110,29 @@ export class PaxosAcceptor {
     return this.#withInstance(r.Id, async (v) => {
       const reply: Acceptor = { LastBal: v.LastBal, Val: null, VBal: ZERO_BALLOT };
       if (GE(r.Bal, v.LastBal)) {
-        await this.#store.put(r.Id, { LastBal: r.Bal, Val: r.Val, VBal: r.Bal });
+        // kv extension: the promise for the next version shares the sync.
+        const [, nextOk] = await Promise.all([
+          this.#store.put(r.Id, { LastBal: r.Bal, Val: r.Val, VBal: r.Bal }),
+          r.Next === true && this.#promiseNext(r),
+        ]);
         this.#retain(r.Id);
+        if (nextOk) return { ...reply, NextOk: true };
       }
       return reply;
+    });
+  }
+
+  // Promises r.Bal for version Ver+1 if nobody has touched it (or this very
+  // ballot already holds it, unvoted): then it is as if a Prepare at r.Bal had
+  // found no vote there. Locks are taken in version order, so never in a cycle.
+  #promiseNext(r: Proposer): Promise<boolean> {
+    const next = { Key: r.Id.Key, Ver: r.Id.Ver + 1n };
+    return this.#withInstance(next, async (n) => {
+      if (n.Val !== null) return false;
+      if (ballotEquals(n.LastBal, r.Bal)) return true;
+      if (!ballotEquals(n.LastBal, ZERO_BALLOT)) return false;
+      await this.#store.put(next, { LastBal: r.Bal, Val: null, VBal: ZERO_BALLOT });
+      return true;
     });
   }
 
@@ -147,10 +166,10 @@ export class PaxosAcceptor {
     return op === "Prepare" ? this.prepare(r) : this.accept(r);
   }
 
-  async #withInstance(
+  async #withInstance<T>(
     id: PaxosInstanceId,
-    fn: (state: Acceptor) => Promise<Acceptor>,
-  ): Promise<Acceptor> {
+    fn: (state: Acceptor) => Promise<T>,
+  ): Promise<T> {
     const key = `${id.Ver}:${id.Key}`;
     const before = this.#queues.get(key);
     let done!: () => void;

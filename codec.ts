@@ -182,6 +182,7 @@ export function wireProposer(p: Proposer): Record<string, unknown> {
     Bal: wireBallot(p.Bal),
   };
   if (p.Val !== null) m.Val = wireValue(p.Val);
+  if (p.Next) m.Next = true;
   return m;
 }
 
@@ -191,8 +192,11 @@ export function wireProposer(p: Proposer): Record<string, unknown> {
  * in the seed, is `{LastBal}`; absent ballots read back as `{0, 0}`.
  */
 export function wireAcceptor(a: Acceptor): Record<string, unknown> {
-  if (a.Val === null) return { LastBal: wireBallot(a.LastBal) };
-  return { LastBal: wireBallot(a.LastBal), Val: wireValue(a.Val), VBal: wireBallot(a.VBal) };
+  const m: Record<string, unknown> = a.Val === null
+    ? { LastBal: wireBallot(a.LastBal) }
+    : { LastBal: wireBallot(a.LastBal), Val: wireValue(a.Val), VBal: wireBallot(a.VBal) };
+  if (a.NextOk) m.NextOk = true;
+  return m;
 }
 
 /** The wire map of a `Latest` reply (kv extension). */
@@ -427,11 +431,12 @@ export function parseProposer(x: unknown, path: string): Proposer {
   const m = asMap(x, path);
   if (m.Id === undefined || m.Id === null) bad(`${path}.Id`, "a PaxosInstanceId", m.Id);
   if (m.Bal === undefined || m.Bal === null) bad(`${path}.Bal`, "a BallotNum", m.Bal);
-  return {
+  const p: Proposer = {
     Id: parseInstanceId(m.Id, `${path}.Id`),
     Bal: parseBallot(m.Bal, `${path}.Bal`),
     Val: parseOptionalValue(m.Val, `${path}.Val`),
   };
+  return m.Next === true ? { ...p, Next: true } : p;
 }
 
 function parseOptionalBallot(x: unknown, path: string): BallotNum {
@@ -441,11 +446,12 @@ function parseOptionalBallot(x: unknown, path: string): BallotNum {
 /** Reads an Acceptor map (a Prepare or Accept reply). */
 export function parseAcceptor(x: unknown, path: string): Acceptor {
   const m = asMap(x, path);
-  return {
+  const a: Acceptor = {
     LastBal: parseOptionalBallot(m.LastBal, `${path}.LastBal`),
     Val: parseOptionalValue(m.Val, `${path}.Val`),
     VBal: parseOptionalBallot(m.VBal, `${path}.VBal`),
   };
+  return m.NextOk === true ? { ...a, NextOk: true } : a;
 }
 
 function errBody(e: unknown): WireErrorBody {

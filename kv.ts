@@ -37,7 +37,7 @@ import { mathRandom, systemClock } from "./clock.ts";
 import { encodeFrame, MAX_KEY_BYTES, MAX_VALUE_BYTES, parseValue, WireError } from "./codec.ts";
 import { NotEnoughQuorumError, PaxosProposer, quorumOf } from "./proposer.ts";
 import { AcceptorError, type KvAcceptorClient, WebSocketAcceptorClient } from "./transport.ts";
-import type { DataValue, LatestReply, Value } from "./types.ts";
+import type { BallotNum, DataValue, LatestReply, Value } from "./types.ts";
 import { ballotEquals } from "./types.ts";
 
 /**
@@ -190,6 +190,8 @@ export class Kv {
   readonly #clock: Clock;
   readonly #random: Random;
   readonly #close: () => Promise<void>;
+  // Per key: a ballot a majority promised for one version (see #fastWrite).
+  readonly #promised = new Map<string, { ver: bigint; bal: BallotNum }>();
 
   /** Builds a client; `close` releases what it holds (the connections). */
   constructor(
@@ -313,12 +315,35 @@ export class Kv {
       const absent = latest.value === null || "Del" in latest.value;
       if (opts.ifAbsent && !absent) throw new VersionConflictError(key, null, latest.version);
       const next = latest.version + 1n;
-      const chosen = await this.#run(key, next, value, deadline);
+      if (await this.#fastWrite(key, next, value)) return next;
+      const chosen = await this.#run(key, next, value, deadline, true);
       if (chosen?.Wid === wid) return next;
       // Another writer got `next` first: look again. A conditional write
       // then finds its condition false (or, for a create, still true when the
       // other write was a delete).
     }
+  }
+
+  // The one-round-trip write: when this client's last write of the key got
+  // a majority to promise its ballot for the version after (the kv
+  // extension's `Next`), phase 1 of that version is done, with nothing voted
+  // there; if that is the version to write now, phase 2 alone chooses our
+  // value. A promise is used once; anything unexpected falls back to a full
+  // run (which will find our vote if this one got partly through).
+  async #fastWrite(key: string, ver: bigint, value: Value): Promise<boolean> {
+    const promised = this.#promised.get(key);
+    if (promised === undefined || promised.ver !== ver) return false;
+    this.#promised.delete(key);
+    const p = new PaxosProposer(
+      { Id: { Key: key, Ver: ver }, Bal: promised.bal, Val: value },
+      { clock: this.#clock, random: this.#random },
+    );
+    const r = await p.phase2(this.#acceptors, quorumOf(this.#acceptors.length), {
+      promiseNext: true,
+    });
+    if (r.err !== null) return false;
+    if (r.nextPromised) this.#promised.set(key, { ver: ver + 1n, bal: p.Bal });
+    return true;
   }
 
   // The latest chosen version of a key: the highest version a majority
@@ -397,7 +422,13 @@ export class Kv {
 
   // One Paxos run on (key, ver), with a ballot no other run uses: a random
   // 62-bit proposer id per run.
-  async #run(key: string, ver: bigint, val: Value | null, deadline: number): Promise<Value | null> {
+  async #run(
+    key: string,
+    ver: bigint,
+    val: Value | null,
+    deadline: number,
+    promiseNext = false,
+  ): Promise<Value | null> {
     const p = new PaxosProposer(
       { Id: { Key: key, Ver: ver }, Bal: { N: 1n, ProposerId: this.#randomId() } },
       { clock: this.#clock, random: this.#random },
@@ -409,7 +440,11 @@ export class Kv {
         if (chosen !== null) return chosen;
       }
       const left = Math.max(1, deadline - this.#clock.now());
-      return await p.runPaxos(this.#acceptors, val, { deadlineMs: left });
+      const chosen = await p.runPaxos(this.#acceptors, val, { deadlineMs: left, promiseNext });
+      if (promiseNext && p.nextPromised && chosen === val) {
+        this.#promised.set(key, { ver: ver + 1n, bal: p.Bal });
+      }
+      return chosen;
     } catch (e) {
       if (e instanceof AcceptorError && e.code === "Compacted") throw new CompactedError(key, ver);
       throw e;

@@ -57,6 +57,21 @@ export interface Phase2Result {
   readonly higherBal: BallotNum | null;
   /** On failure, why; else null. */
   readonly err: NotEnoughQuorumError | null;
+  /**
+   * kv extension: on success with `promiseNext`, whether the quorum also
+   * promised this ballot for the next version, with nothing voted there.
+   */
+  readonly nextPromised?: boolean;
+}
+
+/** Options of {@link PaxosProposer.phase2}. */
+export interface Phase2Options {
+  /**
+   * kv extension: ask the acceptors to promise this ballot for version
+   * `Ver + 1` too (`Next`), so that the next write of the key can skip
+   * phase 1.
+   */
+  readonly promiseNext?: boolean;
 }
 
 /** Options of a {@link PaxosProposer}. */
@@ -68,7 +83,7 @@ export interface ProposerOptions {
 }
 
 /** Options of {@link PaxosProposer.runPaxos}. */
-export interface RunPaxosOptions {
+export interface RunPaxosOptions extends Phase2Options {
   /** Give up with a {@link NotEnoughQuorumError} after this many ms (default 10000). */
   readonly deadlineMs?: number;
   /** Longest backoff between two rounds, in ms (default 100). */
@@ -111,6 +126,7 @@ export class PaxosProposer {
   Val: Value | null;
   readonly #clock: Clock;
   readonly #random: Random;
+  #nextPromised = false;
 
   /** Builds a proposer from its state (`Val` defaults to null). */
   constructor(
@@ -151,6 +167,7 @@ export class PaxosProposer {
     const deadlineMs = opts.deadlineMs ?? 10_000;
     const deadline = this.#clock.now() + deadlineMs;
     const maxBackoffMs = opts.maxBackoffMs ?? 100;
+    this.#nextPromised = false;
 
     for (let round = 1;; round++) {
       this.Val = null;
@@ -162,8 +179,11 @@ export class PaxosProposer {
         if (val === null) return null; // a read that found nothing voted
 
         this.Val = val;
-        const p2 = await this.#phase2(acceptors, quorum, deadline);
-        if (p2.err === null) return this.Val;
+        const p2 = await this.#phase2(acceptors, quorum, deadline, opts);
+        if (p2.err === null) {
+          this.#nextPromised = p2.nextPromised === true;
+          return this.Val;
+        }
         this.#raiseAbove(p2.higherBal!);
         await this.#backoff(round, deadline, deadlineMs, maxBackoffMs, p2.err);
       } else {
@@ -189,8 +209,21 @@ export class PaxosProposer {
    * Otherwise it returns the highest ballot seen and a
    * {@link NotEnoughQuorumError}.
    */
-  phase2(acceptors: readonly AcceptorClient[], quorum: number): Promise<Phase2Result> {
-    return this.#phase2(acceptors, quorum, Infinity);
+  phase2(
+    acceptors: readonly AcceptorClient[],
+    quorum: number,
+    opts: Phase2Options = {},
+  ): Promise<Phase2Result> {
+    return this.#phase2(acceptors, quorum, Infinity, opts);
+  }
+
+  /**
+   * kv extension: whether the phase 2 that ended the last
+   * {@link PaxosProposer.runPaxos} (run with `promiseNext`) also got a
+   * quorum's promise of `Bal` for the next version.
+   */
+  get nextPromised(): boolean {
+    return this.#nextPromised;
   }
 
   /**
@@ -246,10 +279,18 @@ export class PaxosProposer {
     acceptors: readonly AcceptorClient[],
     quorum: number,
     deadline: number,
+    opts: Phase2Options,
   ): Promise<Phase2Result> {
     if (this.Val === null) throw new TypeError("phase2 needs a value to propose: Val is null");
-    const r = await this.#rpcToAll(acceptors, "Accept", quorum, deadline, () => {});
-    return r.err === null ? { higherBal: null, err: null } : r;
+    let promised = 0;
+    const next = opts.promiseNext === true;
+    const r = await this.#rpcToAll(acceptors, "Accept", quorum, deadline, (rep) => {
+      if (rep.NextOk) promised++;
+    }, next);
+    if (r.err !== null) return r;
+    return next
+      ? { higherBal: null, err: null, nextPromised: promised >= quorum }
+      : { higherBal: null, err: null };
   }
 
   // rpcToAll sends the request to every acceptor at once and counts the
@@ -261,9 +302,12 @@ export class PaxosProposer {
     quorum: number,
     deadline: number,
     onOk: (rep: Acceptor) => void,
+    next = false,
   ): Promise<{ higherBal: BallotNum; err: NotEnoughQuorumError | null }> {
     const bal = this.Bal;
-    const req: Proposer = { Id: this.Id, Bal: bal, Val: op === "Accept" ? this.Val : null };
+    const req: Proposer = op === "Accept"
+      ? { Id: this.Id, Bal: bal, Val: this.Val, ...(next ? { Next: true } : {}) }
+      : { Id: this.Id, Bal: bal, Val: null };
     let higherBal = bal;
     let ok = 0;
     let settled = 0;

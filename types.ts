@@ -81,6 +81,11 @@ export interface Acceptor {
   readonly Val: Value | null;
   /** The ballot at which it voted for `Val`. */
   readonly VBal: BallotNum;
+  /**
+   * kv extension, in an Accept reply: the acceptor also promised the
+   * request's ballot for the next version (see {@link Proposer.Next}).
+   */
+  readonly NextOk?: true;
 }
 
 /**
@@ -94,6 +99,13 @@ export interface Proposer {
   readonly Bal: BallotNum;
   /** The value it proposes in phase 2; null in phase 1. */
   readonly Val: Value | null;
+  /**
+   * kv extension, on an Accept: if the acceptor votes, it also promises
+   * `Bal` for version `Ver + 1` when nobody has touched that version yet,
+   * and says so with `NextOk`. A proposer that gets this from a majority has
+   * done phase 1 of the next version already.
+   */
+  readonly Next?: true;
 }
 
 /** The two requests of Paxos that an acceptor serves. */

@@ -9,6 +9,7 @@ import {
   MemoryStore,
   PaxosAcceptor,
   PaxosProposer,
+  type Proposer,
   serveAcceptor,
   VersionConflictError,
   WebSocketAcceptorClient,
@@ -248,4 +249,49 @@ Deno.test("kv extension over the wire: Latest replies and Compacted errors", asy
     await kv.close();
     await Promise.all(servers.map((s) => s.close()));
   }
+});
+
+Deno.test("kv: a client's next write of a key skips phase 1, and falls back when it must", async () => {
+  const acceptors = cluster();
+  const prepares: string[] = [];
+  // Counts the Prepares (at a real ballot; a read's zero-ballot peek is not phase 1).
+  const counted = acceptors.map((a) => ({
+    name: a.name,
+    latest: (key: string) => a.latest(key),
+    request: (op: "Prepare" | "Accept", req: Proposer) => {
+      if (op === "Prepare" && req.Bal.N > 0n) prepares.push(`${req.Id.Key}@${req.Id.Ver}`);
+      return a.request(op, req);
+    },
+  }));
+  const kv = new Kv(counted);
+  assert.equal(await kv.set("f", "a"), 0n);
+  assert.deepEqual(prepares, ["f@0", "f@0", "f@0"]);
+  // Version 0's Accept got version 1 promised: no Prepare now.
+  assert.equal(await kv.set("f", "b"), 1n);
+  assert.equal(await kv.set("f", "c"), 2n);
+  assert.equal(prepares.length, 3);
+  assert.deepEqual(await kv.get("f"), { found: true, version: 2n, value: "c" });
+
+  // Another client writes version 3: the promise for 3 no longer fits.
+  assert.equal(await new Kv(acceptors).set("f", "other"), 3n);
+  assert.equal(await kv.set("f", "d"), 4n);
+  assert.ok(prepares.includes("f@4"), "a full run for version 4");
+
+  // A higher ballot at version 5 (promised to our client by version 4's
+  // Accept) makes the one-round-trip write fail; the full run still wins.
+  const intruder = new PaxosProposer({
+    Id: { Key: "f", Ver: 5n },
+    Bal: { N: 99n, ProposerId: 1n },
+  });
+  assert.equal((await intruder.phase1(acceptors, 2)).err, null);
+  assert.equal(await kv.set("f", "e"), 5n);
+  assert.deepEqual(await kv.get("f"), { found: true, version: 5n, value: "e" });
+  assert.deepEqual((await kv.history("f")).map((h) => h.deleted ? null : h.value), [
+    "a",
+    "b",
+    "c",
+    "other",
+    "d",
+    "e",
+  ]);
 });
