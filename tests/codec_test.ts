@@ -922,3 +922,30 @@ Deno.test("nesting: Data up to MAX_DATA_DEPTH is fine, deeper is refused, absurd
   const e = expectFrameError(deep, 1007);
   assert.equal(e.code, "BadRequest");
 });
+
+Deno.test("codec: the kv extension's Next on Accept and NextOk on its reply round-trip, and only when set", () => {
+  const req: Proposer = {
+    Id: { Key: "k", Ver: 4n },
+    Bal: { N: 2n, ProposerId: 9n },
+    Val: { Data: "v", Wid: 77n },
+    Next: true,
+  };
+  const item = decodeRequestFrame(encodeRequests([{ Rid: 1, Op: "Accept", Req: req }]))[0]!;
+  assert.ok(!("Err" in item) && item.Op === "Accept");
+  assert.deepEqual(item.Req, req);
+  const plain = { ...req };
+  delete (plain as { Next?: true }).Next;
+  const raw = unpack(encodeRequests([{ Rid: 2, Op: "Accept", Req: plain }])) as {
+    Req: Record<string, unknown>;
+  };
+  assert.deepEqual(Object.keys(raw.Req).sort(), ["Bal", "Id", "Val"]);
+
+  const rep: Acceptor = { LastBal: ZERO_BALLOT, Val: null, VBal: ZERO_BALLOT, NextOk: true };
+  const back = decodeReplyFrame(encodeReplies([{ Rid: 3, Rep: rep }]))[0]!;
+  assert.ok("Rep" in back);
+  assert.deepEqual(back.Rep, rep);
+  assert.deepEqual(
+    unpack(encodeReplies([{ Rid: 4, Rep: { ...rep, NextOk: undefined } as unknown as Acceptor }])),
+    { Rid: 4, Rep: { LastBal: { N: 0, ProposerId: 0 } } },
+  );
+});
