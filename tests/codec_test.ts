@@ -21,6 +21,7 @@ import {
   WireError,
 } from "../codec.ts";
 import type { Acceptor, BallotNum, DataValue, Proposer, Value } from "../types.ts";
+import { decode } from "./minimsgpack.ts";
 import { ZERO_BALLOT } from "../types.ts";
 
 // ---------------------------------------------------------------------------
@@ -157,107 +158,20 @@ function rawPrepare(n: Bytes, ver: Bytes = [0]): Uint8Array {
   }));
 }
 
-/**
- * A strict, independent MessagePack decoder: only the standard formats, no
- * extension types, no 0xc1. Proves that what we send is plain MessagePack any
- * library can read. Maps become arrays of [key, value] pairs to keep order
- * and key types.
- */
-function strictDecode(bytes: Uint8Array): unknown {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let pos = 0;
-  const td = new TextDecoder("utf-8", { fatal: true });
-  const take = (n: number): Uint8Array => {
-    if (pos + n > bytes.length) throw new RangeError(`truncated at ${pos}`);
-    const out = bytes.subarray(pos, pos + n);
-    pos += n;
-    return out;
-  };
-  const u8 = () => take(1)[0]!;
-  const u16 = () => (pos += 2, view.getUint16(pos - 2));
-  const u32 = () => (pos += 4, view.getUint32(pos - 4));
-  const mapOf = (n: number): [unknown, unknown][] => {
-    const out: [unknown, unknown][] = [];
-    for (let i = 0; i < n; i++) out.push([read(), read()]);
-    return out;
-  };
-  const arrOf = (n: number): unknown[] => Array.from({ length: n }, () => read());
-  function read(): unknown {
-    const t = u8();
-    if (t <= 0x7f) return BigInt(t);
-    if (t >= 0xe0) return BigInt(t - 0x100);
-    if ((t & 0xf0) === 0x80) return { map: mapOf(t & 0x0f) };
-    if ((t & 0xf0) === 0x90) return arrOf(t & 0x0f);
-    if ((t & 0xe0) === 0xa0) return td.decode(take(t & 0x1f));
-    switch (t) {
-      case 0xc0:
-        return null;
-      case 0xc2:
-        return false;
-      case 0xc3:
-        return true;
-      case 0xc4:
-        return new Uint8Array(take(u8()));
-      case 0xc5:
-        return new Uint8Array(take(u16()));
-      case 0xc6:
-        return new Uint8Array(take(u32()));
-      case 0xca:
-        return (pos += 4, view.getFloat32(pos - 4));
-      case 0xcb:
-        return (pos += 8, view.getFloat64(pos - 8));
-      case 0xcc:
-        return BigInt(u8());
-      case 0xcd:
-        return BigInt(u16());
-      case 0xce:
-        return BigInt(u32());
-      case 0xcf:
-        return (pos += 8, view.getBigUint64(pos - 8));
-      case 0xd0:
-        return (pos += 1, BigInt(view.getInt8(pos - 1)));
-      case 0xd1:
-        return (pos += 2, BigInt(view.getInt16(pos - 2)));
-      case 0xd2:
-        return (pos += 4, BigInt(view.getInt32(pos - 4)));
-      case 0xd3:
-        return (pos += 8, view.getBigInt64(pos - 8));
-      case 0xd9:
-        return td.decode(take(u8()));
-      case 0xda:
-        return td.decode(take(u16()));
-      case 0xdb:
-        return td.decode(take(u32()));
-      case 0xdc:
-        return arrOf(u16());
-      case 0xdd:
-        return arrOf(u32());
-      case 0xde:
-        return { map: mapOf(u16()) };
-      case 0xdf:
-        return { map: mapOf(u32()) };
-    }
-    throw new TypeError(`byte 0x${t.toString(16)} at ${pos - 1} is not plain MessagePack`);
-  }
-  const v = read();
-  if (pos !== bytes.length) throw new RangeError(`${bytes.length - pos} bytes after the value`);
-  return v;
-}
+// What we send is plain MessagePack that any library reads: checked with
+// the independent strict decoder of the interop tests (standard formats only,
+// no extension types, string map keys; integers as bigint).
+const strictDecode = decode;
 
-/** The keys of a map decoded by {@link strictDecode}, all strings, in order. */
+/** The keys of a map decoded by {@link strictDecode}, in order. */
 function strictKeys(x: unknown): string[] {
-  assert.ok(typeof x === "object" && x !== null && "map" in x, `not a map: ${x}`);
-  return (x.map as [unknown, unknown][]).map(([k]) => {
-    assert.equal(typeof k, "string");
-    return k as string;
-  });
+  assert.ok(typeof x === "object" && x !== null && !Array.isArray(x), `not a map: ${x}`);
+  return Object.keys(x);
 }
 
 function strictGet(x: unknown, key: string): unknown {
-  assert.ok(typeof x === "object" && x !== null && "map" in x);
-  const e = (x.map as [unknown, unknown][]).find(([k]) => k === key);
-  assert.ok(e !== undefined, `no key ${key}`);
-  return e[1];
+  assert.ok(typeof x === "object" && x !== null && Object.hasOwn(x, key), `no key ${key}`);
+  return (x as Record<string, unknown>)[key];
 }
 
 // ---------------------------------------------------------------------------
@@ -511,7 +425,10 @@ Deno.test("encoded requests are plain MessagePack maps with the protocol's key n
   }]);
   const dval = strictGet(strictGet(strictDecode(data), "Req"), "Val");
   assert.deepEqual(strictKeys(dval), ["Data"]);
-  assert.deepEqual(strictGet(strictGet(dval, "Data"), "b"), new Uint8Array([1, 2]));
+  assert.deepEqual(
+    new Uint8Array(strictGet(strictGet(dval, "Data"), "b") as Uint8Array),
+    new Uint8Array([1, 2]),
+  );
 
   // A batch is an array of such maps.
   const batch = encodeRequests([
