@@ -62,7 +62,7 @@ export class PaxosAcceptor {
   readonly #store: Store;
   // The tail of the queue of requests per instance: each request waits for
   // the one before it, so a reply never reflects a state not yet stored.
-  readonly #queues = new Map<string, Promise<void>>();
+  readonly #queues = new Map<string, Map<bigint, Promise<void>>>();
   readonly #keep: bigint | null;
   readonly #onError: (message: string) => void;
 
@@ -170,11 +170,12 @@ export class PaxosAcceptor {
     id: PaxosInstanceId,
     fn: (state: Acceptor) => Promise<T>,
   ): Promise<T> {
-    const key = `${id.Ver}:${id.Key}`;
-    const before = this.#queues.get(key);
+    let versions = this.#queues.get(id.Key);
+    if (versions === undefined) this.#queues.set(id.Key, versions = new Map());
+    const before = versions.get(id.Ver);
     let done!: () => void;
     const mine = new Promise<void>((resolve) => done = resolve);
-    this.#queues.set(key, mine);
+    versions.set(id.Ver, mine);
     try {
       if (before !== undefined) await before;
       const floor = this.#store.latest(id.Key).Floor;
@@ -188,7 +189,10 @@ export class PaxosAcceptor {
       return await fn(this.#store.get(id) ?? EMPTY_ACCEPTOR);
     } finally {
       done();
-      if (this.#queues.get(key) === mine) this.#queues.delete(key);
+      if (versions.get(id.Ver) === mine) {
+        versions.delete(id.Ver);
+        if (versions.size === 0) this.#queues.delete(id.Key);
+      }
     }
   }
 }
