@@ -14,6 +14,7 @@ import {
 } from "../codec.ts";
 import type { Acceptor, Proposer, Value } from "../types.ts";
 import { EMPTY_ACCEPTOR } from "../types.ts";
+import { startWsServer } from "./ws_test_server.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -62,50 +63,24 @@ interface FakeServer {
 async function startFake(
   onFrame: (items: RequestItem[], socket: WebSocket) => void,
 ): Promise<FakeServer> {
-  const sockets = new Set<WebSocket>();
-  const socketsClosed = new Set<Promise<void>>();
   let firstClosed!: (code: number) => void;
-  let listening!: (addr: Deno.NetAddr) => void;
-  const ready = new Promise<Deno.NetAddr>((resolve) => listening = resolve);
-  const server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    onListen: (addr) => listening(addr as Deno.NetAddr),
-  }, (r) => {
-    const { socket, response } = Deno.upgradeWebSocket(r);
-    socket.binaryType = "arraybuffer";
+  const server = await startWsServer((socket) => {
     fake.connections++;
-    sockets.add(socket);
-    socketsClosed.add(
-      new Promise<void>((resolve) => {
-        socket.onclose = (e) => {
-          sockets.delete(socket);
-          firstClosed(e.code);
-          resolve();
-        };
-      }),
-    );
-    socket.onerror = () => {};
+    socket.addEventListener("close", (e) => firstClosed(e.code));
     socket.onmessage = (e) => {
       const items = decodeRequestFrame(new Uint8Array(e.data as ArrayBuffer));
       fake.frames++;
       fake.batchSizes.push(items.length);
       onFrame(items, socket);
     };
-    return response;
   });
-  const addr = await ready;
   const fake: FakeServer = {
-    url: `ws://127.0.0.1:${addr.port}/paxos`,
+    url: `ws://127.0.0.1:${server.port}/paxos`,
     frames: 0,
     batchSizes: [],
     connections: 0,
     firstClose: within(new Promise((resolve) => firstClosed = resolve), "a server-side close"),
-    async close() {
-      for (const s of sockets) s.close(1001, "test over");
-      await Promise.all(socketsClosed);
-      await server.shutdown();
-    },
+    close: () => server.close(),
   };
   // Nobody may wait on firstClose; keep its timeout from failing the test.
   fake.firstClose.catch(() => {});

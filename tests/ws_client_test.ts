@@ -4,54 +4,9 @@ import assert from "node:assert/strict";
 import { parseWsUrl, WsConnection } from "../ws_client.ts";
 import { PaxosAcceptor } from "../acceptor.ts";
 import { serveAcceptor } from "../server.ts";
+import { startWsServer } from "./ws_test_server.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-// ---------------------------------------------------------------------------
-// A Deno.serve WebSocket server; `onSocket` wires each accepted socket.
-
-interface WsServer {
-  url: string;
-  port: number;
-  close(): Promise<void>;
-}
-
-async function startWsServer(onSocket: (s: WebSocket) => void): Promise<WsServer> {
-  const socketsClosed = new Set<Promise<void>>();
-  const sockets = new Set<WebSocket>();
-  let listening!: (addr: Deno.NetAddr) => void;
-  const ready = new Promise<Deno.NetAddr>((resolve) => listening = resolve);
-  const server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    onListen: (addr) => listening(addr as Deno.NetAddr),
-  }, (req) => {
-    const { socket, response } = Deno.upgradeWebSocket(req);
-    socket.binaryType = "arraybuffer";
-    sockets.add(socket);
-    socketsClosed.add(
-      new Promise<void>((resolve) => {
-        socket.addEventListener("close", () => {
-          sockets.delete(socket);
-          resolve();
-        });
-      }),
-    );
-    socket.onerror = () => {};
-    onSocket(socket);
-    return response;
-  });
-  const addr = await ready;
-  return {
-    url: `ws://127.0.0.1:${addr.port}/ws`,
-    port: addr.port,
-    async close() {
-      for (const s of sockets) s.close(1001, "test over");
-      await Promise.all(socketsClosed);
-      await server.shutdown();
-    },
-  };
-}
 
 function echo(s: WebSocket): void {
   s.onmessage = (e) => s.send(e.data as ArrayBuffer);
