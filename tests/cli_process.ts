@@ -172,6 +172,26 @@ export class Server extends LineProcess {
   }
 }
 
+/**
+ * Starts acceptor `id` on a free port with its state in `dir`, and waits
+ * (up to `timeoutMs`) for its URL line.
+ */
+export async function startDurableAcceptor(
+  id: number,
+  dir: string,
+  timeoutMs = 10_000,
+): Promise<{ server: Server; url: string }> {
+  const server = new Server(["acceptor", "--id", `${id}`, "--port", "0", "--data", dir]);
+  try {
+    const [url] = await server.waitFor((lines) => lines.length >= 1, timeoutMs);
+    assert.match(url!, URL_LINE);
+    return { server, url: url! };
+  } catch (e) {
+    await server.stop("SIGKILL");
+    throw e;
+  }
+}
+
 /** Starts acceptor processes on free ports and waits for each one's URL line. */
 export async function startAcceptors(
   flags: string[][],

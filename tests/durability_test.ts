@@ -19,7 +19,7 @@ import {
   WebSocketAcceptorClient,
   ZERO_BALLOT,
 } from "../mod.ts";
-import { Server } from "./cli_process.ts";
+import { type Server, startDurableAcceptor } from "./cli_process.ts";
 
 interface Received {
   readonly op: Op;
@@ -40,18 +40,9 @@ class CrashableAcceptor implements AcceptorClient {
   }
 
   async start(): Promise<void> {
-    const server = new Server([
-      "acceptor",
-      "--id",
-      `${this.id}`,
-      "--port",
-      "0",
-      "--data",
-      this.dir,
-    ]);
-    const [url] = await server.waitFor((lines) => lines.length >= 1, 10_000);
+    const { server, url } = await startDurableAcceptor(this.id, this.dir);
     this.#server = server;
-    this.#client = new WebSocketAcceptorClient(url!, { timeoutMs: 500, minBackoffMs: 5 });
+    this.#client = new WebSocketAcceptorClient(url, { timeoutMs: 500, minBackoffMs: 5 });
   }
 
   /** SIGKILL: no chance to flush or close anything. */

@@ -15,7 +15,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Random, seededRandom } from "../clock.ts";
 import { connect, type KvHistoryEntry } from "../kv.ts";
-import { LineProcess, Server, stopAll } from "./cli_process.ts";
+import { LineProcess, type Server, startDurableAcceptor, stopAll } from "./cli_process.ts";
 import { type FaultProxy, type Faults, startProxy } from "./fault_proxy.ts";
 import { decodeLine, encodeLine, wallClock } from "./kv_worker.ts";
 import { checkKv, type KvOperation } from "./linearizability.ts";
@@ -47,18 +47,9 @@ class Node {
 
   /** Starts (or restarts) the acceptor on its data and points the proxy at it. */
   async start(): Promise<void> {
-    const server = new Server([
-      "acceptor",
-      "--id",
-      `${this.id}`,
-      "--port",
-      "0",
-      "--data",
-      this.dir,
-    ]);
+    const { server, url } = await startDurableAcceptor(this.id, this.dir);
     this.server = server;
-    const [url] = await server.waitFor((lines) => lines.length >= 1, 10_000);
-    this.url = url!;
+    this.url = url;
     const port = Number(new URL(this.url.replace(/^ws:/, "http:")).port);
     if (this.proxy === null) this.proxy = startProxy(port, { seed: this.seed });
     else this.proxy.retarget(port);
