@@ -12,15 +12,9 @@
  */
 import { parseArgs } from "node:util";
 import { runSimulation, type SimResult } from "./simulation.ts";
-import type { Variant } from "./sim_world.ts";
+import { BROKEN_VARIANTS, type Variant } from "./sim_world.ts";
 
-const VARIANTS = [
-  "correct",
-  "accept-ignores-ballot",
-  "prepare-hides-vote",
-  "quorum-of-one",
-  "reply-before-sync",
-];
+const VARIANTS: readonly string[] = ["correct", ...BROKEN_VARIANTS];
 
 function fail(message: string): never {
   // deno-lint-ignore no-console
