@@ -307,8 +307,30 @@ export class Kv {
     // reader may finish our write for us, at its own ballot.)
     const wid = this.#randomId();
     value = { ...value, Wid: wid };
+    // When this client's last write of the key holds a majority's promise for
+    // the version after it, and the write's condition (if any) is about that
+    // last write, the write is one Accept round trip (see #fastWrite).
+    const promised = this.#promised.get(key);
+    // A version where a fast write failed but may have left votes for our
+    // value, which a reader could finish: it must be settled before we write
+    // anywhere else, or the one write could be chosen twice.
+    let unsettled: bigint | null = null;
+    if (
+      promised !== undefined && opts.ifAbsent !== true &&
+      (opts.ifVersion === undefined || opts.ifVersion === promised.ver - 1n)
+    ) {
+      if (await this.#fastWrite(key, promised.ver, value)) return promised.ver;
+      unsettled = promised.ver;
+    }
     for (;;) {
       const latest = await this.#latest(key, deadline);
+      if (latest.value?.Wid === wid) return latest.version;
+      if (unsettled !== null && unsettled < latest.version) {
+        // Versions are dense: `unsettled` holds a chosen value. Ours?
+        if ((await this.#settle(key, unsettled, deadline))?.Wid === wid) return unsettled;
+      }
+      // (Else `unsettled` is the next version, which the run below settles.)
+      unsettled = null;
       if (opts.ifVersion !== undefined && latest.version !== opts.ifVersion) {
         throw new VersionConflictError(key, opts.ifVersion, latest.version);
       }
@@ -324,12 +346,16 @@ export class Kv {
     }
   }
 
-  // The one-round-trip write: when this client's last write of the key got
-  // a majority to promise its ballot for the version after (the kv
-  // extension's `Next`), phase 1 of that version is done, with nothing voted
-  // there; if that is the version to write now, phase 2 alone chooses our
-  // value. A promise is used once; anything unexpected falls back to a full
-  // run (which will find our vote if this one got partly through).
+  // The one-round-trip write (Gryadka's): when this client's last write of
+  // the key, at version v, got a majority to promise its ballot for v+1 (the
+  // kv extension's `Next`), phase 1 of v+1 is done, with nothing voted there,
+  // so phase 2 alone chooses our value. It needs no look at the latest
+  // version first: if phase 2 gets a majority, no other value was chosen at
+  // v+1 (another proposer would have needed a majority's promise above ours),
+  // and no version after v+1 can be chosen before v+1 is. So v was the latest
+  // version, and v+1 is the next one, when our value was chosen. A promise is
+  // used once; anything unexpected falls back to the full path (which will
+  // find our vote if this one got partly through).
   async #fastWrite(key: string, ver: bigint, value: Value): Promise<boolean> {
     const promised = this.#promised.get(key);
     if (promised === undefined || promised.ver !== ver) return false;
@@ -344,6 +370,20 @@ export class Kv {
     if (r.err !== null) return false;
     if (r.nextPromised) this.#promised.set(key, { ver: ver + 1n, bal: p.Bal });
     return true;
+  }
+
+  // The value chosen at a version below the latest.
+  async #settle(key: string, ver: bigint, deadline: number): Promise<Value | null> {
+    try {
+      return await this.#run(key, ver, null, deadline);
+    } catch (e) {
+      if (!(e instanceof CompactedError)) throw e;
+      throw new Error(
+        `write of ${key} has an unknown outcome: it may have been chosen at version ${ver}, ` +
+          `which the acceptors no longer keep`,
+        { cause: e },
+      );
+    }
   }
 
   // The latest chosen version of a key: the highest version a majority

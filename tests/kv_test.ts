@@ -254,10 +254,12 @@ Deno.test("kv extension over the wire: Latest replies and Compacted errors", asy
 Deno.test("kv: a client's next write of a key skips phase 1, and falls back when it must", async () => {
   const acceptors = cluster();
   const prepares: string[] = [];
-  // Counts the Prepares (at a real ballot; a read's zero-ballot peek is not phase 1).
+  const latests: string[] = [];
+  // Counts the Prepares (at a real ballot; a read's zero-ballot peek is not
+  // phase 1) and the Latest requests.
   const counted = acceptors.map((a) => ({
     name: a.name,
-    latest: (key: string) => a.latest(key),
+    latest: (key: string) => (latests.push(key), a.latest(key)),
     request: (op: "Prepare" | "Accept", req: Proposer) => {
       if (op === "Prepare" && req.Bal.N > 0n) prepares.push(`${req.Id.Key}@${req.Id.Ver}`);
       return a.request(op, req);
@@ -266,10 +268,13 @@ Deno.test("kv: a client's next write of a key skips phase 1, and falls back when
   const kv = new Kv(counted);
   assert.equal(await kv.set("f", "a"), 0n);
   assert.deepEqual(prepares, ["f@0", "f@0", "f@0"]);
-  // Version 0's Accept got version 1 promised: no Prepare now.
+  // Version 0's Accept got version 1 promised: no Prepare now, and no look
+  // at the latest version either: one Accept round trip.
+  const before = latests.length;
   assert.equal(await kv.set("f", "b"), 1n);
-  assert.equal(await kv.set("f", "c"), 2n);
+  assert.equal(await kv.set("f", "c", { ifVersion: 1n }), 2n);
   assert.equal(prepares.length, 3);
+  assert.equal(latests.length, before, "no Latest for a write on a held promise");
   assert.deepEqual(await kv.get("f"), { found: true, version: 2n, value: "c" });
 
   // Another client writes version 3: the promise for 3 no longer fits.
@@ -293,5 +298,49 @@ Deno.test("kv: a client's next write of a key skips phase 1, and falls back when
     "other",
     "d",
     "e",
+  ]);
+});
+
+Deno.test("kv: a one-round-trip write that got partly through and was finished by a reader is not written twice", async () => {
+  const acceptors = cluster();
+  const kv0 = new Kv(acceptors);
+  let armed = false;
+  let firstVoted!: () => void;
+  const voted = new Promise<void>((resolve) => firstVoted = resolve);
+  let interlude: Promise<void> | null = null;
+  // The writer's Accept of g@1 reaches a0 only; to a1 and a2 it is lost
+  // (an error: its outcome unknown), and meanwhile other clients read g,
+  // which finishes our half-written version 1, and write version 2.
+  const lossy = acceptors.map((a, i) => ({
+    name: a.name,
+    latest: (key: string) => a.latest(key),
+    request: async (op: "Prepare" | "Accept", req: Proposer) => {
+      if (!(armed && op === "Accept" && req.Id.Key === "g" && req.Id.Ver === 1n)) {
+        return await a.request(op, req);
+      }
+      if (i === 0) {
+        const rep = await a.request(op, req);
+        firstVoted();
+        return rep;
+      }
+      await voted;
+      interlude ??= (async () => {
+        assert.deepEqual(await kv0.get("g"), { found: true, version: 1n, value: "mine" });
+        assert.equal(await kv0.set("g", "theirs"), 2n);
+      })();
+      await interlude;
+      throw new Error(`Accept to ${a.name} lost`);
+    },
+  }));
+  const kv = new Kv(lossy);
+  assert.equal(await kv.set("g", "first"), 0n);
+  armed = true;
+  // Our write was chosen at version 1 (by the reader): that is its version.
+  assert.equal(await kv.set("g", "mine"), 1n);
+  armed = false;
+  assert.deepEqual((await kv.history("g")).map((h) => h.deleted ? null : h.value), [
+    "first",
+    "mine",
+    "theirs",
   ]);
 });
