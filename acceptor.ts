@@ -14,6 +14,14 @@ import { AcceptorError } from "./transport.ts";
 import type { Store } from "./store.ts";
 import { MemoryStore } from "./store.ts";
 
+const RESOLVED: Promise<void> = Promise.resolve();
+
+// The requests on one key: the last one queued, and how many are not done.
+interface KeyQueue {
+  tail: Promise<unknown> | null;
+  waiting: number;
+}
+
 /** Options of a {@link PaxosAcceptor}. */
 export interface AcceptorOptions {
   /**
@@ -44,8 +52,9 @@ export function latestReply(store: Store, key: string): LatestReply {
 }
 
 /**
- * A Paxos acceptor. Requests for one instance are served one at a time, in
- * arrival order; requests for different instances run concurrently.
+ * A Paxos acceptor. Requests for one key are served one at a time, in
+ * arrival order (an Accept may also promise the key's next version, so the
+ * unit is the key); requests for different keys run concurrently.
  *
  * @example
  * ```ts
@@ -60,9 +69,8 @@ export class PaxosAcceptor {
   /** A name for messages and logs. */
   readonly name: string;
   readonly #store: Store;
-  // The tail of the queue of requests per instance: each request waits for
-  // the one before it, so a reply never reflects a state not yet stored.
-  readonly #queues = new Map<string, Map<bigint, Promise<void>>>();
+  // The requests being served per key: each waits for the one before it.
+  readonly #queues = new Map<string, KeyQueue>();
   readonly #keep: bigint | null;
   readonly #onError: (message: string) => void;
 
@@ -92,7 +100,7 @@ export class PaxosAcceptor {
    * lower ballot again.
    */
   prepare(r: Proposer): Promise<Acceptor> {
-    return this.#withInstance(r.Id, async (v) => {
+    return this.#withKey(r.Id, async (v) => {
       const reply = v;
       if (GE(r.Bal, v.LastBal) && !ballotEquals(r.Bal, v.LastBal)) {
         await this.#store.put(r.Id, { LastBal: r.Bal, Val: v.Val, VBal: v.VBal });
@@ -107,33 +115,30 @@ export class PaxosAcceptor {
    * votes: it records `r.Val` as accepted at `r.Bal`.
    */
   accept(r: Proposer): Promise<Acceptor> {
-    return this.#withInstance(r.Id, async (v) => {
+    return this.#withKey(r.Id, async (v) => {
       const reply: Acceptor = { LastBal: v.LastBal, Val: null, VBal: ZERO_BALLOT };
-      if (GE(r.Bal, v.LastBal)) {
-        // kv extension: the promise for the next version shares the sync.
-        const [, nextOk] = await Promise.all([
-          this.#store.put(r.Id, { LastBal: r.Bal, Val: r.Val, VBal: r.Bal }),
-          r.Next === true && this.#promiseNext(r),
-        ]);
-        this.#retain(r.Id);
-        if (nextOk) return { ...reply, NextOk: true };
-      }
-      return reply;
+      if (!GE(r.Bal, v.LastBal)) return reply;
+      const vote = this.#store.put(r.Id, { LastBal: r.Bal, Val: r.Val, VBal: r.Bal });
+      // kv extension: the promise for the next version shares the sync.
+      const next = r.Next === true ? this.#promiseNext(r) : null;
+      await vote;
+      if (next !== null) await next;
+      this.#retain(r.Id);
+      return next === null ? reply : { ...reply, NextOk: true };
     });
   }
 
   // Promises r.Bal for version Ver+1 if nobody has touched it (or this very
   // ballot already holds it, unvoted): then it is as if a Prepare at r.Bal had
-  // found no vote there. Locks are taken in version order, so never in a cycle.
-  #promiseNext(r: Proposer): Promise<boolean> {
+  // found no vote there. Returns the store's write (null: no promise made).
+  // Requests on one key are served one at a time, so Ver+1 is ours to change.
+  #promiseNext(r: Proposer): Promise<void> | null {
     const next = { Key: r.Id.Key, Ver: r.Id.Ver + 1n };
-    return this.#withInstance(next, async (n) => {
-      if (n.Val !== null) return false;
-      if (ballotEquals(n.LastBal, r.Bal)) return true;
-      if (!ballotEquals(n.LastBal, ZERO_BALLOT)) return false;
-      await this.#store.put(next, { LastBal: r.Bal, Val: null, VBal: ZERO_BALLOT });
-      return true;
-    });
+    const n = this.#store.get(next) ?? EMPTY_ACCEPTOR;
+    if (n.Val !== null) return null;
+    if (ballotEquals(n.LastBal, r.Bal)) return RESOLVED;
+    if (!ballotEquals(n.LastBal, ZERO_BALLOT)) return null;
+    return this.#store.put(next, { LastBal: r.Bal, Val: null, VBal: ZERO_BALLOT });
   }
 
   /**
@@ -166,18 +171,25 @@ export class PaxosAcceptor {
     return op === "Prepare" ? this.prepare(r) : this.accept(r);
   }
 
-  async #withInstance<T>(
+  // Runs `fn` on the state of instance `id` once the requests before it on
+  // the same key are done, so that a reply never reflects a state that is
+  // not stored yet. With nothing queued, it starts at once.
+  #withKey<T>(id: PaxosInstanceId, fn: (state: Acceptor) => Promise<T>): Promise<T> {
+    let q = this.#queues.get(id.Key);
+    if (q === undefined) this.#queues.set(id.Key, q = { tail: null, waiting: 0 });
+    q.waiting++;
+    const p = this.#serve(id, fn, q);
+    q.tail = p;
+    return p;
+  }
+
+  async #serve<T>(
     id: PaxosInstanceId,
     fn: (state: Acceptor) => Promise<T>,
+    q: KeyQueue,
   ): Promise<T> {
-    let versions = this.#queues.get(id.Key);
-    if (versions === undefined) this.#queues.set(id.Key, versions = new Map());
-    const before = versions.get(id.Ver);
-    let done!: () => void;
-    const mine = new Promise<void>((resolve) => done = resolve);
-    versions.set(id.Ver, mine);
     try {
-      if (before !== undefined) await before;
+      if (q.tail !== null) await q.tail.catch(() => {}); // its own caller sees its error
       const floor = this.#store.latest(id.Key).Floor;
       if (floor > 0n && id.Ver < floor) {
         throw new AcceptorError(
@@ -188,11 +200,7 @@ export class PaxosAcceptor {
       }
       return await fn(this.#store.get(id) ?? EMPTY_ACCEPTOR);
     } finally {
-      done();
-      if (versions.get(id.Ver) === mine) {
-        versions.delete(id.Ver);
-        if (versions.size === 0) this.#queues.delete(id.Key);
-      }
+      if (--q.waiting === 0) this.#queues.delete(id.Key);
     }
   }
 }

@@ -1,6 +1,6 @@
 /**
  * Tests of the acceptor: the seed's Prepare/Accept semantics called directly,
- * per-instance serialization and storage failures, then the served acceptor
+ * per-key serialization and storage failures, then the served acceptor
  * over the network with hand-made frames: replies by Rid, batches, the
  * contract's answers to bad frames, many connections, HTTP paths, and a
  * small seeded fuzz.
@@ -345,7 +345,7 @@ Deno.test("state is independent per (Key, Ver)", async () => {
   );
 });
 
-Deno.test("requests on one instance are served one at a time, after each put resolved", async () => {
+Deno.test("requests on one key are served one at a time, after each put resolved", async () => {
   const store = new GatedStore();
   const a = new PaxosAcceptor(store);
   const id = inst("serial");
@@ -354,6 +354,8 @@ Deno.test("requests on one instance are served one at a time, after each put res
   const p1 = track("p1", a.prepare(req(id, bal(1, 1))));
   const p2 = track("p2", a.prepare(req(id, bal(2, 1))));
   const a3 = track("a3", a.accept(req(id, bal(2, 1), { Vi64: 5n })));
+  // Another version of the same key queues behind them too.
+  const v1 = track("v1", a.prepare(req(inst("serial", 1), bal(1, 1))));
 
   await store.arrived(1);
   await flush();
@@ -362,30 +364,31 @@ Deno.test("requests on one instance are served one at a time, after each put res
   assert.deepEqual([...settled], []);
   assert.deepEqual(store.puts[0]!.state, state(bal(1, 1)));
 
-  // Other instances are not held up by this one.
-  const other = track("other", a.prepare(req(inst("serial", 1), bal(1, 1))));
-  const other2 = track("other2", a.prepare(req(inst("serial-2"), bal(1, 1))));
-  await store.arrived(3);
-  assert.deepEqual(store.puts.slice(1).map((p) => p.id), [inst("serial", 1), inst("serial-2")]);
-  await store.puts[2]!.release();
+  // Other keys are not held up by this one.
+  const other = track("other", a.prepare(req(inst("serial-2"), bal(1, 1))));
+  await store.arrived(2);
+  assert.deepEqual(store.puts[1]!.id, inst("serial-2"));
   await store.puts[1]!.release();
   assert.deepEqual(await other, EMPTY_ACCEPTOR);
-  assert.deepEqual(await other2, EMPTY_ACCEPTOR);
 
   await store.puts[0]!.release();
   assert.deepEqual(await p1, EMPTY_ACCEPTOR);
+  await store.arrived(3);
+  await flush();
+  assert.deepEqual([...settled].sort(), ["other", "p1"], "p2 waits for its put");
+  // The second request saw the first one's stored state.
+  await store.puts[2]!.release();
+  assert.deepEqual(await p2, state(bal(1, 1)));
   await store.arrived(4);
   await flush();
-  assert.deepEqual([...settled].sort(), ["other", "other2", "p1"], "p2 waits for its put");
-  // The second request saw the first one's stored state.
+  assert.deepEqual([...settled].sort(), ["other", "p1", "p2"], "a3 waits for its put");
   await store.puts[3]!.release();
-  assert.deepEqual(await p2, state(bal(1, 1)));
-  await store.arrived(5);
-  await flush();
-  assert.deepEqual([...settled].sort(), ["other", "other2", "p1", "p2"], "a3 waits for its put");
-  await store.puts[4]!.release();
   assert.deepEqual(await a3, acceptReply(bal(2, 1)));
   assert.deepEqual(store.inner.get(id), state(bal(2, 1), { Vi64: 5n }, bal(2, 1)));
+  await store.arrived(5);
+  assert.deepEqual(store.puts[4]!.id, inst("serial", 1), "version 1 came last");
+  await store.puts[4]!.release();
+  assert.deepEqual(await v1, EMPTY_ACCEPTOR);
   assert.equal(store.puts.length, 5);
 });
 
