@@ -12,8 +12,11 @@
  *   never acknowledged. Damage anywhere else refuses the open with an error
  *   naming the file and the offset, because silently forgetting a promise
  *   would break Paxos.
- * - **Compaction.** When the log holds much more than the live state, the
- *   live state is written to a new file, synced, and renamed over the log;
+ * - **Compaction.** When the log holds much more than the live state, a
+ *   snapshot of the live state is written to a new file in the background
+ *   while writes go on to the old log. Then, between two group commits, the
+ *   records committed since the snapshot are appended to it, and it is
+ *   synced and renamed over the log. Writes never wait for the snapshot, and
  *   a crash at any point leaves either the old log or the new one.
  * - **One process per directory.** An exclusive lock on `LOCK` makes a
  *   second acceptor on the same directory fail to open.
@@ -45,6 +48,8 @@ const MAGIC = new TextEncoder().encode("PXKVLOG1");
 const HEADER = 12;
 /** Most changes in one record (a compaction snapshot is split into several). */
 const RECORD_CHANGES = 4096;
+/** Changes a compaction encodes and writes at a time, in the background. */
+const SNAPSHOT_STEP = 256;
 
 /** The log's file name inside the data directory. */
 export const LOG_FILE = "acceptor.log";
@@ -106,6 +111,17 @@ type Entry =
 
 type Change = Entry & { readonly resolve: () => void; readonly reject: (e: Error) => void };
 
+// A compaction under way: the snapshot being written to `tmp`, and the
+// records committed to the old log since the snapshot was taken.
+interface Compaction {
+  readonly started: number;
+  readonly tail: Uint8Array[];
+  file: Deno.FsFile | null;
+  snapshotBytes: number;
+  ready: boolean;
+  done: Promise<void>;
+}
+
 /**
  * The durable store. Open it with {@link LogStore.open}.
  *
@@ -131,6 +147,7 @@ export class LogStore implements Store {
   readonly #versions: Versions;
   #queue: Change[] = [];
   #flushing: Promise<void> | null = null;
+  #compaction: Compaction | null = null;
   #failed: Error | null = null;
   #closed = false;
   #changes = 0;
@@ -259,19 +276,30 @@ export class LogStore implements Store {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#flushing !== null) await this.#flushing;
+    // A compaction not switched in yet is dropped: the log is complete.
+    const c = this.#compaction;
+    if (c !== null) {
+      this.#compaction = null;
+      await c.done;
+      await this.#dropCompaction(c);
+    }
     this.#file.close();
     this.#lock.close();
   }
 
   async #flushLoop(): Promise<void> {
-    while (this.#queue.length > 0) {
+    for (;;) {
+      // A finished snapshot is switched in between two group commits.
+      if (this.#compaction?.ready === true) await this.#finishCompaction();
+      if (this.#queue.length === 0) break;
       const batch = this.#queue;
       this.#queue = [];
       await this.#commit(batch);
-      if (this.#failed === null && this.#size > Math.max(this.#compactAt, 2 * this.#liveBytes)) {
-        await this.#compact().catch((e) => {
-          this.#onEvent(`compaction of ${this.#path} failed, the log stays as it is: ${e}`);
-        });
+      if (
+        this.#compaction === null && this.#failed === null && !this.#closed &&
+        this.#size > Math.max(this.#compactAt, 2 * this.#liveBytes)
+      ) {
+        this.#startCompaction();
       }
     }
     this.#flushing = null;
@@ -304,6 +332,7 @@ export class LogStore implements Store {
       return;
     }
     this.#size += records.length;
+    this.#compaction?.tail.push(records);
     for (const c of batch) {
       apply(this.#versions, c);
       this.#changes++;
@@ -311,26 +340,115 @@ export class LogStore implements Store {
     }
   }
 
-  // Writes the live state to a new file, syncs it, and renames it over the log.
-  async #compact(): Promise<void> {
-    const tmp = this.#path + ".tmp";
-    const all: Entry[] = [...this.entries()].map(([id, state]) => ({ id, state }));
+  // Takes a snapshot of the live state (exactly what the log holds: no
+  // commit is under way) and writes it to a new file in the background.
+  #startCompaction(): void {
+    const all: Entry[] = [];
+    for (const [id, state] of this.entries()) all.push({ id, state });
     for (const [key, floor] of this.#versions.floors()) all.push({ key, floor });
-    const body = encodeRecords(all);
-    const bytes = new Uint8Array(MAGIC.length + body.length);
-    bytes.set(MAGIC);
-    bytes.set(body, MAGIC.length);
-    await writeFileSynced(tmp, bytes);
-    await Deno.rename(tmp, this.#path);
-    await syncDir(this.#dir);
+    const c: Compaction = {
+      started: performance.now(),
+      tail: [],
+      file: null,
+      snapshotBytes: 0,
+      ready: false,
+      done: Promise.resolve(),
+    };
+    c.done = this.#writeSnapshot(c, all).then(() => {
+      c.ready = true;
+      // Switch it in now if no commit is coming to do it.
+      if (this.#flushing === null && !this.#closed && this.#compaction === c) {
+        this.#flushing = this.#flushLoop();
+      }
+    }, async (e) => {
+      if (this.#compaction === c) this.#compaction = null;
+      await this.#dropCompaction(c);
+      if (!this.#closed) this.#compactionFailed(e);
+    });
+    this.#compaction = c;
+    this.#onEvent(`compacting ${this.#path}: a snapshot of ${all.length} changes`);
+  }
+
+  async #writeSnapshot(c: Compaction, all: readonly Entry[]): Promise<void> {
+    c.file = await Deno.open(this.#path + ".tmp", {
+      read: true,
+      write: true,
+      create: true,
+      truncate: true,
+    });
+    await writeAll(c.file, MAGIC);
+    let size = MAGIC.length;
+    // A small record at a time, so that commits and requests run in between.
+    for (let i = 0; i < all.length; i += SNAPSHOT_STEP) {
+      if (this.#closed) throw new Deno.errors.Interrupted("store closed");
+      const bytes = encodeRecords(all.slice(i, i + SNAPSHOT_STEP));
+      await writeAll(c.file, bytes);
+      size += bytes.length;
+    }
+    await c.file.syncData();
+    c.snapshotBytes = size;
+  }
+
+  // Appends what was committed since the snapshot, syncs, and renames the
+  // new file over the log. Runs between commits, so nothing is missed.
+  async #finishCompaction(): Promise<void> {
+    const c = this.#compaction!;
+    this.#compaction = null;
+    if (this.#failed !== null) return await this.#dropCompaction(c);
+    const file = c.file!;
+    const tail = concat(c.tail);
+    try {
+      await file.seek(c.snapshotBytes, Deno.SeekMode.Start);
+      await writeAll(file, tail);
+      await file.syncData();
+      await Deno.rename(this.#path + ".tmp", this.#path);
+    } catch (e) {
+      await this.#dropCompaction(c);
+      return this.#compactionFailed(e);
+    }
     const before = this.#size;
     this.#file.close();
-    this.#file = await Deno.open(this.#path, { read: true, write: true });
-    this.#size = bytes.length;
-    this.#liveBytes = bytes.length;
+    this.#file = file;
+    this.#size = c.snapshotBytes + tail.length;
+    this.#liveBytes = this.#size;
+    try {
+      await syncDir(this.#dir);
+    } catch (e) {
+      // The new log may not survive a crash under its name, and the old one
+      // is gone: acknowledge nothing more.
+      this.#failed = new Error(`cannot sync ${this.#dir} after compaction: ${e}`);
+      return;
+    }
     this.#compactions++;
-    this.#onEvent(`compacted ${this.#path}: ${before} -> ${bytes.length} bytes`);
+    this.#onEvent(
+      `compacted ${this.#path}: ${before} -> ${this.#size} bytes in ${
+        Math.round(performance.now() - c.started)
+      } ms, writes going on meanwhile`,
+    );
   }
+
+  async #dropCompaction(c: Compaction): Promise<void> {
+    c.file?.close();
+    c.file = null;
+    await Deno.remove(this.#path + ".tmp").catch(() => {});
+  }
+
+  #compactionFailed(e: unknown): void {
+    // Try again once the log has doubled.
+    this.#liveBytes = this.#size;
+    this.#onEvent(`compaction of ${this.#path} failed, the log stays as it is: ${e}`);
+  }
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 function apply(versions: Versions, e: Entry): void {
@@ -350,14 +468,7 @@ function encodeRecords(changes: readonly Entry[]): Uint8Array {
     );
     parts.push(record(encodeFrame(group)));
   }
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concat(parts);
 }
 
 function record(payload: Uint8Array): Uint8Array {
