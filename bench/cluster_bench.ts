@@ -7,7 +7,9 @@
 //   deno task bench [--seconds S] [--in-flight 1,16,64,256] [--json] [--vs-etcd]
 //
 // --vs-etcd also runs the same workload against a 3-member etcd on loopback
-// (Debian: apt-get install etcd-server) and prints the ratios.
+// (Debian: apt-get install etcd-server) and prints the ratios. Last, it
+// checks the performance targets (durable writes vs etcd, memory writes vs
+// the wire, no frame stall) within this run, and prints them met or not.
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { connect, type Kv } from "../kv.ts";
@@ -184,16 +186,68 @@ for (const r of rows) {
   }
 }
 
+// The targets of issue 6, as ratios within this run (those whose rows ran).
+interface Target {
+  target: string;
+  measured: string;
+  met: boolean;
+}
+const targets: Target[] = [];
+const row = (workload: string, n: number) =>
+  rows.find((r) => r.workload === workload && r.inFlight === n);
+{
+  const ours = row("durable write", 64);
+  const etcd = row("etcd put", 64);
+  if (ours && etcd) {
+    const x = ours.opsPerSec / etcd.opsPerSec;
+    targets.push({
+      target: "durable writes at 64 in flight >= 3x etcd puts",
+      measured: `${x.toFixed(2)}x`,
+      met: x >= 3,
+    });
+  }
+  const one = row("durable write", 1);
+  const etcdOne = row("etcd put", 1);
+  if (one && etcdOne) {
+    targets.push({
+      target: "single-client durable write p50 <= etcd put p50",
+      measured: `${one.p50Ms} vs ${etcdOne.p50Ms} ms`,
+      met: one.p50Ms <= etcdOne.p50Ms,
+    });
+  }
+  const mem = row("memory write", 256);
+  const wire = row("wire: quorum round trip", 256);
+  if (mem && wire) {
+    const goal = wire.opsPerSec / 4;
+    targets.push({
+      target: "memory writes at 256 in flight >= (quorum round trips/s / 2) / 2",
+      measured: `${mem.opsPerSec} vs ${Math.round(goal)}/s (${(mem.opsPerSec / goal).toFixed(2)}x)`,
+      met: mem.opsPerSec >= goal,
+    });
+  }
+  const single = rows.filter((r) => r.inFlight === 1 && !r.workload.startsWith("etcd"));
+  if (single.length > 0) {
+    const worst = Math.max(...single.map((r) => r.p99Ms));
+    targets.push({
+      target: "no 40 ms frame stall: p99 of every row at 1 in flight < 40 ms",
+      measured: `worst p99 ${worst} ms`,
+      met: worst < 40,
+    });
+  }
+}
+
 const machine =
   `${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}`;
 if (flags.json) {
   // deno-lint-ignore no-console
-  console.log(JSON.stringify({ machine, seconds, rows }, null, 2));
+  console.log(JSON.stringify({ machine, seconds, rows, targets }, null, 2));
 } else {
   // deno-lint-ignore no-console
   console.log(`paxoskv cluster benchmark (${machine}; ${seconds} s per row)`);
   // deno-lint-ignore no-console
   console.table(rows);
+  // deno-lint-ignore no-console
+  if (targets.length > 0) console.table(targets);
 }
 
 // etcd: three members on loopback, puts and linearizable gets over its JSON
