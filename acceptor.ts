@@ -121,8 +121,7 @@ export class PaxosAcceptor {
       const vote = this.#store.put(r.Id, { LastBal: r.Bal, Val: r.Val, VBal: r.Bal });
       // kv extension: the promise for the next version shares the sync.
       const next = r.Next === true ? this.#promiseNext(r) : null;
-      await vote;
-      if (next !== null) await next;
+      await (next === null ? vote : Promise.all([vote, next]));
       this.#retain(r.Id);
       return next === null ? reply : { ...reply, NextOk: true };
     });

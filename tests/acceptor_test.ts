@@ -409,6 +409,19 @@ Deno.test("a store put that rejects makes the request reject, changes nothing, a
   assert.deepEqual(store.get(id), state(bal(1, 1), { Vi64: 3n }, bal(1, 1)));
 });
 
+Deno.test("an Accept with Next whose two puts both fail rejects once, and nothing is left unhandled", async () => {
+  const store = new GatedStore();
+  const a = new PaxosAcceptor(store);
+  const id = inst("failing-next");
+  const p = a.accept({ ...req(id, bal(1, 1), { Vi64: 3n }), Next: true });
+  await store.arrived(2);
+  store.puts[1]!.fail(new Error("disk on fire (next)"));
+  store.puts[0]!.fail(new Error("disk on fire (vote)"));
+  await assert.rejects(p, /disk on fire/);
+  assert.equal(store.get(id), undefined);
+  assert.equal(store.get(inst("failing-next", 1)), undefined);
+});
+
 // ---------------------------------------------------------------------------
 // Over the network.
 
