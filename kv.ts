@@ -36,9 +36,14 @@ import type { Clock, Random } from "./clock.ts";
 import { mathRandom, systemClock } from "./clock.ts";
 import { encodeFrame, MAX_KEY_BYTES, MAX_VALUE_BYTES, parseValue, WireError } from "./codec.ts";
 import { NotEnoughQuorumError, PaxosProposer, quorumOf } from "./proposer.ts";
-import { AcceptorError, type KvAcceptorClient, WebSocketAcceptorClient } from "./transport.ts";
-import type { BallotNum, DataValue, LatestReply, Value } from "./types.ts";
-import { ballotEquals } from "./types.ts";
+import {
+  type AcceptorClient,
+  AcceptorError,
+  type KvAcceptorClient,
+  WebSocketAcceptorClient,
+} from "./transport.ts";
+import type { BallotNum, DataValue, LatestReply, Op, Proposer, Value } from "./types.ts";
+import { ballotEquals, GE } from "./types.ts";
 
 /**
  * A value the KV stores: any MessagePack value but nil. A `bigint` is stored
@@ -315,19 +320,26 @@ export class Kv {
     // value, which a reader could finish: it must be settled before we write
     // anywhere else, or the one write could be chosen twice.
     let unsettled: bigint | null = null;
+    const refusals = { n: 0 };
     if (
       promised !== undefined && opts.ifAbsent !== true &&
       (opts.ifVersion === undefined || opts.ifVersion === promised.ver - 1n)
     ) {
-      if (await this.#fastWrite(key, promised.ver, value)) return promised.ver;
+      if (await this.#fastWrite(key, promised.ver, value, refusals)) return promised.ver;
       unsettled = promised.ver;
     }
     for (;;) {
       const latest = await this.#latest(key, deadline);
       if (latest.value?.Wid === wid) return latest.version;
-      if (unsettled !== null && unsettled < latest.version) {
-        // Versions are dense: `unsettled` holds a chosen value. Ours?
-        if ((await this.#settle(key, unsettled, deadline))?.Wid === wid) return unsettled;
+      // Versions are dense: `unsettled` holds a chosen value. Ours? (Not if
+      // every acceptor refused the short write, the usual case when another
+      // client wrote the key meanwhile: then no acceptor voted for it.)
+      if (
+        unsettled !== null && unsettled < latest.version &&
+        refusals.n < this.#acceptors.length &&
+        (await this.#settle(key, unsettled, deadline))?.Wid === wid
+      ) {
+        return unsettled;
       }
       // (Else `unsettled` is the next version, which the run below settles.)
       unsettled = null;
@@ -356,7 +368,14 @@ export class Kv {
   // version, and v+1 is the next one, when our value was chosen. A promise is
   // used once; anything unexpected falls back to the full path (which will
   // find our vote if this one got partly through).
-  async #fastWrite(key: string, ver: bigint, value: Value): Promise<boolean> {
+  // `refusals.n` counts the acceptors that refused to vote, also those that
+  // answer after this returns.
+  async #fastWrite(
+    key: string,
+    ver: bigint,
+    value: Value,
+    refusals = { n: 0 },
+  ): Promise<boolean> {
     const promised = this.#promised.get(key);
     if (promised === undefined || promised.ver !== ver) return false;
     this.#promised.delete(key);
@@ -364,9 +383,17 @@ export class Kv {
       { Id: { Key: key, Ver: ver }, Bal: promised.bal, Val: value },
       { clock: this.#clock, random: this.#random },
     );
-    const r = await p.phase2(this.#acceptors, quorumOf(this.#acceptors.length), {
-      promiseNext: true,
-    });
+    const counted: AcceptorClient[] = this.#acceptors.map((a) => ({
+      name: a.name,
+      request: (op: Op, req: Proposer) => {
+        const reply = a.request(op, req);
+        reply.then((rep) => {
+          if (!GE(req.Bal, rep.LastBal)) refusals.n++;
+        }, () => {});
+        return reply;
+      },
+    }));
+    const r = await p.phase2(counted, quorumOf(this.#acceptors.length), { promiseNext: true });
     if (r.err !== null) return false;
     if (r.nextPromised) this.#promised.set(key, { ver: ver + 1n, bal: p.Bal });
     return true;

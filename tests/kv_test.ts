@@ -344,3 +344,35 @@ Deno.test("kv: a one-round-trip write that got partly through and was finished b
     "theirs",
   ]);
 });
+
+Deno.test("kv: a stale promise refused by every acceptor costs no read of its version", async () => {
+  const acceptors = cluster();
+  let peeks = 0;
+  // Counts the zero-ballot Prepares: the reads that settle a version.
+  const counted = acceptors.map((a) => ({
+    name: a.name,
+    latest: (key: string) => a.latest(key),
+    request: (op: "Prepare" | "Accept", req: Proposer) => {
+      if (op === "Prepare" && req.Bal.N === 0n) peeks++;
+      return a.request(op, req);
+    },
+  }));
+  const kv = new Kv(counted);
+  assert.equal(await kv.set("s", "a"), 0n);
+  assert.equal(await kv.set("s", "b"), 1n); // holds a promise for version 2
+  const other = new Kv(acceptors);
+  assert.equal(await other.set("s", "x"), 2n);
+  assert.equal(await other.set("s", "y"), 3n);
+  peeks = 0;
+  // The short write at 2 is refused everywhere: nothing of ours is voted
+  // there, so there is nothing to settle before writing version 4.
+  assert.equal(await kv.set("s", "c"), 4n);
+  assert.equal(peeks, 0);
+  assert.deepEqual((await kv.history("s")).map((h) => h.deleted ? null : h.value), [
+    "a",
+    "b",
+    "x",
+    "y",
+    "c",
+  ]);
+});
