@@ -36,14 +36,9 @@ import type { Clock, Random } from "./clock.ts";
 import { mathRandom, systemClock } from "./clock.ts";
 import { encodeFrame, MAX_KEY_BYTES, MAX_VALUE_BYTES, parseValue, WireError } from "./codec.ts";
 import { NotEnoughQuorumError, PaxosProposer, quorumOf } from "./proposer.ts";
-import {
-  type AcceptorClient,
-  AcceptorError,
-  type KvAcceptorClient,
-  WebSocketAcceptorClient,
-} from "./transport.ts";
-import type { BallotNum, DataValue, LatestReply, Op, Proposer, Value } from "./types.ts";
-import { ballotEquals, GE } from "./types.ts";
+import { AcceptorError, type KvAcceptorClient, WebSocketAcceptorClient } from "./transport.ts";
+import type { BallotNum, DataValue, LatestReply, Value } from "./types.ts";
+import { ballotEquals } from "./types.ts";
 
 /**
  * A value the KV stores: any MessagePack value but nil. A `bigint` is stored
@@ -383,17 +378,10 @@ export class Kv {
       { Id: { Key: key, Ver: ver }, Bal: promised.bal, Val: value },
       { clock: this.#clock, random: this.#random },
     );
-    const counted: AcceptorClient[] = this.#acceptors.map((a) => ({
-      name: a.name,
-      request: (op: Op, req: Proposer) => {
-        const reply = a.request(op, req);
-        reply.then((rep) => {
-          if (!GE(req.Bal, rep.LastBal)) refusals.n++;
-        }, () => {});
-        return reply;
-      },
-    }));
-    const r = await p.phase2(counted, quorumOf(this.#acceptors.length), { promiseNext: true });
+    const r = await p.phase2(this.#acceptors, quorumOf(this.#acceptors.length), {
+      promiseNext: true,
+      onRefused: () => refusals.n++,
+    });
     if (r.err !== null) return false;
     if (r.nextPromised) this.#promised.set(key, { ver: ver + 1n, bal: p.Bal });
     return true;

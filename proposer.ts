@@ -72,6 +72,12 @@ export interface Phase2Options {
    * phase 1.
    */
   readonly promiseNext?: boolean;
+  /**
+   * Called once for each acceptor that refuses to vote (it promised a
+   * higher ballot), also for replies that arrive after phase 2 returned:
+   * when every acceptor refused, none of them holds `Val`.
+   */
+  readonly onRefused?: () => void;
 }
 
 /** Options of a {@link PaxosProposer}. */
@@ -284,9 +290,17 @@ export class PaxosProposer {
     if (this.Val === null) throw new TypeError("phase2 needs a value to propose: Val is null");
     let promised = 0;
     const next = opts.promiseNext === true;
-    const r = await this.#rpcToAll(acceptors, "Accept", quorum, deadline, (rep) => {
-      if (rep.NextOk) promised++;
-    }, next);
+    const r = await this.#rpcToAll(
+      acceptors,
+      "Accept",
+      quorum,
+      deadline,
+      (rep) => {
+        if (rep.NextOk) promised++;
+      },
+      next,
+      opts.onRefused,
+    );
     if (r.err !== null) return r;
     return next
       ? { higherBal: null, err: null, nextPromised: promised >= quorum }
@@ -303,6 +317,7 @@ export class PaxosProposer {
     deadline: number,
     onOk: (rep: Acceptor) => void,
     next = false,
+    onRefused?: () => void,
   ): Promise<{ higherBal: BallotNum; err: NotEnoughQuorumError | null }> {
     const bal = this.Bal;
     const req: Proposer = op === "Accept"
@@ -347,8 +362,10 @@ export class PaxosProposer {
       for (const a of acceptors) {
         a.request(op, req).then((rep) => {
           settled++;
+          const accepted = GE(bal, rep.LastBal);
+          if (!accepted) onRefused?.();
           if (done) return;
-          if (GE(bal, rep.LastBal)) {
+          if (accepted) {
             onOk(rep);
             ok++;
           } else {

@@ -384,3 +384,30 @@ Deno.test("Data values of every MessagePack kind are chosen and read back", asyn
     await c.close();
   }
 });
+
+Deno.test("phase2 reports every refusal to onRefused, also those that come after it returned", async () => {
+  const acceptors = [0, 1, 2].map(() => new PaxosAcceptor());
+  const id = { Key: "r", Ver: 0n };
+  const high = new PaxosProposer({ Id: id, Bal: { N: 9n, ProposerId: 1n } });
+  assert.equal((await high.phase1(acceptors, 2)).err, null);
+  // The third acceptor answers only when released.
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => release = resolve);
+  const clients = acceptors.map((a, i) => ({
+    name: `a${i}`,
+    request: async (op: "Prepare" | "Accept", req: Parameters<PaxosAcceptor["request"]>[1]) => {
+      const rep = await a.request(op, req);
+      if (i === 2) await gate;
+      return rep;
+    },
+  }));
+  let refused = 0;
+  const low = new PaxosProposer({ Id: id, Bal: { N: 1n, ProposerId: 2n }, Val: { Vi64: 1n } });
+  const r = await low.phase2(clients, 2, { onRefused: () => refused++ });
+  assert.ok(r.err instanceof NotEnoughQuorumError);
+  assert.equal(refused, 2, "phase 2 returned once a quorum was out of reach");
+  release();
+  await gate;
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(refused, 3);
+});
