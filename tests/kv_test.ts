@@ -27,6 +27,18 @@ function cluster(n = 3, keepVersions?: number): PaxosAcceptor[] {
   );
 }
 
+// The acceptors, with every request and every Latest shown to `see` first.
+function watched(
+  acceptors: readonly PaxosAcceptor[],
+  see: (op: "Prepare" | "Accept" | "Latest", req: Proposer | null) => void,
+) {
+  return acceptors.map((a) => ({
+    name: a.name,
+    latest: (key: string) => (see("Latest", null), a.latest(key)),
+    request: (op: "Prepare" | "Accept", req: Proposer) => (see(op, req), a.request(op, req)),
+  }));
+}
+
 Deno.test("kv: set gives the next version; get returns the latest", async () => {
   const kv = new Kv(cluster());
   assert.deepEqual(await kv.get("k"), { found: false, version: -1n });
@@ -254,27 +266,22 @@ Deno.test("kv extension over the wire: Latest replies and Compacted errors", asy
 Deno.test("kv: a client's next write of a key skips phase 1, and falls back when it must", async () => {
   const acceptors = cluster();
   const prepares: string[] = [];
-  const latests: string[] = [];
   // Counts the Prepares (at a real ballot; a read's zero-ballot peek is not
   // phase 1) and the Latest requests.
-  const counted = acceptors.map((a) => ({
-    name: a.name,
-    latest: (key: string) => (latests.push(key), a.latest(key)),
-    request: (op: "Prepare" | "Accept", req: Proposer) => {
-      if (op === "Prepare" && req.Bal.N > 0n) prepares.push(`${req.Id.Key}@${req.Id.Ver}`);
-      return a.request(op, req);
-    },
+  let latests = 0;
+  const kv = new Kv(watched(acceptors, (op, req) => {
+    if (op === "Latest") latests++;
+    if (op === "Prepare" && req!.Bal.N > 0n) prepares.push(`${req!.Id.Key}@${req!.Id.Ver}`);
   }));
-  const kv = new Kv(counted);
   assert.equal(await kv.set("f", "a"), 0n);
   assert.deepEqual(prepares, ["f@0", "f@0", "f@0"]);
   // Version 0's Accept got version 1 promised: no Prepare now, and no look
   // at the latest version either: one Accept round trip.
-  const before = latests.length;
+  const before = latests;
   assert.equal(await kv.set("f", "b"), 1n);
   assert.equal(await kv.set("f", "c", { ifVersion: 1n }), 2n);
   assert.equal(prepares.length, 3);
-  assert.equal(latests.length, before, "no Latest for a write on a held promise");
+  assert.equal(latests, before, "no Latest for a write on a held promise");
   assert.deepEqual(await kv.get("f"), { found: true, version: 2n, value: "c" });
 
   // Another client writes version 3: the promise for 3 no longer fits.
@@ -349,15 +356,9 @@ Deno.test("kv: a stale promise refused by every acceptor costs no read of its ve
   const acceptors = cluster();
   let peeks = 0;
   // Counts the zero-ballot Prepares: the reads that settle a version.
-  const counted = acceptors.map((a) => ({
-    name: a.name,
-    latest: (key: string) => a.latest(key),
-    request: (op: "Prepare" | "Accept", req: Proposer) => {
-      if (op === "Prepare" && req.Bal.N === 0n) peeks++;
-      return a.request(op, req);
-    },
+  const kv = new Kv(watched(acceptors, (op, req) => {
+    if (op === "Prepare" && req!.Bal.N === 0n) peeks++;
   }));
-  const kv = new Kv(counted);
   assert.equal(await kv.set("s", "a"), 0n);
   assert.equal(await kv.set("s", "b"), 1n); // holds a promise for version 2
   const other = new Kv(acceptors);
