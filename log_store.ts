@@ -138,6 +138,8 @@ interface Compaction {
 export class LogStore implements Store {
   readonly #dir: string;
   readonly #path: string;
+  // Where a compaction writes its snapshot before renaming it over the log.
+  readonly #tmpPath: string;
   readonly #lock: Deno.FsFile;
   #file: Deno.FsFile;
   #size: number;
@@ -164,6 +166,7 @@ export class LogStore implements Store {
   ) {
     this.#dir = dir;
     this.#path = join(dir, LOG_FILE);
+    this.#tmpPath = this.#path + ".tmp";
     this.#lock = lock;
     this.#file = file;
     this.#size = size;
@@ -370,7 +373,7 @@ export class LogStore implements Store {
   }
 
   async #writeSnapshot(c: Compaction, all: readonly Entry[]): Promise<void> {
-    c.file = await Deno.open(this.#path + ".tmp", {
+    c.file = await Deno.open(this.#tmpPath, {
       read: true,
       write: true,
       create: true,
@@ -401,7 +404,7 @@ export class LogStore implements Store {
       await file.seek(c.snapshotBytes, Deno.SeekMode.Start);
       await writeAll(file, tail);
       await file.syncData();
-      await Deno.rename(this.#path + ".tmp", this.#path);
+      await Deno.rename(this.#tmpPath, this.#path);
     } catch (e) {
       await this.#dropCompaction(c);
       return this.#compactionFailed(e);
@@ -430,7 +433,7 @@ export class LogStore implements Store {
   async #dropCompaction(c: Compaction): Promise<void> {
     c.file?.close();
     c.file = null;
-    await Deno.remove(this.#path + ".tmp").catch(() => {});
+    await Deno.remove(this.#tmpPath).catch(() => {});
   }
 
   #compactionFailed(e: unknown): void {
