@@ -32,6 +32,19 @@ function within<T>(p: Promise<T>, what: string, ms = 5000): Promise<T> {
 }
 
 /** Settles `p` and returns its error, failing when it resolves. */
+// The errors of `n` Prepares sent at once on one client, each of which must fail.
+function failuresOf(c: WebSocketAcceptorClient, n: number): Promise<Error[]> {
+  return within(
+    Promise.all(
+      Array.from(
+        { length: n },
+        (_, i) => errorOf(c.request("Prepare", req("k", BigInt(i), 1n, 1n))),
+      ),
+    ),
+    "the failures",
+  );
+}
+
 async function errorOf(p: Promise<unknown>): Promise<Error> {
   try {
     await p;
@@ -353,15 +366,7 @@ Deno.test("requests in flight fail at once with ConnectionReset when the accepto
   const c = new WebSocketAcceptorClient(server.url, { timeoutMs: 5000 });
   try {
     const t0 = performance.now();
-    const errors = await within(
-      Promise.all(
-        Array.from(
-          { length: 50 },
-          (_, i) => errorOf(c.request("Prepare", req("k", BigInt(i), 1n, 1n))),
-        ),
-      ),
-      "the failures",
-    );
+    const errors = await failuresOf(c, 50);
     const took = performance.now() - t0;
     for (const e of errors) {
       assert.ok(e instanceof Deno.errors.ConnectionReset, String(e));
@@ -385,15 +390,7 @@ Deno.test("requests in flight fail at once with ConnectionReset when the TCP con
   const c = new WebSocketAcceptorClient(server.url, { timeoutMs: 5000 });
   try {
     const t0 = performance.now();
-    const errors = await within(
-      Promise.all(
-        Array.from(
-          { length: 50 },
-          (_, i) => errorOf(c.request("Prepare", req("k", BigInt(i), 1n, 1n))),
-        ),
-      ),
-      "the failures",
-    );
+    const errors = await failuresOf(c, 50);
     const took = performance.now() - t0;
     for (const e of errors) assert.ok(e instanceof Deno.errors.ConnectionReset, String(e));
     assert.ok(took < 1000, `failed after ${took} ms`);
@@ -546,12 +543,7 @@ Deno.test("a reply frame that breaks the contract drops the connection", async (
       const server = await startFake((_, socket) => socket.send(bytes));
       const c = new WebSocketAcceptorClient(server.url, { timeoutMs: 5000 });
       try {
-        const errors = await within(
-          Promise.all(
-            [1, 2, 3].map((i) => errorOf(c.request("Prepare", req("k", BigInt(i), 1n, 1n)))),
-          ),
-          "the failures",
-        );
+        const errors = await failuresOf(c, 3);
         for (const e of errors) assert.ok(e instanceof Deno.errors.ConnectionReset, String(e));
         assert.equal(c.inFlight, 0);
         // The client closed its side with 1007.
