@@ -11,14 +11,13 @@
 import type { Acceptor, LatestReply, Op, PaxosInstanceId, Proposer } from "./types.ts";
 import { ballotEquals, EMPTY_ACCEPTOR, GE, ZERO_BALLOT } from "./types.ts";
 import { AcceptorError } from "./transport.ts";
-import type { Store } from "./store.ts";
+import type { Store, Written } from "./store.ts";
 import { MemoryStore } from "./store.ts";
 
-const RESOLVED: Promise<void> = Promise.resolve();
-
-// The requests on one key: the last one queued, and how many are not done.
+// The requests on one key that wait for a write: the last one queued, and
+// how many are not done.
 interface KeyQueue {
-  tail: Promise<unknown> | null;
+  tail: Promise<unknown>;
   waiting: number;
 }
 
@@ -100,10 +99,11 @@ export class PaxosAcceptor {
    * lower ballot again.
    */
   prepare(r: Proposer): Promise<Acceptor> {
-    return this.#withKey(r.Id, async (v) => {
+    return this.#withKey(r.Id, (v) => {
       const reply = v;
       if (GE(r.Bal, v.LastBal) && !ballotEquals(r.Bal, v.LastBal)) {
-        await this.#store.put(r.Id, { LastBal: r.Bal, Val: v.Val, VBal: v.VBal });
+        const promise = this.#store.put(r.Id, { LastBal: r.Bal, Val: v.Val, VBal: v.VBal });
+        return afterWrites(promise, undefined, () => reply);
       }
       return reply;
     });
@@ -115,28 +115,30 @@ export class PaxosAcceptor {
    * votes: it records `r.Val` as accepted at `r.Bal`.
    */
   accept(r: Proposer): Promise<Acceptor> {
-    return this.#withKey(r.Id, async (v) => {
+    return this.#withKey(r.Id, (v) => {
       const reply: Acceptor = { LastBal: v.LastBal, Val: null, VBal: ZERO_BALLOT };
       if (!GE(r.Bal, v.LastBal)) return reply;
       const vote = this.#store.put(r.Id, { LastBal: r.Bal, Val: r.Val, VBal: r.Bal });
       // kv extension: the promise for the next version shares the sync.
-      const next = r.Next === true ? this.#promiseNext(r) : null;
-      await (next === null ? vote : Promise.all([vote, next]));
-      this.#retain(r.Id);
-      return next === null ? reply : { ...reply, NextOk: true };
+      const next = r.Next === true ? this.#promiseNext(r) : false;
+      return afterWrites(vote, next === false ? undefined : next, () => {
+        this.#retain(r.Id);
+        return next === false ? reply : { ...reply, NextOk: true };
+      });
     });
   }
 
   // Promises r.Bal for version Ver+1 if nobody has touched it (or this very
   // ballot already holds it, unvoted): then it is as if a Prepare at r.Bal had
-  // found no vote there. Returns the store's write (null: no promise made).
-  // Requests on one key are served one at a time, so Ver+1 is ours to change.
-  #promiseNext(r: Proposer): Promise<void> | null {
+  // found no vote there. Returns false when it makes no promise, else the
+  // store's write of it. Requests on one key are served one at a time, so
+  // Ver+1 is ours to change.
+  #promiseNext(r: Proposer): Written | false {
     const next = { Key: r.Id.Key, Ver: r.Id.Ver + 1n };
     const n = this.#store.get(next) ?? EMPTY_ACCEPTOR;
-    if (n.Val !== null) return null;
-    if (ballotEquals(n.LastBal, r.Bal)) return RESOLVED;
-    if (!ballotEquals(n.LastBal, ZERO_BALLOT)) return null;
+    if (n.Val !== null) return false;
+    if (ballotEquals(n.LastBal, r.Bal)) return undefined;
+    if (!ballotEquals(n.LastBal, ZERO_BALLOT)) return false;
     return this.#store.put(next, { LastBal: r.Bal, Val: null, VBal: ZERO_BALLOT });
   }
 
@@ -172,34 +174,57 @@ export class PaxosAcceptor {
 
   // Runs `fn` on the state of instance `id` once the requests before it on
   // the same key are done, so that a reply never reflects a state that is
-  // not stored yet. With nothing queued, it starts at once.
-  #withKey<T>(id: PaxosInstanceId, fn: (state: Acceptor) => Promise<T>): Promise<T> {
-    let q = this.#queues.get(id.Key);
-    if (q === undefined) this.#queues.set(id.Key, q = { tail: null, waiting: 0 });
-    q.waiting++;
-    const p = this.#serve(id, fn, q);
+  // not stored yet. With nothing queued, it runs at once; a request that
+  // waits for its store's write queues the key's later requests behind it.
+  #withKey<T>(id: PaxosInstanceId, fn: (state: Acceptor) => T | Promise<T>): Promise<T> {
+    const q = this.#queues.get(id.Key);
+    if (q === undefined) {
+      let out: T | Promise<T>;
+      try {
+        out = this.#serve(id, fn);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      return out instanceof Promise ? this.#enqueue(id.Key, out) : Promise.resolve(out);
+    }
+    // The one before: its own caller sees its error.
+    const after = q.tail.then(noop, noop);
+    return this.#enqueue(id.Key, after.then(() => this.#serve(id, fn)), q);
+  }
+
+  // Makes `p` the request the key's next ones wait for, until it settles.
+  #enqueue<T>(key: string, p: Promise<T>, q?: KeyQueue): Promise<T> {
+    if (q === undefined) this.#queues.set(key, q = { tail: p, waiting: 0 });
     q.tail = p;
+    q.waiting++;
+    const done = () => {
+      if (--q.waiting === 0) this.#queues.delete(key);
+    };
+    p.then(done, done);
     return p;
   }
 
-  async #serve<T>(
-    id: PaxosInstanceId,
-    fn: (state: Acceptor) => Promise<T>,
-    q: KeyQueue,
-  ): Promise<T> {
-    try {
-      if (q.tail !== null) await q.tail.catch(() => {}); // its own caller sees its error
-      const floor = this.#store.latest(id.Key).Floor;
-      if (floor > 0n && id.Ver < floor) {
-        throw new AcceptorError(
-          "Compacted",
-          `${id.Key}@${id.Ver} was compacted: versions of ${id.Key} below ${floor} are no longer kept`,
-          this.name,
-        );
-      }
-      return await fn(this.#store.get(id) ?? EMPTY_ACCEPTOR);
-    } finally {
-      if (--q.waiting === 0) this.#queues.delete(id.Key);
+  // Runs `fn` on the stored state of `id`; a version below the key's floor
+  // was forgotten, and is refused.
+  #serve<T>(id: PaxosInstanceId, fn: (state: Acceptor) => T): T {
+    const floor = this.#store.latest(id.Key).Floor;
+    if (floor > 0n && id.Ver < floor) {
+      throw new AcceptorError(
+        "Compacted",
+        `${id.Key}@${id.Ver} was compacted: versions of ${id.Key} below ${floor} are no longer kept`,
+        this.name,
+      );
     }
+    return fn(this.#store.get(id) ?? EMPTY_ACCEPTOR);
   }
+}
+
+function noop(): void {}
+
+// `then()` once both writes are stored: at once when neither has to wait
+// (a store that writes in memory), or else a promise of it. Both are
+// awaited even when one fails, so no failure goes unhandled.
+function afterWrites<T>(a: Written, b: Written, then: () => T): T | Promise<T> {
+  if (a === undefined && b === undefined) return then();
+  return Promise.all([a, b]).then(then);
 }

@@ -12,6 +12,12 @@
 import type { Acceptor, KeyVersions, PaxosInstanceId } from "./types.ts";
 
 /**
+ * What {@link Store.put} returns: nothing when the write is already done,
+ * or a promise of it.
+ */
+export type Written = Promise<void> | undefined;
+
+/**
  * Where an acceptor keeps its state.
  *
  * @example
@@ -27,11 +33,12 @@ export interface Store {
   /** The state of an instance, or undefined when it was never written. */
   get(id: PaxosInstanceId): Acceptor | undefined;
   /**
-   * Records the new state of an instance. Resolves once the state is as
-   * durable as this store makes it; rejects when it could not be stored, and
-   * then the change must not be acknowledged.
+   * Records the new state of an instance. Returns nothing when the state is
+   * already as durable as this store makes it (a store in memory), or else a
+   * promise that resolves once it is, and rejects when it could not be
+   * stored: then the change must not be acknowledged.
    */
-  put(id: PaxosInstanceId, state: Acceptor): Promise<void>;
+  put(id: PaxosInstanceId, state: Acceptor): Written;
   /**
    * What the store knows of a key's versions: the highest version with a
    * vote (-1n when none) and the lowest version still kept.
@@ -118,10 +125,10 @@ export class MemoryStore implements Store {
     return this.#versions.get(id);
   }
 
-  /** Records the new state of an instance (in memory only). */
-  put(id: PaxosInstanceId, state: Acceptor): Promise<void> {
+  /** Records the new state of an instance (in memory only): done at once. */
+  put(id: PaxosInstanceId, state: Acceptor): Written {
     this.#versions.set(id, state);
-    return Promise.resolve();
+    return undefined;
   }
 
   /** The highest voted version and the floor of a key. */

@@ -18,7 +18,7 @@ import {
   type Rid,
 } from "../codec.ts";
 import { type AcceptorServer, serveAcceptor } from "../server.ts";
-import { MemoryStore, type Store } from "../store.ts";
+import { MemoryStore, type Store, type Written } from "../store.ts";
 import type {
   Acceptor,
   BallotNum,
@@ -68,11 +68,16 @@ interface HeldPut {
   fail(e: Error): void;
 }
 
-/** A Store whose puts wait for the test to release them, one by one. */
+/**
+ * A Store whose puts wait for the test to release them, one by one; puts
+ * that `gated` lets through are written at once, as a memory store does.
+ */
 class GatedStore implements Store {
   readonly inner = new MemoryStore();
   readonly puts: HeldPut[] = [];
   #waiters: (() => void)[] = [];
+
+  constructor(readonly gated: (id: PaxosInstanceId) => boolean = () => true) {}
 
   get(id: PaxosInstanceId): Acceptor | undefined {
     return this.inner.get(id);
@@ -86,7 +91,8 @@ class GatedStore implements Store {
     return this.inner.compact(key, floor);
   }
 
-  put(id: PaxosInstanceId, state: Acceptor): Promise<void> {
+  put(id: PaxosInstanceId, state: Acceptor): Written {
+    if (!this.gated(id)) return this.inner.put(id, state);
     return new Promise((resolve, reject) => {
       this.puts.push({
         id,
@@ -390,6 +396,37 @@ Deno.test("requests on one key are served one at a time, after each put resolved
   await store.puts[4]!.release();
   assert.deepEqual(await v1, EMPTY_ACCEPTOR);
   assert.equal(store.puts.length, 5);
+});
+
+Deno.test("with a store that writes at once, a request is served in its call, unless its key waits", async () => {
+  const store = new GatedStore((id) => id.Ver === 0n);
+  const a = new PaxosAcceptor(store);
+  // Nothing queued on the key: the state is stored before prepare() returns.
+  const first = a.prepare(req(inst("now", 1), bal(1, 1)));
+  assert.deepEqual(store.inner.get(inst("now", 1)), state(bal(1, 1)));
+  assert.deepEqual(await first, EMPTY_ACCEPTOR);
+
+  // Version 0's write waits on the gate; version 1 must wait behind it, even
+  // though its own write would be done at once.
+  const settled: string[] = [];
+  const p0 = a.prepare(req(inst("now", 0), bal(2, 1))).then(() => settled.push("p0"));
+  const a1 = a.accept(req(inst("now", 1), bal(1, 1), { Vi64: 7n })).then((r) => {
+    settled.push("a1");
+    return r;
+  });
+  await store.arrived(1);
+  await flush();
+  assert.deepEqual(settled, []);
+  assert.deepEqual(store.inner.get(inst("now", 1)), state(bal(1, 1)), "a1 has not run");
+
+  await store.puts[0]!.release();
+  assert.deepEqual(await a1, acceptReply(bal(1, 1)));
+  await p0;
+  assert.deepEqual(settled, ["p0", "a1"]);
+  assert.deepEqual(store.inner.get(inst("now", 1)), state(bal(1, 1), { Vi64: 7n }, bal(1, 1)));
+  // Once the key's queue is empty, requests are served at once again.
+  void a.prepare(req(inst("now", 2), bal(3, 1)));
+  assert.deepEqual(store.inner.get(inst("now", 2)), state(bal(3, 1)));
 });
 
 Deno.test("a store put that rejects makes the request reject, changes nothing, and frees the instance", async () => {
