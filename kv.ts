@@ -141,9 +141,13 @@ interface Latest {
   readonly value: Value | null;
 }
 
+const ID_VIEW = new DataView(new ArrayBuffer(8));
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
 function toWire(key: string, value: KvValue): Value {
   if (typeof value === "bigint") {
-    if (value < -(2n ** 63n) || value >= 2n ** 63n) {
+    if (value < INT64_MIN || value > INT64_MAX) {
       throw new RangeError(`value of ${key} is outside int64: ${value}`);
     }
     return { Vi64: value };
@@ -175,7 +179,8 @@ function fromWire(v: Value): KvValue | undefined {
 
 function checkKey(key: string): void {
   if (typeof key !== "string") throw new TypeError(`a key is a string, got ${typeof key}`);
-  if (new TextEncoder().encode(key).length > MAX_KEY_BYTES) {
+  // (A UTF-16 unit is at most 3 UTF-8 bytes: only long keys need encoding.)
+  if (key.length > MAX_KEY_BYTES / 3 && new TextEncoder().encode(key).length > MAX_KEY_BYTES) {
     throw new RangeError(`key is longer than ${MAX_KEY_BYTES} bytes: ${key.slice(0, 40)}...`);
   }
 }
@@ -469,10 +474,14 @@ export class Kv {
     });
   }
 
-  // A random positive 62-bit id.
+  // A random positive 62-bit id: hi * 2^31 + lo + 1 for two random 31-bit
+  // numbers, put together in 32-bit halves (BigInt arithmetic is far slower).
   #randomId(): bigint {
-    return BigInt(Math.floor(this.#random.next() * 2 ** 31)) * 2n ** 31n +
-      BigInt(Math.floor(this.#random.next() * 2 ** 31)) + 1n;
+    const hi = Math.floor(this.#random.next() * 2 ** 31);
+    const low = (hi % 2) * 2 ** 31 + Math.floor(this.#random.next() * 2 ** 31) + 1;
+    ID_VIEW.setUint32(0, Math.floor(hi / 2) + (low >= 2 ** 32 ? 1 : 0));
+    ID_VIEW.setUint32(4, low % 2 ** 32);
+    return ID_VIEW.getBigUint64(0);
   }
 
   // One Paxos run on (key, ver), with a ballot no other run uses: a random
