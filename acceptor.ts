@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { Acceptor, LatestReply, Op, PaxosInstanceId, Proposer } from "./types.ts";
+import type { Acceptor, BallotNum, LatestReply, Op, PaxosInstanceId, Proposer } from "./types.ts";
 import { ballotEquals, EMPTY_ACCEPTOR, GE, ZERO_BALLOT } from "./types.ts";
 import { AcceptorError } from "./transport.ts";
 import type { Store, Written } from "./store.ts";
@@ -118,9 +118,14 @@ export class PaxosAcceptor {
     return this.#withKey(r.Id, (v) => {
       const reply: Acceptor = { LastBal: v.LastBal, Val: null, VBal: ZERO_BALLOT };
       if (!GE(r.Bal, v.LastBal)) return reply;
-      const vote = this.#store.put(r.Id, { LastBal: r.Bal, Val: r.Val, VBal: r.Bal });
+      // Stored states are never changed, so they may share parts: when r.Bal
+      // is the ballot already promised here (the usual case), the new states
+      // reuse the stored copy of it, and keep nothing of the request but its
+      // value.
+      const bal = ballotEquals(r.Bal, v.LastBal) ? v.LastBal : r.Bal;
+      const vote = this.#store.put(r.Id, { LastBal: bal, Val: r.Val, VBal: bal });
       // kv extension: the promise for the next version shares the sync.
-      const next = r.Next === true ? this.#promiseNext(r) : false;
+      const next = r.Next === true ? this.#promiseNext(r.Id, bal) : false;
       return afterWrites(vote, next === false ? undefined : next, () => {
         this.#retain(r.Id);
         return next === false ? reply : { ...reply, NextOk: true };
@@ -128,18 +133,18 @@ export class PaxosAcceptor {
     });
   }
 
-  // Promises r.Bal for version Ver+1 if nobody has touched it (or this very
-  // ballot already holds it, unvoted): then it is as if a Prepare at r.Bal had
-  // found no vote there. Returns false when it makes no promise, else the
+  // Promises `bal` for version Ver+1 if nobody has touched it (or this very
+  // ballot already holds it, unvoted): then it is as if a Prepare at `bal`
+  // had found no vote there. Returns false when it makes no promise, else the
   // store's write of it. Requests on one key are served one at a time, so
   // Ver+1 is ours to change.
-  #promiseNext(r: Proposer): Written | false {
-    const next = { Key: r.Id.Key, Ver: r.Id.Ver + 1n };
+  #promiseNext(id: PaxosInstanceId, bal: BallotNum): Written | false {
+    const next = { Key: id.Key, Ver: id.Ver + 1n };
     const n = this.#store.get(next) ?? EMPTY_ACCEPTOR;
     if (n.Val !== null) return false;
-    if (ballotEquals(n.LastBal, r.Bal)) return undefined;
+    if (ballotEquals(n.LastBal, bal)) return undefined;
     if (!ballotEquals(n.LastBal, ZERO_BALLOT)) return false;
-    return this.#store.put(next, { LastBal: r.Bal, Val: null, VBal: ZERO_BALLOT });
+    return this.#store.put(next, { LastBal: bal, Val: null, VBal: ZERO_BALLOT });
   }
 
   /**

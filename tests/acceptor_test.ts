@@ -327,6 +327,27 @@ Deno.test("Accept replies {LastBal before} only and votes only when Bal >= LastB
   );
 });
 
+Deno.test("a vote at the promised ballot shares the stored ballot and keeps no part of the request but its value", async () => {
+  const store = new MemoryStore();
+  const a = new PaxosAcceptor(store);
+  const id = inst("share");
+  await a.prepare(req(id, bal(3, 7)));
+  const promised = store.get(id)!.LastBal;
+  // An equal ballot in a new object, as every decoded request carries.
+  const r = { ...req(id, bal(3, 7), { Vi64: 9n }), Next: true as const };
+  assert.deepEqual(await a.accept(r), { ...acceptReply(bal(3, 7)), NextOk: true });
+  const voted = store.get(id)!;
+  assert.deepEqual(voted, state(bal(3, 7), { Vi64: 9n }, bal(3, 7)));
+  assert.equal(voted.LastBal, promised);
+  assert.equal(voted.VBal, promised);
+  assert.equal(store.get(inst("share", 1))!.LastBal, promised, "the next version's promise too");
+  assert.equal(voted.Val, r.Val, "the value is the request's own");
+  // A higher ballot is a new ballot: the request's object is stored.
+  const higher = req(id, bal(4, 1), { Vi64: 10n });
+  await a.accept(higher);
+  assert.equal(store.get(id)!.LastBal, higher.Bal);
+});
+
 Deno.test("state is independent per (Key, Ver)", async () => {
   const a = new PaxosAcceptor();
   await a.accept(req(inst("k", 0), bal(2, 2), { Vi64: 1n }));
