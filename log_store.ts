@@ -232,10 +232,8 @@ export class LogStore implements Store {
   }
 
   /** Every instance and its durable state, for inspection and verification. */
-  *entries(): IterableIterator<[PaxosInstanceId, Acceptor]> {
-    for (const [Key, versions] of this.#versions.states) {
-      for (const [Ver, state] of versions) yield [{ Key, Ver }, state];
-    }
+  entries(): IterableIterator<[PaxosInstanceId, Acceptor]> {
+    return this.#versions.entries();
   }
 
   /** The durable state of an instance, or undefined when it was never written. */

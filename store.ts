@@ -54,62 +54,134 @@ export interface Store {
   close(): Promise<void>;
 }
 
+// One key's versions. A KV writes a key's versions in order from 0, so their
+// states sit in an array, `dense[v - base]`, which keeps no per-version key
+// or hash entry; a version far outside it (any int64 may come in a request)
+// goes to `sparse`. Also the highest voted version (-1n when none) and the
+// floor.
+interface KeyRecord {
+  base: number;
+  dense: (Acceptor | undefined)[];
+  sparse: Map<bigint, Acceptor> | null;
+  voted: bigint;
+  floor: bigint;
+}
+
+// How far past the end of `dense` a version may be and still go into it.
+const DENSE_GAP = 64;
+const NO_VERSIONS: KeyVersions = { Ver: -1n, Floor: 0n };
+
+// The array index of `ver` in `k.dense`, or -1 when it is not there. `grow`
+// also accepts a version a little past the end (the array grows to it).
+// (A version outside the array is in `sparse`. One the array came to cover
+// later stays there until it is set again, so `get` looks there too.)
+function denseIndex(k: KeyRecord, ver: bigint, grow: boolean): number {
+  const n = Number(ver);
+  if (!Number.isSafeInteger(n)) return -1;
+  const i = n - k.base;
+  return i >= 0 && i < k.dense.length + (grow ? DENSE_GAP : 0) ? i : -1;
+}
+
 /**
  * The per-key bookkeeping both stores share: the states of each version, the
  * highest voted version and the floor below which versions are forgotten.
  */
 export class Versions {
-  /** Each key's versions and their states. */
-  readonly states = new Map<string, Map<bigint, Acceptor>>();
-  readonly #voted = new Map<string, bigint>();
-  readonly #floors = new Map<string, bigint>();
+  readonly #keys = new Map<string, KeyRecord>();
 
   /** The state of an instance, or undefined. */
   get(id: PaxosInstanceId): Acceptor | undefined {
-    return this.states.get(id.Key)?.get(id.Ver);
+    const k = this.#keys.get(id.Key);
+    if (k === undefined) return undefined;
+    const i = denseIndex(k, id.Ver, false);
+    return (i >= 0 ? k.dense[i] : undefined) ?? k.sparse?.get(id.Ver);
   }
 
   /** Records a state (one below the key's floor is ignored). */
   set(id: PaxosInstanceId, state: Acceptor): void {
-    const floor = this.#floors.get(id.Key);
-    if (floor !== undefined && id.Ver < floor) return;
-    let versions = this.states.get(id.Key);
-    if (versions === undefined) {
-      versions = new Map();
-      this.states.set(id.Key, versions);
+    const k = this.#record(id.Key, id.Ver);
+    if (id.Ver < k.floor) return;
+    const i = denseIndex(k, id.Ver, true);
+    if (i >= 0) {
+      k.dense[i] = state;
+      k.sparse?.delete(id.Ver); // a version is kept in one place only
+    } else {
+      (k.sparse ??= new Map()).set(id.Ver, state);
     }
-    versions.set(id.Ver, state);
-    if (state.Val !== null && id.Ver > (this.#voted.get(id.Key) ?? -1n)) {
-      this.#voted.set(id.Key, id.Ver);
+    if (state.Val !== null && id.Ver > k.voted) k.voted = id.Ver;
+  }
+
+  // The record of `key`, made when missing with its array starting at `ver`.
+  #record(key: string, ver: bigint): KeyRecord {
+    let k = this.#keys.get(key);
+    if (k === undefined) {
+      const n = Number(ver);
+      k = { base: Number.isSafeInteger(n) ? n : 0, dense: [], sparse: null, voted: -1n, floor: 0n };
+      this.#keys.set(key, k);
     }
+    return k;
   }
 
   /** The highest voted version and the floor of a key. */
   latest(key: string): KeyVersions {
-    return { Ver: this.#voted.get(key) ?? -1n, Floor: this.#floors.get(key) ?? 0n };
+    const k = this.#keys.get(key);
+    return k === undefined ? NO_VERSIONS : { Ver: k.voted, Floor: k.floor };
+  }
+
+  /** Every instance and its state. */
+  *entries(): IterableIterator<[PaxosInstanceId, Acceptor]> {
+    for (const [Key, k] of this.#keys) {
+      for (let i = 0; i < k.dense.length; i++) {
+        const state = k.dense[i];
+        if (state !== undefined) yield [{ Key, Ver: BigInt(k.base + i) }, state];
+      }
+      if (k.sparse !== null) { for (const [Ver, state] of k.sparse) yield [{ Key, Ver }, state]; }
+    }
+  }
+
+  /** How many instances have a state. */
+  get size(): number {
+    let n = 0;
+    for (const k of this.#keys.values()) {
+      for (const state of k.dense) if (state !== undefined) n++;
+      n += k.sparse?.size ?? 0;
+    }
+    return n;
   }
 
   /** The keys whose floor is above 0, with their floors. */
-  floors(): IterableIterator<[string, bigint]> {
-    return this.#floors.entries();
+  *floors(): IterableIterator<[string, bigint]> {
+    for (const [key, k] of this.#keys) if (k.floor > 0n) yield [key, k.floor];
   }
 
   /** A copy that shares nothing with this one (states are immutable). */
   clone(): Versions {
     const c = new Versions();
-    for (const [key, versions] of this.states) c.states.set(key, new Map(versions));
-    for (const [key, ver] of this.#voted) c.#voted.set(key, ver);
-    for (const [key, floor] of this.#floors) c.#floors.set(key, floor);
+    for (const [key, k] of this.#keys) {
+      c.#keys.set(key, {
+        ...k,
+        dense: [...k.dense],
+        sparse: k.sparse === null ? null : new Map(k.sparse),
+      });
+    }
     return c;
   }
 
   /** Raises a key's floor and forgets the versions below it. */
   compact(key: string, floor: bigint): void {
-    if (floor <= (this.#floors.get(key) ?? 0n)) return;
-    this.#floors.set(key, floor);
-    const versions = this.states.get(key);
-    if (versions === undefined) return;
-    for (const ver of versions.keys()) if (ver < floor) versions.delete(ver);
+    const k = this.#record(key, floor);
+    if (floor <= k.floor) return;
+    k.floor = floor;
+    const drop = Math.min(k.dense.length, Number(floor) - k.base);
+    if (drop > 0) {
+      k.dense.splice(0, drop);
+      k.base += drop;
+    }
+    const n = Number(floor);
+    if (k.dense.length === 0 && Number.isSafeInteger(n)) k.base = n;
+    if (k.sparse !== null) {
+      for (const ver of k.sparse.keys()) if (ver < floor) k.sparse.delete(ver);
+    }
   }
 }
 
@@ -144,9 +216,7 @@ export class MemoryStore implements Store {
 
   /** How many instances this store holds. */
   get size(): number {
-    let n = 0;
-    for (const versions of this.#versions.states.values()) n += versions.size;
-    return n;
+    return this.#versions.size;
   }
 
   /** Nothing to release. */

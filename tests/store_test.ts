@@ -1,0 +1,132 @@
+// Tests of store.ts: the per-key bookkeeping (`Versions`) that both stores
+// share, and the memory store.
+import assert from "node:assert/strict";
+import { seededRandom } from "../clock.ts";
+import { MemoryStore, Versions } from "../store.ts";
+import type { Acceptor, PaxosInstanceId } from "../types.ts";
+import { ZERO_BALLOT } from "../types.ts";
+
+function voted(n: number): Acceptor {
+  const bal = { N: BigInt(n), ProposerId: 1n };
+  return { LastBal: bal, Val: { Vi64: BigInt(n) }, VBal: bal };
+}
+
+function promised(n: number): Acceptor {
+  return { LastBal: { N: BigInt(n), ProposerId: 1n }, Val: null, VBal: ZERO_BALLOT };
+}
+
+// A plain model of what Versions promises: a map per key, a highest voted
+// version and a floor.
+class Model {
+  readonly states = new Map<string, Map<bigint, Acceptor>>();
+  readonly voted = new Map<string, bigint>();
+  readonly floors = new Map<string, bigint>();
+
+  set(id: PaxosInstanceId, s: Acceptor): void {
+    if (id.Ver < (this.floors.get(id.Key) ?? 0n)) return;
+    if (!this.states.has(id.Key)) this.states.set(id.Key, new Map());
+    this.states.get(id.Key)!.set(id.Ver, s);
+    if (s.Val !== null && id.Ver > (this.voted.get(id.Key) ?? -1n)) this.voted.set(id.Key, id.Ver);
+  }
+
+  compact(key: string, floor: bigint): void {
+    if (floor <= (this.floors.get(key) ?? 0n)) return;
+    this.floors.set(key, floor);
+    for (const v of this.states.get(key)?.keys() ?? []) {
+      if (v < floor) this.states.get(key)!.delete(v);
+    }
+  }
+}
+
+Deno.test("Versions keeps exactly what a plain map per key would, for dense, far, negative and huge versions", () => {
+  for (let seed = 1; seed <= 40; seed++) {
+    const rnd = seededRandom(seed);
+    const pick = (n: number) => Math.floor(rnd.next() * n);
+    const versions = new Versions();
+    const model = new Model();
+    const keys = ["a", "b", "c"];
+    // Versions mostly in order from 0, as a KV writes them, with jumps far
+    // ahead, behind, below zero and beyond 2^53.
+    const next = new Map<string, bigint>();
+    const touched = new Set<string>();
+    const verOf = (key: string): bigint => {
+      const r = pick(20);
+      const at = next.get(key) ?? 0n;
+      if (r < 12) return at;
+      if (r < 14) return at + BigInt(pick(200));
+      if (r < 16) return at - BigInt(pick(10));
+      if (r < 17) return -BigInt(pick(5) + 1);
+      if (r < 18) return 2n ** 53n + BigInt(pick(3));
+      if (r < 19) return 2n ** 62n + BigInt(pick(3));
+      return BigInt(pick(400));
+    };
+    for (let step = 0; step < 400; step++) {
+      const key = keys[pick(keys.length)]!;
+      if (pick(25) === 0) {
+        const floor = BigInt(pick(Number(next.get(key) ?? 0n) + 5));
+        versions.compact(key, floor);
+        model.compact(key, floor);
+        continue;
+      }
+      const ver = verOf(key);
+      const s = pick(2) === 0 ? voted(step) : promised(step);
+      versions.set({ Key: key, Ver: ver }, s);
+      model.set({ Key: key, Ver: ver }, s);
+      touched.add(`${key}@${ver}`);
+      if (ver === (next.get(key) ?? 0n)) next.set(key, ver + 1n);
+    }
+    const where = `seed ${seed}`;
+    // Every instance ever touched reads back as in the model.
+    for (const t of touched) {
+      const [key, ver] = t.split("@") as [string, string];
+      const id = { Key: key, Ver: BigInt(ver) };
+      assert.equal(versions.get(id), model.states.get(key)?.get(id.Ver), `${where}: ${t}`);
+    }
+    // entries() lists each kept instance once, with its latest state.
+    const listed = new Map<string, Acceptor>();
+    for (const [id, s] of versions.entries()) {
+      const k = `${id.Key}@${id.Ver}`;
+      assert.ok(!listed.has(k), `${where}: ${k} listed twice`);
+      listed.set(k, s);
+    }
+    const want = new Map<string, Acceptor>();
+    for (const [key, m] of model.states) for (const [v, s] of m) want.set(`${key}@${v}`, s);
+    assert.deepEqual(listed, want, where);
+    let size = 0;
+    for (const m of model.states.values()) size += m.size;
+    assert.equal(versions.size, size, where);
+    for (const key of keys) {
+      assert.deepEqual(versions.latest(key), {
+        Ver: model.voted.get(key) ?? -1n,
+        Floor: model.floors.get(key) ?? 0n,
+      }, `${where}: latest(${key})`);
+    }
+    assert.deepEqual(new Map(versions.floors()), model.floors, where);
+    // A clone is equal and independent.
+    const c = versions.clone();
+    assert.deepEqual([...c.entries()], [...versions.entries()], where);
+    c.set({ Key: "a", Ver: 0n }, voted(999_999));
+    c.compact("b", 1_000n);
+    assert.deepEqual(listedOf(versions), want, `${where}: the clone shares nothing`);
+  }
+});
+
+function listedOf(v: Versions): Map<string, Acceptor> {
+  return new Map([...v.entries()].map(([id, s]) => [`${id.Key}@${id.Ver}`, s]));
+}
+
+Deno.test("MemoryStore: a put is done at once, and a compacted version is gone", async () => {
+  const store = new MemoryStore();
+  const id = { Key: "k", Ver: 0n };
+  assert.equal(store.put(id, voted(1)), undefined, "nothing to wait for");
+  assert.deepEqual(store.get(id), voted(1));
+  store.put({ Key: "k", Ver: 1n }, promised(2));
+  assert.equal(store.size, 2);
+  assert.deepEqual(store.latest("k"), { Ver: 0n, Floor: 0n }, "a promise is not a vote");
+  await store.compact("k", 1n);
+  assert.equal(store.get(id), undefined);
+  assert.equal(store.size, 1);
+  assert.deepEqual(store.latest("k"), { Ver: 0n, Floor: 1n });
+  store.put(id, voted(3));
+  assert.equal(store.get(id), undefined, "below the floor: ignored");
+});
