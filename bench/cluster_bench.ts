@@ -8,7 +8,8 @@
 //   deno task bench [--seconds S] [--in-flight 1,16,64,256] [--json] [--vs-etcd]
 //
 // --vs-etcd also runs the same workload against a 3-member etcd on loopback
-// (Debian: apt-get install etcd-server) and prints the ratios. Last, it
+// (Debian: apt-get install etcd-server), at each level right after the
+// durable store's rows, and prints the ratios. Last, it
 // checks the performance targets (durable writes vs etcd, memory writes vs
 // the wire, no frame stall) within this run, and prints them met or not.
 import { join } from "node:path";
@@ -152,7 +153,11 @@ try {
       }
     });
 
+  // etcd's rows come at each level right after the durable store's, for the
+  // same reason.
+  let etcd: Awaited<ReturnType<typeof startEtcd>> = null;
   try {
+    if (flags["vs-etcd"]) etcd = await startEtcd(dir);
     for (const durable of [true, false]) {
       const servers = await acceptors(durable, dir);
       const kv = await connect(servers.map((s) => s.url), { timeoutMs: 5000, deadlineMs: 30_000 });
@@ -164,16 +169,16 @@ try {
         if (!durable) rows.push(await measure("wire: quorum round trip", n, quorumRoundTrip));
         rows.push(await measure(`${name} write`, n, (w, i) => kv.set(`w${n}-${w}-${i % 16}`, i)));
         rows.push(await measure(`${name} read`, n, (w, i) => kv.get(`w${n}-${w}-${i % 16}`)));
+        if (durable && etcd !== null) rows.push(...await etcd.rows(n));
       }
       await kv.close();
       await Promise.all(servers.map((s) => s.stop()));
     }
   } finally {
+    await etcd?.stop();
     await Promise.all(clients.map((c) => c.close()));
     await Promise.all(echoes.map((e) => e.stop()));
   }
-
-  if (flags["vs-etcd"]) rows.push(...await etcdRows(dir));
 } finally {
   await Deno.remove(dir, { recursive: true });
 }
@@ -257,8 +262,10 @@ if (flags.json) {
 }
 
 // etcd: three members on loopback, puts and linearizable gets over its JSON
-// gateway, the same closed loops.
-async function etcdRows(dir: string): Promise<Row[]> {
+// gateway, the same closed loops. Null when etcd is not installed.
+async function startEtcd(
+  dir: string,
+): Promise<{ rows(n: number): Promise<Row[]>; stop(): Promise<void> } | null> {
   const which = await new Deno.Command("sh", { args: ["-c", "command -v etcd"], stdout: "piped" })
     .output();
   if (!which.success) {
@@ -266,7 +273,7 @@ async function etcdRows(dir: string): Promise<Row[]> {
     console.error(
       "--vs-etcd: etcd is not installed (Debian: apt-get install etcd-server); skipped",
     );
-    return [];
+    return null;
   }
   // Six distinct free ports: all held open until all are picked.
   const held = Array.from({ length: 6 }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
@@ -304,15 +311,23 @@ async function etcdRows(dir: string): Promise<Row[]> {
       stderr: "null",
     }).spawn()
   );
+  const stop = async () => {
+    for (const p of procs) {
+      try {
+        p.kill("SIGTERM");
+      } catch { /* gone */ }
+      await p.status;
+    }
+  };
+  const base = members.map((m) => `http://127.0.0.1:${m.client}`);
+  const b64 = (s: string) => btoa(s);
+  const post = async (url: string, body: unknown) => {
+    const r = await fetch(url, { method: "POST", body: JSON.stringify(body) });
+    const text = await r.text();
+    if (!r.ok) throw new Error(`${url}: ${r.status} ${text}`);
+    return text;
+  };
   try {
-    const base = members.map((m) => `http://127.0.0.1:${m.client}`);
-    const b64 = (s: string) => btoa(s);
-    const post = async (url: string, body: unknown) => {
-      const r = await fetch(url, { method: "POST", body: JSON.stringify(body) });
-      const text = await r.text();
-      if (!r.ok) throw new Error(`${url}: ${r.status} ${text}`);
-      return text;
-    };
     // Bounded wait for the cluster to elect a leader and serve a put.
     for (let i = 0;; i++) {
       try {
@@ -323,34 +338,22 @@ async function etcdRows(dir: string): Promise<Row[]> {
         await new Promise((r) => setTimeout(r, 100));
       }
     }
-    const out: Row[] = [];
-    for (const n of levels) {
-      out.push(
-        await measure(
-          "etcd put",
-          n,
-          (w, i) =>
-            post(`${base[w % 3]}/v3/kv/put`, {
-              key: b64(`w${n}-${w}-${i % 16}`),
-              value: b64(`${i}`),
-            }),
-        ),
-      );
-      out.push(
+    const put = (n: number) => (w: number, i: number) =>
+      post(`${base[w % 3]}/v3/kv/put`, { key: b64(`w${n}-${w}-${i % 16}`), value: b64(`${i}`) });
+    await measure("warm-up", 64, put(0), 0.5);
+    return {
+      stop,
+      rows: async (n) => [
+        await measure("etcd put", n, put(n)),
         await measure(
           "etcd get",
           n,
           (w, i) => post(`${base[w % 3]}/v3/kv/range`, { key: b64(`w${n}-${w}-${i % 16}`) }),
         ),
-      );
-    }
-    return out;
-  } finally {
-    for (const p of procs) {
-      try {
-        p.kill("SIGTERM");
-      } catch { /* gone */ }
-      await p.status;
-    }
+      ],
+    };
+  } catch (e) {
+    await stop();
+    throw e;
   }
 }
