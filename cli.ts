@@ -32,7 +32,7 @@
  */
 import { PaxosAcceptor } from "./acceptor.ts";
 import { DEFAULT_BASE_PORT, startCluster } from "./cluster.ts";
-import { encodeFrame, MAX_KEY_BYTES, MAX_VALUE_BYTES } from "./codec.ts";
+import { encodeFrame, INT64_MAX, INT64_MIN, MAX_KEY_BYTES, MAX_VALUE_BYTES } from "./codec.ts";
 import { CompactedError, connect, type Kv, type KvValue, VersionConflictError } from "./kv.ts";
 import { NotEnoughQuorumError, PaxosProposer } from "./proposer.ts";
 import { serveAcceptor } from "./server.ts";
@@ -54,8 +54,6 @@ export const EXIT_CONFLICT = 4;
 /** Exit status when the version asked for is compacted (acceptors run with `--keep-versions`). */
 export const EXIT_COMPACTED = 5;
 
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const CANONICAL_INT = /^-?(0|[1-9][0-9]*)$/;
 

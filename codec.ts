@@ -73,8 +73,10 @@ export const MAX_KEY_BYTES = 4096;
 /** Deepest nesting of arrays and maps inside a `Data` value. */
 export const MAX_DATA_DEPTH = 64;
 
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
+/** Smallest int64, the lower bound of every int64 field. */
+export const INT64_MIN: bigint = -(2n ** 63n);
+/** Largest int64, the upper bound of every int64 field. */
+export const INT64_MAX: bigint = 2n ** 63n - 1n;
 const UINT64_MAX = 2n ** 64n - 1n;
 
 /**

@@ -34,7 +34,15 @@
  */
 import type { Clock, Random } from "./clock.ts";
 import { mathRandom, systemClock } from "./clock.ts";
-import { encodeFrame, MAX_KEY_BYTES, MAX_VALUE_BYTES, parseValue, WireError } from "./codec.ts";
+import {
+  encodeFrame,
+  INT64_MAX,
+  INT64_MIN,
+  MAX_KEY_BYTES,
+  MAX_VALUE_BYTES,
+  parseValue,
+  WireError,
+} from "./codec.ts";
 import { NotEnoughQuorumError, PaxosProposer, quorumOf } from "./proposer.ts";
 import { AcceptorError, type KvAcceptorClient, WebSocketAcceptorClient } from "./transport.ts";
 import type { BallotNum, DataValue, LatestReply, Value } from "./types.ts";
@@ -142,8 +150,6 @@ interface Latest {
 }
 
 const ID_VIEW = new DataView(new ArrayBuffer(8));
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
 
 function toWire(key: string, value: KvValue): Value {
   if (typeof value === "bigint") {
