@@ -172,12 +172,12 @@ export class Versions {
     const k = this.#record(key, floor);
     if (floor <= k.floor) return;
     k.floor = floor;
-    const drop = Math.min(k.dense.length, Number(floor) - k.base);
+    const n = Number(floor);
+    const drop = Math.min(k.dense.length, n - k.base);
     if (drop > 0) {
       k.dense.splice(0, drop);
       k.base += drop;
     }
-    const n = Number(floor);
     if (k.dense.length === 0 && Number.isSafeInteger(n)) k.base = n;
     if (k.sparse !== null) {
       for (const ver of k.sparse.keys()) if (ver < floor) k.sparse.delete(ver);

@@ -9,9 +9,9 @@
 //
 // --vs-etcd also runs the same workload against a 3-member etcd on loopback
 // (Debian: apt-get install etcd-server), at each level right after the
-// durable store's rows, and prints the ratios. Last, it
-// checks the performance targets (durable writes vs etcd, memory writes vs
-// the wire, no frame stall) within this run, and prints them met or not.
+// durable store's rows, and prints the ratios. Last, it checks the
+// performance targets (durable writes vs etcd, memory writes vs the wire,
+// no frame stall) within this run, and prints them met or not.
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { connect } from "../kv.ts";
