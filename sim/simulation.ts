@@ -19,8 +19,8 @@ import { type Random, seededRandom } from "../clock.ts";
 import { Kv } from "../kv.ts";
 import type { Acceptor, Op, Proposer, Value } from "../types.ts";
 import { formatBallot, GE } from "../types.ts";
-import { checkKv, type KvInput, type KvOperation } from "../tests/linearizability.ts";
-import { runKvOp } from "../tests/kv_ops.ts";
+import { checkKv, type KvInput, type KvOperation } from "../check/linearizability.ts";
+import { runKvOp } from "../check/kv_ops.ts";
 import { SimClock } from "./sim_clock.ts";
 import { SimNetwork, SimNode, type Variant } from "./sim_world.ts";
 

@@ -4,8 +4,13 @@
 // in real_faults_test.ts; simulated faults in simulation_test.ts.)
 import assert from "node:assert/strict";
 import { connect, PaxosAcceptor, seededRandom, serveAcceptor } from "../mod.ts";
-import { checkKv, type KvInput, type KvOperation, type KvOutput } from "./linearizability.ts";
-import { runKvOp } from "./kv_ops.ts";
+import {
+  checkKv,
+  type KvInput,
+  type KvOperation,
+  type KvOutput,
+} from "../check/linearizability.ts";
+import { runKvOp } from "../check/kv_ops.ts";
 
 Deno.test("kv: 8 concurrent clients on 3 hot keys produce a linearizable history", async () => {
   const servers = await Promise.all([0, 1, 2].map(() => serveAcceptor(new PaxosAcceptor())));

@@ -33,8 +33,8 @@
 import { parseArgs } from "node:util";
 import { seededRandom } from "../clock.ts";
 import { connect, type Kv } from "../kv.ts";
-import type { KvInput, KvOperation } from "./linearizability.ts";
-import { runKvOp } from "./kv_ops.ts";
+import type { KvInput, KvOperation } from "../check/linearizability.ts";
+import { runKvOp } from "../check/kv_ops.ts";
 
 /** The clock of the history: wall-clock milliseconds, sub-ms resolution. */
 export function wallClock(): number {

@@ -10,7 +10,7 @@ import {
   type KvInput,
   type KvOperation,
   type KvOutput,
-} from "./linearizability.ts";
+} from "../check/linearizability.ts";
 
 // --- history builders -------------------------------------------------------
 

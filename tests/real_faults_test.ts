@@ -18,7 +18,7 @@ import { connect, type KvHistoryEntry } from "../kv.ts";
 import { LineProcess, type Server, startDurableAcceptor, stopAll } from "./cli_process.ts";
 import { type FaultProxy, type Faults, startProxy } from "./fault_proxy.ts";
 import { decodeLine, encodeLine, wallClock } from "./kv_worker.ts";
-import { checkKv, type KvOperation } from "./linearizability.ts";
+import { checkKv, type KvOperation } from "../check/linearizability.ts";
 
 const WORKERS = 4;
 const OPS = 70;
