@@ -10,7 +10,7 @@
  */
 import type { Acceptor, BallotNum, LatestReply, Op, PaxosInstanceId, Proposer } from "./types.ts";
 import { ballotEquals, EMPTY_ACCEPTOR, GE, ZERO_BALLOT } from "./types.ts";
-import { AcceptorError } from "./transport.ts";
+import { AcceptorError } from "./errors.ts";
 import type { Store, Written } from "./store.ts";
 import { MemoryStore } from "./store.ts";
 
@@ -101,9 +101,11 @@ export class PaxosAcceptor {
   prepare(r: Proposer): Promise<Acceptor> {
     return this.#withKey(r.Id, (v) => {
       const reply = v;
+      // (The seed promises when r.Bal >= LastBal. At the ballot already
+      // promised that changes nothing, so there is nothing to store.)
       if (GE(r.Bal, v.LastBal) && !ballotEquals(r.Bal, v.LastBal)) {
         const promise = this.#store.put(r.Id, { LastBal: r.Bal, Val: v.Val, VBal: v.VBal });
-        return afterWrites(promise, undefined, () => reply);
+        return this.#afterWrites(promise, undefined, () => reply);
       }
       return reply;
     });
@@ -125,26 +127,28 @@ export class PaxosAcceptor {
       const bal = ballotEquals(r.Bal, v.LastBal) ? v.LastBal : r.Bal;
       const vote = this.#store.put(r.Id, { LastBal: bal, Val: r.Val, VBal: bal });
       // kv extension: the promise for the next version shares the sync.
-      const next = r.Next === true ? this.#promiseNext(r.Id, bal) : false;
-      return afterWrites(vote, next === false ? undefined : next, () => {
+      const next = r.Next === true ? this.#promiseNext(r.Id, bal) : NO_NEXT;
+      return this.#afterWrites(vote, next.written, () => {
         this.#retain(r.Id);
-        return next === false ? reply : { ...reply, NextOk: true };
+        return next.made ? { ...reply, NextOk: true } : reply;
       });
     });
   }
 
   // Promises `bal` for version Ver+1 if nobody has touched it (or this very
   // ballot already holds it, unvoted): then it is as if a Prepare at `bal`
-  // had found no vote there. Returns false when it makes no promise, else the
-  // store's write of it. Requests on one key are served one at a time, so
-  // Ver+1 is ours to change.
-  #promiseNext(id: PaxosInstanceId, bal: BallotNum): Written | false {
+  // had found no vote there. Requests on one key are served one at a time,
+  // so Ver+1 is ours to change.
+  #promiseNext(id: PaxosInstanceId, bal: BallotNum): NextPromise {
     const next = { Key: id.Key, Ver: id.Ver + 1n };
     const n = this.#store.get(next) ?? EMPTY_ACCEPTOR;
-    if (n.Val !== null) return false;
-    if (ballotEquals(n.LastBal, bal)) return undefined;
-    if (!ballotEquals(n.LastBal, ZERO_BALLOT)) return false;
-    return this.#store.put(next, { LastBal: bal, Val: null, VBal: ZERO_BALLOT });
+    if (n.Val !== null) return NO_NEXT;
+    if (ballotEquals(n.LastBal, bal)) return NEXT_HELD;
+    if (!ballotEquals(n.LastBal, ZERO_BALLOT)) return NO_NEXT;
+    return {
+      made: true,
+      written: this.#store.put(next, { LastBal: bal, Val: null, VBal: ZERO_BALLOT }),
+    };
   }
 
   /**
@@ -175,6 +179,17 @@ export class PaxosAcceptor {
    */
   request(op: Op, r: Proposer): Promise<Acceptor> {
     return op === "Prepare" ? this.prepare(r) : this.accept(r);
+  }
+
+  // `then()` once both writes are stored: at once when neither has to wait
+  // (a store that writes in memory), or else a promise of it. Both are
+  // awaited even when one fails, so no failure goes unhandled; a failure is
+  // a StorageError, and nothing is acknowledged.
+  #afterWrites<T>(a: Written, b: Written, then: () => T): T | Promise<T> {
+    if (a === undefined && b === undefined) return then();
+    return Promise.all([a, b]).then(then, (e) => {
+      throw new AcceptorError("StorageError", (e as Error).message, this.name);
+    });
   }
 
   // Runs `fn` on the state of instance `id` once the requests before it on
@@ -226,10 +241,11 @@ export class PaxosAcceptor {
 
 function noop(): void {}
 
-// `then()` once both writes are stored: at once when neither has to wait
-// (a store that writes in memory), or else a promise of it. Both are
-// awaited even when one fails, so no failure goes unhandled.
-function afterWrites<T>(a: Written, b: Written, then: () => T): T | Promise<T> {
-  if (a === undefined && b === undefined) return then();
-  return Promise.all([a, b]).then(then);
+// The kv extension's promise for the next version: whether it was made, and
+// the store's write of it (none when nothing had to be written).
+interface NextPromise {
+  readonly made: boolean;
+  readonly written: Written;
 }
+const NO_NEXT: NextPromise = { made: false, written: undefined };
+const NEXT_HELD: NextPromise = { made: true, written: undefined };

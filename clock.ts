@@ -76,3 +76,35 @@ export function seededRandom(seed: number): Random {
     },
   };
 }
+
+/** How a {@link backoff} delay grows and how it is randomized. */
+export interface BackoffPolicy {
+  /** The ceiling of the first delay, in ms; each attempt doubles it. */
+  readonly baseMs: number;
+  /** The highest ceiling, in ms. */
+  readonly maxMs: number;
+  /**
+   * The share of the ceiling always waited, in [0, 1]: 0 picks the delay
+   * anywhere below the ceiling ("full jitter"), 0.5 in its upper half
+   * (default 0).
+   */
+  readonly minShare?: number;
+}
+
+/**
+ * The delay before a retry: exponential in `attempt` (0 for the first
+ * retry), capped, and randomized so that clients that failed together do
+ * not retry together.
+ *
+ * @example
+ * ```ts
+ * import { backoff, seededRandom } from "./clock.ts";
+ * const ms = backoff(3, { baseMs: 50, maxMs: 2000, minShare: 0.5 }, seededRandom(1));
+ * ms >= 200 && ms < 400; // true: in the upper half of 50 * 2^3
+ * ```
+ */
+export function backoff(attempt: number, policy: BackoffPolicy, random: Random): number {
+  const ceiling = Math.min(policy.maxMs, policy.baseMs * 2 ** Math.min(attempt, 30));
+  const share = policy.minShare ?? 0;
+  return ceiling * (share + (1 - share) * random.next());
+}

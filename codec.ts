@@ -1,5 +1,5 @@
 /**
- * The wire codec: MessagePack frames as PROTOCOL.md describes them, and the
+ * The wire codec: MessagePack frames as docs/protocol.md describes them, and the
  * validation that turns a decoded frame into typed requests and replies.
  *
  * Nothing decoded from the network is trusted: every field is checked for its
@@ -20,19 +20,15 @@ import type {
   Value,
 } from "./types.ts";
 import { ZERO_BALLOT } from "./types.ts";
+import type { ErrorCode } from "./errors.ts";
 
-/** The error codes an acceptor puts in an `Err` reply. */
-export type ErrorCode =
-  | "BadRequest"
-  | "UnknownOp"
-  | "TooLarge"
-  | "StorageError"
-  | "Compacted"
-  | "Internal";
-
-/** The body of an `Err` reply: a machine-readable code and a message. */
+/**
+ * The body of an `Err` reply: a machine-readable code and a message. A
+ * reply from another implementation may carry a code we do not know, so the
+ * code is a string here.
+ */
 export interface WireErrorBody {
-  /** What kind of failure, one of {@link ErrorCode}. */
+  /** What kind of failure, one of {@link ErrorCode} when it comes from us. */
   readonly Code: string;
   /** A human-readable explanation naming the bad value. */
   readonly Msg: string;
@@ -78,6 +74,38 @@ export const INT64_MIN: bigint = -(2n ** 63n);
 /** Largest int64, the upper bound of every int64 field. */
 export const INT64_MAX: bigint = 2n ** 63n - 1n;
 const UINT64_MAX = 2n ** 64n - 1n;
+
+/**
+ * Tells whether an integer fits an int64 field.
+ *
+ * @example
+ * ```ts
+ * import { isInt64 } from "./codec.ts";
+ * isInt64(2n ** 63n - 1n); // true
+ * isInt64(2n ** 63n); // false
+ * ```
+ */
+export function isInt64(n: bigint): boolean {
+  return n >= INT64_MIN && n <= INT64_MAX;
+}
+
+/**
+ * The size of a key in UTF-8 bytes when it is over {@link MAX_KEY_BYTES},
+ * or undefined when it fits. Only keys long enough to be over are encoded:
+ * a UTF-16 unit is at most 3 UTF-8 bytes.
+ *
+ * @example
+ * ```ts
+ * import { keyBytesOverLimit } from "./codec.ts";
+ * keyBytesOverLimit("foo"); // undefined
+ * keyBytesOverLimit("x".repeat(5000)); // 5000
+ * ```
+ */
+export function keyBytesOverLimit(key: string): number | undefined {
+  if (key.length <= MAX_KEY_BYTES / 3) return undefined;
+  const n = new TextEncoder().encode(key).length;
+  return n > MAX_KEY_BYTES ? n : undefined;
+}
 
 /**
  * A frame or field that does not follow the wire contract. `code` is the
@@ -261,7 +289,7 @@ function asMap(x: unknown, path: string): Record<string, unknown> {
 /** Reads an int64 field: any MessagePack integer within int64's range. */
 export function parseInt64(x: unknown, path: string): bigint {
   if (typeof x === "bigint") {
-    if (x < INT64_MIN || x > INT64_MAX) bad(path, "an int64", x);
+    if (!isInt64(x)) bad(path, "an int64", x);
     return x;
   }
   if (typeof x === "number" && Number.isSafeInteger(x)) return BigInt(x);
@@ -405,7 +433,7 @@ function parseOptionalValue(x: unknown, path: string): Value | null {
 function parseKey(x: unknown, path: string): string {
   const m = asMap(x, path);
   if (typeof m.Key !== "string") bad(`${path}.Key`, "a string", m.Key);
-  if (m.Key.length > MAX_KEY_BYTES / 3 && new TextEncoder().encode(m.Key).length > MAX_KEY_BYTES) {
+  if (keyBytesOverLimit(m.Key) !== undefined) {
     throw new WireError("TooLarge", `${path}.Key: longer than ${MAX_KEY_BYTES} bytes`);
   }
   return m.Key;
@@ -503,11 +531,6 @@ export function decodeRequestFrame(bytes: Uint8Array): RequestItem[] {
   return envs.map(parseRequestEnvelope);
 }
 
-/** One decoded reply: a Rep or an Err for a request id. */
-export type ReplyItem =
-  | { readonly Rid: Rid; readonly Rep: Acceptor | LatestReply }
-  | { readonly Rid: Rid; readonly Err: WireErrorBody };
-
 /**
  * Decodes and validates a reply frame; throws a {@link WireError} when any
  * part of it breaks the contract. A reply's shape depends on its request:
@@ -517,9 +540,9 @@ export type ReplyItem =
 export function decodeReplyFrame(
   bytes: Uint8Array,
   opOf: (rid: Rid) => string | undefined = () => undefined,
-): ReplyItem[] {
+): ReplyEnvelope[] {
   const x = decodeFrame(bytes);
-  return (Array.isArray(x) ? x : [x]).map((env): ReplyItem => {
+  return (Array.isArray(x) ? x : [x]).map((env): ReplyEnvelope => {
     if (!isMap(env)) {
       throw new WireError("BadRequest", `reply: expected a map, got ${describe(env)}`);
     }

@@ -36,15 +36,17 @@ import type { Clock, Random } from "./clock.ts";
 import { mathRandom, systemClock } from "./clock.ts";
 import {
   encodeFrame,
-  INT64_MAX,
-  INT64_MIN,
+  isInt64,
+  keyBytesOverLimit,
   MAX_KEY_BYTES,
   MAX_VALUE_BYTES,
   parseValue,
   WireError,
 } from "./codec.ts";
-import { NotEnoughQuorumError, PaxosProposer, quorumOf } from "./proposer.ts";
-import { AcceptorError, type KvAcceptorClient, WebSocketAcceptorClient } from "./transport.ts";
+import { AcceptorError, NotEnoughQuorumError } from "./errors.ts";
+import { PaxosProposer } from "./proposer.ts";
+import { askQuorum, quorumOf } from "./quorum.ts";
+import { type KvAcceptorClient, WebSocketAcceptorClient } from "./transport.ts";
 import type { BallotNum, DataValue, LatestReply, Value } from "./types.ts";
 import { ballotEquals } from "./types.ts";
 
@@ -124,6 +126,35 @@ export class CompactedError extends Error {
   }
 }
 
+/**
+ * A write may or may not have taken effect, and nobody can tell any more:
+ * its value may have been chosen at a version the acceptors have since
+ * forgotten. Read the key to see where it stands.
+ *
+ * @example
+ * ```ts
+ * import { UnknownOutcomeError } from "./kv.ts";
+ * const e = new UnknownOutcomeError("k", 3n, "version 3 is compacted");
+ * e.version; // 3n
+ * ```
+ */
+export class UnknownOutcomeError extends Error {
+  /** The key written. */
+  readonly key: string;
+  /** The version at which the write may have been chosen. */
+  readonly version: bigint;
+  /** Builds the error for a key, the version in doubt, and why it cannot be known. */
+  constructor(key: string, version: bigint, why: string, options?: ErrorOptions) {
+    super(
+      `write of ${key} has an unknown outcome: it may have been chosen at version ${version}; ${why}`,
+      options,
+    );
+    this.name = "UnknownOutcomeError";
+    this.key = key;
+    this.version = version;
+  }
+}
+
 /** Options of {@link connect} and {@link Kv}. */
 export interface KvOptions {
   /** How long each request may wait for its reply, in ms (default 1000). */
@@ -134,6 +165,15 @@ export interface KvOptions {
   readonly clock?: Clock;
   /** Randomness for ballots and backoff (default: Math.random). */
   readonly random?: Random;
+}
+
+/** Options of {@link Kv.getVersion} and {@link Kv.setVersion}. */
+export interface VersionOptions {
+  /**
+   * The proposer id of the run's ballot, a positive int64; concurrent
+   * proposers need different ids (default: a random 62-bit id).
+   */
+  readonly proposerId?: bigint;
 }
 
 /** Options of a single write. */
@@ -153,7 +193,7 @@ const ID_VIEW = new DataView(new ArrayBuffer(8));
 
 function toWire(key: string, value: KvValue): Value {
   if (typeof value === "bigint") {
-    if (value < INT64_MIN || value > INT64_MAX) {
+    if (!isInt64(value)) {
       throw new RangeError(`value of ${key} is outside int64: ${value}`);
     }
     return { Vi64: value };
@@ -185,8 +225,7 @@ function fromWire(v: Value): KvValue | undefined {
 
 function checkKey(key: string): void {
   if (typeof key !== "string") throw new TypeError(`a key is a string, got ${typeof key}`);
-  // (A UTF-16 unit is at most 3 UTF-8 bytes: only long keys need encoding.)
-  if (key.length > MAX_KEY_BYTES / 3 && new TextEncoder().encode(key).length > MAX_KEY_BYTES) {
+  if (keyBytesOverLimit(key) !== undefined) {
     throw new RangeError(`key is longer than ${MAX_KEY_BYTES} bytes: ${key.slice(0, 40)}...`);
   }
 }
@@ -285,16 +324,32 @@ export class Kv {
     return out;
   }
 
-  /** Reads one version by number: the seed's read (null when nothing was voted). */
-  async getVersion(key: string, version: bigint): Promise<Value | null> {
+  /**
+   * Reads one version by number: the seed's read. Returns the value chosen
+   * there (a half-written one is finished first), or null when nothing was
+   * voted.
+   */
+  async getVersion(key: string, version: bigint, opts: VersionOptions = {}): Promise<Value | null> {
     checkKey(key);
-    return await this.#run(key, version, null, this.#clock.now() + this.#deadlineMs);
+    const deadline = this.#clock.now() + this.#deadlineMs;
+    return await this.#run(key, version, null, deadline, false, opts.proposerId);
   }
 
-  /** Writes one version by number: the seed's write; returns the chosen value. */
-  async setVersion(key: string, version: bigint, value: Value): Promise<Value> {
+  /**
+   * Writes one version by number: the seed's write. Returns the value chosen
+   * there: `value`, or one chosen before. Versions written this way may
+   * leave gaps, which the automatic calls do not expect: write a key either
+   * way, not both.
+   */
+  async setVersion(
+    key: string,
+    version: bigint,
+    value: Value,
+    opts: VersionOptions = {},
+  ): Promise<Value> {
     checkKey(key);
-    return (await this.#run(key, version, value, this.#clock.now() + this.#deadlineMs))!;
+    const deadline = this.#clock.now() + this.#deadlineMs;
+    return (await this.#run(key, version, value, deadline, false, opts.proposerId))!;
   }
 
   /** Resolves once a majority of the acceptors answer; throws a {@link NotEnoughQuorumError} otherwise. */
@@ -404,11 +459,9 @@ export class Kv {
       return await this.#run(key, ver, null, deadline);
     } catch (e) {
       if (!(e instanceof CompactedError)) throw e;
-      throw new Error(
-        `write of ${key} has an unknown outcome: it may have been chosen at version ${ver}, ` +
-          `which the acceptors no longer keep`,
-        { cause: e },
-      );
+      throw new UnknownOutcomeError(key, ver, "the acceptors no longer keep that version", {
+        cause: e,
+      });
     }
   }
 
@@ -440,44 +493,23 @@ export class Kv {
   }
 
   // Latest from a majority of the acceptors.
-  #askLatest(
+  async #askLatest(
     key: string,
     deadline: number,
     what = `find the latest version of ${key}`,
-  ): Promise<LatestReply[]> {
+  ): Promise<readonly LatestReply[]> {
     const quorum = quorumOf(this.#acceptors.length);
-    const replies: LatestReply[] = [];
-    const failures: string[] = [];
-    return new Promise((resolve, reject) => {
-      let done = false;
-      const timer = this.#clock.setTimer(
-        () => finish(`no majority answered within the deadline`),
-        Math.max(0, deadline - this.#clock.now()),
-      );
-      const finish = (why: string | null) => {
-        if (done) return;
-        done = true;
-        this.#clock.clearTimer(timer);
-        if (why === null) resolve(replies);
-        else {
-          reject(
-            new NotEnoughQuorumError(
-              `cannot ${what}: ${replies.length} of ${quorum} ` +
-                `acceptors answered; ${why}${failures.length ? `; ${failures.join("; ")}` : ""}`,
-            ),
-          );
-        }
-      };
-      for (const a of this.#acceptors) {
-        a.latest(key).then((r) => {
-          replies.push(r);
-          if (replies.length >= quorum) finish(null);
-        }, (e: Error) => {
-          failures.push(e.message);
-          if (this.#acceptors.length - failures.length < quorum) finish("too many failed");
-        });
-      }
+    const out = await askQuorum(this.#acceptors, (a) => a.latest(key), {
+      need: quorum,
+      deadline,
+      clock: this.#clock,
     });
+    if (out.ok) return out.replies;
+    const why = out.why === "" ? "too many failed" : "no majority answered within the deadline";
+    throw new NotEnoughQuorumError(
+      `cannot ${what}: ${out.replies.length} of ${quorum} ` +
+        `acceptors answered; ${why}${out.failures.length ? `; ${out.failures.join("; ")}` : ""}`,
+    );
   }
 
   // A random positive 62-bit id: hi * 2^31 + lo + 1 for two random 31-bit
@@ -491,16 +523,17 @@ export class Kv {
   }
 
   // One Paxos run on (key, ver), with a ballot no other run uses: a random
-  // 62-bit proposer id per run.
+  // 62-bit proposer id per run, unless the caller gives one.
   async #run(
     key: string,
     ver: bigint,
     val: Value | null,
     deadline: number,
     promiseNext = false,
+    proposerId = this.#randomId(),
   ): Promise<Value | null> {
     const p = new PaxosProposer(
-      { Id: { Key: key, Ver: ver }, Bal: { N: 1n, ProposerId: this.#randomId() } },
+      { Id: { Key: key, Ver: ver }, Bal: { N: 1n, ProposerId: proposerId } },
       { clock: this.#clock, random: this.#random },
     );
     try {

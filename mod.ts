@@ -5,7 +5,7 @@
  *
  * Acceptors serve WebSocket connections at `/paxos`; a proposer multiplexes
  * Prepare and Accept requests over one connection per acceptor, in the
- * MessagePack wire format of PROTOCOL.md.
+ * MessagePack wire format of docs/protocol.md.
  *
  * @example Three acceptors and a write and a read of foo₀
  * ```ts
@@ -31,15 +31,73 @@
  *
  * @module
  */
-export * from "./types.ts";
-export * from "./codec.ts";
-export * from "./clock.ts";
-export * from "./ws_client.ts";
-export * from "./transport.ts";
-export * from "./store.ts";
-export * from "./log_store.ts";
-export * from "./acceptor.ts";
-export * from "./server.ts";
-export * from "./cluster.ts";
-export * from "./proposer.ts";
-export * from "./kv.ts";
+// The key-value store: what most users need.
+export {
+  CompactedError,
+  connect,
+  Kv,
+  type KvEntry,
+  type KvHistoryEntry,
+  type KvOptions,
+  type KvValue,
+  type SetOptions,
+  UnknownOutcomeError,
+  VersionConflictError,
+  type VersionOptions,
+} from "./kv.ts";
+export { AcceptorError, type ErrorCode, NotEnoughQuorumError } from "./errors.ts";
+
+// Running acceptors.
+export { type AcceptorOptions, PaxosAcceptor } from "./acceptor.ts";
+export { type AcceptorServer, serveAcceptor, type ServeAcceptorOptions } from "./server.ts";
+export {
+  type ClusterOptions,
+  DEFAULT_BASE_PORT,
+  type LocalCluster,
+  startCluster,
+} from "./cluster.ts";
+export { MemoryStore, type Store, type Written } from "./store.ts";
+export {
+  LogCorruptionError,
+  LogStore,
+  type LogStoreOptions,
+  type LogStoreStats,
+} from "./log_store.ts";
+export { MAX_KEY_BYTES, MAX_VALUE_BYTES } from "./codec.ts";
+
+// The Paxos underneath: the seed's proposer and the acceptors it talks to.
+export {
+  PaxosProposer,
+  type Phase1Result,
+  type Phase2Options,
+  type Phase2Result,
+  type PhaseOptions,
+  type ProposerOptions,
+  type RunPaxosOptions,
+} from "./proposer.ts";
+export { quorumOf } from "./quorum.ts";
+export {
+  type AcceptorClient,
+  type KvAcceptorClient,
+  WebSocketAcceptorClient,
+  type WebSocketClientOptions,
+} from "./transport.ts";
+export {
+  type Acceptor,
+  ballotEquals,
+  type BallotNum,
+  type DataValue,
+  EMPTY_ACCEPTOR,
+  formatBallot,
+  GE,
+  type KeyVersions,
+  type LatestReply,
+  type Op,
+  type PaxosInstanceId,
+  type Proposer,
+  type Value,
+  ZERO_BALLOT,
+} from "./types.ts";
+
+// The seams a simulation or a test plugs into.
+export { type Clock, mathRandom, type Random, seededRandom, systemClock } from "./clock.ts";

@@ -7,65 +7,65 @@
  *
  * @module
  */
-import type { Acceptor, BallotNum, Op, PaxosInstanceId, Proposer, Value } from "./types.ts";
+import type { Acceptor, BallotNum, PaxosInstanceId, Proposer, Value } from "./types.ts";
 import { formatBallot, GE, ZERO_BALLOT } from "./types.ts";
-import { type AcceptorClient, AcceptorError } from "./transport.ts";
+import { AcceptorError, NotEnoughQuorumError } from "./errors.ts";
+import type { AcceptorClient } from "./transport.ts";
+import { askQuorum, quorumOf, type QuorumOutcome } from "./quorum.ts";
 import type { Clock, Random } from "./clock.ts";
-import { mathRandom, systemClock } from "./clock.ts";
+import { backoff, mathRandom, systemClock } from "./clock.ts";
 
 /**
- * A phase could not gather a quorum of acceptors that accept its ballot:
- * the seed's `NotEnoughQuorum`. From {@link PaxosProposer.runPaxos}, it means
- * no quorum was reached before the deadline.
- *
- * @example
- * ```ts
- * import { NotEnoughQuorumError } from "./proposer.ts";
- * const e = new NotEnoughQuorumError("not enough quorum: 1 of 2");
- * e instanceof Error; // true
- * ```
+ * What {@link PaxosProposer.phase1} found, as the seed's three return
+ * values: on success `err` and `higherBal` are null; on failure `err` says
+ * why and `higherBal` is the highest ballot seen (at least the proposer's
+ * own).
  */
-export class NotEnoughQuorumError extends Error {
-  /** Builds the error with a message saying what was missing. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "NotEnoughQuorumError";
+export type Phase1Result =
+  | {
+    /** The value voted at the highest ballot among the quorum, or null. */
+    readonly latestVal: Value | null;
+    readonly higherBal: null;
+    readonly err: null;
   }
-}
+  | {
+    readonly latestVal: null;
+    /** The highest ballot seen, to retry above. */
+    readonly higherBal: BallotNum;
+    /** Why the phase failed. */
+    readonly err: NotEnoughQuorumError;
+  };
 
-// Err codes after which retrying cannot help: runPaxos gives up at once and
-// throws the acceptor's error.
-const FINAL_CODES = new Set(["Compacted", "BadRequest", "TooLarge", "UnknownOp"]);
+/**
+ * What {@link PaxosProposer.phase2} found, as the seed's two return values:
+ * on success both are null; on failure `err` says why and `higherBal` is
+ * the highest ballot seen (at least the proposer's own).
+ */
+export type Phase2Result =
+  | {
+    readonly higherBal: null;
+    readonly err: null;
+    /**
+     * kv extension: with `promiseNext`, whether the quorum also promised
+     * this ballot for the next version, with nothing voted there.
+     */
+    readonly nextPromised?: boolean;
+  }
+  | {
+    /** The highest ballot seen, to retry above. */
+    readonly higherBal: BallotNum;
+    /** Why the phase failed. */
+    readonly err: NotEnoughQuorumError;
+  };
 
-function finalError(err: NotEnoughQuorumError): AcceptorError | null {
-  return err.cause instanceof AcceptorError && FINAL_CODES.has(err.cause.code) ? err.cause : null;
-}
-
-/** What {@link PaxosProposer.phase1} found, as the seed's three return values. */
-export interface Phase1Result {
-  /** The value voted at the highest ballot among the quorum, or null. */
-  readonly latestVal: Value | null;
-  /** On failure, the highest ballot seen (at least the proposer's own); else null. */
-  readonly higherBal: BallotNum | null;
-  /** On failure, why; else null. */
-  readonly err: NotEnoughQuorumError | null;
-}
-
-/** What {@link PaxosProposer.phase2} found, as the seed's two return values. */
-export interface Phase2Result {
-  /** On failure, the highest ballot seen (at least the proposer's own); else null. */
-  readonly higherBal: BallotNum | null;
-  /** On failure, why; else null. */
-  readonly err: NotEnoughQuorumError | null;
-  /**
-   * kv extension: on success with `promiseNext`, whether the quorum also
-   * promised this ballot for the next version, with nothing voted there.
-   */
-  readonly nextPromised?: boolean;
+/** Options of {@link PaxosProposer.phase1}. */
+export interface PhaseOptions {
+  /** Clock time at which the phase gives up (default: it waits for every reply or timeout). */
+  readonly deadline?: number;
 }
 
 /** Options of {@link PaxosProposer.phase2}. */
-export interface Phase2Options {
+export interface Phase2Options extends PhaseOptions {
   /**
    * kv extension: ask the acceptors to promise this ballot for version
    * `Ver + 1` too (`Next`), so that the next write of the key can skip
@@ -89,24 +89,11 @@ export interface ProposerOptions {
 }
 
 /** Options of {@link PaxosProposer.runPaxos}. */
-export interface RunPaxosOptions extends Phase2Options {
+export interface RunPaxosOptions extends Omit<Phase2Options, "deadline"> {
   /** Give up with a {@link NotEnoughQuorumError} after this many ms (default 10000). */
   readonly deadlineMs?: number;
   /** Longest backoff between two rounds, in ms (default 100). */
   readonly maxBackoffMs?: number;
-}
-
-/**
- * The quorum for a set of acceptors: a majority, `floor(n/2)+1`.
- *
- * @example
- * ```ts
- * import { quorumOf } from "./proposer.ts";
- * quorumOf(3); // 2
- * ```
- */
-export function quorumOf(n: number): number {
-  return Math.floor(n / 2) + 1;
 }
 
 /**
@@ -178,49 +165,25 @@ export class PaxosProposer {
     for (let round = 1;; round++) {
       this.Val = null;
 
-      const p1 = await this.#phase1(acceptors, quorum, deadline);
-      if (p1.err === null) {
-        // A voted value must be proposed again: it may already be chosen.
-        if (p1.latestVal !== null) val = p1.latestVal;
-        if (val === null) return null; // a read that found nothing voted
-
-        this.Val = val;
-        const p2 = await this.#phase2(acceptors, quorum, deadline, opts);
-        if (p2.err === null) {
-          this.#nextPromised = p2.nextPromised === true;
-          return this.Val;
-        }
-        this.#raiseAbove(p2.higherBal!);
-        await this.#backoff(round, deadline, deadlineMs, maxBackoffMs, p2.err);
-      } else {
-        this.#raiseAbove(p1.higherBal!);
+      const p1 = await this.phase1(acceptors, quorum, { deadline });
+      if (p1.err !== null) {
+        this.#raiseAbove(p1.higherBal);
         await this.#backoff(round, deadline, deadlineMs, maxBackoffMs, p1.err);
+        continue;
       }
+      // A voted value must be proposed again: it may already be chosen.
+      if (p1.latestVal !== null) val = p1.latestVal;
+      if (val === null) return null; // a read that found nothing voted
+
+      this.Val = val;
+      const p2 = await this.phase2(acceptors, quorum, { ...opts, deadline });
+      if (p2.err === null) {
+        this.#nextPromised = p2.nextPromised === true;
+        return this.Val;
+      }
+      this.#raiseAbove(p2.higherBal);
+      await this.#backoff(round, deadline, deadlineMs, maxBackoffMs, p2.err);
     }
-  }
-
-  /**
-   * Phase1 sends Prepare to the acceptors. It succeeds when a quorum replied
-   * with a last ballot not above ours (they promised ours), and returns the
-   * value voted at the highest ballot among them, or null. Otherwise it
-   * returns the highest ballot seen and a {@link NotEnoughQuorumError}.
-   */
-  phase1(acceptors: readonly AcceptorClient[], quorum: number): Promise<Phase1Result> {
-    return this.#phase1(acceptors, quorum, Infinity);
-  }
-
-  /**
-   * Phase2 sends Accept with `Val` to the acceptors. It succeeds when a
-   * quorum replied with a last ballot not above ours (they voted for `Val`).
-   * Otherwise it returns the highest ballot seen and a
-   * {@link NotEnoughQuorumError}.
-   */
-  phase2(
-    acceptors: readonly AcceptorClient[],
-    quorum: number,
-    opts: Phase2Options = {},
-  ): Promise<Phase2Result> {
-    return this.#phase2(acceptors, quorum, Infinity, opts);
   }
 
   /**
@@ -239,149 +202,106 @@ export class PaxosProposer {
    * chosen, and it is returned; otherwise (or when too few answer) null,
    * which says nothing: run {@link PaxosProposer.runPaxos} to know.
    */
-  peekChosen(acceptors: readonly AcceptorClient[]): Promise<Value | null> {
-    const quorum = quorumOf(acceptors.length);
+  async peekChosen(acceptors: readonly AcceptorClient[]): Promise<Value | null> {
     const req: Proposer = { Id: this.Id, Bal: ZERO_BALLOT, Val: null };
-    const votes = new Map<string, { n: number; val: Value }>();
-    let settled = 0;
-    return new Promise((resolve) => {
-      let done = false;
-      const finish = (v: Value | null) => {
-        if (!done) resolve(v);
-        done = true;
-      };
-      let best = 0;
-      for (const a of acceptors) {
-        a.request("Prepare", req).then((rep) => {
-          if (rep.Val === null) return;
-          const k = formatBallot(rep.VBal);
-          const vote = votes.get(k) ?? { n: 0, val: rep.Val };
-          votes.set(k, { n: vote.n + 1, val: vote.val });
-          best = Math.max(best, vote.n + 1);
-          if (vote.n + 1 >= quorum) finish(vote.val);
-        }, () => {}).finally(() => {
-          // No ballot can reach a quorum with the replies still to come.
-          if (best + acceptors.length - ++settled < quorum) finish(null);
-        });
-      }
+    const out = await askQuorum(acceptors, (a) => a.request("Prepare", req), {
+      need: quorumOf(acceptors.length),
+      clock: this.#clock,
+      // Only votes count, and only a quorum of votes at one ballot.
+      judge: (rep) => rep.Val !== null || "no vote",
+      groupOf: (rep) => formatBallot(rep.VBal),
     });
+    return out.ok ? out.replies[0]!.Val : null;
   }
 
-  async #phase1(
+  /**
+   * Phase1 sends Prepare to the acceptors. It succeeds when a quorum replied
+   * with a last ballot not above ours (they promised ours), and returns the
+   * value voted at the highest ballot among them, or null. Otherwise it
+   * returns the highest ballot seen and a {@link NotEnoughQuorumError}.
+   */
+  async phase1(
     acceptors: readonly AcceptorClient[],
     quorum: number,
-    deadline: number,
+    opts: PhaseOptions = {},
   ): Promise<Phase1Result> {
+    const bal = this.Bal;
+    let higherBal = bal;
     let maxVoted: Acceptor | null = null;
-    const r = await this.#rpcToAll(acceptors, "Prepare", quorum, deadline, (rep) => {
-      // Keep the voted value with the highest VBal.
-      if (rep.Val !== null && (maxVoted === null || GE(rep.VBal, maxVoted.VBal))) maxVoted = rep;
+    const req: Proposer = { Id: this.Id, Bal: bal, Val: null };
+    const out = await askQuorum(acceptors, (a) => a.request("Prepare", req), {
+      need: quorum,
+      deadline: opts.deadline ?? Infinity,
+      clock: this.#clock,
+      judge: (rep, from) => {
+        // The seed's counting rule: a reply whose last ballot is above ours
+        // promised a higher ballot; remember the highest, to retry above it.
+        if (!GE(bal, rep.LastBal)) {
+          if (GE(rep.LastBal, higherBal)) higherBal = rep.LastBal;
+          return `${from} has promised ${formatBallot(rep.LastBal)}`;
+        }
+        // Any other reply promised ours: it counts. Keep the value voted at
+        // the highest ballot among them.
+        if (rep.Val !== null && (maxVoted === null || GE(rep.VBal, maxVoted.VBal))) maxVoted = rep;
+        return true;
+      },
     });
-    if (r.err !== null) return { latestVal: null, higherBal: r.higherBal, err: r.err };
+    if (!out.ok) {
+      return { latestVal: null, higherBal, err: this.#notEnough("Prepare", quorum, out) };
+    }
     return { latestVal: (maxVoted as Acceptor | null)?.Val ?? null, higherBal: null, err: null };
   }
 
-  async #phase2(
+  /**
+   * Phase2 sends Accept with `Val` to the acceptors. It succeeds when a
+   * quorum replied with a last ballot not above ours (they voted for `Val`).
+   * Otherwise it returns the highest ballot seen and a
+   * {@link NotEnoughQuorumError}.
+   */
+  async phase2(
     acceptors: readonly AcceptorClient[],
     quorum: number,
-    deadline: number,
-    opts: Phase2Options,
+    opts: Phase2Options = {},
   ): Promise<Phase2Result> {
     if (this.Val === null) throw new TypeError("phase2 needs a value to propose: Val is null");
-    let promised = 0;
+    const bal = this.Bal;
+    let higherBal = bal;
     const next = opts.promiseNext === true;
-    const r = await this.#rpcToAll(
-      acceptors,
-      "Accept",
-      quorum,
-      deadline,
-      (rep) => {
-        if (rep.NextOk) promised++;
+    const req: Proposer = { Id: this.Id, Bal: bal, Val: this.Val, ...(next ? { Next: true } : {}) };
+    const out = await askQuorum(acceptors, (a) => a.request("Accept", req), {
+      need: quorum,
+      deadline: opts.deadline ?? Infinity,
+      clock: this.#clock,
+      judge: (rep, from) => {
+        // The seed's counting rule, as in phase 1: a higher last ballot
+        // refused our value; any other reply voted for it.
+        if (!GE(bal, rep.LastBal)) {
+          if (GE(rep.LastBal, higherBal)) higherBal = rep.LastBal;
+          return `${from} has promised ${formatBallot(rep.LastBal)}`;
+        }
+        return true;
       },
-      next,
-      opts.onRefused,
-    );
-    if (r.err !== null) return r;
-    return next
-      ? { higherBal: null, err: null, nextPromised: promised >= quorum }
-      : { higherBal: null, err: null };
+      // Refusals are told also after the phase returned.
+      onReply: (rep) => {
+        if (!GE(bal, rep.LastBal)) opts.onRefused?.();
+      },
+    });
+    if (!out.ok) return { higherBal, err: this.#notEnough("Accept", quorum, out) };
+    if (!next) return { higherBal: null, err: null };
+    const promised = out.replies.filter((rep) => rep.NextOk === true).length;
+    return { higherBal: null, err: null, nextPromised: promised >= quorum };
   }
 
-  // rpcToAll sends the request to every acceptor at once and counts the
-  // replies that accept our ballot (`Bal >= LastBal`). It resolves as soon as
-  // `quorum` of them did, or as soon as that can no longer happen.
-  #rpcToAll(
-    acceptors: readonly AcceptorClient[],
-    op: Op,
-    quorum: number,
-    deadline: number,
-    onOk: (rep: Acceptor) => void,
-    next = false,
-    onRefused?: () => void,
-  ): Promise<{ higherBal: BallotNum; err: NotEnoughQuorumError | null }> {
-    const bal = this.Bal;
-    const req: Proposer = op === "Accept"
-      ? { Id: this.Id, Bal: bal, Val: this.Val, ...(next ? { Next: true } : {}) }
-      : { Id: this.Id, Bal: bal, Val: null };
-    let higherBal = bal;
-    let ok = 0;
-    let settled = 0;
-    const failures: string[] = [];
-    let cause: AcceptorError | undefined;
-
-    return new Promise((resolve) => {
-      let done = false;
-      let timer: unknown = undefined;
-      const finish = (err: NotEnoughQuorumError | null) => {
-        if (done) return;
-        done = true;
-        if (timer !== undefined) this.#clock.clearTimer(timer);
-        resolve({ higherBal, err });
-      };
-      const fail = (why: string) =>
-        finish(
-          new NotEnoughQuorumError(
-            `not enough quorum for ${op} of ${this.Id.Key}@${this.Id.Ver} at ballot ` +
-              `${formatBallot(bal)}: ${ok} of ${quorum} needed accepted` +
-              (why ? `; ${why}` : "") + (failures.length ? `; ${failures.join("; ")}` : ""),
-            cause === undefined ? undefined : { cause },
-          ),
-        );
-      const check = () => {
-        if (ok >= quorum) finish(null);
-        else if (ok + (acceptors.length - settled) < quorum) fail("");
-      };
-
-      if (deadline !== Infinity) {
-        timer = this.#clock.setTimer(
-          () => fail("deadline reached"),
-          Math.max(0, deadline - this.#clock.now()),
-        );
-      }
-      check();
-      for (const a of acceptors) {
-        a.request(op, req).then((rep) => {
-          settled++;
-          const accepted = GE(bal, rep.LastBal);
-          if (!accepted) onRefused?.();
-          if (done) return;
-          if (accepted) {
-            onOk(rep);
-            ok++;
-          } else {
-            if (GE(rep.LastBal, higherBal)) higherBal = rep.LastBal;
-            failures.push(`${a.name} has promised ${formatBallot(rep.LastBal)}`);
-          }
-          check();
-        }, (e: Error) => {
-          settled++;
-          if (done) return;
-          failures.push(e.message);
-          if (e instanceof AcceptorError && FINAL_CODES.has(e.code)) cause = e;
-          check();
-        });
-      }
-    });
+  #notEnough(op: string, quorum: number, out: QuorumOutcome<Acceptor>): NotEnoughQuorumError {
+    // An acceptor that refused the request outright: retrying cannot help.
+    const cause = out.errors.findLast((e) => e instanceof AcceptorError && e.isFinal);
+    return new NotEnoughQuorumError(
+      `not enough quorum for ${op} of ${this.Id.Key}@${this.Id.Ver} at ballot ` +
+        `${formatBallot(this.Bal)}: ${out.replies.length} of ${quorum} needed accepted` +
+        (out.why ? `; ${out.why}` : "") +
+        (out.failures.length ? `; ${out.failures.join("; ")}` : ""),
+      cause === undefined ? undefined : { cause },
+    );
   }
 
   #raiseAbove(higherBal: BallotNum): void {
@@ -395,12 +315,11 @@ export class PaxosProposer {
     maxBackoffMs: number,
     err: NotEnoughQuorumError,
   ): Promise<void> {
-    const final = finalError(err);
-    if (final !== null) throw final;
+    if (err.cause instanceof AcceptorError) throw err.cause;
     const left = deadline - this.#clock.now();
     if (left <= 0) {
       throw new NotEnoughQuorumError(
-        `no value chosen for ${this.Id.Key}@${this.Id.Ver} within ${deadlineMs} ms ` +
+        `no value chosen for ${this.Id.Key}@${this.Id.Ver} within ${Math.round(deadlineMs)} ms ` +
           `(${round} rounds); last: ${err.message}`,
       );
     }
@@ -408,7 +327,7 @@ export class PaxosProposer {
     // conflicts are with a proposer that has already finished. Then wait a
     // random, growing time, so that proposers that keep meeting stop dueling.
     if (round === 1) return;
-    const ceiling = Math.min(maxBackoffMs, 2 ** Math.min(round - 1, 20));
-    await this.#clock.sleep(Math.min(left, this.#random.next() * ceiling));
+    const delay = backoff(round - 1, { baseMs: 1, maxMs: maxBackoffMs }, this.#random);
+    await this.#clock.sleep(Math.min(left, delay));
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Serves a {@link PaxosAcceptor} over WebSocket at `/paxos`, as PROTOCOL.md
+ * Serves a {@link PaxosAcceptor} over WebSocket at `/paxos`, as docs/protocol.md
  * describes: binary frames of one envelope or a batch, replies tagged with
  * the request's `Rid`, in any order.
  *
@@ -12,7 +12,7 @@
  * @module
  */
 import type { PaxosAcceptor } from "./acceptor.ts";
-import { AcceptorError } from "./transport.ts";
+import { AcceptorError } from "./errors.ts";
 import {
   decodeRequestFrame,
   encodeReplies,
@@ -160,8 +160,9 @@ async function serveItem(acceptor: PaxosAcceptor, item: RequestItem): Promise<Re
     return { Rid: item.Rid, Rep: rep };
   } catch (e) {
     // A refusal (a compacted version), or the store could not record the
-    // change: either way the request is not acknowledged.
+    // change: either way the request is not acknowledged. Anything else is
+    // a bug of ours.
     if (e instanceof AcceptorError) return { Rid: item.Rid, Err: { Code: e.code, Msg: e.detail } };
-    return { Rid: item.Rid, Err: { Code: "StorageError", Msg: (e as Error).message } };
+    return { Rid: item.Rid, Err: { Code: "Internal", Msg: (e as Error).message } };
   }
 }

@@ -13,8 +13,14 @@
  */
 import type { Acceptor, LatestReply, Op, Proposer } from "./types.ts";
 import type { Clock, Random } from "./clock.ts";
-import { mathRandom, systemClock } from "./clock.ts";
-import { decodeReplyFrame, encodeRequests, type RequestEnvelope } from "./codec.ts";
+import { backoff, mathRandom, systemClock } from "./clock.ts";
+import {
+  decodeReplyFrame,
+  encodeRequests,
+  type RequestEnvelope,
+  type WireErrorBody,
+} from "./codec.ts";
+import { AcceptorError, isErrorCode } from "./errors.ts";
 import { parseWsUrl, WsConnection } from "./ws_client.ts";
 
 /**
@@ -47,30 +53,6 @@ export interface AcceptorClient {
 export interface KvAcceptorClient extends AcceptorClient {
   /** The highest version of `key` the acceptor voted in (-1n if none) and its floor. */
   latest(key: string): Promise<LatestReply>;
-}
-
-/**
- * An acceptor answered a request with an `Err` reply.
- *
- * @example
- * ```ts
- * import { AcceptorError } from "./transport.ts";
- * const e = new AcceptorError("StorageError", "disk full", "ws://127.0.0.1:3333/paxos");
- * e.code; // "StorageError"
- * ```
- */
-export class AcceptorError extends Error {
-  /** The `Err.Code` the acceptor sent. */
-  readonly code: string;
-  /** The `Err.Msg` the acceptor sent. */
-  readonly detail: string;
-  /** Builds the error from the acceptor's code and message. */
-  constructor(code: string, msg: string, acceptor: string) {
-    super(`${acceptor} answered ${code}: ${msg}`);
-    this.name = "AcceptorError";
-    this.code = code;
-    this.detail = msg;
-  }
 }
 
 /** Options of {@link WebSocketAcceptorClient}. */
@@ -231,9 +213,13 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
 
   #markDown(e: Error): void {
     this.#lastError = e;
-    const ceiling = Math.min(this.#maxBackoffMs, this.#minBackoffMs * 2 ** this.#failures);
+    const delay = backoff(this.#failures, {
+      baseMs: this.#minBackoffMs,
+      maxMs: this.#maxBackoffMs,
+      minShare: 0.5,
+    }, this.#random);
     this.#failures = Math.min(this.#failures + 1, 30);
-    this.#downUntil = this.#clock.now() + ceiling * (0.5 + this.#random.next() / 2);
+    this.#downUntil = this.#clock.now() + delay;
   }
 
   #onClose(conn: WsConnection, reason: Error): void {
@@ -263,9 +249,17 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
       const p = this.#pending.get(item.Rid);
       if (p === undefined) continue; // timed out already
       this.#pending.delete(item.Rid);
-      if ("Err" in item) p.reject(new AcceptorError(item.Err.Code, item.Err.Msg, this.name));
+      if ("Err" in item) p.reject(this.#refusal(item.Err));
       else p.resolve(item.Rep);
     }
+  }
+
+  // An Err reply as an error; a code we do not know (from another
+  // implementation) is kept in the message.
+  #refusal(err: WireErrorBody): AcceptorError {
+    return isErrorCode(err.Code)
+      ? new AcceptorError(err.Code, err.Msg, this.name)
+      : new AcceptorError("Internal", `${err.Code}: ${err.Msg}`, this.name);
   }
 
   #queueFlush(): void {

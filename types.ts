@@ -1,6 +1,6 @@
 /**
  * The Paxos data structures, mirroring the seed's `paxoskv.proto` field for
- * field (the names are the wire's map keys, see PROTOCOL.md), and the seed's
+ * field (the names are the wire's map keys, see docs/protocol.md), and the seed's
  * ballot comparison `GE`.
  *
  * Every int64 of the proto is a `bigint` here, so that values beyond 2^53

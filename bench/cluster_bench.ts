@@ -15,7 +15,7 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { connect } from "../kv.ts";
-import { quorumOf } from "../proposer.ts";
+import { quorumOf } from "../quorum.ts";
 import { WebSocketAcceptorClient } from "../transport.ts";
 
 const { values: flags } = parseArgs({

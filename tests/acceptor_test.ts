@@ -13,7 +13,7 @@ import {
   encodeFrame,
   encodeRequests,
   MAX_FRAME_BYTES,
-  type ReplyItem,
+  type ReplyEnvelope,
   type RequestEnvelope,
   type Rid,
 } from "../codec.ts";
@@ -30,25 +30,10 @@ import type {
 } from "../types.ts";
 import { EMPTY_ACCEPTOR, ZERO_BALLOT } from "../types.ts";
 import { WsConnection } from "../ws_client.ts";
+import { bal, inst, req, state } from "./builders.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.
-
-function bal(N: number | bigint, ProposerId: number | bigint): BallotNum {
-  return { N: BigInt(N), ProposerId: BigInt(ProposerId) };
-}
-
-function inst(Key: string, Ver: number | bigint = 0): PaxosInstanceId {
-  return { Key, Ver: BigInt(Ver) };
-}
-
-function req(id: PaxosInstanceId, b: BallotNum, Val: Value | null = null): Proposer {
-  return { Id: id, Bal: b, Val };
-}
-
-function state(LastBal: BallotNum, Val: Value | null = null, VBal = ZERO_BALLOT): Acceptor {
-  return { LastBal, Val, VBal };
-}
 
 /** The reply an Accept gives: only the promised ballot from before the request. */
 function acceptReply(LastBal: BallotNum): Acceptor {
@@ -126,8 +111,8 @@ class FailingStore extends MemoryStore {
 
 /** A raw client: sends hand-made frames, collects the replies by Rid. */
 class RawClient {
-  readonly replies = new Map<string, ReplyItem>();
-  readonly frames: ReplyItem[][] = [];
+  readonly replies = new Map<string, ReplyEnvelope>();
+  readonly frames: ReplyEnvelope[][] = [];
   readonly closedWith: Promise<Error>;
   #closeReason: Error | undefined;
   #waiters: (() => void)[] = [];
@@ -175,7 +160,7 @@ class RawClient {
    * null when the connection closes first; rejects after 5 s (a failure, not
    * a timing assumption: everything here is local and fast).
    */
-  async waitFor(rids: readonly Rid[]): Promise<ReplyItem[] | null> {
+  async waitFor(rids: readonly Rid[]): Promise<ReplyEnvelope[] | null> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -197,7 +182,7 @@ class RawClient {
   }
 
   /** Sends requests and returns their replies (which must arrive). */
-  async call(envs: RequestEnvelope[]): Promise<ReplyItem[]> {
+  async call(envs: RequestEnvelope[]): Promise<ReplyEnvelope[]> {
     this.sendRequests(envs);
     const got = await this.waitFor(envs.map((e) => e.Rid));
     if (got === null) assert.fail(`connection closed: ${this.#closeReason?.message}`);
@@ -217,13 +202,13 @@ class RawClient {
   }
 }
 
-function rep(item: ReplyItem | undefined): Acceptor {
+function rep(item: ReplyEnvelope | undefined): Acceptor {
   assert.ok(item !== undefined);
   if ("Err" in item) assert.fail(`expected a Rep, got Err ${item.Err.Code}: ${item.Err.Msg}`);
   return item.Rep as Acceptor;
 }
 
-function err(item: ReplyItem | undefined, code: string): string {
+function err(item: ReplyEnvelope | undefined, code: string): string {
   assert.ok(item !== undefined);
   if (!("Err" in item)) assert.fail(`expected Err ${code}, got a Rep`);
   assert.equal(item.Err.Code, code, item.Err.Msg);
@@ -566,6 +551,21 @@ Deno.test("a store failure is an Err StorageError reply, not a Rep", async () =>
   }, new FailingStore());
 });
 
+class BrokenStore extends MemoryStore {
+  override get(): Acceptor | undefined {
+    throw new TypeError("a bug in the store");
+  }
+}
+
+Deno.test("an acceptor's own failure (a bug) is an Err Internal reply, not a StorageError", async () => {
+  await withServer(async (server) => {
+    await withClients(server.url, 1, async ([c]) => {
+      const [p] = await c!.call([env("Prepare", req(inst("bug"), bal(1, 1)))]);
+      assert.match(err(p, "Internal"), /a bug in the store/);
+    });
+  }, new BrokenStore());
+});
+
 /** Checks a served acceptor still answers, on an existing and a new connection. */
 async function assertServing(url: string, existing: RawClient, key: string): Promise<void> {
   const [r1] = await existing.call([env("Prepare", req(inst(key), bal(0, 0)))]);
@@ -766,7 +766,7 @@ Deno.test("fuzz: random and mutated frames never stop the acceptor nor touch oth
       let c = await RawClient.open(server.url);
       let closes = 0;
       let answered = 0;
-      const errReplies = new Set<ReplyItem>();
+      const errReplies = new Set<ReplyEnvelope>();
       try {
         for (let i = 0; i < 400; i++) {
           const bytes = i % 2 === 0 ? randomBytes() : mutate(seeds[int(seeds.length)]!);

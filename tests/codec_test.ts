@@ -20,22 +20,15 @@ import {
   type RequestItem,
   WireError,
 } from "../codec.ts";
-import type { Acceptor, BallotNum, DataValue, Proposer, Value } from "../types.ts";
+import type { Acceptor, DataValue, Proposer } from "../types.ts";
 import { decode } from "./minimsgpack.ts";
+import { bal, inst, req as request } from "./builders.ts";
 import { ZERO_BALLOT } from "../types.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.
 
 const te = new TextEncoder();
-
-function bal(N: bigint, ProposerId: bigint): BallotNum {
-  return { N, ProposerId };
-}
-
-function proposer(key: string, ver: bigint, b: BallotNum, val: Value | null): Proposer {
-  return { Id: { Key: key, Ver: ver }, Bal: b, Val: val };
-}
 
 /** Binary comes back as a Buffer (a Uint8Array subclass): compare as plain bytes. */
 function plain(x: unknown): unknown {
@@ -200,8 +193,8 @@ const BIG_VALUES = [
 Deno.test("requests round-trip with int64 fields beyond 2^53 kept exact", () => {
   for (const x of BIG_VALUES) {
     const reqs: RequestEnvelope[] = [
-      { Rid: 1, Op: "Prepare", Req: proposer("k", x, bal(x, -x - 1n), null) },
-      { Rid: 2, Op: "Accept", Req: proposer("k", 3n, bal(1n, x), { Vi64: x }) },
+      { Rid: 1, Op: "Prepare", Req: request(inst("k", x), bal(x, -x - 1n), null) },
+      { Rid: 2, Op: "Accept", Req: request(inst("k", 3n), bal(1n, x), { Vi64: x }) },
     ];
     const items = decodeRequestFrame(encodeRequests(reqs));
     assert.deepEqual(items, reqs.map((r) => ({ Rid: r.Rid, Op: r.Op, Req: r.Req })), `${x}`);
@@ -229,7 +222,7 @@ Deno.test("Data values round-trip: string, binary, map, array, nested, bigint", 
     true,
   ];
   for (const d of datas) {
-    const req = proposer("data", 1n, bal(2n, 3n), { Data: d });
+    const req = request(inst("data", 1n), bal(2n, 3n), { Data: d });
     const [item] = decodeRequestFrame(encodeRequests([{ Rid: 9, Op: "Accept", Req: req }]));
     const got = expectReq(item!);
     assert.equal(got.Rid, 9);
@@ -264,7 +257,7 @@ Deno.test("replies round-trip: Rep with and without a vote, Err", () => {
 
 Deno.test("Rid round-trips up to 2^64-1", () => {
   for (const rid of [0, 1, 2 ** 32, Number.MAX_SAFE_INTEGER, 2n ** 53n, 2n ** 64n - 1n]) {
-    const req = proposer("k", 0n, bal(1n, 1n), null);
+    const req = request(inst("k", 0n), bal(1n, 1n), null);
     const item = onlyItem(
       decodeRequestFrame(encodeRequests([{ Rid: rid, Op: "Prepare", Req: req }])),
     );
@@ -323,7 +316,7 @@ Deno.test("int64 fields accept every MessagePack integer encoding", () => {
   assert.deepEqual(a, {
     Rid: 3,
     Op: "Accept",
-    Req: proposer("k", -300n, bal(1000n, -2n), { Vi64: 2n ** 63n - 1n }),
+    Req: request(inst("k", -300n), bal(1000n, -2n), { Vi64: 2n ** 63n - 1n }),
   });
   const reply = new Uint8Array(map({
     Rid: intAs(0xcc, 4n),
@@ -380,7 +373,7 @@ Deno.test("encoded requests are plain MessagePack maps with the protocol's key n
   const prepare = encodeRequests([{
     Rid: 5,
     Op: "Prepare",
-    Req: proposer("key", 2n, bal(2n ** 53n + 1n, 7n), null),
+    Req: request(inst("key", 2n), bal(2n ** 53n + 1n, 7n), null),
   }]);
   // One envelope: a fixmap of three entries, no msgpackr record extension.
   assert.equal(prepare[0], 0x83);
@@ -410,7 +403,7 @@ Deno.test("encoded requests are plain MessagePack maps with the protocol's key n
   const accept = encodeRequests([{
     Rid: 6,
     Op: "Accept",
-    Req: proposer("key", 0n, bal(1n, 2n), { Vi64: -(2n ** 63n) }),
+    Req: request(inst("key", 0n), bal(1n, 2n), { Vi64: -(2n ** 63n) }),
   }]);
   assert.equal(accept[0], 0x83);
   const areq = strictGet(strictDecode(accept), "Req");
@@ -421,7 +414,7 @@ Deno.test("encoded requests are plain MessagePack maps with the protocol's key n
   const data = encodeRequests([{
     Rid: 7,
     Op: "Accept",
-    Req: proposer("key", 0n, bal(1n, 2n), { Data: { s: "x", b: new Uint8Array([1, 2]) } }),
+    Req: request(inst("key", 0n), bal(1n, 2n), { Data: { s: "x", b: new Uint8Array([1, 2]) } }),
   }]);
   const dval = strictGet(strictGet(strictDecode(data), "Req"), "Val");
   assert.deepEqual(strictKeys(dval), ["Data"]);
@@ -432,8 +425,8 @@ Deno.test("encoded requests are plain MessagePack maps with the protocol's key n
 
   // A batch is an array of such maps.
   const batch = encodeRequests([
-    { Rid: 1, Op: "Prepare", Req: proposer("a", 0n, bal(1n, 1n), null) },
-    { Rid: 2, Op: "Prepare", Req: proposer("b", 0n, bal(1n, 1n), null) },
+    { Rid: 1, Op: "Prepare", Req: request(inst("a", 0n), bal(1n, 1n), null) },
+    { Rid: 2, Op: "Prepare", Req: request(inst("b", 0n), bal(1n, 1n), null) },
   ]);
   assert.equal(batch[0], 0x92);
   const envs = strictDecode(batch) as unknown[];
@@ -586,13 +579,13 @@ Deno.test("limits: a key over MAX_KEY_BYTES and Data over MAX_VALUE_BYTES are To
   const ok = expectReq(onlyItem(decodeRequestFrame(encodeRequests([{
     Rid: 2,
     Op: "Accept",
-    Req: proposer("k", 0n, bal(1n, 1n), { Data: atLimit }),
+    Req: request(inst("k", 0n), bal(1n, 1n), { Data: atLimit }),
   }]))));
   assert.equal((ok.Req.Val as { Data: Uint8Array }).Data.length, MAX_VALUE_BYTES - 5);
   const over = decodeRequestFrame(encodeRequests([{
     Rid: 3,
     Op: "Accept",
-    Req: proposer("k", 0n, bal(1n, 1n), { Data: new Uint8Array(MAX_VALUE_BYTES - 4) }),
+    Req: request(inst("k", 0n), bal(1n, 1n), { Data: new Uint8Array(MAX_VALUE_BYTES - 4) }),
   }]));
   expectErr(onlyItem(over), "TooLarge", "Req.Val.Data");
   assert.equal(onlyItem(over).Rid, 3);
@@ -600,7 +593,7 @@ Deno.test("limits: a key over MAX_KEY_BYTES and Data over MAX_VALUE_BYTES are To
   const bigString = decodeRequestFrame(encodeRequests([{
     Rid: 4,
     Op: "Accept",
-    Req: proposer("k", 0n, bal(1n, 1n), { Data: ["s", "x".repeat(MAX_VALUE_BYTES)] }),
+    Req: request(inst("k", 0n), bal(1n, 1n), { Data: ["s", "x".repeat(MAX_VALUE_BYTES)] }),
   }]));
   expectErr(onlyItem(bigString), "TooLarge");
 });
@@ -661,9 +654,8 @@ Deno.test("a batch of valid envelopes decodes to all its requests, in order", ()
   const reqs: RequestEnvelope[] = Array.from({ length: 20 }, (_, i) => ({
     Rid: i * 3,
     Op: i % 2 === 0 ? "Prepare" : "Accept",
-    Req: proposer(
-      `k${i}`,
-      BigInt(i),
+    Req: request(
+      inst(`k${i}`, BigInt(i)),
       bal(BigInt(i + 1), 1n),
       i % 2 === 0 ? null : { Vi64: BigInt(-i) },
     ),
@@ -799,7 +791,7 @@ Deno.test("the Data size limit counts exactly the bytes the encoder writes", () 
     const req = (d: DataValue) => [{
       Rid: 1,
       Op: "Accept" as const,
-      Req: proposer("k", 0n, bal(1n, 1n), { Data: d }),
+      Req: request(inst("k", 0n), bal(1n, 1n), { Data: d }),
     }];
     const what = typeof v === "string" ? JSON.stringify(v.slice(0, 10)) : String(v);
     const ok = onlyItem(decodeRequestFrame(encodeRequests(req(at))));
@@ -830,7 +822,11 @@ Deno.test("nesting: Data up to MAX_DATA_DEPTH is fine, deeper is refused, absurd
     return d;
   };
   const req = (d: DataValue) =>
-    encodeRequests([{ Rid: 1, Op: "Accept", Req: proposer("k", 0n, bal(1n, 1n), { Data: d }) }]);
+    encodeRequests([{
+      Rid: 1,
+      Op: "Accept",
+      Req: request(inst("k", 0n), bal(1n, 1n), { Data: d }),
+    }]);
   expectReq(onlyItem(decodeRequestFrame(req(nest(MAX_DATA_DEPTH)))));
   expectErr(onlyItem(decodeRequestFrame(req(nest(MAX_DATA_DEPTH + 1)))), "BadRequest", "nested");
   // A frame nested far beyond what a decoder can recurse into: refused, not a crash.

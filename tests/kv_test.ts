@@ -11,6 +11,7 @@ import {
   PaxosProposer,
   type Proposer,
   serveAcceptor,
+  UnknownOutcomeError,
   VersionConflictError,
   WebSocketAcceptorClient,
 } from "../mod.ts";
@@ -308,8 +309,11 @@ Deno.test("kv: a client's next write of a key skips phase 1, and falls back when
   ]);
 });
 
-Deno.test("kv: a one-round-trip write that got partly through and was finished by a reader is not written twice", async () => {
-  const acceptors = cluster();
+// A one-round-trip write of g@1 gets partly through: its Accept reaches a0
+// only, and meanwhile another client reads g (which finishes version 1) and
+// writes version 2. Returns the writer's client, after its first write.
+async function overtakenWrite(keepVersions?: number): Promise<{ kv: Kv; write: Promise<bigint> }> {
+  const acceptors = cluster(3, keepVersions);
   const kv0 = new Kv(acceptors);
   let armed = false;
   let firstVoted!: () => void;
@@ -342,14 +346,32 @@ Deno.test("kv: a one-round-trip write that got partly through and was finished b
   const kv = new Kv(lossy);
   assert.equal(await kv.set("g", "first"), 0n);
   armed = true;
+  const write = kv.set("g", "mine");
+  write.finally(() => armed = false).catch(() => {});
+  return { kv, write };
+}
+
+Deno.test("kv: a one-round-trip write that got partly through and was finished by a reader is not written twice", async () => {
+  const { kv, write } = await overtakenWrite();
   // Our write was chosen at version 1 (by the reader): that is its version.
-  assert.equal(await kv.set("g", "mine"), 1n);
-  armed = false;
+  assert.equal(await write, 1n);
   assert.deepEqual((await kv.history("g")).map((h) => h.deleted ? null : h.value), [
     "first",
     "mine",
     "theirs",
   ]);
+});
+
+Deno.test("kv: a write chosen at a version compacted before the writer could look has an unknown outcome", async () => {
+  // As above, on acceptors that keep one version: version 1 is forgotten by
+  // the time the writer comes to read it, so it cannot tell whether it won.
+  const { write } = await overtakenWrite(1);
+  await assert.rejects(write, (e: Error) => {
+    assert.ok(e instanceof UnknownOutcomeError, String(e));
+    assert.equal(e.version, 1n);
+    assert.ok(e.cause instanceof CompactedError);
+    return true;
+  });
 });
 
 Deno.test("kv: a stale promise refused by every acceptor costs no read of its version", async () => {

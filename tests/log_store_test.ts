@@ -5,23 +5,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   type Acceptor,
-  LOG_FILE,
   LogCorruptionError,
   LogStore,
   PaxosAcceptor,
   type PaxosInstanceId,
-  ZERO_BALLOT,
 } from "../mod.ts";
+import { LOG_FILE } from "../log_store.ts";
 import { LineProcess } from "./cli_process.ts";
-
-function voted(n: number, val: Acceptor["Val"]): Acceptor {
-  const bal = { N: BigInt(n), ProposerId: 7n };
-  return { LastBal: bal, Val: val, VBal: bal };
-}
-
-function promised(n: number): Acceptor {
-  return { LastBal: { N: BigInt(n), ProposerId: 7n }, Val: null, VBal: ZERO_BALLOT };
-}
+import { promised, voted } from "./builders.ts";
 
 function snapshot(store: LogStore): Map<string, Acceptor> {
   const m = new Map<string, Acceptor>();

@@ -4,16 +4,7 @@ import assert from "node:assert/strict";
 import { seededRandom } from "../clock.ts";
 import { MemoryStore, Versions } from "../store.ts";
 import type { Acceptor, PaxosInstanceId } from "../types.ts";
-import { ZERO_BALLOT } from "../types.ts";
-
-function voted(n: number): Acceptor {
-  const bal = { N: BigInt(n), ProposerId: 1n };
-  return { LastBal: bal, Val: { Vi64: BigInt(n) }, VBal: bal };
-}
-
-function promised(n: number): Acceptor {
-  return { LastBal: { N: BigInt(n), ProposerId: 1n }, Val: null, VBal: ZERO_BALLOT };
-}
+import { promised, voted } from "./builders.ts";
 
 // A plain model of what Versions promises: a map per key, a highest voted
 // version and a floor.

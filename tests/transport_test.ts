@@ -1,7 +1,8 @@
 // WebSocketAcceptorClient against real acceptor servers, and against
 // hand-made servers that answer late, out of order, badly or not at all.
 import assert from "node:assert/strict";
-import { AcceptorError, WebSocketAcceptorClient } from "../transport.ts";
+import { WebSocketAcceptorClient } from "../transport.ts";
+import { AcceptorError } from "../errors.ts";
 import { PaxosAcceptor } from "../acceptor.ts";
 import { serveAcceptor } from "../server.ts";
 import { type Clock, systemClock } from "../clock.ts";
@@ -12,15 +13,12 @@ import {
   type ReplyEnvelope,
   type RequestItem,
 } from "../codec.ts";
-import type { Acceptor, Proposer, Value } from "../types.ts";
+import type { Acceptor, Value } from "../types.ts";
 import { EMPTY_ACCEPTOR } from "../types.ts";
 import { startWsServer } from "./ws_test_server.ts";
+import { bal, inst, req } from "./builders.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-function req(key: string, ver: bigint, n: bigint, pid: bigint, val: Value | null = null): Proposer {
-  return { Id: { Key: key, Ver: ver }, Bal: { N: n, ProposerId: pid }, Val: val };
-}
 
 /** Rejects when `p` has not settled after `ms`, so a lost reply fails instead of hanging. */
 function within<T>(p: Promise<T>, what: string, ms = 5000): Promise<T> {
@@ -38,7 +36,7 @@ function failuresOf(c: WebSocketAcceptorClient, n: number): Promise<Error[]> {
     Promise.all(
       Array.from(
         { length: n },
-        (_, i) => errorOf(c.request("Prepare", req("k", BigInt(i), 1n, 1n))),
+        (_, i) => errorOf(c.request("Prepare", req(inst("k", BigInt(i)), bal(1n, 1n)))),
       ),
     ),
     "the failures",
@@ -191,26 +189,26 @@ Deno.test("Prepare and Accept return the acceptor's replies", async () => {
   const c = new WebSocketAcceptorClient(server.url);
   try {
     // A fresh instance: the empty state.
-    assert.deepEqual(await c.request("Prepare", req("k", 0n, 1n, 1n)), EMPTY_ACCEPTOR);
+    assert.deepEqual(await c.request("Prepare", req(inst("k", 0n), bal(1n, 1n))), EMPTY_ACCEPTOR);
     // Accept replies the promise as it was before.
-    assert.deepEqual(await c.request("Accept", req("k", 0n, 1n, 1n, { Vi64: 5n })), {
+    assert.deepEqual(await c.request("Accept", req(inst("k", 0n), bal(1n, 1n), { Vi64: 5n })), {
       LastBal: { N: 1n, ProposerId: 1n },
       Val: null,
       VBal: { N: 0n, ProposerId: 0n },
     });
     // A later Prepare sees the vote.
-    assert.deepEqual(await c.request("Prepare", req("k", 0n, 2n, 1n)), {
+    assert.deepEqual(await c.request("Prepare", req(inst("k", 0n), bal(2n, 1n))), {
       LastBal: { N: 1n, ProposerId: 1n },
       Val: { Vi64: 5n },
       VBal: { N: 1n, ProposerId: 1n },
     });
     // A lower ballot is refused: the reply shows the higher promise.
-    const low = await c.request("Accept", req("k", 0n, 1n, 9n, { Vi64: 6n }));
+    const low = await c.request("Accept", req(inst("k", 0n), bal(1n, 9n), { Vi64: 6n }));
     assert.deepEqual(low.LastBal, { N: 2n, ProposerId: 1n });
     // Data values and int64 beyond 2^53 survive the trip.
     const data: Value = { Data: { s: "x", b: new Uint8Array([1, 2]), big: 2n ** 60n } };
-    await c.request("Accept", req("d", 2n ** 62n, 2n ** 61n, 3n, data));
-    const seen = await c.request("Prepare", req("d", 2n ** 62n, 2n ** 61n + 1n, 3n));
+    await c.request("Accept", req(inst("d", 2n ** 62n), bal(2n ** 61n, 3n), data));
+    const seen = await c.request("Prepare", req(inst("d", 2n ** 62n), bal(2n ** 61n + 1n, 3n)));
     assert.deepEqual(seen.Val, data);
     assert.deepEqual(seen.VBal, { N: 2n ** 61n, ProposerId: 3n });
     assert.equal(c.inFlight, 0);
@@ -229,13 +227,16 @@ Deno.test("2000 concurrent requests on one client each get their own instance's 
     const accepts = await Promise.all(
       Array.from(
         { length: n },
-        (_, i) => c.request("Accept", req(`key${i}`, BigInt(i), 1n, 1n, valueOf(i))),
+        (_, i) => c.request("Accept", req(inst(`key${i}`, BigInt(i)), bal(1n, 1n), valueOf(i))),
       ),
     );
     assert.ok(accepts.every((a) => a.LastBal.N === 0n && a.Val === null));
     assert.ok(c.inFlight === 0);
     const prepares = await Promise.all(
-      Array.from({ length: n }, (_, i) => c.request("Prepare", req(`key${i}`, BigInt(i), 2n, 1n))),
+      Array.from(
+        { length: n },
+        (_, i) => c.request("Prepare", req(inst(`key${i}`, BigInt(i)), bal(2n, 1n))),
+      ),
     );
     prepares.forEach((p, i) => {
       assert.deepEqual(p.Val, valueOf(i), `instance ${i}`);
@@ -263,7 +264,7 @@ Deno.test("requests of one tick share batch frames; replies in any order match b
       Promise.all(
         Array.from({ length: count }, async (_, i) => {
           const val: Value = { Vi64: BigInt(base + i) };
-          const rep = await c.request("Accept", req("k", BigInt(base + i), 7n, 1n, val));
+          const rep = await c.request("Accept", req(inst("k", BigInt(base + i)), bal(7n, 1n), val));
           assert.deepEqual(rep.Val, val, `request ${base + i}`);
         }),
       );
@@ -287,9 +288,12 @@ Deno.test("maxBatch bounds the requests per frame", async () => {
   );
   const c = new WebSocketAcceptorClient(server.url, { maxBatch: 10 });
   try {
-    await c.request("Prepare", req("warm-up", 0n, 1n, 1n));
+    await c.request("Prepare", req(inst("warm-up", 0n), bal(1n, 1n)));
     await Promise.all(
-      Array.from({ length: 25 }, (_, i) => c.request("Prepare", req("k", BigInt(i), 1n, 1n))),
+      Array.from(
+        { length: 25 },
+        (_, i) => c.request("Prepare", req(inst("k", BigInt(i)), bal(1n, 1n))),
+      ),
     );
     assert.deepEqual(server.batchSizes, [1, 10, 10, 5]);
   } finally {
@@ -303,13 +307,19 @@ Deno.test("a request with no reply fails with TimedOut and leaves nothing pendin
   const c = new WebSocketAcceptorClient(server.url, { timeoutMs: 100 });
   try {
     const t0 = performance.now();
-    const e = await within(errorOf(c.request("Prepare", req("k", 0n, 1n, 1n))), "the timeout");
+    const e = await within(
+      errorOf(c.request("Prepare", req(inst("k", 0n), bal(1n, 1n)))),
+      "the timeout",
+    );
     assert.ok(e instanceof Deno.errors.TimedOut, String(e));
     assert.match(e.message, /Prepare to ws:.*no reply within 100 ms/);
     assert.ok(performance.now() - t0 >= 90);
     assert.equal(c.inFlight, 0);
     // The connection stays: the next request goes over it and times out too.
-    const e2 = await within(errorOf(c.request("Accept", req("k", 0n, 1n, 1n, { Vi64: 1n }))), "");
+    const e2 = await within(
+      errorOf(c.request("Accept", req(inst("k", 0n), bal(1n, 1n), { Vi64: 1n }))),
+      "",
+    );
     assert.ok(e2 instanceof Deno.errors.TimedOut, String(e2));
     assert.equal(server.connections, 1);
     assert.equal(server.frames, 2);
@@ -327,7 +337,10 @@ Deno.test("a request times out even while the handshake hangs", async () => {
   });
   const c = new WebSocketAcceptorClient(silent.url, { timeoutMs: 100, connectTimeoutMs: 300 });
   try {
-    const e = await within(errorOf(c.request("Prepare", req("k", 0n, 1n, 1n))), "the timeout");
+    const e = await within(
+      errorOf(c.request("Prepare", req(inst("k", 0n), bal(1n, 1n)))),
+      "the timeout",
+    );
     assert.ok(e instanceof Deno.errors.TimedOut, String(e));
     assert.equal(c.inFlight, 0);
   } finally {
@@ -344,7 +357,10 @@ Deno.test("a late reply after the timeout, or one for an unknown Rid, is ignored
   });
   const c = new WebSocketAcceptorClient(server.url, { timeoutMs: 100 });
   try {
-    const e = await within(errorOf(c.request("Prepare", req("slow", 0n, 1n, 1n))), "the timeout");
+    const e = await within(
+      errorOf(c.request("Prepare", req(inst("slow", 0n), bal(1n, 1n)))),
+      "the timeout",
+    );
     assert.ok(e instanceof Deno.errors.TimedOut);
     const h = held as { items: RequestItem[]; socket: WebSocket } | null;
     assert.ok(h !== null);
@@ -352,7 +368,7 @@ Deno.test("a late reply after the timeout, or one for an unknown Rid, is ignored
     h.socket.send(encodeReplies(h.items.map(echoReply)));
     h.socket.send(encodeReplies([{ Rid: 987654, Rep: EMPTY_ACCEPTOR }]));
     const val: Value = { Vi64: 42n };
-    const rep = await c.request("Accept", req("fast", 0n, 1n, 1n, val));
+    const rep = await c.request("Accept", req(inst("fast", 0n), bal(1n, 1n), val));
     assert.deepEqual(rep.Val, val);
     assert.equal(server.connections, 1);
   } finally {
@@ -411,7 +427,7 @@ Deno.test("after the acceptor restarts on its port, requests succeed again; whil
   });
   let second: Awaited<ReturnType<typeof serveAcceptor>> | null = null;
   try {
-    await c.request("Accept", req("k", 0n, 1n, 1n, { Vi64: 1n }));
+    await c.request("Accept", req(inst("k", 0n), bal(1n, 1n), { Vi64: 1n }));
     await first.close();
 
     // Down: every request fails well before its 5 s timeout, with
@@ -420,7 +436,10 @@ Deno.test("after the acceptor restarts on its port, requests succeed again; whil
     const kinds = new Set<string>();
     for (let i = 0; i < 20; i++) {
       const t0 = performance.now();
-      const e = await within(errorOf(c.request("Prepare", req("k", 0n, 2n, 1n))), "a failure");
+      const e = await within(
+        errorOf(c.request("Prepare", req(inst("k", 0n), bal(2n, 1n)))),
+        "a failure",
+      );
       assert.ok(performance.now() - t0 < 1000, "failed fast");
       assert.ok(
         e instanceof Deno.errors.ConnectionRefused ||
@@ -440,7 +459,7 @@ Deno.test("after the acceptor restarts on its port, requests succeed again; whil
     let rep: Acceptor | null = null;
     for (let i = 0; i < 100 && rep === null; i++) {
       try {
-        rep = await c.request("Prepare", req("k", 0n, 2n, 1n));
+        rep = await c.request("Prepare", req(inst("k", 0n), bal(2n, 1n)));
       } catch (e) {
         assert.ok(e instanceof Deno.errors.ConnectionRefused, String(e));
         await pause(10);
@@ -466,7 +485,10 @@ Deno.test("reconnect attempts back off exponentially up to maxBackoffMs", async 
     random: { next: () => 0 }, // the shortest jitter: half the ceiling
   });
   const attempt = async () => {
-    const e = await within(errorOf(c.request("Prepare", req("k", 0n, 1n, 1n))), "a failure");
+    const e = await within(
+      errorOf(c.request("Prepare", req(inst("k", 0n), bal(1n, 1n)))),
+      "a failure",
+    );
     assert.ok(e instanceof Deno.errors.ConnectionRefused, String(e));
     return server.accepted;
   };
@@ -491,9 +513,9 @@ Deno.test("an Err reply rejects that request with AcceptorError and its code", a
   const c = new WebSocketAcceptorClient(server.url);
   try {
     const [bad, tooLong, good] = await Promise.allSettled([
-      c.request("Accept", req("k", 0n, 1n, 1n, null)), // Accept without a value
-      c.request("Prepare", req("x".repeat(5000), 0n, 1n, 1n)),
-      c.request("Prepare", req("k", 0n, 1n, 1n)),
+      c.request("Accept", req(inst("k", 0n), bal(1n, 1n), null)), // Accept without a value
+      c.request("Prepare", req(inst("x".repeat(5000), 0n), bal(1n, 1n))),
+      c.request("Prepare", req(inst("k", 0n), bal(1n, 1n))),
     ]);
     assert.ok(bad.status === "rejected" && bad.reason instanceof AcceptorError);
     assert.equal(bad.reason.code, "BadRequest");
@@ -520,12 +542,37 @@ Deno.test("an Err reply carries the acceptor's code and message; the connection 
   const c = new WebSocketAcceptorClient(server.url);
   try {
     for (let i = 0; i < 2; i++) {
-      const e = await within(errorOf(c.request("Prepare", req("k", 0n, 1n, 1n))), "the Err");
+      const e = await within(
+        errorOf(c.request("Prepare", req(inst("k", 0n), bal(1n, 1n)))),
+        "the Err",
+      );
       assert.ok(e instanceof AcceptorError, String(e));
       assert.equal(e.code, "StorageError");
       assert.equal(e.message, `${server.url} answered StorageError: disk full`);
     }
     assert.equal(server.connections, 1);
+  } finally {
+    await c.close();
+    await server.close();
+  }
+});
+
+Deno.test("an Err code this client does not know becomes Internal, keeping the code in the message", async () => {
+  const server = await startFake((items, socket) =>
+    socket.send(
+      encodeReplies(items.map((i) => ({ Rid: i.Rid, Err: { Code: "Overloaded", Msg: "busy" } }))),
+    )
+  );
+  const c = new WebSocketAcceptorClient(server.url);
+  try {
+    const e = await within(
+      errorOf(c.request("Prepare", req(inst("k", 0n), bal(1n, 1n)))),
+      "the Err",
+    );
+    assert.ok(e instanceof AcceptorError, String(e));
+    assert.equal(e.code, "Internal");
+    assert.equal(e.detail, "Overloaded: busy");
+    assert.equal(e.isFinal, false);
   } finally {
     await c.close();
     await server.close();
@@ -560,16 +607,16 @@ Deno.test("a request that cannot be encoded fails alone", async () => {
   const server = await serveAcceptor(new PaxosAcceptor());
   const c = new WebSocketAcceptorClient(server.url);
   try {
-    await c.request("Prepare", req("warm-up", 0n, 1n, 1n));
+    await c.request("Prepare", req(inst("warm-up", 0n), bal(1n, 1n)));
     // An int beyond 64 bits has no MessagePack encoding.
     const [bad, good] = await Promise.allSettled([
-      c.request("Accept", req("k", 0n, 1n, 1n, { Vi64: 2n ** 64n })),
-      c.request("Accept", req("k", 1n, 1n, 1n, { Vi64: 1n })),
+      c.request("Accept", req(inst("k", 0n), bal(1n, 1n), { Vi64: 2n ** 64n })),
+      c.request("Accept", req(inst("k", 1n), bal(1n, 1n), { Vi64: 1n })),
     ]);
     assert.ok(bad.status === "rejected", "the bad request fails");
     assert.ok(bad.reason instanceof RangeError, String(bad.reason));
     assert.ok(good.status === "fulfilled", String(good.status === "rejected" && good.reason));
-    assert.deepEqual(await c.request("Prepare", req("k", 1n, 2n, 1n)), {
+    assert.deepEqual(await c.request("Prepare", req(inst("k", 1n), bal(2n, 1n))), {
       LastBal: { N: 1n, ProposerId: 1n },
       Val: { Vi64: 1n },
       VBal: { N: 1n, ProposerId: 1n },
@@ -586,7 +633,7 @@ Deno.test("close() fails requests in flight, closes the connection, and refuses 
   const received = new Promise<void>((resolve) => gotFrame = resolve);
   const server = await startFake(() => gotFrame()); // never answers
   const c = new WebSocketAcceptorClient(server.url, { timeoutMs: 5000 });
-  const failed = errorOf(c.request("Prepare", req("k", 0n, 1n, 1n)));
+  const failed = errorOf(c.request("Prepare", req(inst("k", 0n), bal(1n, 1n))));
   try {
     await within(received, "the request at the server");
     assert.equal(c.inFlight, 1);
@@ -595,7 +642,10 @@ Deno.test("close() fails requests in flight, closes the connection, and refuses 
     assert.ok(e instanceof Deno.errors.NotConnected, String(e));
     assert.equal(c.inFlight, 0);
     assert.equal(await server.firstClose, 1000);
-    await assert.rejects(c.request("Prepare", req("k", 0n, 1n, 1n)), Deno.errors.NotConnected);
+    await assert.rejects(
+      c.request("Prepare", req(inst("k", 0n), bal(1n, 1n))),
+      Deno.errors.NotConnected,
+    );
     await c.close(); // twice is fine
   } finally {
     await c.close();
@@ -606,7 +656,10 @@ Deno.test("close() fails requests in flight, closes the connection, and refuses 
 Deno.test("close() of a client that never connected resolves", async () => {
   const c = new WebSocketAcceptorClient("ws://127.0.0.1:1/paxos");
   await c.close();
-  await assert.rejects(c.request("Prepare", req("k", 0n, 1n, 1n)), Deno.errors.NotConnected);
+  await assert.rejects(
+    c.request("Prepare", req(inst("k", 0n), bal(1n, 1n))),
+    Deno.errors.NotConnected,
+  );
 });
 
 Deno.test("the constructor rejects a bad URL with a TypeError", () => {

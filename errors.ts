@@ -1,0 +1,112 @@
+/**
+ * The errors that cross layers: the codes an acceptor answers with, the
+ * error a proposer gets when an acceptor refuses a request, and the error a
+ * phase of Paxos ends with when it cannot gather a quorum.
+ *
+ * They live below the codec, the transport, the acceptor and the proposer,
+ * so that each of those can throw or catch them without importing another.
+ *
+ * @module
+ */
+
+/**
+ * The codes of an `Err` reply (docs/protocol.md, "Errors"):
+ *
+ * - `BadRequest`: a field is missing or of the wrong type;
+ * - `UnknownOp`: an operation this acceptor does not serve;
+ * - `TooLarge`: a key or value over its size limit;
+ * - `StorageError`: the store could not record the change;
+ * - `Compacted`: the version is older than the acceptor keeps (kv extension);
+ * - `Internal`: a bug in the acceptor, or a code this client does not know.
+ */
+export type ErrorCode =
+  | "BadRequest"
+  | "UnknownOp"
+  | "TooLarge"
+  | "StorageError"
+  | "Compacted"
+  | "Internal";
+
+const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
+  "BadRequest",
+  "UnknownOp",
+  "TooLarge",
+  "StorageError",
+  "Compacted",
+  "Internal",
+]);
+
+/**
+ * Tells whether a string is one of the {@link ErrorCode}s.
+ *
+ * @example
+ * ```ts
+ * import { isErrorCode } from "./errors.ts";
+ * isErrorCode("Compacted"); // true
+ * isErrorCode("Oops"); // false
+ * ```
+ */
+export function isErrorCode(s: string): s is ErrorCode {
+  return ERROR_CODES.has(s);
+}
+
+// The codes after which asking again cannot help: the request itself is
+// refused (it is malformed, too large, or for a forgotten version).
+const FINAL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "Compacted",
+  "BadRequest",
+  "TooLarge",
+  "UnknownOp",
+]);
+
+/**
+ * An acceptor refused a request: it answered with an `Err` reply, or (in
+ * process) threw it. `code` says why; the request changed nothing.
+ *
+ * @example
+ * ```ts
+ * import { AcceptorError } from "./errors.ts";
+ * const e = new AcceptorError("StorageError", "disk full", "ws://127.0.0.1:3333/paxos");
+ * e.code; // "StorageError"
+ * e.isFinal; // false: another try may succeed
+ * ```
+ */
+export class AcceptorError extends Error {
+  /** Why the acceptor refused. */
+  readonly code: ErrorCode;
+  /** The acceptor's own explanation, without the acceptor's name. */
+  readonly detail: string;
+  /** Builds the error from the acceptor's code and message, and its name. */
+  constructor(code: ErrorCode, detail: string, acceptor: string) {
+    super(`${acceptor} answered ${code}: ${detail}`);
+    this.name = "AcceptorError";
+    this.code = code;
+    this.detail = detail;
+  }
+
+  /** Whether retrying the same request cannot help (see {@link ErrorCode}). */
+  get isFinal(): boolean {
+    return FINAL_CODES.has(this.code);
+  }
+}
+
+/**
+ * A phase could not gather a quorum of acceptors that accept its ballot:
+ * the seed's `NotEnoughQuorum`. From a whole Paxos run it means that no
+ * value was chosen before the deadline. When an acceptor refused the request
+ * outright, its {@link AcceptorError} is the `cause`.
+ *
+ * @example
+ * ```ts
+ * import { NotEnoughQuorumError } from "./errors.ts";
+ * const e = new NotEnoughQuorumError("not enough quorum: 1 of 2");
+ * e instanceof Error; // true
+ * ```
+ */
+export class NotEnoughQuorumError extends Error {
+  /** Builds the error with a message saying what was missing. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "NotEnoughQuorumError";
+  }
+}

@@ -1,0 +1,105 @@
+// askQuorum: it returns at a quorum without waiting for the rest, fails as
+// soon as a quorum can no longer count, at the deadline, and counts a quorum
+// within one group only.
+import assert from "node:assert/strict";
+import { askQuorum, quorumOf } from "../quorum.ts";
+import { systemClock } from "../clock.ts";
+
+const names = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `a${i}` }));
+
+/** A reply that never comes: the test must not wait for it. */
+const never = () => new Promise<never>(() => {});
+
+Deno.test("quorumOf is a majority", () => {
+  assert.deepEqual([1, 2, 3, 4, 5].map(quorumOf), [1, 2, 2, 3, 3]);
+});
+
+Deno.test("askQuorum returns at a quorum, without waiting for the others", async () => {
+  const out = await askQuorum(
+    names(3),
+    (a) => a.name === "a1" ? never() : Promise.resolve(a.name),
+    { need: 2, clock: systemClock },
+  );
+  assert.equal(out.ok, true);
+  assert.deepEqual(out.replies, ["a0", "a2"]);
+});
+
+Deno.test("askQuorum fails as soon as too many refused or failed, naming them in order", async () => {
+  const out = await askQuorum(
+    names(3),
+    (a) =>
+      a.name === "a0"
+        ? Promise.reject(new Error("a0 is down"))
+        : a.name === "a1"
+        ? Promise.resolve("no")
+        : never(),
+    { need: 2, judge: (r, from) => r === "yes" || `${from} said ${r}`, clock: systemClock },
+  );
+  assert.equal(out.ok, false);
+  assert.equal(out.why, "");
+  assert.deepEqual(out.replies, []);
+  assert.deepEqual(out.failures, ["a0 is down", "a1 said no"]);
+  assert.equal(out.errors.length, 1);
+});
+
+Deno.test("askQuorum gives up at its deadline", async () => {
+  const t0 = performance.now();
+  const out = await askQuorum(names(3), (a) => a.name === "a0" ? Promise.resolve(1) : never(), {
+    need: 2,
+    deadline: systemClock.now() + 20,
+    clock: systemClock,
+  });
+  assert.equal(out.ok, false);
+  assert.equal(out.why, "deadline reached");
+  assert.deepEqual(out.replies, [1]);
+  assert.ok(performance.now() - t0 >= 19);
+});
+
+Deno.test("askQuorum with groups needs a quorum of one group, and waits while one may still come", async () => {
+  // 5 acceptors: x, y, y, then x, x. Only the fifth reply makes a quorum (x).
+  const replies = ["x", "y", "y", "x", "x"];
+  const seen: string[] = [];
+  const out = await askQuorum(names(5), (a) => Promise.resolve(replies[Number(a.name[1])]!), {
+    need: 3,
+    groupOf: (r) => r,
+    onReply: (r) => seen.push(r),
+    clock: systemClock,
+  });
+  assert.equal(out.ok, true);
+  assert.deepEqual(out.replies, ["x", "x", "x"]);
+  assert.equal(seen.length, 5);
+  // Two groups of two among four acceptors: no group can reach three.
+  const split = await askQuorum(names(4), (a) => Promise.resolve(Number(a.name[1]) % 2), {
+    need: 3,
+    groupOf: String,
+    clock: systemClock,
+  });
+  assert.equal(split.ok, false);
+});
+
+Deno.test("askQuorum tells onReply of replies that come after the outcome", async () => {
+  let release!: () => void;
+  const late = new Promise<string>((resolve) => release = () => resolve("late"));
+  const seen: string[] = [];
+  const out = await askQuorum(
+    names(3),
+    (a) => a.name === "a2" ? late : Promise.resolve(a.name),
+    { need: 2, onReply: (r) => seen.push(r), clock: systemClock },
+  );
+  assert.equal(out.ok, true);
+  release();
+  await late;
+  await Promise.resolve();
+  assert.deepEqual(seen, ["a0", "a1", "late"]);
+  assert.deepEqual(out.replies, ["a0", "a1"], "the outcome does not change");
+});
+
+Deno.test("askQuorum fails at once when there are fewer acceptors than it needs", async () => {
+  let asked = 0;
+  const out = await askQuorum(names(1), () => {
+    asked++;
+    return never();
+  }, { need: 2, clock: systemClock });
+  assert.equal(out.ok, false);
+  assert.equal(asked, 1);
+});
