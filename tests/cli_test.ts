@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { formatKvValue, formatValue, parseValueArg } from "../cli.ts";
+import { formatKvValue, formatValue, parseValueArg } from "../cli/format.ts";
 import {
   cli,
   cliOut,

@@ -1,0 +1,266 @@
+/**
+ * The help texts of the command line: the program's, and each command's.
+ *
+ * @module
+ */
+import { DEFAULT_BASE_PORT } from "../cluster.ts";
+
+const RUN = "deno run --allow-net=127.0.0.1 cli.ts";
+
+const EXIT_HELP = `Exit status:
+  0  success
+  1  the command could not do its work: no majority of the acceptors answered,
+     or nothing was decided, before the deadline; an acceptor or cluster
+     cannot open its data or listen
+  2  bad usage
+  3  get: KEY has no value (it was never written, or it was deleted)
+  4  set --if-ver/--if-absent, delete --if-ver: version conflict; nothing was
+     written
+  5  the version asked for is compacted: the acceptors run with
+     --keep-versions and no longer keep it
+Every failure is one line on stderr.`;
+
+/** The help of the program, for `--help` and `help`. */
+export const TOP_HELP = `paxoskv: a key-value store in which every write and read is decided by
+classic two-phase Paxos, one Paxos instance per key and version.
+
+Usage:
+  ${RUN} <command> [options]
+
+Commands:
+  acceptor   run one acceptor server
+  cluster    run three acceptors in one process, to try things out (deno task start)
+  set        write a value as the next version of a key, print that version
+             (--if-ver N, --if-absent: only if the key is in that state);
+             with --ver N: propose a value for version N, print the chosen value
+  get        print the latest value of a key;
+             with --ver N: print the value chosen for version N (nil if none)
+  delete     delete a key (write a tombstone version), print that version
+  history    print the versions of a key, oldest first
+  help       show the help of a command: help <command>
+
+Run "cli.ts <command> --help" for a command's options. set, get, delete and
+history take --json to print one line of JSON instead.
+
+${EXIT_HELP}`;
+
+const ACCEPTOR_HELP = `Usage:
+  ${RUN} acceptor --id N [--host H] [--port P]
+      [--data DIR | --memory] [--keep-versions K]
+
+Runs one acceptor, serving ws://HOST:PORT/paxos. It first recovers its state
+from DIR; once it listens, it prints that URL as one line on stdout. SIGINT or
+SIGTERM stops it (exit status 0).
+
+Every promise and vote is written to DIR and synced to disk before the reply
+that acknowledges it is sent. A second acceptor on the same DIR refuses to
+start. A damaged log (other than a torn last write, which is dropped) makes
+the acceptor refuse to start, naming the file and offset.
+
+Options:
+  --id N              this acceptor's id, a non-negative integer (required)
+  --host H            interface to listen on (default 127.0.0.1)
+  --port P            port to listen on, 0 for a free one (default ${DEFAULT_BASE_PORT}+N)
+  --data DIR          where the state lives (default ./data/acceptor-N)
+  --memory            keep the state in memory only, for tests and demos: it is
+                      lost when the process stops
+  --keep-versions K   keep only the last K versions of each key, a positive
+                      integer (counted from the highest version this acceptor
+                      voted in); older versions are forgotten, and requests for
+                      them are refused as compacted (get --ver exits with 5;
+                      history leaves them out). Default: keep every version
+  -h, --help          show this help`;
+
+const CLUSTER_HELP = `Usage:
+  ${RUN} cluster [--base-port P] [--host H]
+
+Runs acceptors 0, 1 and 2 in this process, on ports P, P+1 and P+2, each with
+its state in memory only. Prints their URLs and example commands, then runs
+until SIGINT or SIGTERM (exit status 0).
+
+Options:
+  --base-port P   port of acceptor 0; 0 gives each acceptor a free port
+                  (default ${DEFAULT_BASE_PORT})
+  --host H        interface to listen on (default 127.0.0.1)
+  -h, --help      show this help`;
+
+function netOptions(withVer: boolean): string {
+  const deadline = withVer
+    ? `  --deadline MS      give up when there is no answer within MS ms (default
+                     10000); without --ver, reaching a majority of the
+                     acceptors and then the command itself each have MS ms`
+    : `  --deadline MS      give up when there is no answer within MS ms (default
+                     10000); reaching a majority of the acceptors and then
+                     the command itself each have MS ms`;
+  return `  --acceptors URLS   the acceptors, comma-separated ws://HOST:PORT/paxos URLs
+                     (required); every decision is made by a majority of them
+  --timeout MS       how long to wait for each reply, in ms (default 1000)
+${deadline}
+  --json             print one line of JSON instead (see JSON below)`;
+}
+
+const VER_OPTIONS = `  --ver N            the seed's call: version N of KEY, a non-negative int64
+  --proposer-id N    with --ver only: this proposer's id, a positive int64;
+                     concurrent proposers need different ids (default: a
+                     random 48-bit number). Without --ver it is refused:
+                     every Paxos run then picks a random id of its own`;
+
+function ifVerOption(verb: string): string {
+  return `  --if-ver N         ${verb} only if N is the latest version of KEY; -1 means
+                     "KEY has no version yet"`;
+}
+
+const VALUE_HELP = `Values: the text printed for a value is
+  an int64                its decimal digits
+  a string                the string as it is
+  a delete (tombstone)    (deleted)
+  other values (written by other clients): compact JSON, in which integers of
+                          any size are exact decimals, binary (bytes) is a
+                          base64 string, and NaN/Infinity/-Infinity are strings`;
+
+const JSON_HELP = `JSON: with --json the output is one line of JSON. In it, integers of any size
+are exact bare decimals (beyond 2^53 too: read them with a parser that keeps
+big integers), an int64 value is a number and a string value a string, binary
+is a base64 string, and NaN/Infinity/-Infinity are strings. Errors still go to
+stderr as one line, and the exit status is the same as without --json.`;
+
+const SET_HELP = `Usage:
+  ${RUN} set KEY VALUE --acceptors URL,URL,...
+      [--if-ver N | --if-absent] [options]
+  ${RUN} set KEY VALUE --ver N --acceptors URL,URL,...
+      [options]
+
+Without --ver, writes VALUE as the next version of KEY (0 for the first write)
+and prints that version. When another client writes the same key at the same
+time, each write gets a version of its own. With --if-ver N, it writes only if
+N is the latest version of KEY; with --if-absent, only if KEY has no value (it
+was never written, or it was deleted). When the key is not in that state, it
+writes nothing and exits with status 4, saying which version it found.
+
+With --ver N, it proposes VALUE for version N of KEY: this process runs Paxos
+against the acceptors and prints the value chosen for KEY@N. Each version is
+chosen once: when another value was chosen before, set prints that value, not
+VALUE. Writes with --ver can leave gaps between versions, which the writes
+without --ver do not expect: write a key either with --ver or without it
+(reading any version with get --ver is fine).
+
+VALUE is stored as an int64 (Vi64) when it is a canonical decimal integer
+(digits with an optional "-", no leading zeros, not -0) within
+-9223372036854775808..9223372036854775807, and as a string (Data) otherwise.
+Put "--" before a VALUE that begins with "--", after all the options.
+
+Options:
+${netOptions(true)}
+${ifVerOption("write")}
+  --if-absent        write only if KEY has no value (never written, or deleted)
+${VER_OPTIONS}
+  -h, --help         show this help
+
+Output:
+  without --ver   the version written, e.g. 3
+                  --json: {"key":"foo","version":3}
+  with --ver      the value chosen for KEY@N (see Values below)
+                  --json: {"key":"foo","ver":0,"value":5}
+
+${VALUE_HELP}
+
+${JSON_HELP}
+
+${EXIT_HELP}`;
+
+const GET_HELP = `Usage:
+  ${RUN} get KEY --acceptors URL,URL,...
+      [options]
+  ${RUN} get KEY --ver N --acceptors URL,URL,...
+      [options]
+
+Without --ver, prints the value of the latest version of KEY. The read is
+linearizable: it sees every write that finished before it started. When KEY
+has no value (it was never written, or it was deleted), it prints nothing on
+stdout, says so on stderr (with the version of the delete, if any) and exits
+with status 3.
+
+With --ver N, reads version N of KEY: this process runs Paxos against the
+acceptors without a value of its own and prints the value chosen for KEY@N, or
+nil when no value was voted for (exit status 0). A value voted for but not yet
+chosen is completed first, so what get prints is chosen and stays chosen. A
+version deleted by "delete" prints (deleted).
+
+Options:
+${netOptions(true)}
+${VER_OPTIONS}
+  -h, --help         show this help
+
+Output:
+  without --ver   the value (see Values below)
+                  --json: {"key":"foo","found":true,"version":3,"value":5}
+                  or, exit status 3: {"key":"foo","found":false,"version":-1}
+                  ("version" is then the delete's version, -1 if never written;
+                  nothing is printed on stderr)
+  with --ver      the value chosen for KEY@N, or nil
+                  --json: {"key":"foo","ver":0,"value":5}; "value" is null for
+                  nil; a deleted version gives "value":null,"deleted":true
+
+${VALUE_HELP}
+
+${JSON_HELP}
+
+${EXIT_HELP}`;
+
+const DELETE_HELP = `Usage:
+  ${RUN} delete KEY --acceptors URL,URL,...
+      [--if-ver N] [options]
+
+Deletes KEY: writes a tombstone as its next version and prints that version.
+After it, get KEY finds no value (exit status 3) until KEY is set again;
+history KEY shows the tombstone as (deleted). With --if-ver N it deletes only
+if N is the latest version of KEY, and otherwise writes nothing and exits with
+status 4.
+
+Options:
+${netOptions(false)}
+${ifVerOption("delete")}
+  -h, --help         show this help
+
+Output: the tombstone's version, e.g. 4
+  --json: {"key":"foo","version":4,"deleted":true}
+
+${JSON_HELP}
+
+${EXIT_HELP}`;
+
+const HISTORY_HELP = `Usage:
+  ${RUN} history KEY --acceptors URL,URL,...
+      [--limit N] [options]
+
+Prints the latest versions of KEY, at most N of them, oldest first, one line
+each: the version, a tab, and the value (see Values below), or "(deleted)" for
+a delete. Versions the acceptors no longer keep (acceptor --keep-versions) are
+left out. A key that was never written prints nothing (exit status 0). Use
+--json for values that hold newlines or tabs.
+
+Options:
+${netOptions(false)}
+  --limit N          at most N versions, a positive integer (default 100)
+  -h, --help         show this help
+
+Output:
+  0<TAB>a
+  2<TAB>(deleted)
+  --json: {"key":"foo","versions":[{"version":0,"value":"a"},{"version":2,"deleted":true}]}
+
+${VALUE_HELP}
+
+${JSON_HELP}
+
+${EXIT_HELP}`;
+
+/** The help of each command, by name. */
+export const HELP: Readonly<Record<string, string>> = {
+  acceptor: ACCEPTOR_HELP,
+  cluster: CLUSTER_HELP,
+  set: SET_HELP,
+  get: GET_HELP,
+  delete: DELETE_HELP,
+  history: HISTORY_HELP,
+};

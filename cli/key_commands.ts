@@ -1,0 +1,217 @@
+/**
+ * The key commands: `set`, `get`, `delete` and `history` through the KV
+ * layer, and the seed's calls on one version by number (`set --ver`,
+ * `get --ver`), where this process is the proposer.
+ *
+ * @module
+ */
+import { INT64_MAX, keyBytesOverLimit, MAX_KEY_BYTES } from "../codec.ts";
+import { connect, Kv, type SetOptions } from "../kv.ts";
+import { WebSocketAcceptorClient } from "../transport.ts";
+import type { Value } from "../types.ts";
+import {
+  intOpt,
+  NET_SPEC,
+  type NetOptions,
+  type OptSpec,
+  parseArgs,
+  type Parsed,
+  parseNetOptions,
+  positionals,
+} from "./args.ts";
+import { EXIT_NOT_FOUND, messageOf, reportFailure, UsageError } from "./exit.ts";
+import { formatKvValue, formatValue, parseValueArg, toJson } from "./format.ts";
+import type { CliIo } from "./io.ts";
+
+/** The key commands' names. */
+export type KeyCommand = "set" | "get" | "delete" | "history";
+
+const KEY_SPECS: Readonly<Record<KeyCommand, OptSpec>> = {
+  set: {
+    ...NET_SPEC,
+    ver: "string",
+    "proposer-id": "string",
+    "if-ver": "string",
+    "if-absent": "boolean",
+  },
+  get: { ...NET_SPEC, ver: "string", "proposer-id": "string" },
+  delete: { ...NET_SPEC, "if-ver": "string" },
+  history: { ...NET_SPEC, limit: "string" },
+};
+
+// What a key command was asked to do, checked before anything is sent.
+interface KeyArgs {
+  readonly key: string;
+  /** `set`'s value. */
+  readonly value: Value | null;
+  readonly net: NetOptions;
+  /** The version of a seed's call (`--ver`). */
+  readonly ver: bigint | undefined;
+  readonly proposerId: bigint | undefined;
+  /** `--if-ver` and `--if-absent`. */
+  readonly condition: SetOptions;
+  /** `history --limit`. */
+  readonly limit: number;
+}
+
+/** Runs one key command; resolves with its exit status. */
+export async function runKeyCommand(
+  cmd: KeyCommand,
+  args: readonly string[],
+  io: CliIo,
+): Promise<number> {
+  const a = parseKeyArgs(cmd, parseArgs(args, KEY_SPECS[cmd]));
+  if (a.ver !== undefined) return await runVersion(a, a.ver, io);
+  let kv: Kv;
+  try {
+    kv = await connect(a.net.urls, { timeoutMs: a.net.timeoutMs, deadlineMs: a.net.deadlineMs });
+  } catch (e) {
+    return reportFailure(e, io);
+  }
+  try {
+    return await KV_COMMANDS[cmd](kv, a, io);
+  } catch (e) {
+    return reportFailure(e, io);
+  } finally {
+    await kv.close();
+  }
+}
+
+function parseKeyArgs(cmd: KeyCommand, p: Parsed): KeyArgs {
+  const [key, valueArg] = positionals(p, cmd === "set" ? ["KEY", "VALUE"] : ["KEY"]);
+  const keyBytes = keyBytesOverLimit(key!);
+  if (keyBytes !== undefined) {
+    throw new UsageError(`KEY is ${keyBytes} bytes, over the ${MAX_KEY_BYTES} byte limit`);
+  }
+  let value: Value | null = null;
+  if (valueArg !== undefined) {
+    try {
+      value = parseValueArg(valueArg);
+    } catch (e) {
+      throw new UsageError(messageOf(e));
+    }
+  }
+  const ver = intOpt(p, "ver", 0n, INT64_MAX, "a non-negative int64");
+  if (ver !== undefined) {
+    for (const o of ["if-ver", "if-absent"]) {
+      if (p.opts.has(o)) {
+        throw new UsageError(
+          `--${o} does not go with --ver: --ver writes one version by number, ` +
+            `--${o} is for writes of the next version`,
+        );
+      }
+    }
+  } else if (p.opts.has("proposer-id")) {
+    throw new UsageError("--proposer-id goes only with --ver");
+  }
+  const net = parseNetOptions(p);
+  const proposerId = intOpt(p, "proposer-id", 1n, INT64_MAX, "a positive int64");
+  const ifVersion = intOpt(
+    p,
+    "if-ver",
+    -1n,
+    INT64_MAX,
+    "a version: -1 (no version yet) or a non-negative int64",
+  );
+  const limit = intOpt(p, "limit", 1n, BigInt(Number.MAX_SAFE_INTEGER), "a positive integer");
+  return {
+    key: key!,
+    value,
+    net,
+    ver,
+    proposerId,
+    condition: {
+      ...(ifVersion === undefined ? {} : { ifVersion }),
+      ...(p.opts.has("if-absent") ? { ifAbsent: true } : {}),
+    },
+    limit: Number(limit ?? 100n),
+  };
+}
+
+type KvCommand = (kv: Kv, a: KeyArgs, io: CliIo) => Promise<number>;
+
+const KV_COMMANDS: Readonly<Record<KeyCommand, KvCommand>> = {
+  async set(kv, { key, value, condition, net }, io) {
+    const v = "Vi64" in value! ? value.Vi64 : (value as { Data: string }).Data;
+    const version = await kv.set(key, v, condition);
+    io.out(net.json ? toJson({ key, version }) : String(version));
+    return 0;
+  },
+
+  async get(kv, { key, net }, io) {
+    const got = await kv.get(key);
+    if (got.found) {
+      io.out(
+        net.json
+          ? toJson({ key, found: true, version: got.version, value: got.value })
+          : formatKvValue(got.value),
+      );
+      return 0;
+    }
+    if (net.json) io.out(toJson({ key, found: false, version: got.version }));
+    else {
+      io.err(
+        `paxoskv: ${key}: not found` +
+          (got.version >= 0n ? ` (deleted at version ${got.version})` : ""),
+      );
+    }
+    return EXIT_NOT_FOUND;
+  },
+
+  async delete(kv, { key, condition, net }, io) {
+    const version = await kv.delete(key, condition);
+    io.out(net.json ? toJson({ key, version, deleted: true }) : String(version));
+    return 0;
+  },
+
+  async history(kv, { key, limit, net }, io) {
+    const versions = await kv.history(key, { limit });
+    if (net.json) {
+      const items = versions.map((h) =>
+        h.deleted ? { version: h.version, deleted: true } : { version: h.version, value: h.value }
+      );
+      io.out(toJson({ key, versions: items }));
+    } else {
+      for (const h of versions) {
+        io.out(`${h.version}\t${h.deleted ? "(deleted)" : formatKvValue(h.value)}`);
+      }
+    }
+    return 0;
+  },
+};
+
+/** The seed's calls: one Paxos run on KEY@ver, with this process as the proposer. */
+async function runVersion(a: KeyArgs, ver: bigint, io: CliIo): Promise<number> {
+  const clients = a.net.urls.map((u) =>
+    new WebSocketAcceptorClient(u, { timeoutMs: a.net.timeoutMs })
+  );
+  const kv = new Kv(clients, { deadlineMs: a.net.deadlineMs });
+  const proposerId = a.proposerId ?? randomProposerId();
+  try {
+    const chosen = a.value === null
+      ? await kv.getVersion(a.key, ver, { proposerId })
+      : await kv.setVersion(a.key, ver, a.value, { proposerId });
+    if (a.net.json) {
+      const value = chosen === null || "Del" in chosen
+        ? null
+        : "Vi64" in chosen
+        ? chosen.Vi64
+        : chosen.Data;
+      const deleted = chosen !== null && "Del" in chosen ? { deleted: true } : {};
+      io.out(toJson({ key: a.key, ver, value, ...deleted }));
+    } else io.out(chosen === null ? "nil" : formatValue(chosen));
+    return 0;
+  } catch (e) {
+    return reportFailure(e, io);
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+  }
+}
+
+function randomProposerId(): bigint {
+  for (;;) {
+    const b = crypto.getRandomValues(new Uint8Array(6));
+    const id = b.reduce((acc, x) => (acc << 8n) | BigInt(x), 0n);
+    if (id > 0n) return id;
+  }
+}
