@@ -6,6 +6,12 @@
 // Every figure is also given as a ratio to that limit.
 //
 //   deno task bench [--seconds S] [--in-flight 1,16,64,256] [--json] [--vs-etcd]
+//                   [--baseline REV]
+//
+// --baseline REV also measures the code of git revision REV (checked out in
+// a temporary worktree: its acceptors, and its client, imported beside ours)
+// at each level next to our rows, in alternating order, and gives each of
+// our KV rows as a ratio to the baseline's ("vsBase").
 //
 // --vs-etcd also runs the same workload against a 3-member etcd on loopback
 // (Debian: apt-get install etcd-server), at each level right after the
@@ -25,6 +31,7 @@ const { values: flags } = parseArgs({
     "in-flight": { type: "string", default: "1,16,64,256" },
     json: { type: "boolean", default: false },
     "vs-etcd": { type: "boolean", default: false },
+    baseline: { type: "string" },
   },
 });
 const seconds = Number(flags.seconds);
@@ -43,6 +50,7 @@ interface Row {
   errors: number;
   vsWire?: number;
   vsEtcd?: number;
+  vsBase?: number;
 }
 
 // Runs `op` in `inFlight` closed loops for the configured time.
@@ -81,10 +89,13 @@ async function measure(
 }
 
 // A child process that prints its URL on its first line.
-async function spawnServer(args: string[]): Promise<{ url: string; stop(): Promise<void> }> {
+async function spawnServer(
+  args: string[],
+  cwd = root,
+): Promise<{ url: string; stop(): Promise<void> }> {
   const child = new Deno.Command(Deno.execPath(), {
     args,
-    cwd: root,
+    cwd,
     stdout: "piped",
     stderr: "inherit",
     stdin: "null",
@@ -111,7 +122,8 @@ async function spawnServer(args: string[]): Promise<{ url: string; stop(): Promi
 
 const NET = "--allow-net=127.0.0.1";
 
-async function acceptors(durable: boolean, dir: string) {
+// Three acceptor processes of the code in `code`, with their data in `dir`.
+async function acceptors(durable: boolean, dir: string, code = root) {
   return await Promise.all([0, 1, 2].map((i) =>
     spawnServer([
       "run",
@@ -125,8 +137,32 @@ async function acceptors(durable: boolean, dir: string) {
       "--port",
       "0",
       ...(durable ? ["--data", join(dir, `acceptor-${i}`)] : ["--memory"]),
-    ])
+    ], code)
   ));
+}
+
+// The code under test, and the baseline's when there is one: where its
+// files are, and its own KV client.
+interface Code {
+  readonly name: string;
+  readonly dir: string;
+  readonly connect: typeof connect;
+}
+
+// Checks out `rev` in a temporary git worktree.
+async function checkout(rev: string, parent: string): Promise<Code> {
+  const dir = join(parent, "baseline");
+  const git = await new Deno.Command("git", {
+    args: ["worktree", "add", "--detach", dir, rev],
+    cwd: root,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!git.success) {
+    throw new Error(`--baseline ${rev}: ${new TextDecoder().decode(git.stderr).trim()}`);
+  }
+  const mod = await import(join(dir, "kv.ts"));
+  return { name: `baseline ${rev}`, dir, connect: mod.connect };
 }
 
 const rows: Row[] = [];
@@ -156,25 +192,38 @@ try {
   // etcd's rows come at each level right after the durable store's, for the
   // same reason.
   let etcd: Awaited<ReturnType<typeof startEtcd>> = null;
+  const codes: Code[] = [{ name: "", dir: root, connect }];
   try {
     if (flags["vs-etcd"]) etcd = await startEtcd(dir);
+    if (flags.baseline !== undefined) codes.push(await checkout(flags.baseline, dir));
     for (const durable of [true, false]) {
-      const servers = await acceptors(durable, dir);
-      const kv = await connect(servers.map((s) => s.url), { timeoutMs: 5000, deadlineMs: 30_000 });
       const name = durable ? "durable" : "memory";
+      const runs = await Promise.all(codes.map(async (code) => {
+        const servers = await acceptors(durable, join(dir, code.name || "current"), code.dir);
+        const urls = servers.map((s) => s.url);
+        const kv = await code.connect(urls, { timeoutMs: 5000, deadlineMs: 30_000 });
+        return { code, servers, kv, prefix: code.name ? `${code.name}: ` : "" };
+      }));
       // Warm-up, not recorded: compiled code and connections for what follows.
-      await measure("warm-up", 64, (w, i) => kv.set(`warm-${w}`, i), 0.5);
+      for (const r of runs) await measure("warm-up", 64, (w, i) => r.kv.set(`warm-${w}`, i), 0.5);
       await measure("warm-up", 64, quorumRoundTrip, 0.5);
-      for (const n of levels) {
+      for (const [level, n] of levels.entries()) {
         if (!durable) rows.push(await measure("wire: quorum round trip", n, quorumRoundTrip));
-        rows.push(await measure(`${name} write`, n, (w, i) => kv.set(`w${n}-${w}-${i % 16}`, i)));
-        rows.push(await measure(`${name} read`, n, (w, i) => kv.get(`w${n}-${w}-${i % 16}`)));
+        // With a baseline, the order alternates from one level to the next.
+        for (const r of level % 2 === 0 ? runs : [...runs].reverse()) {
+          const key = (w: number, i: number) => `w${n}-${w}-${i % 16}`;
+          rows.push(await measure(`${r.prefix}${name} write`, n, (w, i) => r.kv.set(key(w, i), i)));
+          rows.push(await measure(`${r.prefix}${name} read`, n, (w, i) => r.kv.get(key(w, i))));
+        }
         if (durable && etcd !== null) rows.push(...await etcd.rows(n));
       }
-      await kv.close();
-      await Promise.all(servers.map((s) => s.stop()));
+      for (const r of runs) {
+        await r.kv.close();
+        await Promise.all(r.servers.map((s) => s.stop()));
+      }
     }
   } finally {
+    if (codes.length > 1) await removeWorktree(codes[1]!.dir);
     await etcd?.stop();
     await Promise.all(clients.map((c) => c.close()));
     await Promise.all(echoes.map((e) => e.stop()));
@@ -195,6 +244,10 @@ for (const r of rows) {
   if (etcd && r.workload.startsWith("durable")) {
     r.vsEtcd = Number((r.opsPerSec / etcd.opsPerSec).toFixed(2));
   }
+  const base = rows.find((b) =>
+    b.workload === `baseline ${flags.baseline}: ${r.workload}` && b.inFlight === r.inFlight
+  );
+  if (base) r.vsBase = Number((r.opsPerSec / base.opsPerSec).toFixed(3));
 }
 
 // The targets of issue 6, as ratios within this run (those whose rows ran).
@@ -259,6 +312,15 @@ if (flags.json) {
   console.table(rows);
   // deno-lint-ignore no-console
   if (targets.length > 0) console.table(targets);
+}
+
+async function removeWorktree(dir: string): Promise<void> {
+  await new Deno.Command("git", {
+    args: ["worktree", "remove", "--force", dir],
+    cwd: root,
+    stdout: "null",
+    stderr: "null",
+  }).output();
 }
 
 // etcd: three members on loopback, puts and linearizable gets over its JSON
