@@ -9,7 +9,14 @@
  * @module
  */
 import type { Acceptor, BallotNum, LatestReply, Op, PaxosInstanceId, Proposer } from "./types.ts";
-import { ballotEquals, EMPTY_ACCEPTOR, GE, ZERO_BALLOT } from "./types.ts";
+import {
+  ballotEquals,
+  EMPTY_ACCEPTOR,
+  formatBallot,
+  GE,
+  MAX_BALLOT_STEP,
+  ZERO_BALLOT,
+} from "./types.ts";
 import { AcceptorError } from "./errors.ts";
 import type { Store, Written } from "./store.ts";
 import { MemoryStore } from "./store.ts";
@@ -104,6 +111,7 @@ export class PaxosAcceptor {
       // (The seed promises when r.Bal >= LastBal. At the ballot already
       // promised that changes nothing, so there is nothing to store.)
       if (GE(r.Bal, v.LastBal) && !ballotEquals(r.Bal, v.LastBal)) {
+        this.#checkStep(r, v);
         const promise = this.#store.put(r.Id, { LastBal: r.Bal, Val: v.Val, VBal: v.VBal });
         return this.#afterWrites(promise, undefined, () => reply);
       }
@@ -120,6 +128,7 @@ export class PaxosAcceptor {
     return this.#withKey(r.Id, (v) => {
       const reply: Acceptor = { LastBal: v.LastBal, Val: null, VBal: ZERO_BALLOT };
       if (!GE(r.Bal, v.LastBal)) return reply;
+      this.#checkStep(r, v);
       // Stored states are never changed, so they may share parts: when r.Bal
       // is the ballot already promised here (the usual case), the new states
       // reuse the stored copy of it, and keep nothing of the request but its
@@ -133,6 +142,19 @@ export class PaxosAcceptor {
         return next.made ? { ...reply, NextOk: true } : reply;
       });
     });
+  }
+
+  // No request raises the promise by more than MAX_BALLOT_STEP: one message
+  // at the highest ballot would otherwise leave no higher ballot for
+  // correct proposers, and the key could never be written again.
+  #checkStep(r: Proposer, v: Acceptor): void {
+    if (r.Bal.N - v.LastBal.N <= MAX_BALLOT_STEP) return;
+    throw new AcceptorError(
+      "BallotTooFar",
+      `ballot ${formatBallot(r.Bal)} for ${r.Id.Key}@${r.Id.Ver} is more than ` +
+        `${MAX_BALLOT_STEP} above the promised ${formatBallot(v.LastBal)}`,
+      this.name,
+    );
   }
 
   // Promises `bal` for version Ver+1 if nobody has touched it (or this very

@@ -19,7 +19,7 @@ import type {
   Proposer,
   Value,
 } from "./types.ts";
-import { ZERO_BALLOT } from "./types.ts";
+import { isInt64, ZERO_BALLOT } from "./types.ts";
 import type { ErrorCode } from "./errors.ts";
 
 /**
@@ -69,25 +69,7 @@ export const MAX_KEY_BYTES = 4096;
 /** Deepest nesting of arrays and maps inside a `Data` value. */
 export const MAX_DATA_DEPTH = 64;
 
-/** Smallest int64, the lower bound of every int64 field. */
-export const INT64_MIN: bigint = -(2n ** 63n);
-/** Largest int64, the upper bound of every int64 field. */
-export const INT64_MAX: bigint = 2n ** 63n - 1n;
 const UINT64_MAX = 2n ** 64n - 1n;
-
-/**
- * Tells whether an integer fits an int64 field.
- *
- * @example
- * ```ts
- * import { isInt64 } from "./codec.ts";
- * isInt64(2n ** 63n - 1n); // true
- * isInt64(2n ** 63n); // false
- * ```
- */
-export function isInt64(n: bigint): boolean {
-  return n >= INT64_MIN && n <= INT64_MAX;
-}
 
 /**
  * The size of a key in UTF-8 bytes when it is over {@link MAX_KEY_BYTES},

@@ -17,6 +17,8 @@
  * - `TooLarge`: a key or value over its size limit;
  * - `StorageError`: the store could not record the change;
  * - `Compacted`: the version is older than the acceptor keeps (kv extension);
+ * - `BallotTooFar`: the ballot is more than `MAX_BALLOT_STEP` above the
+ *   acceptor's promise; a proposer gets there in steps;
  * - `Internal`: a bug in the acceptor, or a code this client does not know.
  */
 export type ErrorCode =
@@ -25,6 +27,7 @@ export type ErrorCode =
   | "TooLarge"
   | "StorageError"
   | "Compacted"
+  | "BallotTooFar"
   | "Internal";
 
 const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
@@ -33,6 +36,7 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "TooLarge",
   "StorageError",
   "Compacted",
+  "BallotTooFar",
   "Internal",
 ]);
 

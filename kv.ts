@@ -36,7 +36,6 @@ import type { Clock, Random } from "./clock.ts";
 import { mathRandom, systemClock } from "./clock.ts";
 import {
   encodeFrame,
-  isInt64,
   keyBytesOverLimit,
   MAX_KEY_BYTES,
   MAX_VALUE_BYTES,
@@ -48,7 +47,7 @@ import { PaxosProposer } from "./proposer.ts";
 import { askQuorum, quorumOf } from "./quorum.ts";
 import { type KvAcceptorClient, WebSocketAcceptorClient } from "./transport.ts";
 import type { BallotNum, DataValue, LatestReply, Value } from "./types.ts";
-import { ballotEquals } from "./types.ts";
+import { ballotEquals, isInt64 } from "./types.ts";
 
 /**
  * A value the KV stores: any MessagePack value but nil. A `bigint` is stored

@@ -8,7 +8,7 @@
  * @module
  */
 import type { Acceptor, BallotNum, PaxosInstanceId, Proposer, Value } from "./types.ts";
-import { formatBallot, GE, ZERO_BALLOT } from "./types.ts";
+import { formatBallot, GE, INT64_MAX, MAX_BALLOT_STEP, ZERO_BALLOT } from "./types.ts";
 import { AcceptorError, NotEnoughQuorumError } from "./errors.ts";
 import type { AcceptorClient } from "./transport.ts";
 import { askQuorum, quorumOf, type QuorumOutcome } from "./quorum.ts";
@@ -304,8 +304,21 @@ export class PaxosProposer {
     );
   }
 
+  // The next round's ballot: above the highest seen, but at most
+  // MAX_BALLOT_STEP above our own, which is as far as an acceptor lets one
+  // request raise its promise: a proposer that must climb far (above a
+  // ballot some client raised one acceptor to) gets there in steps, each
+  // step promised by the acceptors it will need next.
   #raiseAbove(higherBal: BallotNum): void {
-    this.Bal = { N: higherBal.N + 1n, ProposerId: this.Bal.ProposerId };
+    const step = this.Bal.N + MAX_BALLOT_STEP;
+    const N = higherBal.N < step ? higherBal.N + 1n : step;
+    if (N > INT64_MAX) {
+      throw new NotEnoughQuorumError(
+        `no ballot is left for ${this.Id.Key}@${this.Id.Ver}: ` +
+          `${formatBallot(higherBal)} is the highest there is`,
+      );
+    }
+    this.Bal = { N, ProposerId: this.Bal.ProposerId };
   }
 
   async #backoff(

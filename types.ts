@@ -132,6 +132,24 @@ export interface LatestReply extends KeyVersions {
   readonly VBal: BallotNum;
 }
 
+/** Smallest int64, the lower bound of every int64 field. */
+export const INT64_MIN: bigint = -(2n ** 63n);
+/** Largest int64, the upper bound of every int64 field. */
+export const INT64_MAX: bigint = 2n ** 63n - 1n;
+/**
+ * Tells whether an integer fits an int64 field.
+ *
+ * @example
+ * ```ts
+ * import { isInt64 } from "./types.ts";
+ * isInt64(2n ** 63n - 1n); // true
+ * isInt64(2n ** 63n); // false
+ * ```
+ */
+export function isInt64(n: bigint): boolean {
+  return n >= INT64_MIN && n <= INT64_MAX;
+}
+
 /**
  * The ballot that was never set: `{N: 0n, ProposerId: 0n}`.
  */
@@ -154,6 +172,15 @@ export function GE(a: BallotNum, b: BallotNum): boolean {
   if (a.N < b.N) return false;
   return a.ProposerId >= b.ProposerId;
 }
+
+/**
+ * The most a request may raise an acceptor's promised `N` at once (2^48).
+ * An acceptor refuses a ballot further above its promise (`Err`
+ * `BallotTooFar`), and a proposer raises its own `N` by at most this much
+ * per round, so that no single message can take a key's ballots out of the
+ * reach of correct proposers, or to the end of int64.
+ */
+export const MAX_BALLOT_STEP: bigint = 2n ** 48n;
 
 /**
  * Tells whether two ballots are the same ballot.

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { encodeFrame, INT64_MAX, INT64_MIN, isInt64, MAX_VALUE_BYTES } from "../codec.ts";
+import { encodeFrame, MAX_VALUE_BYTES } from "../codec.ts";
+import { INT64_MAX, INT64_MIN, isInt64 } from "../types.ts";
 import type { KvValue } from "../kv.ts";
 import type { DataValue, Value } from "../types.ts";
 

@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { INT64_MAX, keyBytesOverLimit, MAX_KEY_BYTES } from "../codec.ts";
+import { keyBytesOverLimit, MAX_KEY_BYTES } from "../codec.ts";
+import { INT64_MAX } from "../types.ts";
 import { connect, Kv, type SetOptions } from "../kv.ts";
 import { WebSocketAcceptorClient } from "../transport.ts";
 import type { Value } from "../types.ts";

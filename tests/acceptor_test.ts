@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { PaxosAcceptor } from "../acceptor.ts";
+import { AcceptorError } from "../errors.ts";
 import { seededRandom } from "../clock.ts";
 import {
   decodeReplyFrame,
@@ -28,7 +29,7 @@ import type {
   Proposer,
   Value,
 } from "../types.ts";
-import { EMPTY_ACCEPTOR, ZERO_BALLOT } from "../types.ts";
+import { EMPTY_ACCEPTOR, MAX_BALLOT_STEP, ZERO_BALLOT } from "../types.ts";
 import { WsConnection } from "../ws_client.ts";
 import { bal, inst, req, state } from "./builders.ts";
 
@@ -263,9 +264,12 @@ Deno.test("Prepare replies the state before and raises LastBal only when Bal >= 
   // Same N, higher ProposerId: raised.
   assert.deepEqual(await a.prepare(req(id, bal(5, 3))), state(bal(5, 2)));
   assert.deepEqual(await a.prepare(req(id, bal(0, 0))), state(bal(5, 3)));
-  // Ballots beyond 2^53 compare exactly.
+  // Ballots beyond 2^53 compare exactly (reached in steps of at most
+  // MAX_BALLOT_STEP).
   const big = 2n ** 53n + 1n;
-  assert.deepEqual(await a.prepare(req(id, bal(big, 0))), state(bal(5, 3)));
+  for (let n = MAX_BALLOT_STEP; n < big; n += MAX_BALLOT_STEP) await a.prepare(req(id, bal(n, 0)));
+  const below = (big / MAX_BALLOT_STEP) * MAX_BALLOT_STEP;
+  assert.deepEqual(await a.prepare(req(id, bal(big, 0))), state(bal(below, 0)));
   assert.deepEqual(await a.prepare(req(id, bal(big - 1n, 7))), state(bal(big, 0)));
   assert.deepEqual(await a.prepare(req(id, bal(big, 1))), state(bal(big, 0)));
   assert.deepEqual(await a.prepare(req(id, bal(0, 0))), state(bal(big, 1)));
@@ -309,6 +313,28 @@ Deno.test("Accept replies {LastBal before} only and votes only when Bal >= LastB
   assert.deepEqual(
     await a.request("Prepare", req(id, bal(7, 0))),
     state(bal(7, 0), { Vi64: 1n }, bal(7, 0)),
+  );
+});
+
+Deno.test("no request raises a promise by more than MAX_BALLOT_STEP: BallotTooFar, nothing changes", async () => {
+  const a = new PaxosAcceptor();
+  const id = inst("step");
+  const top = 2n ** 63n - 1n;
+  for (const op of ["Prepare", "Accept"] as const) {
+    await assert.rejects(a.request(op, req(id, bal(top, top), { Vi64: 1n })), (e: Error) => {
+      assert.ok(e instanceof AcceptorError && e.code === "BallotTooFar", String(e));
+      assert.equal(e.isFinal, false);
+      return true;
+    });
+  }
+  assert.deepEqual(await a.prepare(req(id, bal(0, 0))), EMPTY_ACCEPTOR);
+  // Exactly one step is allowed; one more from there is again a step.
+  assert.deepEqual(await a.prepare(req(id, bal(MAX_BALLOT_STEP, 1))), EMPTY_ACCEPTOR);
+  await assert.rejects(a.prepare(req(id, bal(2n * MAX_BALLOT_STEP + 1n, 1))), AcceptorError);
+  await a.accept(req(id, bal(2n * MAX_BALLOT_STEP, 1), { Vi64: 2n }));
+  assert.deepEqual(
+    await a.prepare(req(id, bal(0, 0))),
+    state(bal(2n * MAX_BALLOT_STEP, 1), { Vi64: 2n }, bal(2n * MAX_BALLOT_STEP, 1)),
   );
 });
 

@@ -4,12 +4,15 @@
 import assert from "node:assert/strict";
 import {
   GE,
+  MAX_BALLOT_STEP,
+  MemoryStore,
   NotEnoughQuorumError,
   PaxosAcceptor,
   PaxosProposer,
   serveAcceptor,
   type Value,
   WebSocketAcceptorClient,
+  ZERO_BALLOT,
 } from "../mod.ts";
 import type { AcceptorServer } from "../server.ts";
 
@@ -333,7 +336,7 @@ Deno.test("int64 values and ballots beyond 2^53 round-trip exactly", async () =>
     for (const [i, v] of values.entries()) {
       const p = new PaxosProposer({
         Id: { Key: "big", Ver: 2n ** 62n + BigInt(i) },
-        Bal: { N: 2n ** 60n + 7n, ProposerId: 2n ** 63n - 2n },
+        Bal: { N: 2n ** 47n + 7n, ProposerId: 2n ** 63n - 2n },
       });
       assert.deepEqual(await p.runPaxos(c.acceptors, { Vi64: v }), { Vi64: v });
       const r = new PaxosProposer({
@@ -342,7 +345,7 @@ Deno.test("int64 values and ballots beyond 2^53 round-trip exactly", async () =>
       });
       assert.deepEqual(await r.runPaxos(c.acceptors, null), { Vi64: v });
       // The reader had to raise its ballot above the writer's huge one.
-      assert.ok(GE(r.Bal, { N: 2n ** 60n + 8n, ProposerId: 1n }));
+      assert.ok(GE(r.Bal, { N: 2n ** 47n + 8n, ProposerId: 1n }));
     }
   } finally {
     await c.close();
@@ -410,4 +413,56 @@ Deno.test("phase2 reports every refusal to onRefused, also those that come after
   await gate;
   await new Promise((resolve) => setTimeout(resolve, 0));
   assert.equal(refused, 3);
+});
+
+Deno.test("no single message bricks a key: a max-ballot Prepare to two of three, then the key is written", async () => {
+  const c = await serveAcceptors(3);
+  try {
+    const top = 2n ** 63n - 1n;
+    const attack = { Id: { Key: "brick", Ver: 0n }, Bal: { N: top, ProposerId: top }, Val: null };
+    for (const a of c.acceptors.slice(0, 2)) {
+      await assert.rejects(a.request("Prepare", attack), /BallotTooFar/);
+    }
+    const p = new PaxosProposer({ Id: { Key: "brick", Ver: 0n }, Bal: { N: 1n, ProposerId: 5n } });
+    assert.deepEqual(await p.runPaxos(c.acceptors, { Vi64: 1n }, { deadlineMs: 5000 }), {
+      Vi64: 1n,
+    });
+  } finally {
+    await c.close();
+  }
+});
+
+Deno.test("a proposer climbs in steps above a promise one client raised as far as it could", async () => {
+  // Another client raised acceptor 0 two full steps, one message each;
+  // acceptor 2 is down, so the quorum must include acceptor 0, and acceptor
+  // 1 can only be raised one step at a time.
+  const acceptors = [0, 1, 2].map((i) => new PaxosAcceptor(undefined, `a${i}`));
+  const id = { Key: "climb", Ver: 0n };
+  for (const N of [MAX_BALLOT_STEP, 2n * MAX_BALLOT_STEP]) {
+    await acceptors[0]!.prepare({ Id: id, Bal: { N, ProposerId: 2n ** 62n }, Val: null });
+  }
+  const down = {
+    name: "a2 (down)",
+    request: () => Promise.reject(new Deno.errors.ConnectionRefused("down")),
+  };
+  const p = new PaxosProposer({ Id: id, Bal: { N: 1n, ProposerId: 5n } });
+  assert.deepEqual(
+    await p.runPaxos([acceptors[0]!, acceptors[1]!, down], { Vi64: 7n }, { deadlineMs: 5000 }),
+    { Vi64: 7n },
+  );
+  assert.equal(p.Bal.N, 2n * MAX_BALLOT_STEP + 1n);
+});
+
+Deno.test("a proposer above which no ballot is left fails with a clear error, not an overflow", async () => {
+  const store = new MemoryStore();
+  const top = 2n ** 63n - 1n;
+  const id = { Key: "full", Ver: 0n };
+  store.put(id, { LastBal: { N: top, ProposerId: top }, Val: null, VBal: ZERO_BALLOT });
+  const acceptors = [new PaxosAcceptor(store), new PaxosAcceptor(store), new PaxosAcceptor(store)];
+  const p = new PaxosProposer({ Id: id, Bal: { N: top, ProposerId: 1n } });
+  await assert.rejects(
+    p.runPaxos(acceptors, { Vi64: 1n }, { deadlineMs: 5000 }),
+    (e: Error) =>
+      e instanceof NotEnoughQuorumError && /no ballot is left for full@0/.test(e.message),
+  );
 });
