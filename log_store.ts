@@ -20,6 +20,10 @@
  *   a crash at any point leaves either the old log or the new one.
  * - **One process per directory.** An exclusive lock on `LOCK` makes a
  *   second acceptor on the same directory fail to open.
+ * - **One seam to the disk.** Every file operation (open, write, sync,
+ *   truncate, rename, directory sync, lock) goes through a {@link LogFs}:
+ *   the real file system ({@link denoFs}) unless the options give another,
+ *   so that tests can hold, fail or count syncs, and cut the power.
  *
  * File format (`acceptor.log`): the 8 magic bytes `PXKVLOG1`, then records
  * `[u32 length][u32 crc32(length)][u32 crc32(payload)][payload]`
@@ -56,12 +60,105 @@ export const LOG_FILE = "acceptor.log";
 /** The lock file's name inside the data directory. */
 export const LOCK_FILE = "LOCK";
 
+/**
+ * An open file, as {@link LogStore} uses it. A `Deno.FsFile` is one.
+ */
+export interface LogFile {
+  /** Writes at the current position; resolves with how many bytes were written. */
+  write(bytes: Uint8Array): Promise<number>;
+  /** Moves the position; resolves with the new one. */
+  seek(offset: number, whence: Deno.SeekMode): Promise<number>;
+  /** Cuts the file to `size` bytes. */
+  truncate(size: number): Promise<void>;
+  /** `fdatasync`: resolves once what was written is on disk. */
+  syncData(): Promise<void>;
+  /** Releases the file. */
+  close(): void;
+}
+
+/**
+ * The file system operations of a {@link LogStore}: the seam between the log
+ * and the disk. {@link denoFs} is the real one; a test puts a layer behind it
+ * that holds, fails or counts operations, or forgets on a power cut what was
+ * never synced.
+ *
+ * @example
+ * ```ts
+ * import { denoFs, type LogFs } from "./log_store.ts";
+ * // The real file system, counting directory syncs.
+ * let dirSyncs = 0;
+ * const counting: LogFs = { ...denoFs, syncDir: (dir) => (dirSyncs++, denoFs.syncDir(dir)) };
+ * ```
+ */
+export interface LogFs {
+  /** Creates a directory, and its parents, when missing. */
+  mkdir(dir: string): Promise<void>;
+  /**
+   * Opens a file to read and write. With `create`, a missing file is made
+   * and an existing one emptied; without it, a missing file throws
+   * `Deno.errors.NotFound`.
+   */
+  open(path: string, opts: { readonly create: boolean }): Promise<LogFile>;
+  /** The whole content of a file; `Deno.errors.NotFound` when it is missing. */
+  readFile(path: string): Promise<Uint8Array>;
+  /** Renames a file, replacing `to`. Durable once the directory is synced. */
+  rename(from: string, to: string): Promise<void>;
+  /** Deletes a file; `Deno.errors.NotFound` when it is missing. */
+  remove(path: string): Promise<void>;
+  /** Makes the names in a directory (files created, renamed, removed) durable. */
+  syncDir(dir: string): Promise<void>;
+  /**
+   * Takes an exclusive lock on `path` (created when missing), or resolves
+   * with null when another process holds it. Closing the result releases it.
+   */
+  lock(path: string): Promise<{ close(): void } | null>;
+}
+
+/**
+ * The real file system, through Deno's file API.
+ *
+ * @example
+ * ```ts ignore
+ * import { denoFs, LogStore } from "./log_store.ts";
+ * const store = await LogStore.open("./data/acceptor-0", { fs: denoFs }); // the default
+ * ```
+ */
+export const denoFs: LogFs = {
+  mkdir: (dir) => Deno.mkdir(dir, { recursive: true }),
+  open: (path, { create }) =>
+    Deno.open(path, { read: true, write: true, create, truncate: create }),
+  readFile: (path) => Deno.readFile(path),
+  rename: (from, to) => Deno.rename(from, to),
+  remove: (path) => Deno.remove(path),
+  async syncDir(dir) {
+    const d = await Deno.open(dir, { read: true });
+    try {
+      await d.sync();
+    } finally {
+      d.close();
+    }
+  },
+  async lock(path) {
+    const f = await Deno.open(path, { read: true, write: true, create: true });
+    try {
+      if (await f.tryLock(true)) return f;
+    } catch (e) {
+      f.close();
+      throw e;
+    }
+    f.close();
+    return null;
+  },
+};
+
 /** Options of {@link LogStore.open}. */
 export interface LogStoreOptions {
   /** Compact once the log exceeds max(this, 2 x the live state) bytes (default 4 MiB). */
   readonly compactAtBytes?: number;
   /** Told about notable events: a dropped torn record, a compaction. */
   readonly onEvent?: (message: string) => void;
+  /** The file system (default {@link denoFs}, the real one). */
+  readonly fs?: LogFs;
 }
 
 /** Counters for benchmarks and tests. */
@@ -116,7 +213,7 @@ type Change = Entry & { readonly resolve: () => void; readonly reject: (e: Error
 interface Compaction {
   readonly started: number;
   readonly tail: Uint8Array[];
-  file: Deno.FsFile | null;
+  file: LogFile | null;
   snapshotBytes: number;
   ready: boolean;
   done: Promise<void>;
@@ -140,8 +237,9 @@ export class LogStore implements Store {
   readonly #path: string;
   // Where a compaction writes its snapshot before renaming it over the log.
   readonly #tmpPath: string;
-  readonly #lock: Deno.FsFile;
-  #file: Deno.FsFile;
+  readonly #fs: LogFs;
+  readonly #lock: { close(): void };
+  #file: LogFile;
   #size: number;
   #liveBytes: number;
   readonly #compactAt: number;
@@ -158,13 +256,15 @@ export class LogStore implements Store {
 
   private constructor(
     dir: string,
-    lock: Deno.FsFile,
-    file: Deno.FsFile,
+    fs: LogFs,
+    lock: { close(): void },
+    file: LogFile,
     size: number,
     versions: Versions,
     opts: LogStoreOptions,
   ) {
     this.#dir = dir;
+    this.#fs = fs;
     this.#path = join(dir, LOG_FILE);
     this.#tmpPath = this.#path + ".tmp";
     this.#lock = lock;
@@ -183,33 +283,34 @@ export class LogStore implements Store {
    * last record.
    */
   static async open(dir: string, opts: LogStoreOptions = {}): Promise<LogStore> {
-    await Deno.mkdir(dir, { recursive: true });
-    const lock = await Deno.open(join(dir, LOCK_FILE), { read: true, write: true, create: true });
+    const fs = opts.fs ?? denoFs;
+    await fs.mkdir(dir);
+    const lock = await fs.lock(join(dir, LOCK_FILE));
+    if (lock === null) {
+      throw new Deno.errors.AddrInUse(
+        `data directory ${dir} is in use by another acceptor (${join(dir, LOCK_FILE)} is locked)`,
+      );
+    }
     try {
-      if (!await lock.tryLock(true)) {
-        throw new Deno.errors.AddrInUse(
-          `data directory ${dir} is in use by another acceptor (${join(dir, LOCK_FILE)} is locked)`,
-        );
-      }
       // A compaction that did not finish left only a temporary file.
-      await Deno.remove(join(dir, LOG_FILE + ".tmp")).catch(() => {});
+      await fs.remove(join(dir, LOG_FILE + ".tmp")).catch(() => {});
       const path = join(dir, LOG_FILE);
       const versions = new Versions();
       let size: number;
       let exists = true;
       try {
-        size = await recover(path, versions, opts.onEvent ?? (() => {}));
+        size = await recover(fs, path, versions, opts.onEvent ?? (() => {}));
       } catch (e) {
         if (!(e instanceof Deno.errors.NotFound)) throw e;
         exists = false;
         size = MAGIC.length;
       }
       if (!exists) {
-        await writeFileSynced(path, MAGIC);
-        await syncDir(dir);
+        await writeFileSynced(fs, path, MAGIC);
+        await fs.syncDir(dir);
       }
-      const file = await Deno.open(path, { read: true, write: true });
-      return new LogStore(dir, lock, file, size, versions, opts);
+      const file = await fs.open(path, { create: false });
+      return new LogStore(dir, fs, lock, file, size, versions, opts);
     } catch (e) {
       lock.close();
       throw e;
@@ -371,12 +472,7 @@ export class LogStore implements Store {
   }
 
   async #writeSnapshot(c: Compaction, all: readonly Entry[]): Promise<void> {
-    c.file = await Deno.open(this.#tmpPath, {
-      read: true,
-      write: true,
-      create: true,
-      truncate: true,
-    });
+    c.file = await this.#fs.open(this.#tmpPath, { create: true });
     await writeAll(c.file, MAGIC);
     let size = MAGIC.length;
     // A small record at a time, so that commits and requests run in between.
@@ -402,7 +498,7 @@ export class LogStore implements Store {
       await file.seek(c.snapshotBytes, Deno.SeekMode.Start);
       await writeAll(file, tail);
       await file.syncData();
-      await Deno.rename(this.#tmpPath, this.#path);
+      await this.#fs.rename(this.#tmpPath, this.#path);
     } catch (e) {
       await this.#dropCompaction(c);
       return this.#compactionFailed(e);
@@ -413,7 +509,7 @@ export class LogStore implements Store {
     this.#size = c.snapshotBytes + tail.length;
     this.#liveBytes = this.#size;
     try {
-      await syncDir(this.#dir);
+      await this.#fs.syncDir(this.#dir);
     } catch (e) {
       // The new log may not survive a crash under its name, and the old one
       // is gone: acknowledge nothing more.
@@ -431,7 +527,7 @@ export class LogStore implements Store {
   async #dropCompaction(c: Compaction): Promise<void> {
     c.file?.close();
     c.file = null;
-    await Deno.remove(this.#tmpPath).catch(() => {});
+    await this.#fs.remove(this.#tmpPath).catch(() => {});
   }
 
   #compactionFailed(e: unknown): void {
@@ -490,17 +586,18 @@ function isAllZero(bytes: Uint8Array): boolean {
 // Reads the log into `states`; returns the size of its valid part, having cut
 // off a torn last record.
 async function recover(
+  fs: LogFs,
   path: string,
   versions: Versions,
   onEvent: (message: string) => void,
 ): Promise<number> {
-  const bytes = await Deno.readFile(path);
+  const bytes = await fs.readFile(path);
   if (bytes.length < MAGIC.length) {
     // Only a crash while creating the file leaves it shorter than its magic.
     if (!MAGIC.subarray(0, bytes.length).every((b, i) => b === bytes[i])) {
       throw new LogCorruptionError(path, 0, "not a paxoskv log (bad magic)");
     }
-    await writeFileSynced(path, MAGIC);
+    await writeFileSynced(fs, path, MAGIC);
     return MAGIC.length;
   }
   if (!MAGIC.every((b, i) => b === bytes[i])) {
@@ -515,7 +612,7 @@ async function recover(
     // the file was extended with zeros that were never written. It was never
     // acknowledged, so it is cut off.
     const torn = async () => {
-      await truncateSynced(path, off);
+      await truncateSynced(fs, path, off);
       onEvent(`${path}: dropped a torn last record at offset ${off} (${rest} bytes)`);
       return off;
     };
@@ -554,13 +651,13 @@ function applyRecord(payload: Uint8Array, versions: Versions): void {
   }
 }
 
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+async function writeAll(file: LogFile, bytes: Uint8Array): Promise<void> {
   let off = 0;
   while (off < bytes.length) off += await file.write(bytes.subarray(off));
 }
 
-async function writeFileSynced(path: string, bytes: Uint8Array): Promise<void> {
-  const f = await Deno.open(path, { write: true, create: true, truncate: true });
+async function writeFileSynced(fs: LogFs, path: string, bytes: Uint8Array): Promise<void> {
+  const f = await fs.open(path, { create: true });
   try {
     await writeAll(f, bytes);
     await f.syncData();
@@ -569,22 +666,12 @@ async function writeFileSynced(path: string, bytes: Uint8Array): Promise<void> {
   }
 }
 
-async function truncateSynced(path: string, size: number): Promise<void> {
-  const f = await Deno.open(path, { write: true });
+async function truncateSynced(fs: LogFs, path: string, size: number): Promise<void> {
+  const f = await fs.open(path, { create: false });
   try {
     await f.truncate(size);
     await f.syncData();
   } finally {
     f.close();
-  }
-}
-
-// Makes a rename or a file creation in `dir` durable.
-async function syncDir(dir: string): Promise<void> {
-  const d = await Deno.open(dir, { read: true });
-  try {
-    await d.sync();
-  } finally {
-    d.close();
   }
 }

@@ -58,7 +58,10 @@ export {
 } from "./cluster.ts";
 export { MemoryStore, type Store, type Written } from "./store.ts";
 export {
+  denoFs,
   LogCorruptionError,
+  type LogFile,
+  type LogFs,
   LogStore,
   type LogStoreOptions,
   type LogStoreStats,
