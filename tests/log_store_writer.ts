@@ -4,16 +4,58 @@
  * the write of N to KEY is durable, and `event ...` for the store's events.
  * Each key is written by one loop, with growing N.
  *
- *   deno run --allow-read --allow-write tests/log_store_writer.ts DIR
+ *   deno run --allow-read --allow-write tests/log_store_writer.ts DIR [HOLD]
+ *
+ * HOLD stops the first compaction at one of its steps, for good, so that the
+ * test can kill the process right there: `snapshot` (the snapshot's sync:
+ * writes go on meanwhile), `rename` (the new log complete and synced, not yet
+ * renamed over the old one), `dir-sync` (renamed, the directory not synced
+ * yet). It prints `held STEP` when it gets there. Without HOLD, compactions
+ * run to their end.
  *
  * @module
  */
-import { LogStore } from "../log_store.ts";
+import { denoFs, type LogFile, type LogFs, LogStore } from "../log_store.ts";
 
 const out = (line: string) => Deno.stdout.writeSync(new TextEncoder().encode(line + "\n"));
+const hold = Deno.args[1] ?? "none";
+if (!["none", "snapshot", "rename", "dir-sync"].includes(hold)) {
+  throw new TypeError(`unknown hold point ${hold}: snapshot, rename or dir-sync`);
+}
+const never = (step: string): Promise<never> => {
+  out(`held ${step}`);
+  return new Promise(() => {});
+};
+
+let renamed = false;
+const fs: LogFs = {
+  ...denoFs,
+  async open(path, opts) {
+    const f = await denoFs.open(path, opts);
+    if (hold !== "snapshot" || !path.endsWith(".tmp")) return f;
+    const snapshot: LogFile = {
+      write: (b) => f.write(b),
+      seek: (offset, whence) => f.seek(offset, whence),
+      truncate: (size) => f.truncate(size),
+      syncData: () => never("snapshot"),
+      close: () => f.close(),
+    };
+    return snapshot;
+  },
+  rename(from, to) {
+    if (hold === "rename") return never("rename");
+    renamed = true;
+    return denoFs.rename(from, to);
+  },
+  syncDir(dir) {
+    return hold === "dir-sync" && renamed ? never("dir-sync") : denoFs.syncDir(dir);
+  },
+};
+
 const store = await LogStore.open(Deno.args[0]!, {
   compactAtBytes: 64 * 1024,
   onEvent: (m) => out(`event ${m}`),
+  fs,
 });
 const state = (n: number) => {
   const bal = { N: BigInt(n), ProposerId: 1n };
