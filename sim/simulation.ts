@@ -266,7 +266,14 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
   };
 
   let done = false;
-  Promise.all(Array.from({ length: nClients }, (_, c) => client(c))).then(() => done = true);
+  Promise.all(Array.from({ length: nClients }, (_, c) => client(c))).then(
+    () => done = true,
+    (e) => {
+      // Not a network failure (those are outcomes): a bug, and the end of the run.
+      safety.violate(`a KV operation threw ${e instanceof Error ? e.stack : e}`);
+      done = true;
+    },
+  );
   await clock.run(() => done, 600_000);
   const endMs = clock.now();
   if (!done) {

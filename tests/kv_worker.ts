@@ -22,11 +22,13 @@
  * clock with sub-millisecond resolution, comparable across processes.
  * Bigints are written as strings with an `n` suffix ("12n"); see
  * {@link decodeLine}. A `VersionConflictError` gives the output
- * `{ok: false, conflict: true, actual}`; any other error gives
- * `{ok: false, unknown: true}`: the operation may or may not have happened.
+ * `{ok: false, conflict: true, actual}`; a failure to reach the acceptors
+ * (`isUnknownOutcome` in check/kv_ops.ts) gives `{ok: false, unknown: true}`: the
+ * operation may or may not have happened. Any other error is a bug: the
+ * worker ends with it.
  *
  * Exit status 2: bad arguments; 3: stdin ended before `go`; 1: the Kv could
- * not connect.
+ * not connect, or an operation failed with a bug.
  *
  * @module
  */
