@@ -44,7 +44,8 @@ export const BROKEN_VARIANTS: readonly Variant[] = [
 /**
  * A store whose writes become durable after a simulated sync delay. A crash
  * loses every write not yet synced. With `replyBeforeSync` (a planted bug)
- * `put` resolves at once, before the write is durable.
+ * `put` resolves at once, before the write is durable. `onPut` is told of
+ * every state written, with the state it replaces.
  */
 export class SimStore implements Store {
   readonly #clock: SimClock;
@@ -52,14 +53,22 @@ export class SimStore implements Store {
   readonly #durable: Versions;
   readonly #view: Versions;
   readonly #replyBeforeSync: boolean;
+  readonly #onPut: (id: PaxosInstanceId, before: Acceptor | undefined, after: Acceptor) => void;
   #crashed = false;
 
   /** Builds a store on the durable state a previous incarnation left. */
-  constructor(clock: SimClock, random: Random, durable: Versions, replyBeforeSync: boolean) {
+  constructor(
+    clock: SimClock,
+    random: Random,
+    durable: Versions,
+    replyBeforeSync: boolean,
+    onPut: (id: PaxosInstanceId, before: Acceptor | undefined, after: Acceptor) => void = () => {},
+  ) {
     this.#clock = clock;
     this.#random = random;
     this.#durable = durable;
     this.#replyBeforeSync = replyBeforeSync;
+    this.#onPut = onPut;
     this.#view = replyBeforeSync ? durable.clone() : durable;
   }
 
@@ -77,6 +86,7 @@ export class SimStore implements Store {
   }
 
   put(id: PaxosInstanceId, state: Acceptor): Promise<void> {
+    this.#onPut(id, this.#view.get(id), state);
     return this.#write((v) => v.set(id, state));
   }
 
@@ -113,11 +123,25 @@ export class SimStore implements Store {
 /**
  * The acceptor of the planted-bug variants: the seed's rules with one of
  * them broken. (The correct variant runs the real {@link PaxosAcceptor}.)
+ * Like it, it serves the requests of one key one at a time, so that the
+ * planted bug is its only one.
  */
 class BrokenAcceptor {
+  // Per key: the request being served; the next one waits for it.
+  readonly #tails = new Map<string, Promise<unknown>>();
+
   constructor(readonly store: Store, readonly variant: Variant) {}
 
-  async request(op: Op, r: Proposer): Promise<Acceptor> {
+  request(op: Op, r: Proposer): Promise<Acceptor> {
+    const key = r.Id.Key;
+    const run = (this.#tails.get(key) ?? Promise.resolve()).then(() => this.#serve(op, r));
+    const tail = run.then(noop, noop);
+    this.#tails.set(key, tail);
+    tail.then(() => this.#tails.get(key) === tail && this.#tails.delete(key));
+    return run;
+  }
+
+  async #serve(op: Op, r: Proposer): Promise<Acceptor> {
     const v = this.store.get(r.Id) ?? EMPTY_ACCEPTOR;
     if (op === "Prepare") {
       if (GE(r.Bal, v.LastBal)) await this.store.put(r.Id, { ...v, LastBal: r.Bal });
@@ -126,12 +150,12 @@ class BrokenAcceptor {
         ? { LastBal: v.LastBal, Val: null, VBal: ZERO_BALLOT }
         : v;
     }
+    const reply: Acceptor = { LastBal: v.LastBal, Val: null, VBal: ZERO_BALLOT };
     // accept-ignores-ballot: votes whatever the promise says.
-    if (GE(r.Bal, v.LastBal) || this.variant === "accept-ignores-ballot") {
-      const LastBal = GE(r.Bal, v.LastBal) ? r.Bal : v.LastBal;
-      await this.store.put(r.Id, { LastBal, Val: r.Val, VBal: r.Bal });
-    }
-    return { LastBal: v.LastBal, Val: null, VBal: ZERO_BALLOT };
+    if (!GE(r.Bal, v.LastBal) && this.variant !== "accept-ignores-ballot") return reply;
+    const LastBal = GE(r.Bal, v.LastBal) ? r.Bal : v.LastBal;
+    await this.store.put(r.Id, { LastBal, Val: r.Val, VBal: r.Bal });
+    return reply;
   }
 
   latest(key: string): Promise<LatestReply> {
@@ -139,10 +163,14 @@ class BrokenAcceptor {
   }
 }
 
+function noop(): void {}
+
 type AnyAcceptor = Pick<PaxosAcceptor, "request" | "latest">;
 
-/** What a node saw itself do: every reply it sent, for the safety checks. */
+/** What a node saw itself do: every state it wrote and every reply it sent, for the safety checks. */
 export interface Observer {
+  /** Called when an acceptor writes the state of an instance, with the state it replaces. */
+  stored(node: number, id: PaxosInstanceId, before: Acceptor | undefined, after: Acceptor): void;
   /** Called when an acceptor replies to a request (at the moment it replies). */
   replied(node: number, op: Op, req: Proposer, rep: Acceptor): void;
 }
@@ -163,14 +191,25 @@ export class SimNode {
     readonly variant: Variant,
     readonly observer: Observer,
   ) {
-    this.#store = new SimStore(clock, random, new Versions(), variant === "reply-before-sync");
+    this.#store = this.#newStore(new Versions());
     this.#acceptor = this.#build();
   }
 
+  #newStore(durable: Versions): SimStore {
+    return new SimStore(
+      this.clock,
+      this.random,
+      durable,
+      this.variant === "reply-before-sync",
+      (id, before, after) => this.observer.stored(this.id, id, before, after),
+    );
+  }
+
   #build(): AnyAcceptor {
-    return this.variant === "accept-ignores-ballot" || this.variant === "prepare-hides-vote"
-      ? new BrokenAcceptor(this.#store, this.variant)
-      : new PaxosAcceptor(this.#store, `node${this.id}`);
+    return this.variant === "correct" || this.variant === "quorum-of-one" ||
+        this.variant === "reply-before-sync"
+      ? new PaxosAcceptor(this.#store, `node${this.id}`)
+      : new BrokenAcceptor(this.#store, this.variant);
   }
 
   /** The state the running acceptor sees (for the safety checks). */
@@ -199,12 +238,7 @@ export class SimNode {
   /** Starts a new process on what reached the disk. */
   restart(): void {
     if (this.up) return;
-    this.#store = new SimStore(
-      this.clock,
-      this.random,
-      this.#store.durable,
-      this.variant === "reply-before-sync",
-    );
+    this.#store = this.#newStore(this.#store.durable);
     this.#acceptor = this.#build();
     this.up = true;
   }

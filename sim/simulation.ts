@@ -4,21 +4,23 @@
  * a simulated clock and network, and faults, all driven by one seeded PRNG.
  * The same seed replays the same run exactly.
  *
- * Checked on every run:
+ * Checked on every run, each violation named by its {@link ViolationKind}:
+ * - every state an acceptor writes keeps its rules: promises never go down,
+ *   votes are never taken back, a vote is never below the promise held;
  * - at most one value is ever chosen per (Key, Ver), and it never changes;
  * - acceptor promises and votes never go back: after every restart (and at
  *   the end) each node's durable state covers every promise and vote it
  *   acknowledged, and a Prepare reply reports the vote the node holds;
  * - the KV history is linearizable (the checker of the KV tests);
  * - liveness: once the network heals and every node is up, every operation
- *   completes, within a bound that the run reports.
+ *   completes, within {@link LIVENESS_BOUND_MS}.
  *
  * @module
  */
 import { type Random, seededRandom } from "../clock.ts";
 import { Kv } from "../kv.ts";
-import type { Acceptor, Op, Proposer, Value } from "../types.ts";
-import { formatBallot, GE } from "../types.ts";
+import type { Acceptor, Op, PaxosInstanceId, Proposer, Value } from "../types.ts";
+import { ballotEquals, formatBallot, GE } from "../types.ts";
 import { checkKv, type KvInput, type KvOperation } from "../check/linearizability.ts";
 import { runKvOp } from "../check/kv_ops.ts";
 import { SimClock } from "./sim_clock.ts";
@@ -38,7 +40,34 @@ export interface SimOptions {
   readonly clients?: number;
   /** Keys the clients fight over (default 2). */
   readonly keys?: number;
+  /** The liveness bound to check (default {@link LIVENESS_BOUND_MS}). */
+  readonly livenessBoundMs?: number;
 }
+
+/** The kinds of violation a run can find, each named by the check that finds it. */
+export type ViolationKind =
+  /** The store: a node wrote a promise lower than the one it held. */
+  | "promise went back"
+  /** The store: a node wrote away a vote, or replaced it with a lower one. */
+  | "vote taken back"
+  /** The store: a node voted at a ballot below the promise it held. */
+  | "vote below its promise"
+  /** A Prepare reply did not report the vote the node held. */
+  | "Prepare hid a vote"
+  /** Two Accepts at one ballot carried different values. */
+  | "ballot with two values"
+  /** A quorum voted for two different values of one instance. */
+  | "two values chosen"
+  /** At a restart or the end, a node's durable state lacked a promise or vote it acknowledged. */
+  | "acknowledged state lost"
+  /** A KV call failed with an error that is not a network failure: a bug. */
+  | "KV call threw"
+  /** After the heal, an operation failed, never ended, or took longer than the bound. */
+  | "liveness"
+  /** The KV history is not linearizable. */
+  | "not linearizable"
+  /** The linearizability checker gave up: nothing is known. */
+  | "checker timed out";
 
 /** What a run found. */
 export interface SimResult {
@@ -46,8 +75,10 @@ export interface SimResult {
   readonly variant: Variant;
   /** No safety or liveness violation. */
   readonly ok: boolean;
-  /** What was violated, first found first. */
+  /** What was violated, first found first (at most 20). */
   readonly violations: string[];
+  /** The kinds of all violations found, each once, first found first. */
+  readonly kinds: ViolationKind[];
   /** Operations issued, completed with a known outcome, and with an unknown one. */
   readonly ops: number;
   readonly completed: number;
@@ -62,8 +93,16 @@ export interface SimResult {
   readonly maxAfterHealMs: number;
 }
 
-/** Once healed, every operation must complete within this (simulated ms). */
-export const LIVENESS_BOUND_MS = 2_000;
+/** How long one KV operation may take before it fails (the clients' deadline, simulated ms). */
+export const KV_DEADLINE_MS = 1_000;
+
+/**
+ * Once healed, every operation must complete within this (simulated ms).
+ * It is below {@link KV_DEADLINE_MS}, so that an operation can take longer
+ * than the bound without failing: the check can be hit. (Over seeds 1-2000,
+ * the longest after the heal was about 200 ms.)
+ */
+export const LIVENESS_BOUND_MS = 500;
 
 const QUORUM = 2;
 const NODES = 3;
@@ -75,6 +114,7 @@ function valueKey(v: Value | null): string {
 // The safety checks that watch every reply as a node sends it.
 class Safety {
   readonly violations: string[] = [];
+  readonly kinds: ViolationKind[] = [];
   // instance -> ballot -> {value, nodes that voted}
   readonly #votes = new Map<string, Map<string, { value: string; nodes: Set<number> }>>();
   readonly #chosen = new Map<string, string>();
@@ -84,8 +124,41 @@ class Safety {
 
   constructor(readonly nodes: () => SimNode[]) {}
 
-  violate(what: string): void {
+  violate(kind: ViolationKind, what: string): void {
+    if (!this.kinds.includes(kind)) this.kinds.push(kind);
     if (this.violations.length < 20) this.violations.push(what);
+  }
+
+  // The acceptor's own rules, on every state it writes: a promise never goes
+  // down, a vote is never taken back, and a new vote is never below the
+  // promise held.
+  stored(node: number, id: PaxosInstanceId, before: Acceptor | undefined, after: Acceptor): void {
+    if (before === undefined) return;
+    const at = `node${node} ${id.Key}@${id.Ver}`;
+    if (!GE(after.LastBal, before.LastBal)) {
+      this.violate(
+        "promise went back",
+        `${at}: promise went back from ${formatBallot(before.LastBal)} to ${
+          formatBallot(after.LastBal)
+        } (store)`,
+      );
+    }
+    if (ballotEquals(after.VBal, before.VBal)) return;
+    if (!GE(after.VBal, before.VBal)) {
+      this.violate(
+        "vote taken back",
+        `${at}: vote at ${formatBallot(before.VBal)} taken back (now ${
+          formatBallot(after.VBal)
+        }) (store)`,
+      );
+    } else if (!GE(after.VBal, before.LastBal)) {
+      this.violate(
+        "vote below its promise",
+        `${at}: voted at ${formatBallot(after.VBal)}, below its promise ${
+          formatBallot(before.LastBal)
+        } (store)`,
+      );
+    }
   }
 
   replied(node: number, op: Op, req: Proposer, rep: Acceptor): void {
@@ -99,6 +172,7 @@ class Safety {
         cur !== undefined && cur.Val !== null && !GE(cur.VBal, req.Bal) && !GE(rep.VBal, cur.VBal)
       ) {
         this.violate(
+          "Prepare hid a vote",
           `node${node} Prepare ${inst} at ${formatBallot(req.Bal)} hid its vote at ${
             formatBallot(cur.VBal)
           }`,
@@ -120,14 +194,20 @@ class Safety {
     let vote = byBallot.get(bk);
     if (vote === undefined) byBallot.set(bk, vote = { value, nodes: new Set() });
     if (vote.value !== value) {
-      this.violate(`${inst}: two values proposed at ballot ${bk}: ${vote.value} and ${value}`);
+      this.violate(
+        "ballot with two values",
+        `${inst}: two values proposed at ballot ${bk}: ${vote.value} and ${value}`,
+      );
     }
     vote.nodes.add(node);
     if (vote.nodes.size >= QUORUM) {
       const before = this.#chosen.get(inst);
       if (before === undefined) this.#chosen.set(inst, value);
       else if (before !== value) {
-        this.violate(`${inst}: chosen ${before}, then ${value} was chosen too`);
+        this.violate(
+          "two values chosen",
+          `${inst}: chosen ${before}, then ${value} was chosen too`,
+        );
       }
     }
   }
@@ -144,6 +224,7 @@ class Safety {
       const s = node.durableGet(id);
       if (s === undefined || !GE(s.LastBal, bal)) {
         this.violate(
+          "acknowledged state lost",
           `node${node.id} ${inst}: promise ${formatBallot(bal)} acknowledged, durable ${
             s === undefined ? "nothing" : formatBallot(s.LastBal)
           } (promise went back)`,
@@ -151,7 +232,10 @@ class Safety {
       }
       const v = this.#voted.get(nk);
       if (v !== undefined && (s === undefined || !GE(s.VBal, v))) {
-        this.violate(`node${node.id} ${inst}: vote at ${formatBallot(v)} acknowledged, then lost`);
+        this.violate(
+          "acknowledged state lost",
+          `node${node.id} ${inst}: vote at ${formatBallot(v)} acknowledged, then lost`,
+        );
       }
     }
   }
@@ -233,7 +317,7 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
     const links = variant === "quorum-of-one"
       ? [net.link(c, c % NODES, 20)]
       : nodes.map((_, n) => net.link(c, n, 20));
-    const kv = new Kv(links, { clock, random, deadlineMs: 1_000 });
+    const kv = new Kv(links, { clock, random, deadlineMs: KV_DEADLINE_MS });
     let lastSeen = -1n;
     while (issued < steps) {
       const id = issued++;
@@ -270,14 +354,17 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
     () => done = true,
     (e) => {
       // Not a network failure (those are outcomes): a bug, and the end of the run.
-      safety.violate(`a KV operation threw ${e instanceof Error ? e.stack : e}`);
+      safety.violate("KV call threw", `a KV operation threw ${e instanceof Error ? e.stack : e}`);
       done = true;
     },
   );
   await clock.run(() => done, 600_000);
   const endMs = clock.now();
   if (!done) {
-    safety.violate(`liveness: ${issued - finished} operations never completed (at ${endMs} ms)`);
+    safety.violate(
+      "liveness",
+      `liveness: ${issued - finished} operations never completed (at ${endMs} ms)`,
+    );
   }
 
   for (const n of nodes) {
@@ -292,16 +379,17 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
     const took = op.ret - Math.max(op.call, healAtMs);
     maxAfterHealMs = Math.max(maxAfterHealMs, took);
     if ("unknown" in op.output && op.call >= healAtMs) {
-      safety.violate(`liveness: ${op.input.op} on ${op.key} failed after the heal`);
+      safety.violate("liveness", `liveness: ${op.input.op} on ${op.key} failed after the heal`);
     }
   }
-  if (maxAfterHealMs > LIVENESS_BOUND_MS) {
-    safety.violate(`liveness: an operation took ${maxAfterHealMs} ms after the heal`);
+  if (maxAfterHealMs > (opts.livenessBoundMs ?? LIVENESS_BOUND_MS)) {
+    safety.violate("liveness", `liveness: an operation took ${maxAfterHealMs} ms after the heal`);
   }
 
   const lin = checkKv(history, { timeoutMs: 10_000 });
   if (!lin.ok) {
     safety.violate(
+      lin.timedOut ? "checker timed out" : "not linearizable",
       lin.timedOut
         ? `linearizability check timed out on ${lin.key}`
         : `history of ${lin.key} is not linearizable: ${lin.reason}`,
@@ -313,6 +401,7 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
     variant,
     ok: safety.violations.length === 0,
     violations: safety.violations,
+    kinds: safety.kinds,
     ops: history.length,
     completed: history.filter((o) => !("unknown" in o.output)).length,
     unknown: history.filter((o) => "unknown" in o.output).length,
