@@ -31,7 +31,8 @@ export type Variant =
   | "accept-ignores-ballot"
   | "prepare-hides-vote"
   | "quorum-of-one"
-  | "reply-before-sync";
+  | "reply-before-sync"
+  | "next-promise-anyway";
 
 /** The variants that must be caught. */
 export const BROKEN_VARIANTS: readonly Variant[] = [
@@ -39,6 +40,7 @@ export const BROKEN_VARIANTS: readonly Variant[] = [
   "prepare-hides-vote",
   "quorum-of-one",
   "reply-before-sync",
+  "next-promise-anyway",
 ];
 
 /**
@@ -155,6 +157,14 @@ class BrokenAcceptor {
     if (!GE(r.Bal, v.LastBal) && this.variant !== "accept-ignores-ballot") return reply;
     const LastBal = GE(r.Bal, v.LastBal) ? r.Bal : v.LastBal;
     await this.store.put(r.Id, { LastBal, Val: r.Val, VBal: r.Bal });
+    // next-promise-anyway: the kv extension's promise of version Ver+1,
+    // granted without looking whether anybody touched that version (a
+    // promise or a vote there). The other variants never grant it.
+    if (r.Next === true && this.variant === "next-promise-anyway") {
+      const next = { Key: r.Id.Key, Ver: r.Id.Ver + 1n };
+      await this.store.put(next, { LastBal: r.Bal, Val: null, VBal: ZERO_BALLOT });
+      return { ...reply, NextOk: true };
+    }
     return reply;
   }
 

@@ -359,6 +359,41 @@ Deno.test("a vote at the promised ballot shares the stored ballot and keeps no p
   assert.equal(store.get(id)!.LastBal, higher.Bal);
 });
 
+Deno.test("Accept with Next promises version Ver+1 only when nobody touched it", async () => {
+  const store = new MemoryStore();
+  const a = new PaxosAcceptor(store);
+  const next = (ver: number, b: BallotNum, val: Value = { Vi64: 1n }) =>
+    a.accept({ ...req(inst("n", ver), b, val), Next: true });
+  // Untouched: granted, and written.
+  assert.deepEqual(await next(0, bal(2, 1)), { ...acceptReply(ZERO_BALLOT), NextOk: true });
+  assert.deepEqual(store.get(inst("n", 1)), state(bal(2, 1)));
+  // Promised at this very ballot, nothing voted: still ours, granted.
+  assert.deepEqual(await next(0, bal(2, 1)), { ...acceptReply(bal(2, 1)), NextOk: true });
+  // Promised at another ballot, lower or higher: withheld, and left as it was.
+  await a.prepare(req(inst("n", 11), bal(1, 9)));
+  assert.deepEqual(await next(10, bal(2, 1)), acceptReply(ZERO_BALLOT));
+  assert.deepEqual(store.get(inst("n", 11)), state(bal(1, 9)));
+  await a.prepare(req(inst("n", 21), bal(3, 9)));
+  assert.deepEqual(await next(20, bal(2, 1)), acceptReply(ZERO_BALLOT));
+  assert.deepEqual(store.get(inst("n", 21)), state(bal(3, 9)));
+  // Voted, even at a lower ballot and even by this ballot: withheld; the
+  // vote stays (a Prepare would have had to find it).
+  await a.accept(req(inst("n", 31), bal(1, 9), { Vi64: 7n }));
+  assert.deepEqual(await next(30, bal(2, 1)), acceptReply(ZERO_BALLOT));
+  assert.deepEqual(store.get(inst("n", 31)), state(bal(1, 9), { Vi64: 7n }, bal(1, 9)));
+  await a.accept(req(inst("n", 41), bal(2, 1), { Vi64: 8n }));
+  assert.deepEqual(await next(40, bal(2, 1)), acceptReply(ZERO_BALLOT));
+  assert.deepEqual(store.get(inst("n", 41)), state(bal(2, 1), { Vi64: 8n }, bal(2, 1)));
+  // In every case the vote itself was made.
+  for (const ver of [10, 20, 30, 40]) {
+    assert.deepEqual(store.get(inst("n", ver)), state(bal(2, 1), { Vi64: 1n }, bal(2, 1)));
+  }
+  // A refused Accept promises nothing next.
+  await a.prepare(req(inst("n", 50), bal(5, 5)));
+  assert.deepEqual(await next(50, bal(2, 1)), acceptReply(bal(5, 5)));
+  assert.equal(store.get(inst("n", 51)), undefined);
+});
+
 Deno.test("state is independent per (Key, Ver)", async () => {
   const a = new PaxosAcceptor();
   await a.accept(req(inst("k", 0), bal(2, 2), { Vi64: 1n }));

@@ -74,6 +74,7 @@ const CAUGHT_BY: Record<Exclude<Variant, "correct">, ViolationKind> = {
   "prepare-hides-vote": "Prepare hid a vote",
   "quorum-of-one": "not linearizable",
   "reply-before-sync": "acknowledged state lost",
+  "next-promise-anyway": "two values chosen",
 };
 
 for (const variant of BROKEN_VARIANTS) {
