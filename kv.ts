@@ -397,7 +397,7 @@ export class Kv {
       if (
         unsettled !== null && unsettled < latest.version &&
         refusals.n < this.#acceptors.length &&
-        (await this.#settle(key, unsettled, deadline))?.Wid === wid
+        (await this.#runOurs(key, unsettled, null, deadline))?.Wid === wid
       ) {
         return unsettled;
       }
@@ -410,7 +410,7 @@ export class Kv {
       if (opts.ifAbsent && !absent) throw new VersionConflictError(key, null, latest.version);
       const next = latest.version + 1n;
       if (await this.#fastWrite(key, next, value)) return next;
-      const chosen = await this.#run(key, next, value, deadline, true);
+      const chosen = await this.#runOurs(key, next, value, deadline);
       if (chosen?.Wid === wid) return next;
       // Another writer got `next` first: look again. A conditional write
       // then finds its condition false (or, for a create, still true when the
@@ -452,10 +452,19 @@ export class Kv {
     return true;
   }
 
-  // The value chosen at a version below the latest.
-  async #settle(key: string, ver: bigint, deadline: number): Promise<Value | null> {
+  // A run at a version where our write may have votes: the value chosen
+  // there (with `val`, our write's full run; with null, a read that settles
+  // a short write). When the acceptors no longer keep that version (other
+  // writers went on past it), whether our write was chosen there can no
+  // longer be known.
+  async #runOurs(
+    key: string,
+    ver: bigint,
+    val: Value | null,
+    deadline: number,
+  ): Promise<Value | null> {
     try {
-      return await this.#run(key, ver, null, deadline);
+      return await this.#run(key, ver, val, deadline, val !== null);
     } catch (e) {
       if (!(e instanceof CompactedError)) throw e;
       throw new UnknownOutcomeError(key, ver, "the acceptors no longer keep that version", {
@@ -464,10 +473,30 @@ export class Kv {
     }
   }
 
-  // The latest chosen version of a key: the highest version a majority
-  // voted in, then downward until a version holds a chosen value.
+  // The latest chosen version of a key. When the version being read was
+  // compacted meanwhile (other writers went on, past the versions the
+  // acceptors keep), the key has a newer chosen version: ask again, as long
+  // as the highest version seen goes up.
   async #latest(key: string, deadline: number): Promise<Latest> {
-    const replies = await this.#askLatest(key, deadline);
+    for (let seen = -2n;;) {
+      const replies = await this.#askLatest(key, deadline);
+      const top = replies.reduce((max, r) => r.Ver > max ? r.Ver : max, -1n);
+      try {
+        return await this.#latestOf(key, replies, deadline);
+      } catch (e) {
+        if (!(e instanceof CompactedError) || top <= seen) throw e;
+        seen = top;
+      }
+    }
+  }
+
+  // The latest chosen version, from a majority's Latest replies: the highest
+  // version they voted in, then downward until a version holds a chosen value.
+  async #latestOf(
+    key: string,
+    replies: readonly LatestReply[],
+    deadline: number,
+  ): Promise<Latest> {
     let top = -1n;
     let floor = 0n;
     for (const r of replies) {

@@ -197,6 +197,70 @@ Deno.test("kv: retention keeps the last versions; older ones are 'compacted'", a
   assert.equal(await kv.set("r", "ten"), 10n);
 });
 
+Deno.test("kv: a get whose version is compacted while it reads it asks again, and finds the newer one", async () => {
+  const acceptors = cluster(3, 2);
+  const other = new Kv(acceptors);
+  for (let i = 0; i < 3; i++) await other.set("c", `v${i}`);
+  // Version 3 voted on a0 only: a get must read it with Paxos, not from
+  // Latest alone.
+  const w = new PaxosProposer({
+    Id: { Key: "c", Ver: 3n },
+    Bal: { N: 5n, ProposerId: 77n },
+    Val: { Data: "half" },
+  });
+  assert.equal((await w.phase1(acceptors, 2)).err, null);
+  assert.equal((await w.phase2([acceptors[0]!], 1)).err, null);
+  // When the get comes to read version 3, another client first finishes it
+  // and writes versions 4 and 5: the acceptors then keep only 4 and 5.
+  let interlude: Promise<bigint[]> | null = null;
+  const kv = new Kv(acceptors.map((a) => ({
+    name: a.name,
+    latest: (key: string) => a.latest(key),
+    request: async (op: "Prepare" | "Accept", req: Proposer) => {
+      if (op === "Prepare" && req.Id.Ver === 3n) {
+        interlude ??= (async () => [await other.set("c", "v4"), await other.set("c", "v5")])();
+        await interlude;
+      }
+      return await a.request(op, req);
+    },
+  })));
+  assert.deepEqual(await kv.get("c"), { found: true, version: 5n, value: "v5" });
+  assert.deepEqual(await interlude, [4n, 5n]);
+  assert.deepEqual((await other.history("c")).map((e) => e.version), [4n, 5n]);
+});
+
+Deno.test("kv: a write whose version is compacted before it could run there has an unknown outcome", async () => {
+  const acceptors = cluster(3, 2);
+  const other = new Kv(acceptors);
+  for (let i = 0; i < 3; i++) await other.set("u", `v${i}`);
+  // When the write comes to run at version 3, another client writes 3, 4
+  // and 5 first: version 3 is no longer kept. (That the write's own run had
+  // sent no Accept there is more than the KV knows.)
+  let interlude: Promise<bigint[]> | null = null;
+  const kv = new Kv(acceptors.map((a) => ({
+    name: a.name,
+    latest: (key: string) => a.latest(key),
+    request: async (op: "Prepare" | "Accept", req: Proposer) => {
+      if (op === "Prepare" && req.Id.Ver === 3n) {
+        interlude ??= (async () => [
+          await other.set("u", "v3"),
+          await other.set("u", "v4"),
+          await other.set("u", "v5"),
+        ])();
+        await interlude;
+      }
+      return await a.request(op, req);
+    },
+  })));
+  await assert.rejects(kv.set("u", "mine"), (e: Error) => {
+    assert.ok(e instanceof UnknownOutcomeError, String(e));
+    assert.equal(e.version, 3n);
+    assert.ok(e.cause instanceof CompactedError);
+    return true;
+  });
+  assert.deepEqual(await interlude, [3n, 4n, 5n]);
+});
+
 Deno.test("kv: explicit-version calls keep the seed's meaning", async () => {
   const kv = new Kv(cluster());
   assert.deepEqual(await kv.setVersion("foo", 0n, { Vi64: 5n }), { Vi64: 5n });
