@@ -1,12 +1,15 @@
 /**
  * Runs simulations from the command line.
  *
- *   deno task sim --seed S [--steps N] [--variant V]   replay one run exactly
+ *   deno task sim --seed S [--steps N] [--variant V] [--keep-versions K]
+ *                                                      replay one run exactly
  *   deno task sim --seeds K [--from S] [--steps N]     run K seeds
  *   deno task soak                                     a long run of seeds
  *
- * Prints one line per failing seed (with the command that replays it) and a
- * summary; exits 1 when any run violated safety or liveness.
+ * `--keep-versions K` runs the acceptors with retention (the last K versions
+ * of each key kept). Prints one line per failing seed (with the command that
+ * replays it) and a summary; exits 1 when any run violated safety or
+ * liveness.
  *
  * @module
  */
@@ -41,6 +44,7 @@ if (import.meta.main) {
         from: { type: "string" },
         steps: { type: "string" },
         variant: { type: "string" },
+        "keep-versions": { type: "string" },
         "no-faults": { type: "boolean" },
         verbose: { type: "boolean" },
       },
@@ -53,6 +57,10 @@ if (import.meta.main) {
     fail(`unknown --variant ${variant}: one of ${VARIANTS.join(", ")}`);
   }
   const steps = int("steps", args.steps, 200);
+  const keep = args["keep-versions"] === undefined
+    ? undefined
+    : int("keep-versions", args["keep-versions"], 0);
+  if (keep === 0) fail("--keep-versions must be at least 1");
   const first = args.seed !== undefined ? int("seed", args.seed, 1) : int("from", args.from, 1);
   const count = args.seed !== undefined ? 1 : int("seeds", args.seeds, 100);
   const t0 = performance.now();
@@ -66,6 +74,7 @@ if (import.meta.main) {
       steps,
       variant,
       faults: !args["no-faults"],
+      ...(keep === undefined ? {} : { keepVersions: keep }),
     });
     ops += r.ops;
     unknown += r.unknown;
@@ -81,7 +90,8 @@ if (import.meta.main) {
         `FAIL seed ${seed}: ${
           r.violations[0]
         }\n  replay: deno task sim --seed ${seed} --steps ${steps}` +
-          (variant === "correct" ? "" : ` --variant ${variant}`),
+          (variant === "correct" ? "" : ` --variant ${variant}`) +
+          (keep === undefined ? "" : ` --keep-versions ${keep}`),
       );
     }
   }

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { latestReply, PaxosAcceptor } from "../acceptor.ts";
+import { type AcceptorOptions, latestReply, PaxosAcceptor } from "../acceptor.ts";
 import type { Random } from "../clock.ts";
 import { type Store, Versions } from "../store.ts";
 import type { KvAcceptorClient } from "../transport.ts";
@@ -185,7 +185,11 @@ export interface Observer {
   replied(node: number, op: Op, req: Proposer, rep: Acceptor): void;
 }
 
-/** One acceptor machine: it crashes (losing what was not synced) and restarts. */
+/**
+ * One acceptor machine: it crashes (losing what was not synced) and restarts.
+ * Its acceptor runs with `acceptorOptions` (retention), except in the
+ * variants with a broken acceptor.
+ */
 export class SimNode {
   /** Whether the node is running. */
   up = true;
@@ -200,6 +204,7 @@ export class SimNode {
     readonly random: Random,
     readonly variant: Variant,
     readonly observer: Observer,
+    readonly acceptorOptions: AcceptorOptions = {},
   ) {
     this.#store = this.#newStore(new Versions());
     this.#acceptor = this.#build();
@@ -218,7 +223,7 @@ export class SimNode {
   #build(): AnyAcceptor {
     return this.variant === "correct" || this.variant === "quorum-of-one" ||
         this.variant === "reply-before-sync"
-      ? new PaxosAcceptor(this.#store, `node${this.id}`)
+      ? new PaxosAcceptor(this.#store, `node${this.id}`, this.acceptorOptions)
       : new BrokenAcceptor(this.#store, this.variant);
   }
 
@@ -253,7 +258,11 @@ export class SimNode {
     this.up = true;
   }
 
-  /** Serves a request; resolves with the reply, or never when the node dies first. */
+  /**
+   * Serves a request; resolves with the reply, or rejects with the
+   * acceptor's refusal (an `Err` reply), or never settles when the node dies
+   * first.
+   */
   handle(op: Op | "Latest", req: Proposer | string): Promise<Acceptor | LatestReply> | null {
     if (!this.up) return null;
     const epoch = this.epoch;
@@ -263,7 +272,12 @@ export class SimNode {
         if (this.epoch === epoch) this.observer.replied(this.id, op, req as Proposer, rep);
         return rep;
       });
-    return work.then((rep) => this.epoch === epoch ? rep : new Promise<never>(() => {}));
+    // What a node that died meanwhile would have answered is never sent.
+    const never = new Promise<never>(() => {});
+    return work.then((rep) => this.epoch === epoch ? rep : never, (e) => {
+      if (this.epoch !== epoch) return never;
+      throw e;
+    });
   }
 }
 
@@ -325,16 +339,21 @@ export class SimNetwork {
           if (this.#lost(client, node)) return;
           this.clock.setTimer(() => {
             const work = this.nodes[node]!.handle(op, req);
-            if (work === null || !answer) return;
-            work.then((rep) => {
-              if (this.#lost(client, node)) return;
+            if (work === null) return;
+            // The reply, or the refusal, travels back like any message.
+            const answerWith = (settle: () => void) => {
+              if (!answer || this.#lost(client, node)) return;
               this.clock.setTimer(() => {
                 if (settled) return;
                 settled = true;
                 this.clock.clearTimer(timer);
-                resolve(rep as T);
+                settle();
               }, this.#delay());
-            });
+            };
+            work.then(
+              (rep) => answerWith(() => resolve(rep as T)),
+              (e: Error) => answerWith(() => reject(e)),
+            );
           }, this.#delay());
         };
         deliver(true);

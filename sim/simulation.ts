@@ -18,7 +18,7 @@
  * @module
  */
 import { type Random, seededRandom } from "../clock.ts";
-import { Kv } from "../kv.ts";
+import { Kv, UnknownOutcomeError } from "../kv.ts";
 import type { Acceptor, Op, PaxosInstanceId, Proposer, Value } from "../types.ts";
 import { ballotEquals, formatBallot, GE } from "../types.ts";
 import { checkKv, type KvInput, type KvOperation } from "../check/linearizability.ts";
@@ -40,6 +40,11 @@ export interface SimOptions {
   readonly clients?: number;
   /** Keys the clients fight over (default 2). */
   readonly keys?: number;
+  /**
+   * Run the acceptors with retention: each keeps only the last
+   * `keepVersions` versions of a key (default: off, every version kept).
+   */
+  readonly keepVersions?: number;
   /** The liveness bound to check (default {@link LIVENESS_BOUND_MS}). */
   readonly livenessBoundMs?: number;
 }
@@ -91,6 +96,10 @@ export interface SimResult {
   readonly endMs: number;
   /** The longest an operation took to complete after the heal (simulated ms). */
   readonly maxAfterHealMs: number;
+  /** With `keepVersions`: writes whose outcome was lost to compaction (`UnknownOutcomeError`). */
+  readonly compactedAway: number;
+  /** The highest floor any node keeps for any key (0 without `keepVersions`). */
+  readonly maxFloor: number;
 }
 
 /** How long one KV operation may take before it fails (the clients' deadline, simulated ms). */
@@ -257,10 +266,19 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
   const clock = new SimClock();
   let nodes: SimNode[] = [];
   const safety = new Safety(() => nodes);
-  nodes = Array.from({ length: NODES }, (_, i) => new SimNode(i, clock, random, variant, safety));
+  const acceptorOptions = opts.keepVersions === undefined
+    ? {}
+    : { keepVersions: opts.keepVersions };
+  nodes = Array.from(
+    { length: NODES },
+    (_, i) => new SimNode(i, clock, random, variant, safety, acceptorOptions),
+  );
   const net = new SimNetwork(clock, random, nodes);
 
   const history: KvOperation[] = [];
+  // Writes whose outcome the KV could not know because their version was
+  // compacted: the KV's documented answer under retention, not a failure.
+  const compactedAway = new Set<KvOperation>();
   let issued = 0;
   let finished = 0;
   let crashes = 0;
@@ -338,11 +356,13 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
         ? { op: "create", value: `c${c}-${id}` }
         : { op: "delete" };
       const call = clock.now();
-      const { output } = await runKvOp(kv, key, input);
+      const { output, error } = await runKvOp(kv, key, input);
       if ("version" in output) lastSeen = output.version;
       else if ("actual" in output) lastSeen = output.actual;
       const ret = clock.now();
-      history.push({ client: c, key, input, output, call, ret });
+      const op: KvOperation = { client: c, key, input, output, call, ret };
+      history.push(op);
+      if (error instanceof UnknownOutcomeError) compactedAway.add(op);
       finished++;
       // Think time, so operations interleave in many ways.
       await clock.sleep(random.next() * 2);
@@ -378,7 +398,7 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
     if (op.ret < healAtMs) continue;
     const took = op.ret - Math.max(op.call, healAtMs);
     maxAfterHealMs = Math.max(maxAfterHealMs, took);
-    if ("unknown" in op.output && op.call >= healAtMs) {
+    if ("unknown" in op.output && op.call >= healAtMs && !compactedAway.has(op)) {
       safety.violate("liveness", `liveness: ${op.input.op} on ${op.key} failed after the heal`);
     }
   }
@@ -410,5 +430,10 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
     healAtMs,
     endMs,
     maxAfterHealMs,
+    compactedAway: compactedAway.size,
+    maxFloor: Math.max(
+      0,
+      ...nodes.flatMap((n) => keys.map((k) => Number(n.durableLatest(k).Floor))),
+    ),
   };
 }
