@@ -241,6 +241,8 @@ export class Kv {
   readonly #close: () => Promise<void>;
   // Per key: a ballot a majority promised for one version (see #fastWrite).
   readonly #promised = new Map<string, { ver: bigint; bal: BallotNum }>();
+  // The refusal of an acceptor that serves v1 only (see #askLatest).
+  #v1Only: AcceptorError | null = null;
 
   /** Builds a client; `close` releases what it holds (the connections). */
   constructor(
@@ -366,6 +368,7 @@ export class Kv {
   }
 
   async #write(key: string, value: Value, opts: SetOptions): Promise<bigint> {
+    this.#refuseOverV1();
     const deadline = this.#clock.now() + this.#deadlineMs;
     // The write's id: the chosen value is ours only if it carries it. (Not
     // "if it equals ours": another writer may write an equal value, and a
@@ -521,23 +524,47 @@ export class Kv {
   }
 
   // Latest from a majority of the acceptors.
+  //
+  // An acceptor that answers Latest with UnknownOp serves v1 only, without
+  // the kv extension. The KV cannot run over it, even beside others: it may
+  // drop the write ids and tombstones of the values it votes for. From the
+  // first such answer (also one that comes after a quorum of others), every
+  // KV call fails with an AcceptorError naming that acceptor.
   async #askLatest(
     key: string,
     deadline: number,
     what = `find the latest version of ${key}`,
   ): Promise<readonly LatestReply[]> {
+    this.#refuseOverV1();
     const quorum = quorumOf(this.#acceptors.length);
-    const out = await askQuorum(this.#acceptors, (a) => a.latest(key), {
+    const ask = (a: KvAcceptorClient) =>
+      a.latest(key).catch((e) => {
+        if (e instanceof AcceptorError && e.code === "UnknownOp") {
+          this.#v1Only ??= new AcceptorError(
+            "UnknownOp",
+            `${e.detail} (it serves v1 only, without the kv extension's Latest; the KV needs ` +
+              `every acceptor to serve it; getVersion and setVersion need only v1)`,
+            a.name,
+          );
+        }
+        throw e;
+      });
+    const out = await askQuorum(this.#acceptors, ask, {
       need: quorum,
       deadline,
       clock: this.#clock,
     });
+    this.#refuseOverV1();
     if (out.ok) return out.replies;
     const why = out.why === "" ? "too many failed" : "no majority answered within the deadline";
     throw new NotEnoughQuorumError(
       `cannot ${what}: ${out.replies.length} of ${quorum} ` +
         `acceptors answered; ${why}${out.failures.length ? `; ${out.failures.join("; ")}` : ""}`,
     );
+  }
+
+  #refuseOverV1(): void {
+    if (this.#v1Only !== null) throw this.#v1Only;
   }
 
   // A random positive 62-bit id: hi * 2^31 + lo + 1 for two random 31-bit

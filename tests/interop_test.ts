@@ -10,7 +10,14 @@ import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";
 import { PaxosAcceptor } from "../acceptor.ts";
 import { type AcceptorServer, serveAcceptor } from "../server.ts";
-import { PaxosProposer, type Value, WebSocketAcceptorClient } from "../mod.ts";
+import {
+  AcceptorError,
+  connect,
+  Kv,
+  PaxosProposer,
+  type Value,
+  WebSocketAcceptorClient,
+} from "../mod.ts";
 import {
   decode,
   type Decoded,
@@ -669,5 +676,35 @@ Deno.test("mixed cluster: 2 of our acceptors and 1 foreign one agree on 50 insta
     await Promise.all(peers.map((p) => p.close()));
     await Promise.all(ours.map((s) => s.close()));
     await foreign.close();
+  }
+});
+
+// ---------------------------------------------------------------------------
+// 4. Our KV over foreign acceptors, which serve v1 only.
+
+Deno.test("our KV over v1-only acceptors fails at once naming one; the seed's calls still work", async () => {
+  const fs = [new ForeignAcceptor(), new ForeignAcceptor(), new ForeignAcceptor()];
+  try {
+    const urls = fs.map((f) => f.url);
+    await assert.rejects(connect(urls, { timeoutMs: 5000, deadlineMs: 5000 }), (e: Error) => {
+      assert.ok(e instanceof AcceptorError, String(e));
+      assert.equal(e.code, "UnknownOp");
+      assert.ok(urls.some((u) => e.message.startsWith(`${u} answered UnknownOp: `)), e.message);
+      assert.match(e.message, /no such Op: Latest \(it serves v1 only, without the kv extension/);
+      return true;
+    });
+    // The explicit-version calls are v1: they work over the same acceptors.
+    await withClients(urls, async (cs) => {
+      const kv = new Kv(cs);
+      assert.deepEqual(await kv.setVersion("v1", 0n, { Vi64: 5n }), { Vi64: 5n });
+      assert.deepEqual(await kv.getVersion("v1", 0n), { Vi64: 5n });
+      // A latest read is refused, quickly, with the same error.
+      const t0 = performance.now();
+      await assert.rejects(kv.get("v1"), (e: Error) => e instanceof AcceptorError);
+      assert.ok(performance.now() - t0 < 2500, "refused before the deadline");
+      assert.ok(fs.every((f) => f.framesIn > 0));
+    });
+  } finally {
+    await Promise.all(fs.map((f) => f.close()));
   }
 });

@@ -463,3 +463,29 @@ Deno.test("kv: a stale promise refused by every acceptor costs no read of its ve
     "c",
   ]);
 });
+
+Deno.test("kv: one v1-only acceptor (Latest answered UnknownOp) makes every KV call fail, naming it", async () => {
+  const [a0, a1] = cluster(2);
+  const v1 = new PaxosAcceptor(new MemoryStore(), "old");
+  const acceptors = [a0!, a1!, {
+    name: "old",
+    request: (op: "Prepare" | "Accept", req: Proposer) => v1.request(op, req),
+    latest: () =>
+      Promise.reject(new AcceptorError("UnknownOp", 'Op: unknown operation "Latest"', "old")),
+  }];
+  const kv = new Kv(acceptors);
+  const refused = (e: Error) => {
+    assert.ok(e instanceof AcceptorError, String(e));
+    assert.equal(e.code, "UnknownOp");
+    assert.match(e.message, /^old answered UnknownOp: .*it serves v1 only/);
+    return true;
+  };
+  // A majority answered (a0, a1), but the refusal came in too.
+  await assert.rejects(kv.get("k"), refused);
+  // From then on, nothing more is sent for the KV calls.
+  await assert.rejects(kv.set("k", "v"), refused);
+  await assert.rejects(kv.history("k"), refused);
+  assert.equal(a0!.store.get({ Key: "k", Ver: 0n }), undefined, "nothing was written");
+  // The seed's calls run Paxos alone, which v1 serves.
+  assert.deepEqual(await kv.setVersion("k", 0n, { Vi64: 1n }), { Vi64: 1n });
+});
