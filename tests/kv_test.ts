@@ -6,6 +6,7 @@ import {
   CompactedError,
   connect,
   Kv,
+  LogStore,
   MemoryStore,
   PaxosAcceptor,
   PaxosProposer,
@@ -14,7 +15,10 @@ import {
   UnknownOutcomeError,
   VersionConflictError,
   WebSocketAcceptorClient,
+  ZERO_BALLOT,
 } from "../mod.ts";
+import { inst, req } from "./builders.ts";
+import { MemFs } from "./mem_fs.ts";
 
 function cluster(n = 3, keepVersions?: number): PaxosAcceptor[] {
   return Array.from(
@@ -488,4 +492,33 @@ Deno.test("kv: one v1-only acceptor (Latest answered UnknownOp) makes every KV c
   assert.equal(a0!.store.get({ Key: "k", Ver: 0n }), undefined, "nothing was written");
   // The seed's calls run Paxos alone, which v1 serves.
   assert.deepEqual(await kv.setVersion("k", 0n, { Vi64: 1n }), { Vi64: 1n });
+});
+
+Deno.test("kv: a get of a settled key costs one round trip (Latest only) and no sync", async () => {
+  // Durable acceptors, on a file system in memory that counts their syncs.
+  const fs = new MemFs();
+  const stores = await Promise.all(
+    [0, 1, 2].map((i) => LogStore.open(`/mem/acceptor-${i}`, { fs })),
+  );
+  try {
+    const acceptors = stores.map((s, i) => new PaxosAcceptor(s, `a${i}`));
+    assert.equal(await new Kv(acceptors).set("s", "settled"), 0n);
+    // Every acceptor has stored its vote (a request waits for the key's
+    // writes before it; this one, at the zero ballot, writes nothing).
+    for (const a of acceptors) {
+      assert.ok((await a.prepare(req(inst("s"), ZERO_BALLOT))).Val !== null);
+    }
+    const seen: string[] = [];
+    const kv = new Kv(
+      watched(acceptors, (op, r) => seen.push(r === null ? op : `${op} ${r.Id.Ver}`)),
+    );
+    const [syncs, writes] = [fs.count("syncData"), fs.count("write")];
+    assert.deepEqual(await kv.get("s"), { found: true, version: 0n, value: "settled" });
+    assert.deepEqual(seen, ["Latest", "Latest", "Latest"], "one request to each acceptor");
+    assert.equal(fs.count("syncData"), syncs, "a settled read synced");
+    assert.equal(fs.count("write"), writes, "a settled read wrote");
+    assert.ok(syncs >= 6, `the set synced only ${syncs} times`);
+  } finally {
+    await Promise.all(stores.map((s) => s.close()));
+  }
 });
