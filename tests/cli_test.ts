@@ -495,6 +495,28 @@ Deno.test("cli: cluster --base-port 0 serves three acceptors; SIGINT stops it", 
   }
 });
 
+Deno.test("cli: an acceptor or a cluster that cannot listen exits 1 with one line", async () => {
+  // A port taken by this test.
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (taken.addr as Deno.NetAddr).port;
+  try {
+    assertFails(
+      await cli("acceptor", "--id", "0", "--memory", "--port", `${port}`),
+      1,
+      new RegExp(`^paxoskv: acceptor 0 cannot listen on 127\\.0\\.0\\.1:${port}: .*in use`, "i"),
+      "acceptor on a taken port",
+    );
+    assertFails(
+      await cli("cluster", "--base-port", `${port}`),
+      1,
+      new RegExp(`^paxoskv: .*${port}.*in use`, "i"),
+      "cluster on a taken port",
+    );
+  } finally {
+    taken.close();
+  }
+});
+
 Deno.test("cli: parseValueArg sends canonical int64 as Vi64 and anything else as Data", () => {
   assert.deepEqual(parseValueArg("5"), { Vi64: 5n });
   assert.deepEqual(parseValueArg("0"), { Vi64: 0n });
