@@ -65,7 +65,7 @@ export class LineProcess {
   readonly #proc: Deno.ChildProcess;
   readonly #stdin: WritableStreamDefaultWriter<Uint8Array> | null;
   #ended = false;
-  #wake: (() => void) | null = null;
+  #waiters: (() => void)[] = [];
   readonly #stdoutDone: Promise<void>;
   readonly #stderr: Promise<string>;
 
@@ -96,11 +96,21 @@ export class LineProcess {
         this.lines.push(buf.slice(0, i));
         buf = buf.slice(i + 1);
       }
-      this.#wake?.();
+      this.#wakeAll();
     }
     if (buf !== "") this.lines.push(buf);
     this.#ended = true;
-    this.#wake?.();
+    this.#wakeAll();
+  }
+
+  #wakeAll(): void {
+    for (const w of this.#waiters.splice(0)) w();
+  }
+
+  /** Resolves when more stdout lines have come, or stdout has ended. */
+  changed(): Promise<void> {
+    if (this.#ended) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
   /** Waits until `done(lines)` holds for the stdout lines so far; fails after `timeoutMs`. */
@@ -112,14 +122,12 @@ export class LineProcess {
         const why = this.#ended ? "the process ended" : `nothing more within ${timeoutMs} ms`;
         throw new Error(`${why}; stdout so far: ${JSON.stringify(this.lines.slice(-5))}`);
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#wake = null;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        this.changed(),
+        new Promise<void>((resolve) => timer = setTimeout(resolve, left)),
+      ]);
+      clearTimeout(timer);
     }
     return [...this.lines];
   }

@@ -10,12 +10,14 @@
  * 1. It connects a {@link Kv} to the URLs and prints `{"ready":true}`.
  * 2. For each `ping` line on stdin it prints `{"clock":T}`, its clock now
  *    (so that the test can check that its clock agrees with the worker's).
- * 3. On a `go` line it runs N operations, one at a time, with a random pause
- *    of up to P ms before each: get, set, cas, create (set if absent) and
- *    delete on keys `k0`..`k{K-1}`, choices from a random source seeded with
- *    S. Every value written is unique: `c{C}-{i}` for operation i. It prints
- *    each finished operation as `{client, key, input, output, call, ret}`
- *    (a {@link KvOperation}) plus, for an unknown outcome, `error`.
+ * 3. On a `go` line it runs operations, one at a time, with a random pause
+ *    of up to P ms before each, until a `stop` line (or the end of stdin),
+ *    and at most N: get, set, cas, create (set if absent) and delete on keys
+ *    `k0`..`k{K-1}`, choices from a random source seeded with S. Every value
+ *    written is unique: `c{C}-{i}` for operation i. It prints `{"start":i}`
+ *    as operation i starts, and each finished operation as
+ *    `{client, key, input, output, call, ret}` (a {@link KvOperation}) plus,
+ *    for an unknown outcome, `error`.
  * 4. It prints `{"done":true}` and exits 0.
  *
  * Times are `performance.timeOrigin + performance.now()` in ms: the wall
@@ -125,22 +127,32 @@ async function main(): Promise<void> {
 
   const kv = await connectRetrying(urls, timeoutMs, deadlineMs);
   await emit({ ready: true });
-  let go = false;
-  for await (const line of stdinLines()) {
+  const lines = stdinLines();
+  for (;;) {
+    const { value: line, done } = await lines.next();
+    if (done) await fail(3, "stdin ended before go");
     if (line === "ping") await emit({ clock: wallClock() });
-    else if (line === "go") {
-      go = true;
-      break;
-    } else await fail(2, `unexpected line on stdin: ${JSON.stringify(line)}`);
+    else if (line === "go") break;
+    else await fail(2, `unexpected line on stdin: ${JSON.stringify(line)}`);
   }
-  if (!go) await fail(3, "stdin ended before go");
+  // Then stdin tells when to stop: a stop line, or its end.
+  let stop = false;
+  const stopped = (async () => {
+    for (;;) {
+      const { value: line, done } = await lines.next();
+      if (done || line === "stop") return void (stop = true);
+      await fail(2, `unexpected line on stdin: ${JSON.stringify(line)}`);
+    }
+  })();
 
   const random = seededRandom(seed);
   const pick = (n: number) => Math.floor(random.next() * n);
   // The latest version this client saw of each key, to make cas succeed often.
   const seen = new Map<string, bigint>();
-  for (let i = 0; i < ops; i++) {
+  for (let i = 0; i < ops && !stop; i++) {
     if (pauseMs > 0) await new Promise((r) => setTimeout(r, random.next() * pauseMs));
+    if (stop) break;
+    await emit({ start: i });
     const key = `k${pick(keys)}`;
     const value = `c${client}-${i}`;
     const known = seen.get(key) ?? -1n;
@@ -164,6 +176,7 @@ async function main(): Promise<void> {
     await emit(error === undefined ? op : { ...op, error });
   }
   await kv.close();
+  await stopped;
   await emit({ done: true });
 }
 
