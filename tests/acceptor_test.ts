@@ -116,15 +116,22 @@ class RawClient {
   readonly frames: ReplyEnvelope[][] = [];
   readonly closedWith: Promise<Error>;
   #closeReason: Error | undefined;
+  // A reply frame that does not decode: waits fail with it (thrown in the
+  // connection's callback, it would be lost).
+  #broken: Error | undefined;
   #waiters: (() => void)[] = [];
   readonly #ws: WsConnection;
 
   private constructor(ws: WsConnection) {
     this.#ws = ws;
     ws.onMessage = (bytes) => {
-      const items = decodeReplyFrame(bytes);
-      this.frames.push(items);
-      for (const item of items) this.replies.set(String(item.Rid), item);
+      try {
+        const items = decodeReplyFrame(bytes);
+        this.frames.push(items);
+        for (const item of items) this.replies.set(String(item.Rid), item);
+      } catch (e) {
+        this.#broken ??= e as Error;
+      }
       this.#wake();
     };
     this.closedWith = new Promise((resolve) => {
@@ -171,6 +178,7 @@ class RawClient {
     });
     try {
       while (true) {
+        if (this.#broken !== undefined) throw this.#broken;
         if (rids.every((r) => this.replies.has(String(r)))) {
           return rids.map((r) => this.replies.get(String(r))!);
         }

@@ -135,6 +135,9 @@ class RawPeer {
   readonly #ws: WebSocket;
   readonly #replies = new Map<bigint, DMap>();
   readonly #waiters = new Map<bigint, { resolve: (e: DMap) => void; reject: (e: Error) => void }>();
+  // A reply that broke the contract: every wait from then on fails with it
+  // (thrown in the socket's callback, it would be lost or misreported).
+  #broken: Error | null = null;
   /** Resolves with the close event once the connection is closed. */
   readonly closed: Promise<CloseEvent>;
 
@@ -142,25 +145,38 @@ class RawPeer {
     this.#ws = ws;
     this.closed = new Promise((resolve) => {
       ws.onclose = (e) => {
-        for (const w of this.#waiters.values()) w.reject(new Error(`closed with ${e.code}`));
-        this.#waiters.clear();
+        this.#failAll(new Error(`closed with ${e.code}`));
         resolve(e);
       };
     });
     ws.onmessage = (e) => {
-      assert.ok(e.data instanceof ArrayBuffer, "replies come in binary frames");
-      const x = decode(new Uint8Array(e.data));
-      for (const item of Array.isArray(x) ? x : [x]) {
-        const env = asMap(item, "reply envelope");
-        const rid = asInt(env.Rid, "reply Rid");
-        assert.ok(!this.#replies.has(rid), `one reply per Rid (${rid})`);
-        const w = this.#waiters.get(rid);
-        if (w !== undefined) {
-          this.#waiters.delete(rid);
-          w.resolve(env);
-        } else this.#replies.set(rid, env);
+      try {
+        this.#onMessage(e);
+      } catch (err) {
+        this.#broken ??= err as Error;
+        this.#failAll(this.#broken);
       }
     };
+  }
+
+  #onMessage(e: MessageEvent): void {
+    assert.ok(e.data instanceof ArrayBuffer, "replies come in binary frames");
+    const x = decode(new Uint8Array(e.data));
+    for (const item of Array.isArray(x) ? x : [x]) {
+      const env = asMap(item, "reply envelope");
+      const rid = asInt(env.Rid, "reply Rid");
+      assert.ok(!this.#replies.has(rid), `one reply per Rid (${rid})`);
+      const w = this.#waiters.get(rid);
+      if (w !== undefined) {
+        this.#waiters.delete(rid);
+        w.resolve(env);
+      } else this.#replies.set(rid, env);
+    }
+  }
+
+  #failAll(e: Error): void {
+    for (const w of this.#waiters.values()) w.reject(e);
+    this.#waiters.clear();
   }
 
   static async open(url: string): Promise<RawPeer> {
@@ -184,6 +200,7 @@ class RawPeer {
 
   /** The reply for `rid`, waiting at most 2 s for it. */
   reply(rid: bigint): Promise<DMap> {
+    if (this.#broken !== null) return Promise.reject(this.#broken);
     const got = this.#replies.get(rid);
     if (got !== undefined) {
       this.#replies.delete(rid);

@@ -6,6 +6,7 @@ import {
   CompactedError,
   connect,
   Kv,
+  type KvEntry,
   LogStore,
   MemoryStore,
   PaxosAcceptor,
@@ -379,35 +380,42 @@ Deno.test("kv: a client's next write of a key skips phase 1, and falls back when
 
 // A one-round-trip write of g@1 gets partly through: its Accept reaches a0
 // only, and meanwhile another client reads g (which finishes version 1) and
-// writes version 2. Returns the writer's client, after its first write.
-async function overtakenWrite(keepVersions?: number): Promise<{ kv: Kv; write: Promise<bigint> }> {
+// writes version 2. Returns the writer's client, its write (under way), and
+// what the other client saw, to check in the test itself (an assertion
+// failing inside an acceptor's request would pass for a lost request).
+async function overtakenWrite(keepVersions?: number): Promise<{
+  kv: Kv;
+  write: Promise<bigint>;
+  interlude: Promise<{ read: KvEntry; wrote: bigint }>;
+}> {
   const acceptors = cluster(3, keepVersions);
   const kv0 = new Kv(acceptors);
   let armed = false;
   let firstVoted!: () => void;
   const voted = new Promise<void>((resolve) => firstVoted = resolve);
-  let interlude: Promise<void> | null = null;
+  let startInterlude!: () => void;
+  const interlude = new Promise<void>((resolve) => startInterlude = resolve).then(async () => ({
+    read: await kv0.get("g"),
+    wrote: await kv0.set("g", "theirs"),
+  }));
   // The writer's Accept of g@1 reaches a0 only; to a1 and a2 it is lost
   // (an error: its outcome unknown), and meanwhile other clients read g,
   // which finishes our half-written version 1, and write version 2.
   const lossy = acceptors.map((a, i) => ({
     name: a.name,
     latest: (key: string) => a.latest(key),
-    request: async (op: "Prepare" | "Accept", req: Proposer) => {
-      if (!(armed && op === "Accept" && req.Id.Key === "g" && req.Id.Ver === 1n)) {
-        return await a.request(op, req);
+    request: async (op: "Prepare" | "Accept", r: Proposer) => {
+      if (!(armed && op === "Accept" && r.Id.Key === "g" && r.Id.Ver === 1n)) {
+        return await a.request(op, r);
       }
       if (i === 0) {
-        const rep = await a.request(op, req);
+        const rep = await a.request(op, r);
         firstVoted();
         return rep;
       }
       await voted;
-      interlude ??= (async () => {
-        assert.deepEqual(await kv0.get("g"), { found: true, version: 1n, value: "mine" });
-        assert.equal(await kv0.set("g", "theirs"), 2n);
-      })();
-      await interlude;
+      startInterlude();
+      await interlude.catch(() => {});
       throw new Error(`Accept to ${a.name} lost`);
     },
   }));
@@ -416,11 +424,16 @@ async function overtakenWrite(keepVersions?: number): Promise<{ kv: Kv; write: P
   armed = true;
   const write = kv.set("g", "mine");
   write.finally(() => armed = false).catch(() => {});
-  return { kv, write };
+  return { kv, write, interlude };
 }
 
 Deno.test("kv: a one-round-trip write that got partly through and was finished by a reader is not written twice", async () => {
-  const { kv, write } = await overtakenWrite();
+  const { kv, write, interlude } = await overtakenWrite();
+  // The reader finished our write at version 1; the other write came after.
+  assert.deepEqual(await interlude, {
+    read: { found: true, version: 1n, value: "mine" },
+    wrote: 2n,
+  });
   // Our write was chosen at version 1 (by the reader): that is its version.
   assert.equal(await write, 1n);
   assert.deepEqual((await kv.history("g")).map((h) => h.deleted ? null : h.value), [
@@ -433,7 +446,11 @@ Deno.test("kv: a one-round-trip write that got partly through and was finished b
 Deno.test("kv: a write chosen at a version compacted before the writer could look has an unknown outcome", async () => {
   // As above, on acceptors that keep one version: version 1 is forgotten by
   // the time the writer comes to read it, so it cannot tell whether it won.
-  const { write } = await overtakenWrite(1);
+  const { write, interlude } = await overtakenWrite(1);
+  assert.deepEqual(await interlude, {
+    read: { found: true, version: 1n, value: "mine" },
+    wrote: 2n,
+  });
   await assert.rejects(write, (e: Error) => {
     assert.ok(e instanceof UnknownOutcomeError, String(e));
     assert.equal(e.version, 1n);
