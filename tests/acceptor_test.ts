@@ -10,41 +10,22 @@ import { PaxosAcceptor } from "../acceptor.ts";
 import { AcceptorError } from "../errors.ts";
 import { seededRandom } from "../clock.ts";
 import {
-  decodeReplyFrame,
   encodeFrame,
   encodeRequests,
   MAX_FRAME_BYTES,
   type ReplyEnvelope,
   type RequestEnvelope,
-  type Rid,
 } from "../codec.ts";
-import { type AcceptorServer, serveAcceptor } from "../server.ts";
+import { serveAcceptor } from "../server.ts";
 import { MemoryStore, type Store, type Written } from "../store.ts";
-import type {
-  Acceptor,
-  BallotNum,
-  KeyVersions,
-  Op,
-  PaxosInstanceId,
-  Proposer,
-  Value,
-} from "../types.ts";
+import type { Acceptor, BallotNum, KeyVersions, PaxosInstanceId, Value } from "../types.ts";
 import { EMPTY_ACCEPTOR, MAX_BALLOT_STEP, ZERO_BALLOT } from "../types.ts";
-import { WsConnection } from "../ws_client.ts";
-import { bal, inst, req, state } from "./builders.ts";
+import { acceptReply, bal, env, inst, req, state } from "./builders.ts";
+import { assertServing, err, RawClient, rep, withClients, withServer } from "./raw_client.ts";
+import { settle } from "./waits.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.
-
-/** The reply an Accept gives: only the promised ballot from before the request. */
-function acceptReply(LastBal: BallotNum): Acceptor {
-  return { LastBal, Val: null, VBal: ZERO_BALLOT };
-}
-
-/** Lets every pending microtask and I/O callback run once. */
-function flush(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}
 
 /** A put held until the test releases or fails it. */
 interface HeldPut {
@@ -107,153 +88,6 @@ class GatedStore implements Store {
 class FailingStore extends MemoryStore {
   override put(): Promise<void> {
     return Promise.reject(new Error("disk full (test store)"));
-  }
-}
-
-/** A raw client: sends hand-made frames, collects the replies by Rid. */
-class RawClient {
-  readonly replies = new Map<string, ReplyEnvelope>();
-  readonly frames: ReplyEnvelope[][] = [];
-  readonly closedWith: Promise<Error>;
-  #closeReason: Error | undefined;
-  // A reply frame that does not decode: waits fail with it (thrown in the
-  // connection's callback, it would be lost).
-  #broken: Error | undefined;
-  #waiters: (() => void)[] = [];
-  readonly #ws: WsConnection;
-
-  private constructor(ws: WsConnection) {
-    this.#ws = ws;
-    ws.onMessage = (bytes) => {
-      try {
-        const items = decodeReplyFrame(bytes);
-        this.frames.push(items);
-        for (const item of items) this.replies.set(String(item.Rid), item);
-      } catch (e) {
-        this.#broken ??= e as Error;
-      }
-      this.#wake();
-    };
-    this.closedWith = new Promise((resolve) => {
-      ws.onClose = (reason) => {
-        this.#closeReason = reason;
-        resolve(reason);
-        this.#wake();
-      };
-    });
-  }
-
-  static async open(url: string): Promise<RawClient> {
-    return new RawClient(await WsConnection.connect(url, { timeoutMs: 5000 }));
-  }
-
-  get isOpen(): boolean {
-    return this.#closeReason === undefined && this.#ws.isOpen;
-  }
-
-  send(bytes: Uint8Array): void {
-    this.#ws.send(bytes);
-  }
-
-  sendRequests(envs: RequestEnvelope[]): void {
-    this.send(encodeRequests(envs));
-  }
-
-  #wake(): void {
-    for (const w of this.#waiters.splice(0)) w();
-  }
-
-  /**
-   * Resolves with the replies to all `rids` once they are in; resolves with
-   * null when the connection closes first; rejects after 5 s (a failure, not
-   * a timing assumption: everything here is local and fast).
-   */
-  async waitFor(rids: readonly Rid[]): Promise<ReplyEnvelope[] | null> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`no replies for Rids ${rids.join(",")} within 5 s`)),
-        5000,
-      );
-    });
-    try {
-      while (true) {
-        if (this.#broken !== undefined) throw this.#broken;
-        if (rids.every((r) => this.replies.has(String(r)))) {
-          return rids.map((r) => this.replies.get(String(r))!);
-        }
-        if (this.#closeReason !== undefined) return null;
-        await Promise.race([new Promise<void>((r) => this.#waiters.push(r)), deadline]);
-      }
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /** Sends requests and returns their replies (which must arrive). */
-  async call(envs: RequestEnvelope[]): Promise<ReplyEnvelope[]> {
-    this.sendRequests(envs);
-    const got = await this.waitFor(envs.map((e) => e.Rid));
-    if (got === null) assert.fail(`connection closed: ${this.#closeReason?.message}`);
-    return got;
-  }
-
-  /** Waits for the server to close the connection; returns its close code. */
-  async closeCode(): Promise<number> {
-    const reason = await this.closedWith;
-    const m = /closed by the peer: (\d+)/.exec(reason.message);
-    if (m === null) assert.fail(`connection ended without a close frame: ${reason.message}`);
-    return Number(m[1]);
-  }
-
-  async close(): Promise<void> {
-    await this.#ws.close();
-  }
-}
-
-function rep(item: ReplyEnvelope | undefined): Acceptor {
-  assert.ok(item !== undefined);
-  if ("Err" in item) assert.fail(`expected a Rep, got Err ${item.Err.Code}: ${item.Err.Msg}`);
-  return item.Rep as Acceptor;
-}
-
-function err(item: ReplyEnvelope | undefined, code: string): string {
-  assert.ok(item !== undefined);
-  if (!("Err" in item)) assert.fail(`expected Err ${code}, got a Rep`);
-  assert.equal(item.Err.Code, code, item.Err.Msg);
-  return item.Err.Msg;
-}
-
-let nextRid = 1;
-function env(op: Op, r: Proposer): RequestEnvelope {
-  return { Rid: nextRid++, Op: op, Req: r };
-}
-
-/** Runs `fn` with a served acceptor, and closes the server whatever happens. */
-async function withServer(
-  fn: (server: AcceptorServer, acceptor: PaxosAcceptor) => Promise<void>,
-  store: Store = new MemoryStore(),
-): Promise<void> {
-  const acceptor = new PaxosAcceptor(store, "test");
-  const server = await serveAcceptor(acceptor, { port: 0 });
-  try {
-    await fn(server, acceptor);
-  } finally {
-    await server.close();
-  }
-}
-
-/** Opens clients and closes them all after `fn`. */
-async function withClients(
-  url: string,
-  n: number,
-  fn: (clients: RawClient[]) => Promise<void>,
-): Promise<void> {
-  const clients = await Promise.all(Array.from({ length: n }, () => RawClient.open(url)));
-  try {
-    await fn(clients);
-  } finally {
-    await Promise.all(clients.map((c) => c.close()));
   }
 }
 
@@ -439,7 +273,7 @@ Deno.test("requests on one key are served one at a time, after each put resolved
   const v1 = track("v1", a.prepare(req(inst("serial", 1), bal(1, 1))));
 
   await store.arrived(1);
-  await flush();
+  await settle();
   // Only the first request reached the store; nobody replied before its put.
   assert.equal(store.puts.length, 1);
   assert.deepEqual([...settled], []);
@@ -455,13 +289,13 @@ Deno.test("requests on one key are served one at a time, after each put resolved
   await store.puts[0]!.release();
   assert.deepEqual(await p1, EMPTY_ACCEPTOR);
   await store.arrived(3);
-  await flush();
+  await settle();
   assert.deepEqual([...settled].sort(), ["other", "p1"], "p2 waits for its put");
   // The second request saw the first one's stored state.
   await store.puts[2]!.release();
   assert.deepEqual(await p2, state(bal(1, 1)));
   await store.arrived(4);
-  await flush();
+  await settle();
   assert.deepEqual([...settled].sort(), ["other", "p1", "p2"], "a3 waits for its put");
   await store.puts[3]!.release();
   assert.deepEqual(await a3, acceptReply(bal(2, 1)));
@@ -490,7 +324,7 @@ Deno.test("with a store that writes at once, a request is served in its call, un
     return r;
   });
   await store.arrived(1);
-  await flush();
+  await settle();
   assert.deepEqual(settled, []);
   assert.deepEqual(store.inner.get(inst("now", 1)), state(bal(1, 1)), "a1 has not run");
 
@@ -636,15 +470,6 @@ Deno.test("an acceptor's own failure (a bug) is an Err Internal reply, not a Sto
 });
 
 /** Checks a served acceptor still answers, on an existing and a new connection. */
-async function assertServing(url: string, existing: RawClient, key: string): Promise<void> {
-  const [r1] = await existing.call([env("Prepare", req(inst(key), bal(0, 0)))]);
-  rep(r1);
-  await withClients(url, 1, async ([fresh]) => {
-    const [r2] = await fresh!.call([env("Prepare", req(inst(key), bal(0, 0)))]);
-    rep(r2);
-  });
-}
-
 Deno.test("bad frames close that connection with the contract's code; the acceptor keeps serving", async () => {
   const errors: string[] = [];
   const acceptor = new PaxosAcceptor();

@@ -1,10 +1,11 @@
 /**
  * Builders of the Paxos structures for tests: ballots, instance ids,
- * requests and acceptor states, from plain numbers.
+ * requests, request envelopes and acceptor states, from plain numbers.
  *
  * @module
  */
-import type { Acceptor, BallotNum, PaxosInstanceId, Proposer, Value } from "../types.ts";
+import type { RequestEnvelope } from "../codec.ts";
+import type { Acceptor, BallotNum, Op, PaxosInstanceId, Proposer, Value } from "../types.ts";
 import { ZERO_BALLOT } from "../types.ts";
 
 /** A ballot. */
@@ -35,4 +36,15 @@ export function voted(n: number, val: Value | null = { Vi64: BigInt(n) }): Accep
 /** The state after a promise of ballot (n, 7), with no vote. */
 export function promised(n: number): Acceptor {
   return state(bal(n, 7));
+}
+
+/** The reply an Accept gives: only the promised ballot from before the request. */
+export function acceptReply(LastBal: BallotNum): Acceptor {
+  return { LastBal, Val: null, VBal: ZERO_BALLOT };
+}
+
+let nextRid = 1;
+/** A request envelope with a fresh Rid (unique in this process). */
+export function env(op: Op, r: Proposer): RequestEnvelope {
+  return { Rid: nextRid++, Op: op, Req: r };
 }

@@ -20,7 +20,7 @@ import {
   WebSocketAcceptorClient,
   ZERO_BALLOT,
 } from "../mod.ts";
-import { type Server, startDurableAcceptor } from "./cli_process.ts";
+import { AcceptorProcess } from "./crash.ts";
 
 interface Received {
   readonly op: Op;
@@ -32,26 +32,23 @@ interface Received {
 class CrashableAcceptor implements AcceptorClient {
   readonly name: string;
   readonly received: Received[] = [];
-  #server: Server | null = null;
+  readonly #process: AcceptorProcess;
   #client: WebSocketAcceptorClient | null = null;
   #onReply: () => void = () => {};
 
   constructor(readonly id: number, readonly dir: string) {
     this.name = `acceptor-${id}`;
+    this.#process = new AcceptorProcess(id, dir);
   }
 
   async start(): Promise<void> {
-    const { server, url } = await startDurableAcceptor(this.id, this.dir);
-    this.#server = server;
+    const url = await this.#process.start();
     this.#client = new WebSocketAcceptorClient(url, { timeoutMs: 500, minBackoffMs: 5 });
   }
 
   /** SIGKILL: no chance to flush or close anything. */
   async kill(): Promise<void> {
-    const server = this.#server!;
-    this.#server = null;
-    const { status } = await server.stop("SIGKILL");
-    assert.equal(status.signal, "SIGKILL");
+    await this.#process.kill();
     await this.#client?.close();
     this.#client = null;
   }
@@ -59,9 +56,7 @@ class CrashableAcceptor implements AcceptorClient {
   async stop(): Promise<void> {
     await this.#client?.close();
     this.#client = null;
-    const { status, stderr } = await this.#server!.stop("SIGTERM");
-    this.#server = null;
-    assert.equal(status.code, 0, stderr);
+    await this.#process.stop();
   }
 
   async request(op: Op, req: Proposer): Promise<Acceptor> {

@@ -15,6 +15,7 @@ import { LOG_FILE } from "../log_store.ts";
 import { LineProcess } from "./cli_process.ts";
 import { inst, promised, voted } from "./builders.ts";
 import { MemFs } from "./mem_fs.ts";
+import { settle } from "./waits.ts";
 
 function snapshot(store: LogStore): Map<string, Acceptor> {
   const m = new Map<string, Acceptor>();
@@ -61,11 +62,6 @@ async function copyLog(from: string, to: string, edit: (b: Uint8Array) => Uint8A
 
 const MEM_DIR = "/mem/acceptor-0";
 const MEM_LOG = join(MEM_DIR, LOG_FILE);
-
-/** Lets everything that can run, run: pending microtasks and I/O callbacks. */
-function settle(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}
 
 /**
  * Cuts the power, reopens the store on what survived, and returns the

@@ -21,10 +21,12 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Random, seededRandom } from "../clock.ts";
 import { connect, type KvHistoryEntry } from "../kv.ts";
-import { LineProcess, type Server, startDurableAcceptor, stopAll } from "./cli_process.ts";
+import { LineProcess, stopAll } from "./cli_process.ts";
+import { AcceptorProcess } from "./crash.ts";
 import { type FaultProxy, type Faults, startProxy } from "./fault_proxy.ts";
 import { decodeLine, encodeLine, wallClock } from "./kv_worker.ts";
 import { checkKv, type KvOperation } from "../check/linearizability.ts";
+import { type RawServer, startRawServer } from "./raw_net.ts";
 
 const WORKERS = 4;
 const MAX_OPS = 400; // per worker: far more than the schedule needs
@@ -42,32 +44,23 @@ function workerProcess(args: string[]): LineProcess {
 }
 
 /** An acceptor process on its data directory, and the proxy in front of it. */
-class Node {
-  server: Server | null = null;
+class Node extends AcceptorProcess {
   proxy: FaultProxy | null = null;
-  url = "";
-  constructor(readonly id: number, readonly dir: string, readonly seed: number) {}
+  constructor(id: number, dir: string, readonly seed: number) {
+    super(id, dir);
+  }
 
   get proxyUrl(): string {
     return `ws://127.0.0.1:${this.proxy!.port}/paxos`;
   }
 
   /** Starts (or restarts) the acceptor on its data and points the proxy at it. */
-  async start(): Promise<void> {
-    const { server, url } = await startDurableAcceptor(this.id, this.dir);
-    this.server = server;
-    this.url = url;
-    const port = Number(new URL(this.url.replace(/^ws:/, "http:")).port);
+  override async start(): Promise<string> {
+    const url = await super.start();
+    const port = Number(new URL(url.replace(/^ws:/, "http:")).port);
     if (this.proxy === null) this.proxy = startProxy(port, { seed: this.seed });
     else this.proxy.retarget(port);
-  }
-
-  /** SIGKILL: no chance to flush or close anything. */
-  async kill(): Promise<void> {
-    const server = this.server!;
-    this.server = null;
-    const { status, stderr } = await server.stop("SIGKILL");
-    assert.equal(status.signal, "SIGKILL", `acceptor ${this.id} had ended by itself: ${stderr}`);
+    return url;
   }
 }
 
@@ -453,48 +446,13 @@ async function realFaults(seed: number): Promise<void> {
 }
 
 /** A TCP server on 127.0.0.1 that answers each chunk with `reply(chunk)`. */
-function replyServer(
-  reply: (b: Uint8Array) => Uint8Array,
-): { port: number; close(): Promise<void> } {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.Conn>();
-  const tasks: Promise<void>[] = [];
-  let closed = false;
-  const serve = async (conn: Deno.Conn) => {
-    conns.add(conn);
+function replyServer(reply: (b: Uint8Array) => Uint8Array): RawServer {
+  return startRawServer(async (conn) => {
     const buf = new Uint8Array(4096);
-    try {
-      for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
-        await conn.write(reply(buf.slice(0, n)));
-      }
-    } catch {
-      // Closed by close().
-    } finally {
-      conns.delete(conn);
-      try {
-        conn.close();
-      } catch {
-        // Closed already.
-      }
+    for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
+      await conn.write(reply(buf.slice(0, n)));
     }
-  };
-  tasks.push((async () => {
-    try {
-      for (;;) tasks.push(serve(await listener.accept()));
-    } catch {
-      // The listener was closed.
-    }
-  })());
-  return {
-    port: listener.addr.port,
-    async close() {
-      if (closed) return;
-      closed = true;
-      listener.close();
-      for (const c of conns) c.close();
-      await Promise.all(tasks);
-    },
-  };
+  });
 }
 
 /** Reads exactly `n` bytes (fails on end of stream). */

@@ -17,19 +17,9 @@ import type { Value } from "../types.ts";
 import { EMPTY_ACCEPTOR } from "../types.ts";
 import { startWsServer } from "./ws_test_server.ts";
 import { bal, inst, req } from "./builders.ts";
+import { RawWsPeer, startRawServer } from "./raw_net.ts";
+import { errorOf, within } from "./waits.ts";
 
-const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-/** Rejects when `p` has not settled after `ms`, so a lost reply fails instead of hanging. */
-function within<T>(p: Promise<T>, what: string, ms = 5000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
-
-/** Settles `p` and returns its error, failing when it resolves. */
 // The errors of `n` Prepares sent at once on one client, each of which must fail.
 function failuresOf(c: WebSocketAcceptorClient, n: number): Promise<Error[]> {
   return within(
@@ -41,15 +31,6 @@ function failuresOf(c: WebSocketAcceptorClient, n: number): Promise<Error[]> {
     ),
     "the failures",
   );
-}
-
-async function errorOf(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new assert.AssertionError({ message: "expected a rejection" });
 }
 
 // ---------------------------------------------------------------------------
@@ -102,70 +83,6 @@ function echoReply(item: RequestItem): ReplyEnvelope {
   const r = item.Req;
   if (!("Bal" in r)) return { Rid: item.Rid, Err: { Code: "UnknownOp", Msg: "not served here" } };
   return { Rid: item.Rid, Rep: { LastBal: r.Bal, Val: r.Val, VBal: r.Bal } };
-}
-
-// ---------------------------------------------------------------------------
-// A raw TCP server for failures below WebSocket.
-
-interface RawServer {
-  url: string;
-  port: number;
-  accepted: number;
-  close(): Promise<void>;
-}
-
-function startRaw(onConn: (conn: Deno.TcpConn) => Promise<void>): RawServer {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.TcpConn>();
-  const handlers: Promise<void>[] = [];
-  const port = (listener.addr as Deno.NetAddr).port;
-  const raw: RawServer = {
-    url: `ws://127.0.0.1:${port}/paxos`,
-    port,
-    accepted: 0,
-    async close() {
-      listener.close();
-      await loop;
-      for (const c of conns) closeQuietly(c);
-      await Promise.all(handlers);
-    },
-  };
-  const loop = (async () => {
-    try {
-      for await (const conn of listener) {
-        raw.accepted++;
-        conns.add(conn);
-        handlers.push(onConn(conn).catch(() => {}).finally(() => closeQuietly(conn)));
-      }
-    } catch { /* listener closed */ }
-  })();
-  return raw;
-}
-
-function closeQuietly(c: Deno.Conn): void {
-  try {
-    c.close();
-  } catch { /* already closed */ }
-}
-
-/** Reads an upgrade request and answers 101, as a WebSocket server would. */
-async function rawHandshake(conn: Deno.TcpConn): Promise<void> {
-  const buf = new Uint8Array(16 * 1024);
-  let got = "";
-  while (!got.includes("\r\n\r\n")) {
-    const n = await conn.read(buf);
-    if (n === null) throw new Deno.errors.UnexpectedEof("client left");
-    got += new TextDecoder().decode(buf.subarray(0, n));
-  }
-  const key = /sec-websocket-key:\s*(\S+)/i.exec(got)?.[1] ?? "";
-  const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(key + GUID));
-  const accept = btoa(String.fromCharCode(...new Uint8Array(digest)));
-  await conn.write(
-    new TextEncoder().encode(
-      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-        `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
-    ),
-  );
 }
 
 /** A clock on real time that a test can move forward at will. */
@@ -331,7 +248,7 @@ Deno.test("a request with no reply fails with TimedOut and leaves nothing pendin
 
 Deno.test("a request times out even while the handshake hangs", async () => {
   // Accepts, never answers, and waits for the client to hang up.
-  const silent = startRaw(async (conn) => {
+  const silent = startRawServer(async (conn) => {
     while (await conn.read(new Uint8Array(1024)) !== null) { /* ignore */ }
   });
   const c = new WebSocketAcceptorClient(silent.url, { timeoutMs: 100, connectTimeoutMs: 300 });
@@ -397,8 +314,8 @@ Deno.test("requests in flight fail at once with ConnectionReset when the accepto
 
 Deno.test("requests in flight fail at once with ConnectionReset when the TCP connection drops", async () => {
   // Completes the handshake, reads the first bytes of the requests, hangs up.
-  const server = startRaw(async (conn) => {
-    await rawHandshake(conn);
+  const server = startRawServer(async (conn) => {
+    await new RawWsPeer(conn).handshake();
     await conn.read(new Uint8Array(1024));
     conn.close();
   });
@@ -472,7 +389,7 @@ Deno.test("after the acceptor restarts on its port, requests succeed again; whil
 Deno.test("reconnect attempts back off exponentially up to maxBackoffMs", async () => {
   // Accepts and hangs up at once: every connection attempt fails, and the
   // server counts them.
-  const server = startRaw((conn) => Promise.resolve(conn.close()));
+  const server = startRawServer((conn) => Promise.resolve(conn.close()));
   const clock = skewedClock();
   const c = new WebSocketAcceptorClient(server.url, {
     minBackoffMs: 10_000,

@@ -5,188 +5,11 @@ import { parseWsUrl, WsConnection } from "../ws_client.ts";
 import { PaxosAcceptor } from "../acceptor.ts";
 import { serveAcceptor } from "../server.ts";
 import { startWsServer } from "./ws_test_server.ts";
-
-const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+import { concat, RawWsPeer, serverFrame, startRawServer } from "./raw_net.ts";
+import { within } from "./waits.ts";
 
 function echo(s: WebSocket): void {
   s.onmessage = (e) => s.send(e.data as ArrayBuffer);
-}
-
-// ---------------------------------------------------------------------------
-// A raw TCP server that speaks just enough WebSocket by hand.
-
-interface Frame {
-  fin: boolean;
-  opcode: number;
-  masked: boolean;
-  payload: Uint8Array;
-}
-
-class RawPeer {
-  #buf = new Uint8Array(0);
-  constructor(readonly conn: Deno.TcpConn) {}
-
-  async #fill(n: number): Promise<void> {
-    while (this.#buf.length < n) {
-      const chunk = new Uint8Array(64 * 1024);
-      const r = await this.conn.read(chunk);
-      if (r === null) throw new Deno.errors.UnexpectedEof("the client closed the connection");
-      const next = new Uint8Array(this.#buf.length + r);
-      next.set(this.#buf);
-      next.set(chunk.subarray(0, r), this.#buf.length);
-      this.#buf = next;
-    }
-  }
-
-  #take(n: number): Uint8Array {
-    const out = this.#buf.slice(0, n);
-    this.#buf = this.#buf.slice(n);
-    return out;
-  }
-
-  /** Reads the upgrade request; returns its request line and headers. */
-  async readRequest(): Promise<{ line: string; headers: Map<string, string> }> {
-    let end = -1;
-    while ((end = new TextDecoder().decode(this.#buf).indexOf("\r\n\r\n")) < 0) {
-      await this.#fill(this.#buf.length + 1);
-    }
-    const [line, ...rest] = new TextDecoder().decode(this.#take(end + 4)).split("\r\n");
-    const headers = new Map<string, string>();
-    for (const l of rest) {
-      const i = l.indexOf(":");
-      if (i > 0) headers.set(l.slice(0, i).trim().toLowerCase(), l.slice(i + 1).trim());
-    }
-    return { line: line!, headers };
-  }
-
-  /** Reads the upgrade request and answers 101, followed by `extra` in the same write. */
-  async handshake(opts: { wrongAccept?: boolean; extra?: Uint8Array } = {}): Promise<void> {
-    const { headers } = await this.readRequest();
-    const key = headers.get("sec-websocket-key") ?? "";
-    const digest = await crypto.subtle.digest(
-      "SHA-1",
-      new TextEncoder().encode((opts.wrongAccept ? "x" : "") + key + GUID),
-    );
-    const accept = btoa(String.fromCharCode(...new Uint8Array(digest)));
-    const head = new TextEncoder().encode(
-      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-        `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
-    );
-    await this.write(concat(head, opts.extra ?? new Uint8Array(0)));
-  }
-
-  /** Reads one frame from the client, unmasked. */
-  readFrame(): Promise<Frame> {
-    return within(this.#readFrame(), "reading a frame from the client");
-  }
-
-  async #readFrame(): Promise<Frame> {
-    await this.#fill(2);
-    const b0 = this.#buf[0]!;
-    const b1 = this.#buf[1]!;
-    let n = b1 & 0x7f;
-    let head = 2;
-    if (n === 126) {
-      await this.#fill(4);
-      n = (this.#buf[2]! << 8) | this.#buf[3]!;
-      head = 4;
-    } else if (n === 127) {
-      await this.#fill(10);
-      n = Number(new DataView(this.#buf.buffer, 2, 8).getBigUint64(0));
-      head = 10;
-    }
-    const masked = (b1 & 0x80) !== 0;
-    const total = head + (masked ? 4 : 0) + n;
-    await this.#fill(total);
-    const f = this.#take(total);
-    const payload = f.slice(total - n);
-    if (masked) {
-      const mask = f.subarray(head, head + 4);
-      for (let i = 0; i < n; i++) payload[i]! ^= mask[i & 3]!;
-    }
-    return { fin: (b0 & 0x80) !== 0, opcode: b0 & 0x0f, masked, payload };
-  }
-
-  async write(bytes: Uint8Array): Promise<void> {
-    let off = 0;
-    while (off < bytes.length) off += await this.conn.write(bytes.subarray(off));
-  }
-
-  close(): void {
-    try {
-      this.conn.close();
-    } catch { /* already closed */ }
-  }
-}
-
-interface RawServer {
-  port: number;
-  url: string;
-  /** The next accepted connection. */
-  accept(): Promise<RawPeer>;
-  close(): void;
-}
-
-function startRawServer(): RawServer {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const peers: RawPeer[] = [];
-  const port = (listener.addr as Deno.NetAddr).port;
-  return {
-    port,
-    url: `ws://127.0.0.1:${port}/raw`,
-    async accept() {
-      const conn = await listener.accept();
-      conn.setNoDelay(true);
-      const peer = new RawPeer(conn);
-      peers.push(peer);
-      return peer;
-    },
-    close() {
-      for (const p of peers) p.close();
-      listener.close();
-    },
-  };
-}
-
-/** A frame as a server sends it: unmasked unless a mask is given. */
-function serverFrame(
-  opcode: number,
-  payload: Uint8Array,
-  fin = true,
-  mask?: Uint8Array,
-): Uint8Array {
-  const n = payload.length;
-  const head = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const out = new Uint8Array(head + (mask ? 4 : 0) + n);
-  out[0] = (fin ? 0x80 : 0) | opcode;
-  const m = mask ? 0x80 : 0;
-  if (n < 126) {
-    out[1] = m | n;
-  } else if (n < 65536) {
-    out[1] = m | 126;
-    out[2] = n >> 8;
-    out[3] = n & 0xff;
-  } else {
-    out[1] = m | 127;
-    new DataView(out.buffer).setBigUint64(2, BigInt(n));
-  }
-  if (mask) {
-    out.set(mask, head);
-    for (let i = 0; i < n; i++) out[head + 4 + i] = payload[i]! ^ mask[i & 3]!;
-  } else {
-    out.set(payload, head);
-  }
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 const text = (s: string) => new TextEncoder().encode(s);
@@ -202,15 +25,6 @@ function patterned(n: number, seed: number): Uint8Array {
     out[i] = x & 0xff;
   }
   return out;
-}
-
-/** Rejects when `p` has not settled after `ms`, so a lost message fails instead of hanging. */
-function within<T>(p: Promise<T>, what: string, ms = 5000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 /** A queue of the messages a connection received, to await one at a time. */
@@ -287,7 +101,7 @@ Deno.test("many pipelined messages of mixed sizes arrive complete and in order",
 Deno.test("the handshake sends a proper upgrade request for the URL's path and host", async () => {
   const raw = startRawServer();
   const connecting = WsConnection.connect(`ws://127.0.0.1:${raw.port}/paxos?x=1`);
-  const peer = await raw.accept();
+  const peer = new RawWsPeer(await raw.accept());
   try {
     const { line, headers } = await peer.readRequest();
     assert.equal(line, "GET /paxos?x=1 HTTP/1.1");
@@ -296,7 +110,7 @@ Deno.test("the handshake sends a proper upgrade request for the URL's path and h
     assert.equal(headers.get("sec-websocket-version"), "13");
     assert.equal(atob(headers.get("sec-websocket-key") ?? "").length, 16);
   } finally {
-    raw.close();
+    await raw.close();
     await assert.rejects(connecting);
   }
 });
@@ -304,7 +118,7 @@ Deno.test("the handshake sends a proper upgrade request for the URL's path and h
 Deno.test("fragments, interleaved pings and frames right behind the 101 are all handled", async () => {
   const raw = startRawServer();
   const connecting = WsConnection.connect(raw.url);
-  const peer = await raw.accept();
+  const peer = new RawWsPeer(await raw.accept());
   // The first message comes in the same write as the 101 reply.
   await peer.handshake({ extra: serverFrame(0x2, text("early")) });
   const ws = await connecting;
@@ -346,7 +160,7 @@ Deno.test("fragments, interleaved pings and frames right behind the 101 are all 
     assert.equal(f.opcode, 0x8);
     await peer.write(serverFrame(0x8, f.payload));
     await closing;
-    raw.close();
+    await raw.close();
   }
 });
 
@@ -369,7 +183,7 @@ Deno.test("a server that breaks the protocol loses the connection", async (t) =>
     await t.step(name, async () => {
       const raw = startRawServer();
       const connecting = WsConnection.connect(raw.url);
-      const peer = await raw.accept();
+      const peer = new RawWsPeer(await raw.accept());
       await peer.handshake();
       const ws = await connecting;
       const reason = closeReason(ws);
@@ -386,7 +200,7 @@ Deno.test("a server that breaks the protocol loses the connection", async (t) =>
         assert.throws(() => ws.send(text("late")), Deno.errors.NotConnected);
       } finally {
         await ws.close();
-        raw.close();
+        await raw.close();
       }
     });
   }
@@ -461,7 +275,7 @@ Deno.test("close() completes the closing handshake and the server sees the code"
 Deno.test("close() gives up waiting for a silent peer after a second", async () => {
   const raw = startRawServer();
   const connecting = WsConnection.connect(raw.url);
-  const peer = await raw.accept();
+  const peer = new RawWsPeer(await raw.accept());
   await peer.handshake();
   const ws = await connecting;
   try {
@@ -471,7 +285,7 @@ Deno.test("close() gives up waiting for a silent peer after a second", async () 
     assert.ok(took >= 900 && took < 3000, `close took ${took} ms`);
     assert.equal((await peer.readFrame()).opcode, 0x8);
   } finally {
-    raw.close();
+    await raw.close();
   }
 });
 
@@ -489,7 +303,7 @@ Deno.test("connecting to a port with nothing listening rejects at once with Conn
 
 Deno.test("a server that never answers the handshake fails the connect with TimedOut", async () => {
   const raw = startRawServer();
-  const accepted = raw.accept();
+  const accepted = raw.accept().then((c) => new RawWsPeer(c));
   try {
     const t0 = performance.now();
     await assert.rejects(
@@ -503,20 +317,20 @@ Deno.test("a server that never answers the handshake fails the connect with Time
     await peer.readRequest();
     await assert.rejects(peer.readFrame(), Deno.errors.UnexpectedEof);
   } finally {
-    raw.close();
+    await raw.close();
   }
 });
 
 Deno.test("a server that closes during the handshake fails the connect with ConnectionReset", async () => {
   const raw = startRawServer();
   const connecting = WsConnection.connect(raw.url);
-  const peer = await raw.accept();
+  const peer = new RawWsPeer(await raw.accept());
   await peer.readRequest();
   peer.close();
   try {
     await assert.rejects(connecting, Deno.errors.ConnectionReset);
   } finally {
-    raw.close();
+    await raw.close();
   }
 });
 
@@ -538,12 +352,12 @@ Deno.test("an answer other than 101 fails the connect naming the status", async 
 Deno.test("a wrong Sec-WebSocket-Accept fails the connect", async () => {
   const raw = startRawServer();
   const connecting = WsConnection.connect(raw.url);
-  const peer = await raw.accept();
+  const peer = new RawWsPeer(await raw.accept());
   await peer.handshake({ wrongAccept: true });
   try {
     await assert.rejects(connecting, /wrong Sec-WebSocket-Accept/);
   } finally {
-    raw.close();
+    await raw.close();
   }
 });
 
