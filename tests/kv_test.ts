@@ -6,6 +6,7 @@ import {
   CompactedError,
   connect,
   Kv,
+  type KvAcceptorClient,
   type KvEntry,
   LogStore,
   MemoryStore,
@@ -43,6 +44,44 @@ function watched(
     latest: (key: string) => (see("Latest", null), a.latest(key)),
     request: (op: "Prepare" | "Accept", req: Proposer) => (see(op, req), a.request(op, req)),
   }));
+}
+
+// A writer voted `val` for key@ver on the first acceptor only, then died.
+async function halfWrite(
+  acceptors: readonly PaxosAcceptor[],
+  key: string,
+  ver: bigint,
+  val: string,
+) {
+  const w = new PaxosProposer({
+    Id: { Key: key, Ver: ver },
+    Bal: { N: 5n, ProposerId: 77n },
+    Val: { Data: val },
+  });
+  assert.equal((await w.phase1(acceptors, 2)).err, null);
+  assert.equal((await w.phase2([acceptors[0]!], 1)).err, null);
+}
+
+// The acceptors, but the first Prepare for version `ver` waits for
+// `interlude` (run once, then) to finish first. Returns them and the
+// interlude's result.
+function pausedAt<T>(
+  acceptors: readonly PaxosAcceptor[],
+  ver: bigint,
+  interlude: () => Promise<T>,
+): { acceptors: KvAcceptorClient[]; ran: () => Promise<T> | null } {
+  let ran: Promise<T> | null = null;
+  return {
+    acceptors: acceptors.map((a) => ({
+      name: a.name,
+      latest: (key: string) => a.latest(key),
+      request: async (op: "Prepare" | "Accept", r: Proposer) => {
+        if (op === "Prepare" && r.Id.Ver === ver) await (ran ??= interlude()).catch(() => {});
+        return await a.request(op, r);
+      },
+    })),
+    ran: () => ran,
+  };
 }
 
 Deno.test("kv: set gives the next version; get returns the latest", async () => {
@@ -168,13 +207,7 @@ Deno.test("kv: a half-written version is finished by a get and then stays", asyn
   const kv = new Kv(acceptors);
   await kv.set("half", "old");
   // A writer voted version 1 on acceptor 0 only, then died.
-  const w = new PaxosProposer({
-    Id: { Key: "half", Ver: 1n },
-    Bal: { N: 5n, ProposerId: 77n },
-    Val: { Data: "new" },
-  });
-  assert.equal((await w.phase1(acceptors, 2)).err, null);
-  assert.equal((await w.phase2([acceptors[0]!], 1)).err, null);
+  await halfWrite(acceptors, "half", 1n, "new");
   // The get asks a majority that includes acceptor 0 (in-process acceptors
   // answer in order), sees version 1 and finishes it.
   assert.deepEqual(await kv.get("half"), { found: true, version: 1n, value: "new" });
@@ -208,29 +241,16 @@ Deno.test("kv: a get whose version is compacted while it reads it asks again, an
   for (let i = 0; i < 3; i++) await other.set("c", `v${i}`);
   // Version 3 voted on a0 only: a get must read it with Paxos, not from
   // Latest alone.
-  const w = new PaxosProposer({
-    Id: { Key: "c", Ver: 3n },
-    Bal: { N: 5n, ProposerId: 77n },
-    Val: { Data: "half" },
-  });
-  assert.equal((await w.phase1(acceptors, 2)).err, null);
-  assert.equal((await w.phase2([acceptors[0]!], 1)).err, null);
+  await halfWrite(acceptors, "c", 3n, "half");
   // When the get comes to read version 3, another client first finishes it
   // and writes versions 4 and 5: the acceptors then keep only 4 and 5.
-  let interlude: Promise<bigint[]> | null = null;
-  const kv = new Kv(acceptors.map((a) => ({
-    name: a.name,
-    latest: (key: string) => a.latest(key),
-    request: async (op: "Prepare" | "Accept", req: Proposer) => {
-      if (op === "Prepare" && req.Id.Ver === 3n) {
-        interlude ??= (async () => [await other.set("c", "v4"), await other.set("c", "v5")])();
-        await interlude;
-      }
-      return await a.request(op, req);
-    },
-  })));
+  const paused = pausedAt(acceptors, 3n, async () => [
+    await other.set("c", "v4"),
+    await other.set("c", "v5"),
+  ]);
+  const kv = new Kv(paused.acceptors);
   assert.deepEqual(await kv.get("c"), { found: true, version: 5n, value: "v5" });
-  assert.deepEqual(await interlude, [4n, 5n]);
+  assert.deepEqual(await paused.ran(), [4n, 5n]);
   assert.deepEqual((await other.history("c")).map((e) => e.version), [4n, 5n]);
 });
 
@@ -241,29 +261,19 @@ Deno.test("kv: a write whose version is compacted before it could run there has 
   // When the write comes to run at version 3, another client writes 3, 4
   // and 5 first: version 3 is no longer kept. (That the write's own run had
   // sent no Accept there is more than the KV knows.)
-  let interlude: Promise<bigint[]> | null = null;
-  const kv = new Kv(acceptors.map((a) => ({
-    name: a.name,
-    latest: (key: string) => a.latest(key),
-    request: async (op: "Prepare" | "Accept", req: Proposer) => {
-      if (op === "Prepare" && req.Id.Ver === 3n) {
-        interlude ??= (async () => [
-          await other.set("u", "v3"),
-          await other.set("u", "v4"),
-          await other.set("u", "v5"),
-        ])();
-        await interlude;
-      }
-      return await a.request(op, req);
-    },
-  })));
+  const paused = pausedAt(acceptors, 3n, async () => [
+    await other.set("u", "v3"),
+    await other.set("u", "v4"),
+    await other.set("u", "v5"),
+  ]);
+  const kv = new Kv(paused.acceptors);
   await assert.rejects(kv.set("u", "mine"), (e: Error) => {
     assert.ok(e instanceof UnknownOutcomeError, String(e));
     assert.equal(e.version, 3n);
     assert.ok(e.cause instanceof CompactedError);
     return true;
   });
-  assert.deepEqual(await interlude, [3n, 4n, 5n]);
+  assert.deepEqual(await paused.ran(), [3n, 4n, 5n]);
 });
 
 Deno.test("kv: explicit-version calls keep the seed's meaning", async () => {
