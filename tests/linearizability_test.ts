@@ -1,4 +1,4 @@
-// Tests of the linearizability checker (tests/linearizability.ts): hand-made
+// Tests of the linearizability checker (check/linearizability.ts): hand-made
 // histories it must accept or reject, random valid histories from a simulated
 // sequential execution, and mutations of those that break the model.
 import assert from "node:assert/strict";
@@ -6,58 +6,25 @@ import { isDeepStrictEqual } from "node:util";
 import { seededRandom } from "../clock.ts";
 import {
   checkKv,
-  type CheckResult,
   type KvInput,
   type KvOperation,
   type KvOutput,
 } from "../check/linearizability.ts";
-
-// --- history builders -------------------------------------------------------
-
-const set = (value: unknown): KvInput => ({ op: "set", value });
-const cas = (ifVersion: bigint, value: unknown): KvInput => ({ op: "cas", ifVersion, value });
-const create = (value: unknown): KvInput => ({ op: "create", value });
-const del: KvInput = { op: "delete" };
-const get: KvInput = { op: "get" };
-
-const wrote = (version: bigint): KvOutput => ({ ok: true, version });
-const found = (version: bigint, value: unknown): KvOutput => ({
-  ok: true,
-  version,
-  value,
-  found: true,
-});
-const notFound = (version: bigint): KvOutput => ({ ok: true, version, found: false });
-const conflict = (actual: bigint): KvOutput => ({ ok: false, conflict: true, actual });
-const unknown: KvOutput = { ok: false, unknown: true };
-
-/** One operation on key "k" unless told otherwise. */
-function o(
-  client: number,
-  input: KvInput,
-  output: KvOutput,
-  call: number,
-  ret: number,
-  key = "k",
-): KvOperation {
-  return { client, key, input, output, call, ret };
-}
-
-function assertAccepted(history: KvOperation[]): CheckResult {
-  const r = checkKv(history);
-  assert.equal(r.ok, true, `expected linearizable, got: ${r.reason}`);
-  assert.equal(r.timedOut, undefined);
-  return r;
-}
-
-function assertRejected(history: KvOperation[], key = "k"): CheckResult {
-  const r = checkKv(history);
-  assert.equal(r.ok, false, "expected a violation, but the history was accepted");
-  assert.equal(r.timedOut, undefined, `expected a verdict, got: ${r.reason}`);
-  assert.equal(r.key, key);
-  assert.match(r.reason ?? "", new RegExp(`key "${key}" is not linearizable`));
-  return r;
-}
+import {
+  assertAccepted,
+  assertRejected,
+  cas,
+  conflict,
+  create,
+  del,
+  found,
+  get,
+  notFound,
+  o,
+  set,
+  unknown,
+  wrote,
+} from "./histories.ts";
 
 // --- random valid histories -------------------------------------------------
 
