@@ -390,21 +390,29 @@ export class LogStore implements Store {
   }
 
   async #flushLoop(): Promise<void> {
-    for (;;) {
-      // A finished snapshot is switched in between two group commits.
-      if (this.#compaction?.ready === true) await this.#finishCompaction();
-      if (this.#queue.length === 0) break;
-      const batch = this.#queue;
-      this.#queue = [];
-      await this.#commit(batch);
-      if (
-        this.#compaction === null && this.#failed === null && !this.#closed &&
-        this.#size > Math.max(this.#compactAt, 2 * this.#liveBytes)
-      ) {
-        this.#startCompaction();
+    try {
+      for (;;) {
+        // A finished snapshot is switched in between two group commits.
+        if (this.#compaction?.ready === true) await this.#finishCompaction();
+        if (this.#queue.length === 0) break;
+        const batch = this.#queue;
+        this.#queue = [];
+        await this.#commit(batch);
+        if (
+          this.#compaction === null && this.#failed === null && !this.#closed &&
+          this.#size > Math.max(this.#compactAt, 2 * this.#liveBytes)
+        ) {
+          this.#startCompaction();
+        }
       }
+    } catch (e) {
+      // A bug of ours: stop acknowledging anything rather than leave puts
+      // waiting forever or the rejection unhandled.
+      this.#failed = e as Error;
+      for (const c of this.#queue.splice(0)) c.reject(e as Error);
+    } finally {
+      this.#flushing = null;
     }
-    this.#flushing = null;
   }
 
   async #commit(batch: Change[]): Promise<void> {
@@ -414,7 +422,23 @@ export class LogStore implements Store {
       }
       return;
     }
-    const records = encodeRecords(batch);
+    let records: Uint8Array;
+    try {
+      records = encodeRecords(batch);
+    } catch {
+      // A change the codec cannot write fails alone: the others go on.
+      batch = batch.filter((c) => {
+        try {
+          encodeRecords([c]);
+          return true;
+        } catch (e) {
+          c.reject(new TypeError(`cannot encode a change of ${describeEntry(c)}: ${e}`));
+          return false;
+        }
+      });
+      if (batch.length === 0) return;
+      records = encodeRecords(batch);
+    }
     try {
       await this.#file.seek(this.#size, Deno.SeekMode.Start);
       await writeAll(this.#file, records);
@@ -546,6 +570,10 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
     at += p.length;
   }
   return out;
+}
+
+function describeEntry(e: Entry): string {
+  return "state" in e ? `${e.id.Key}@${e.id.Ver}` : e.key;
 }
 
 function apply(versions: Versions, e: Entry): void {
