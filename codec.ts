@@ -21,6 +21,7 @@ import type {
 } from "./types.ts";
 import { isInt64, ZERO_BALLOT } from "./types.ts";
 import type { ErrorCode } from "./errors.ts";
+import { scanFrame } from "./msgpack_scan.ts";
 
 /**
  * The body of an `Err` reply: a machine-readable code and a message. A
@@ -68,6 +69,29 @@ export const MAX_VALUE_BYTES = 1024 * 1024;
 export const MAX_KEY_BYTES = 4096;
 /** Deepest nesting of arrays and maps inside a `Data` value. */
 export const MAX_DATA_DEPTH = 64;
+/**
+ * Deepest nesting of a request frame: a batch, an envelope, `Req`, `Val`,
+ * then `Data`. A frame nested deeper is refused whole before it is decoded;
+ * one whose `Data` alone is too deep gets an `Err`.
+ */
+export const MAX_FRAME_DEPTH = MAX_DATA_DEPTH + 8;
+/**
+ * What decoding one request frame may cost, in the units of
+ * `DECODE_COST` (msgpack_scan.ts) (about 20 ms of decoding on a 2020s core at worst):
+ * e.g. 500,000 numbers, or 25,000 binaries, or 10,000 map entries. The first
+ * request of a frame that goes over it, and the rest, are not decoded:
+ * `TooLarge` for a request that alone costs more, `Overloaded` for the
+ * others. A frame that costs more than twice as much is refused whole
+ * (close 1009) as soon as the scan gets there.
+ */
+export const MAX_FRAME_COST = 500_000;
+/**
+ * Most requests in one frame (a batch of more is refused whole, closing the
+ * connection with 1009). Our proposer sends at most 128.
+ */
+export const MAX_BATCH = 4096;
+/** Longest `Msg` of an `Err` reply, in UTF-16 units (longer ones are cut). */
+export const MAX_ERROR_MESSAGE = 300;
 
 const UINT64_MAX = 2n ** 64n - 1n;
 
@@ -105,11 +129,12 @@ export class WireError extends Error {
   readonly code: ErrorCode;
   /**
    * The WebSocket close code for when no `Rid` can be answered: 1007 for
-   * bytes that are not MessagePack, 1008 for anything else.
+   * bytes that are not (plain) MessagePack, 1009 for a frame that would cost
+   * too much to decode, 1008 for anything else.
    */
-  readonly closeCode: 1007 | 1008;
+  readonly closeCode: 1007 | 1008 | 1009;
   /** Builds a WireError with its code, message and close code. */
-  constructor(code: ErrorCode, message: string, closeCode: 1007 | 1008 = 1008) {
+  constructor(code: ErrorCode, message: string, closeCode: 1007 | 1008 | 1009 = 1008) {
     super(message);
     this.name = "WireError";
     this.code = code;
@@ -118,10 +143,10 @@ export class WireError extends Error {
 }
 
 // One encoder and one decoder for the process: plain maps, never msgpackr's
-// record extension; bigints come back as bigint. The decoder refuses
-// msgpackr's structured-clone references (ext 0x69/0x70): they would let a
-// few hundred bytes decode into a graph of shared nodes that every later walk
-// (validation, re-encoding) visits exponentially often.
+// record extension; bigints come back as bigint. A request frame reaches the
+// decoder only once scanFrame has found nothing but MessagePack's core types
+// in it (so none of msgpackr's extensions: records, structured-clone
+// references that would make a graph of shared nodes, RegExp, Date, ...).
 const packr = new Packr({ useRecords: false, variableMapSize: true, encodeUndefinedAsNil: true });
 const unpackr = new Unpackr({
   useRecords: false,
@@ -231,14 +256,37 @@ export function encodeRequests(reqs: readonly RequestEnvelope[]): Uint8Array {
   return encodeFrame(envs.length === 1 ? envs[0] : envs);
 }
 
-/** Encodes replies (one envelope, or a batch when more than one). */
+/**
+ * Encodes replies (one envelope, or a batch when more than one; an empty
+ * batch for none). A reply that cannot be encoded (a value given in process
+ * that MessagePack cannot carry) becomes an `Err` `Internal` alone: the
+ * others still go.
+ */
 export function encodeReplies(reps: readonly ReplyEnvelope[]): Uint8Array {
-  const envs = reps.map((r) =>
-    "Err" in r
-      ? { Rid: r.Rid, Err: { Code: r.Err.Code, Msg: r.Err.Msg } }
-      : { Rid: r.Rid, Rep: "Floor" in r.Rep ? wireLatest(r.Rep) : wireAcceptor(r.Rep) }
-  );
-  return encodeFrame(envs.length === 1 ? envs[0] : envs);
+  const envs = reps.map(wireReply);
+  try {
+    return encodeFrame(envs.length === 1 ? envs[0] : envs);
+  } catch {
+    const safe = envs.map((env, i) => {
+      try {
+        encodeFrame(env);
+        return env;
+      } catch (e) {
+        return wireReply({ Rid: reps[i]!.Rid, Err: errBody(e, "Internal") });
+      }
+    });
+    return encodeFrame(safe.length === 1 ? safe[0] : safe);
+  }
+}
+
+function wireReply(r: ReplyEnvelope): Record<string, unknown> {
+  return "Err" in r
+    ? { Rid: r.Rid, Err: { Code: r.Err.Code, Msg: cutMessage(r.Err.Msg) } }
+    : { Rid: r.Rid, Rep: "Floor" in r.Rep ? wireLatest(r.Rep) : wireAcceptor(r.Rep) };
+}
+
+function cutMessage(msg: string): string {
+  return msg.length <= MAX_ERROR_MESSAGE ? msg : msg.slice(0, MAX_ERROR_MESSAGE - 3) + "...";
 }
 
 // ---------------------------------------------------------------------------
@@ -332,15 +380,19 @@ function numberBytes(x: number): number {
  * msgpackr's record extension lets a small frame decode into a far larger
  * value, which must be refused without ever being encoded.
  */
-function checkData(data: unknown, path: string): void {
-  let left = MAX_VALUE_BYTES;
+function checkData(data: unknown, path: string, limit = MAX_VALUE_BYTES): number {
+  let left = limit;
   const spend = (n: number): void => {
     left -= n;
-    if (left < 0) throw new WireError("TooLarge", `${path}: larger than ${MAX_VALUE_BYTES} bytes`);
+    if (left < 0) throw new WireError("TooLarge", `${path}: larger than ${limit} bytes`);
   };
-  const walk = (x: unknown, at: string, depth: number): void => {
+  // Where the walk is, as the keys and indexes that lead there: the path is
+  // built only for an error message.
+  const trail: (string | number)[] = [];
+  const at = () => path + trail.map((k) => typeof k === "number" ? `[${k}]` : `.${k}`).join("");
+  const walk = (x: unknown, depth: number): void => {
     if (depth > MAX_DATA_DEPTH) {
-      throw new WireError("BadRequest", `${at}: nested deeper than ${MAX_DATA_DEPTH} levels`);
+      throw new WireError("BadRequest", `${at()}: nested deeper than ${MAX_DATA_DEPTH} levels`);
     }
     switch (typeof x) {
       case "boolean":
@@ -348,6 +400,7 @@ function checkData(data: unknown, path: string): void {
       case "number":
         return spend(numberBytes(x));
       case "bigint":
+        if (!isInt64(x)) bad(at(), "an int64", x);
         return spend(9);
       case "string":
         return spend(strBytes(x));
@@ -360,24 +413,61 @@ function checkData(data: unknown, path: string): void {
         const head = (n: number) => n < 16 ? 1 : n < 65536 ? 3 : 5;
         if (Array.isArray(x)) {
           spend(head(x.length));
-          for (let i = 0; i < x.length; i++) walk(x[i], `${at}[${i}]`, depth + 1);
+          for (let i = 0; i < x.length; i++) {
+            trail.push(i);
+            walk(x[i], depth + 1);
+            trail.pop();
+          }
           return;
         }
         if (isMap(x)) {
-          const entries = Object.entries(x);
-          spend(head(entries.length));
-          for (const [k, v] of entries) {
+          const keys = Object.keys(x);
+          spend(head(keys.length));
+          for (const k of keys) {
             spend(strBytes(k));
-            walk(v, `${at}.${k}`, depth + 1);
+            trail.push(k);
+            walk(x[k], depth + 1);
+            trail.pop();
           }
           return;
         }
       }
     }
-    bad(at, "a plain MessagePack value (no extension types)", x);
+    bad(at(), "a plain MessagePack value (no extension types)", x);
   };
-  walk(data, path, 0);
+  walk(data, 0);
+  return limit - left;
 }
+
+// The encoded size of each Value decoded and checked here, so that an
+// acceptor can tell the size of a reply without walking its value again.
+const valueSizes = new WeakMap<Value, number>();
+
+/**
+ * About how many bytes a Value takes encoded: exact for `Data` (measured once
+ * per Value), a bound for the rest.
+ *
+ * @example
+ * ```ts
+ * import { valueBytes } from "./codec.ts";
+ * valueBytes({ Data: "hello" }); // 6 (the string) + 32 (the keys around it)
+ * ```
+ */
+export function valueBytes(v: Value): number {
+  if (!("Data" in v)) return VALUE_OVERHEAD;
+  let n = valueSizes.get(v);
+  if (n === undefined) {
+    try {
+      n = checkData(v.Data, "Data", Number.MAX_SAFE_INTEGER);
+    } catch {
+      n = MAX_VALUE_BYTES; // not plain: encoding it will fail anyway
+    }
+    valueSizes.set(v, n);
+  }
+  return n + VALUE_OVERHEAD;
+}
+// A Value's map, its keys, and a Wid: an upper bound.
+const VALUE_OVERHEAD = 32;
 
 /**
  * Reads a Value map: exactly one of `Vi64` (int64), `Data` (any value) and
@@ -403,8 +493,10 @@ export function parseValue(x: unknown, path: string): Value {
     if (m.Del !== true) bad(`${path}.Del`, "true", m.Del);
     return { Del: true, ...wid };
   }
-  checkData(m.Data, `${path}.Data`);
-  return { Data: m.Data as DataValue, ...wid };
+  const size = checkData(m.Data, `${path}.Data`);
+  const v = { Data: m.Data as DataValue, ...wid };
+  valueSizes.set(v, size);
+  return v;
 }
 
 function parseOptionalValue(x: unknown, path: string): Value | null {
@@ -466,9 +558,9 @@ export function parseAcceptor(x: unknown, path: string): Acceptor {
   return m.NextOk === true ? { ...a, NextOk: true } : a;
 }
 
-function errBody(e: unknown): WireErrorBody {
+function errBody(e: unknown, code: ErrorCode = "Internal"): WireErrorBody {
   if (e instanceof WireError) return { Code: e.code, Msg: e.message };
-  return { Code: "Internal", Msg: e instanceof Error ? e.message : String(e) };
+  return { Code: code, Msg: e instanceof Error ? e.message : String(e) };
 }
 
 function parseRequestEnvelope(x: unknown): RequestItem {
@@ -508,9 +600,67 @@ function parseRequestEnvelope(x: unknown): RequestItem {
  * ```
  */
 export function decodeRequestFrame(bytes: Uint8Array): RequestItem[] {
-  const x = decodeFrame(bytes);
-  const envs = Array.isArray(x) ? x : [x];
-  return envs.map(parseRequestEnvelope);
+  const scan = scanFrame(bytes, {
+    maxDepth: MAX_FRAME_DEPTH,
+    maxElements: MAX_BATCH,
+    maxCost: 2 * MAX_FRAME_COST,
+  });
+  if ("frameError" in scan) {
+    throw scan.tooLarge
+      ? new WireError("TooLarge", `frame of ${bytes.length} bytes: ${scan.frameError}`, 1009)
+      : new WireError(
+        "BadRequest",
+        `frame of ${bytes.length} bytes is not valid MessagePack: ${scan.frameError}`,
+        1007,
+      );
+  }
+  const { elements } = scan;
+  let cost = 0;
+  let plain = true;
+  for (const e of elements) {
+    cost += e.cost;
+    if (e.error !== undefined) plain = false;
+  }
+  // The usual case: the whole frame in one go.
+  if (plain && cost <= MAX_FRAME_COST) {
+    const x = decodeFrame(bytes);
+    return (scan.batch ? x as unknown[] : [x]).map(parseRequestEnvelope);
+  }
+  // Else each element apart: those refused are answered by their Rid, and
+  // never decoded.
+  cost = 0;
+  return elements.map((e, i): RequestItem => {
+    if (e.error === undefined && cost + e.cost <= MAX_FRAME_COST) {
+      cost += e.cost;
+      return parseRequestEnvelope(decodeFrame(bytes.subarray(e.start, e.end)));
+    }
+    const [code, msg, close]: [ErrorCode, string, 1007 | 1009] = e.error !== undefined
+      ? ["BadRequest", e.error, 1007]
+      : e.cost > MAX_FRAME_COST
+      ? [
+        "TooLarge",
+        `decoding this request would cost ${e.cost} units, over the ${MAX_FRAME_COST} a frame may take`,
+        1009,
+      ]
+      : [
+        "Overloaded",
+        `this frame would cost more than ${MAX_FRAME_COST} units to decode: send fewer requests per frame`,
+        1009,
+      ];
+    if (e.rid === undefined) {
+      const what = e.error !== undefined ? "not valid MessagePack for this protocol" : "too costly";
+      const where = scan.batch ? `[${i}]` : "envelope";
+      throw new WireError(
+        code,
+        `frame of ${bytes.length} bytes is ${what}: ${where}: ${msg}`,
+        close,
+      );
+    }
+    return {
+      Rid: parseRid(decodeFrame(bytes.subarray(e.rid[0], e.rid[1]))),
+      Err: { Code: code, Msg: msg },
+    };
+  });
 }
 
 /**

@@ -19,6 +19,9 @@
  * - `Compacted`: the version is older than the acceptor keeps (kv extension);
  * - `BallotTooFar`: the ballot is more than `MAX_BALLOT_STEP` above the
  *   acceptor's promise; a proposer gets there in steps;
+ * - `Overloaded`: the acceptor would not serve the request now (too much is
+ *   waiting on its key or its connection); nothing was applied, and asking
+ *   again later may succeed;
  * - `Internal`: a bug in the acceptor, or a code this client does not know.
  */
 export type ErrorCode =
@@ -28,6 +31,7 @@ export type ErrorCode =
   | "StorageError"
   | "Compacted"
   | "BallotTooFar"
+  | "Overloaded"
   | "Internal";
 
 const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
@@ -37,6 +41,7 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "StorageError",
   "Compacted",
   "BallotTooFar",
+  "Overloaded",
   "Internal",
 ]);
 

@@ -12,7 +12,10 @@ import {
   encodeFrame,
   encodeReplies,
   encodeRequests,
+  MAX_BATCH,
   MAX_DATA_DEPTH,
+  MAX_ERROR_MESSAGE,
+  MAX_FRAME_COST,
   MAX_KEY_BYTES,
   MAX_VALUE_BYTES,
   type ReplyEnvelope,
@@ -64,7 +67,7 @@ function decodeObj(x: unknown): RequestItem[] {
   return decodeRequestFrame(encodeFrame(x));
 }
 
-function expectFrameError(bytes: Uint8Array, closeCode: 1007 | 1008): WireError {
+function expectFrameError(bytes: Uint8Array, closeCode: 1007 | 1008 | 1009): WireError {
   try {
     decodeRequestFrame(bytes);
   } catch (e) {
@@ -646,8 +649,10 @@ Deno.test("a MessagePack value that is not an envelope is refused with close cod
   // The message says what was wrong.
   const e = expectFrameError(encodeFrame({ Rid: -3, Op: "Prepare", Req: req }), 1008);
   assert.ok(e.message.includes("Rid") && e.message.includes("-3"), e.message);
-  const d = expectFrameError(new Uint8Array([0xd6, 0xff, 0, 0, 0, 1]), 1008);
-  assert.ok(d.message.includes("Date"), d.message);
+  // An extension type (a timestamp, which msgpackr would make a Date) is not
+  // plain MessagePack: refused before decoding.
+  const d = expectFrameError(new Uint8Array([0xd6, 0xff, 0, 0, 0, 1]), 1007);
+  assert.ok(d.message.includes("extension type -1"), d.message);
 });
 
 Deno.test("a batch of valid envelopes decodes to all its requests, in order", () => {
@@ -712,10 +717,11 @@ function rawAcceptData(data: Bytes): Uint8Array {
   ]);
 }
 
-Deno.test("Data size is measured on the decoded value, not the frame (msgpackr records)", () => {
+Deno.test("msgpackr's record extension is refused before anything is decoded", () => {
   // msgpackr's record extension: define 60 long keys once (0xd4 0x72 id),
-  // then each 1-byte reference (0x40) plus 60 one-byte values is a map of
-  // 60 keys of 1000 bytes. An ~80 KB frame holds ~18 MB of plain Data.
+  // then each 1-byte reference (0x40) plus 60 one-byte values would be a map
+  // of 60 keys of 1000 bytes: an ~80 KB frame would hold ~18 MB of Data.
+  // Read as plain MessagePack, those bytes are not one value.
   const keys = Array.from({ length: 60 }, (_, i) => String(i).padEnd(1000, "k"));
   const values = keys.map(() => 1);
   const first = [0xd4, 0x72, 0x40, 0xdc, 0, keys.length, ...keys.flatMap(str), ...values];
@@ -725,13 +731,10 @@ Deno.test("Data size is measured on the decoded value, not the frame (msgpackr r
   for (let i = 1; i < n; i++) data.push(...rest);
   const frame = rawAcceptData(data);
   assert.ok(frame.length < 100_000);
-  expectErr(onlyItem(decodeRequestFrame(frame)), "TooLarge", "Req.Val.Data");
-  // The same trick with a few records is a plain, small Data.
-  const few = [0x92, ...first, ...rest];
-  const ok = expectReq(onlyItem(decodeRequestFrame(rawAcceptData(few))));
-  const d = (ok.Req.Val as { Data: Record<string, number>[] }).Data;
-  assert.equal(d.length, 2);
-  assert.deepEqual(Object.keys(d[1]!), keys);
+  expectFrameError(frame, 1007);
+  expectFrameError(rawAcceptData([0x92, ...first, ...rest]), 1007);
+  // A record definition that is one value is an extension type: an Err.
+  expectErr(onlyItem(decodeRequestFrame(rawAcceptData([0xd4, 0x72, 0x40]))), "BadRequest", "0x72");
 });
 
 Deno.test("the Data size limit counts exactly the bytes the encoder writes", () => {
@@ -861,4 +864,136 @@ Deno.test("codec: the kv extension's Next on Accept and NextOk on its reply roun
     unpack(encodeReplies([{ Rid: 4, Rep: { ...rep, NextOk: undefined } as unknown as Acceptor }])),
     { Rid: 4, Rep: { LastBal: { N: 0, ProposerId: 0 } } },
   );
+});
+
+// ---------------------------------------------------------------------------
+// Hostile frames (issue 12): refused before decoding, answered per request.
+
+Deno.test("an extension type in one request of a batch is an Err for it alone, by its Rid", () => {
+  const good = (rid: number) =>
+    map({
+      Rid: [rid],
+      Op: str("Prepare"),
+      Req: map({
+        Id: map({ Key: str("k"), Ver: [0] }),
+        Bal: map({ N: [1], ProposerId: [1] }),
+      }),
+    });
+  // An 85-byte Accept whose Data is msgpackr's 128-bit integer (ext 0x42).
+  const bigint = [0xc7, 16, 0x42, ...new Array(16).fill(0xff)];
+  const bad = map({
+    Rid: [2],
+    Op: str("Accept"),
+    Req: map({
+      Id: map({ Key: str("k"), Ver: [0] }),
+      Bal: map({ N: [1], ProposerId: [1] }),
+      Val: map({ Data: bigint }),
+    }),
+  });
+  const items = decodeRequestFrame(new Uint8Array(arr([good(1), bad, good(3)])));
+  assert.equal(items.length, 3);
+  expectReq(items[0]!);
+  expectErr(items[1]!, "BadRequest", "Req.Val.Data: extension type 0x42");
+  assert.equal(items[1]!.Rid, 2);
+  expectReq(items[2]!);
+  // Without a readable Rid the frame is refused whole, as not MessagePack.
+  const noRid = map({ Op: str("Accept"), Data: bigint });
+  expectFrameError(new Uint8Array(arr([good(1), noRid])), 1007);
+});
+
+Deno.test("every integer of Data must fit an int64; a Rid may be any uint64", () => {
+  const data = (x: Bytes) => rawAcceptData(x);
+  expectErr(onlyItem(decodeRequestFrame(data(intAs(0xcf, 2n ** 63n)))), "BadRequest", "int64");
+  expectErr(
+    onlyItem(decodeRequestFrame(data(arr([[1], intAs(0xcf, 2n ** 64n - 1n)])))),
+    "BadRequest",
+    "Req.Val.Data[1]",
+  );
+  expectReq(onlyItem(decodeRequestFrame(data(intAs(0xcf, 2n ** 63n - 1n)))));
+  expectReq(onlyItem(decodeRequestFrame(data(intAs(0xd3, -(2n ** 63n))))));
+  const rid = new Uint8Array(
+    map({ Rid: intAs(0xcf, 2n ** 64n - 1n), Op: str("Latest"), Req: map({ Key: str("k") }) }),
+  );
+  assert.equal(onlyItem(decodeRequestFrame(rid)).Rid, 2n ** 64n - 1n);
+});
+
+Deno.test("what a frame may cost to decode is bounded: TooLarge, Overloaded, or close 1009", () => {
+  // A Data array of n small integers costs about n.
+  const ints = (
+    n: number,
+  ) => [
+    0xdd,
+    (n >>> 24) & 255,
+    (n >>> 16) & 255,
+    (n >>> 8) & 255,
+    n & 255,
+    ...new Array(n).fill(1),
+  ];
+  const accept = (rid: number, n: number) =>
+    map({
+      Rid: [rid],
+      Op: str("Accept"),
+      Req: map({
+        Id: map({ Key: str("k"), Ver: [0] }),
+        Bal: map({ N: [1], ProposerId: [1] }),
+        Val: map({ Data: ints(n) }),
+      }),
+    });
+  const third = Math.floor(MAX_FRAME_COST / 3);
+  // Alone over the limit: TooLarge, final.
+  expectErr(
+    onlyItem(decodeRequestFrame(new Uint8Array(accept(1, MAX_FRAME_COST)))),
+    "TooLarge",
+    "cost",
+  );
+  // Three thirds fit; a fourth request goes over: Overloaded, the first three served.
+  const items = decodeRequestFrame(
+    new Uint8Array([
+      0x94,
+      ...accept(1, third - 1000),
+      ...accept(2, third - 1000),
+      ...accept(3, third - 1000),
+      ...accept(4, third - 1000),
+    ]),
+  );
+  assert.deepEqual(items.map((i) => "Err" in i ? i.Err.Code : "ok"), [
+    "ok",
+    "ok",
+    "ok",
+    "Overloaded",
+  ]);
+  // Over twice the limit: the frame is refused whole.
+  const e = expectFrameError(new Uint8Array(accept(1, 2 * MAX_FRAME_COST)), 1009);
+  assert.equal(e.code, "TooLarge");
+  // So is a batch of more than MAX_BATCH requests.
+  const many = new Uint8Array([
+    0xdd,
+    0,
+    0,
+    (MAX_BATCH + 1) >> 8,
+    (MAX_BATCH + 1) & 255,
+    ...new Array(MAX_BATCH + 1).fill(0x80),
+  ]);
+  assert.equal(expectFrameError(many, 1009).code, "TooLarge");
+});
+
+Deno.test("an empty batch decodes to no requests, and an empty reply batch is []", () => {
+  assert.deepEqual(decodeRequestFrame(new Uint8Array([0x90])), []);
+  assert.deepEqual(Array.from(encodeReplies([])), [0x90]);
+});
+
+Deno.test("a reply that cannot be encoded is an Err Internal alone; Err messages are cut", () => {
+  const ok: ReplyEnvelope = { Rid: 1, Rep: { LastBal: bal(1, 1), Val: null, VBal: ZERO_BALLOT } };
+  const bad: ReplyEnvelope = {
+    Rid: 2,
+    Rep: { LastBal: bal(1, 1), Val: { Data: 2n ** 70n }, VBal: bal(1, 1) },
+  };
+  const replies = decodeReplyFrame(encodeReplies([ok, bad]));
+  assert.deepEqual(replies[0], ok);
+  assert.equal(replies[1]!.Rid, 2);
+  assert.ok("Err" in replies[1]! && replies[1].Err.Code === "Internal", JSON.stringify(replies[1]));
+  const long = decodeReplyFrame(
+    encodeReplies([{ Rid: 3, Err: { Code: "BadRequest", Msg: "x".repeat(10_000) } }]),
+  );
+  assert.ok("Err" in long[0]! && long[0].Err.Msg.length === MAX_ERROR_MESSAGE);
 });
