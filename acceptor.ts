@@ -8,7 +8,15 @@
  *
  * @module
  */
-import type { Acceptor, BallotNum, LatestReply, Op, PaxosInstanceId, Proposer } from "./types.ts";
+import type {
+  Acceptor,
+  BallotNum,
+  LatestReply,
+  Op,
+  PaxosInstanceId,
+  Proposer,
+  Value,
+} from "./types.ts";
 import {
   ballotEquals,
   EMPTY_ACCEPTOR,
@@ -20,6 +28,7 @@ import {
 import { AcceptorError } from "./errors.ts";
 import type { Store, Written } from "./store.ts";
 import { MemoryStore } from "./store.ts";
+import { valueBytes } from "./codec.ts";
 
 // The requests on one key that wait for a write: the last one queued, and
 // how many are not done.
@@ -38,7 +47,40 @@ export interface AcceptorOptions {
   readonly keepVersions?: number;
   /** Told about background failures (a compaction that could not be stored). */
   readonly onError?: (message: string) => void;
+  /**
+   * Most requests waiting on one key (behind a write of that key); more are
+   * refused with `Overloaded` and change nothing. Default
+   * {@link DEFAULT_MAX_QUEUED_PER_KEY}.
+   */
+  readonly maxQueuedPerKey?: number;
 }
+
+/** Most requests waiting on one key, by default. */
+export const DEFAULT_MAX_QUEUED_PER_KEY = 1024;
+
+/**
+ * What a caller lets the replies of its requests take: a server gives each
+ * connection one, so that what waits to be sent to a peer is bounded. A
+ * request whose reply does not fit is refused with `Overloaded` before it
+ * changes anything.
+ *
+ * @example
+ * ```ts
+ * import { type ReplyBudget, PaxosAcceptor } from "./acceptor.ts";
+ * let left = 1000;
+ * const budget: ReplyBudget = { take: (n) => n <= left && (left -= n, true) };
+ * const a = new PaxosAcceptor();
+ * const req = { Id: { Key: "i", Ver: 0n }, Bal: { N: 1n, ProposerId: 1n }, Val: null };
+ * await a.prepare(req, budget); // takes the reply's size from `left`
+ * ```
+ */
+export interface ReplyBudget {
+  /** Takes `bytes`, or takes nothing and returns false when they are not there. */
+  take(bytes: number): boolean;
+}
+
+// What a reply takes besides its value: Rid, keys, ballots (an upper bound).
+const REPLY_BYTES = 64;
 
 /**
  * The reply to `Latest` from a store: the key's highest voted version, its
@@ -79,6 +121,7 @@ export class PaxosAcceptor {
   readonly #queues = new Map<string, KeyQueue>();
   readonly #keep: bigint | null;
   readonly #onError: (message: string) => void;
+  readonly #maxQueued: number;
 
   /** Builds an acceptor on a store (a fresh {@link MemoryStore} by default). */
   constructor(store: Store = new MemoryStore(), name = "acceptor", opts: AcceptorOptions = {}) {
@@ -88,6 +131,11 @@ export class PaxosAcceptor {
     ) {
       throw new RangeError(`keepVersions must be a positive integer, got ${opts.keepVersions}`);
     }
+    const maxQueued = opts.maxQueuedPerKey ?? DEFAULT_MAX_QUEUED_PER_KEY;
+    if (!(Number.isSafeInteger(maxQueued) && maxQueued > 0)) {
+      throw new RangeError(`maxQueuedPerKey must be a positive integer, got ${maxQueued}`);
+    }
+    this.#maxQueued = maxQueued;
     this.#store = store;
     this.name = name;
     this.#keep = opts.keepVersions === undefined ? null : BigInt(opts.keepVersions);
@@ -104,9 +152,13 @@ export class PaxosAcceptor {
    * promise and the vote) as it was before the request; then, if `r.Bal` is
    * at least the promised ballot, it promises `r.Bal`: never to accept a
    * lower ballot again.
+   *
+   * With a `budget`, the reply's size is taken from it first; when it does
+   * not fit, the request is refused (`Overloaded`) and changes nothing.
    */
-  prepare(r: Proposer): Promise<Acceptor> {
+  prepare(r: Proposer, budget?: ReplyBudget): Promise<Acceptor> {
     return this.#withKey(r.Id, (v) => {
+      this.#charge(budget, v.Val);
       const reply = v;
       // (The seed promises when r.Bal >= LastBal. At the ballot already
       // promised that changes nothing, so there is nothing to store.)
@@ -122,10 +174,12 @@ export class PaxosAcceptor {
   /**
    * Accept handles a phase-2 request. It replies only the promised ballot as
    * it was before the request; then, if `r.Bal` is at least that ballot, it
-   * votes: it records `r.Val` as accepted at `r.Bal`.
+   * votes: it records `r.Val` as accepted at `r.Bal`. A `budget` is used as
+   * by {@link PaxosAcceptor.prepare}.
    */
-  accept(r: Proposer): Promise<Acceptor> {
+  accept(r: Proposer, budget?: ReplyBudget): Promise<Acceptor> {
     return this.#withKey(r.Id, (v) => {
+      this.#charge(budget, null);
       const reply: Acceptor = { LastBal: v.LastBal, Val: null, VBal: ZERO_BALLOT };
       if (!GE(r.Bal, v.LastBal)) return reply;
       this.#checkStep(r, v);
@@ -179,8 +233,28 @@ export class PaxosAcceptor {
    * voted in by a majority, so the highest answer among a majority is at
    * least the latest chosen version.
    */
-  latest(key: string): Promise<LatestReply> {
-    return Promise.resolve(latestReply(this.#store, key));
+  latest(key: string, budget?: ReplyBudget): Promise<LatestReply> {
+    try {
+      const reply = latestReply(this.#store, key);
+      this.#charge(budget, reply.Val);
+      return Promise.resolve(reply);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  // Takes a reply's size from `budget`, or refuses the request.
+  #charge(budget: ReplyBudget | undefined, val: Value | null): void {
+    if (budget === undefined) return;
+    const bytes = REPLY_BYTES + (val === null ? 0 : valueBytes(val));
+    if (!budget.take(bytes)) {
+      throw new AcceptorError(
+        "Overloaded",
+        `a reply of ${bytes} bytes is over what may wait to be sent now: read the replies, ` +
+          `or ask for fewer values at a time`,
+        this.name,
+      );
+    }
   }
 
   // Retention: after a vote at `id.Ver`, forget versions older than the last
@@ -199,8 +273,8 @@ export class PaxosAcceptor {
    * Serves one request by its operation name. This makes an acceptor usable
    * in-process wherever a proposer expects an `AcceptorClient`.
    */
-  request(op: Op, r: Proposer): Promise<Acceptor> {
-    return op === "Prepare" ? this.prepare(r) : this.accept(r);
+  request(op: Op, r: Proposer, budget?: ReplyBudget): Promise<Acceptor> {
+    return op === "Prepare" ? this.prepare(r, budget) : this.accept(r, budget);
   }
 
   // `then()` once both writes are stored: at once when neither has to wait
@@ -228,6 +302,15 @@ export class PaxosAcceptor {
         return Promise.reject(e);
       }
       return out instanceof Promise ? this.#enqueue(id.Key, out) : Promise.resolve(out);
+    }
+    if (q.waiting >= this.#maxQueued) {
+      return Promise.reject(
+        new AcceptorError(
+          "Overloaded",
+          `${q.waiting} requests are already waiting on key ${JSON.stringify(id.Key.slice(0, 40))}`,
+          this.name,
+        ),
+      );
     }
     // The one before: its own caller sees its error.
     const after = q.tail.then(noop, noop);
