@@ -48,7 +48,12 @@ export {
 export { AcceptorError, type ErrorCode, NotEnoughQuorumError } from "./errors.ts";
 
 // Running acceptors.
-export { type AcceptorOptions, PaxosAcceptor } from "./acceptor.ts";
+export {
+  type AcceptorOptions,
+  DEFAULT_MAX_QUEUED_PER_KEY,
+  PaxosAcceptor,
+  type ReplyBudget,
+} from "./acceptor.ts";
 export { type AcceptorServer, serveAcceptor, type ServeAcceptorOptions } from "./server.ts";
 export {
   type ClusterOptions,
