@@ -117,7 +117,10 @@ export class RateLimitedLog {
 
 /** Options of a {@link LineWriter}. */
 export interface LineWriterOptions {
-  /** Most bytes waiting to be written; lines beyond are dropped and counted (default 64 KiB). */
+  /**
+   * Most characters waiting to be written (about bytes); lines beyond are
+   * dropped and counted (default 64 Ki).
+   */
   readonly maxQueuedBytes?: number;
 }
 
@@ -137,8 +140,8 @@ export interface LineWriterOptions {
 export class LineWriter {
   readonly #write: (bytes: Uint8Array) => Promise<number>;
   readonly #max: number;
-  #queue: Uint8Array[] = [];
-  #queued = 0;
+  #queue: string[] = [];
+  #queued = 0; // UTF-16 units: about the bytes, for the bound
   #dropped = 0;
   #writing: Promise<void> | null = null;
   #broken = false;
@@ -157,13 +160,12 @@ export class LineWriter {
   /** Queues one line (a newline is added), or drops it when too much waits. */
   line(text: string): void {
     if (this.#broken) return;
-    const bytes = encoder.encode(text + "\n");
-    if (this.#queued + bytes.length > this.#max) {
+    if (this.#queued + text.length + 1 > this.#max) {
       this.#dropped++;
       return;
     }
-    this.#queue.push(bytes);
-    this.#queued += bytes.length;
+    this.#queue.push(text + "\n");
+    this.#queued += text.length + 1;
     this.#writing ??= this.#drain();
   }
 
@@ -182,16 +184,16 @@ export class LineWriter {
     let reported = 0;
     try {
       while (this.#queue.length > 0) {
-        const parts = this.#queue;
+        const text = this.#queue.join("");
         this.#queue = [];
-        const all = concat(parts);
+        const all = encoder.encode(text);
         let off = 0;
         while (off < all.length) off += await this.#write(all.subarray(off));
-        this.#queued -= all.length;
+        this.#queued -= text.length;
         if (this.#dropped > reported && this.#queue.length === 0) {
           const n = this.#dropped - reported;
           reported = this.#dropped;
-          const note = encoder.encode(`(${n} log lines dropped: they came faster than written)\n`);
+          const note = `(${n} log lines dropped: they came faster than written)\n`;
           this.#queue.push(note);
           this.#queued += note.length;
         }
@@ -208,14 +210,3 @@ export class LineWriter {
 }
 
 const encoder = new TextEncoder();
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}

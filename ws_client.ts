@@ -13,7 +13,15 @@
  * @module
  */
 
-const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+import {
+  acceptKey,
+  closePayload,
+  encodeBase64,
+  encodeWsFrame,
+  FrameReader,
+  OP,
+} from "./ws_frames.ts";
+
 const MAX_HEADER_BYTES = 16 * 1024;
 
 /** Options of {@link WsConnection.connect}. */
@@ -46,15 +54,6 @@ export function parseWsUrl(url: string): URL {
 function hostOf(u: URL): string {
   // URL keeps IPv6 literals in brackets; Deno.connect wants them bare.
   return u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
-}
-
-function encodeBase64(bytes: Uint8Array): string {
-  return btoa(String.fromCharCode(...bytes));
-}
-
-async function acceptKey(key: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(key + GUID));
-  return encodeBase64(new Uint8Array(digest));
 }
 
 function withTimeout<T>(
@@ -96,23 +95,16 @@ export class WsConnection {
   onClose: (reason: Error) => void = () => {};
 
   readonly #conn: Deno.TcpConn;
-  readonly #maxMessage: number;
-  #buf: Uint8Array;
-  #len = 0;
+  readonly #reader: FrameReader;
   #writing: Promise<void> = Promise.resolve();
   #closed = false;
   #closeSent = false;
   #peerClosed = false;
   readonly #done: Promise<void>;
-  #fragments: Uint8Array[] = [];
-  #fragmentBytes = 0;
 
   private constructor(conn: Deno.TcpConn, leftover: Uint8Array, maxMessage: number) {
     this.#conn = conn;
-    this.#maxMessage = maxMessage;
-    this.#buf = new Uint8Array(Math.max(64 * 1024, leftover.length * 2));
-    this.#buf.set(leftover);
-    this.#len = leftover.length;
+    this.#reader = new FrameReader({ masked: false, maxMessageBytes: maxMessage, leftover });
     this.#done = this.#readLoop();
   }
 
@@ -186,7 +178,7 @@ export class WsConnection {
   /** Sends one binary message, in one frame and one write. */
   send(payload: Uint8Array): void {
     if (this.#closed || this.#closeSent) throw new Deno.errors.NotConnected("WebSocket is closed");
-    this.#write(frame(0x2, payload));
+    this.#write(encodeWsFrame(OP.binary, payload, true));
   }
 
   /**
@@ -196,11 +188,7 @@ export class WsConnection {
   async close(code = 1000, reason = ""): Promise<void> {
     if (!this.#closed && !this.#closeSent) {
       this.#closeSent = true;
-      const r = new TextEncoder().encode(reason);
-      const body = new Uint8Array(2 + r.length);
-      new DataView(body.buffer).setUint16(0, code);
-      body.set(r, 2);
-      this.#write(frame(0x8, body));
+      this.#write(encodeWsFrame(OP.close, closePayload(code, reason), true));
       const timer = setTimeout(() => this.#shutdown(new Error("closed")), 1000);
       await this.#done;
       clearTimeout(timer);
@@ -225,129 +213,45 @@ export class WsConnection {
   }
 
   async #readLoop(): Promise<void> {
+    const open = () => !this.#closed && !this.#peerClosed;
+    const handler = {
+      onMessage: (payload: Uint8Array) => this.onMessage(payload),
+      onClose: (payload: Uint8Array) => this.#onPeerClose(payload),
+      onPing: (payload: Uint8Array) => {
+        if (!this.#closeSent) this.#write(encodeWsFrame(OP.pong, payload, true));
+      },
+    };
     try {
       // Frames that came in with the handshake reply wait for a macrotask,
       // so that the caller of connect() has set onMessage and onClose.
-      if (this.#len > 0) await new Promise((resolve) => setTimeout(resolve, 0));
-      while (!this.#closed && !this.#peerClosed) {
-        this.#parseFrames();
-        if (this.#closed || this.#peerClosed) return;
-        const n = await this.#conn.read(this.#buf.subarray(this.#len));
+      if (this.#reader.buffered > 0) await new Promise((resolve) => setTimeout(resolve, 0));
+      while (open()) {
+        this.#reader.parse(handler, open);
+        if (!open()) return;
+        const space = this.#reader.space();
+        const n = await this.#conn.read(space);
         if (n === null) {
           this.#shutdown(new Deno.errors.ConnectionReset("connection closed by the peer"));
           return;
         }
-        this.#len += n;
+        this.#reader.commit(n);
       }
     } catch (e) {
       this.#shutdown(e instanceof Error ? e : new Error(String(e)));
     }
   }
 
-  #grow(atLeast: number): void {
-    let size = this.#buf.length * 2;
-    while (size < atLeast) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.#buf.subarray(0, this.#len));
-    this.#buf = next;
-  }
-
-  // Handles every complete frame in the buffer and keeps the rest, making
-  // room for the next frame when it is larger than the buffer.
-  #parseFrames(): void {
-    let off = 0;
-    let need = 0;
-    while (!this.#closed && !this.#peerClosed) {
-      const avail = this.#len - off;
-      if (avail < 2) break;
-      const b0 = this.#buf[off]!;
-      const b1 = this.#buf[off + 1]!;
-      if (b1 & 0x80) throw new Error("server sent a masked frame");
-      let n = b1 & 0x7f;
-      let head = 2;
-      if (n === 126) {
-        if (avail < 4) break;
-        n = (this.#buf[off + 2]! << 8) | this.#buf[off + 3]!;
-        head = 4;
-      } else if (n === 127) {
-        if (avail < 10) break;
-        const big = new DataView(this.#buf.buffer, this.#buf.byteOffset + off + 2, 8).getBigUint64(
-          0,
-        );
-        if (big > BigInt(this.#maxMessage)) {
-          throw new Error(`server frame of ${big} bytes is too large`);
-        }
-        n = Number(big);
-        head = 10;
-      }
-      if (n > this.#maxMessage) throw new Error(`server frame of ${n} bytes is too large`);
-      if (avail < head + n) {
-        need = head + n;
-        break;
-      }
-      const payload = this.#buf.slice(off + head, off + head + n);
-      off += head + n;
-      this.#onFrame(b0 & 0x80, b0 & 0x0f, payload);
+  // A close from the server: answer it, then drop the connection.
+  #onPeerClose(payload: Uint8Array): void {
+    this.#peerClosed = true;
+    if (!this.#closeSent) {
+      this.#closeSent = true;
+      this.#write(encodeWsFrame(OP.close, payload.subarray(0, 2), true));
     }
-    if (off > 0) {
-      this.#buf.copyWithin(0, off, this.#len);
-      this.#len -= off;
-    }
-    // The next frame may need more room than the buffer has.
-    if (need > this.#buf.length || this.#len === this.#buf.length) this.#grow(need);
-  }
-
-  #onFrame(fin: number, opcode: number, payload: Uint8Array): void {
-    switch (opcode) {
-      case 0x0: // continuation
-      case 0x2: // binary
-        if (opcode === 0x2 && this.#fragments.length > 0) {
-          throw new Error("unfinished fragmented message");
-        }
-        if (opcode === 0x0 && this.#fragments.length === 0) {
-          throw new Error("stray continuation frame");
-        }
-        if (fin && this.#fragments.length === 0) {
-          this.onMessage(payload);
-          return;
-        }
-        this.#fragments.push(payload);
-        this.#fragmentBytes += payload.length;
-        if (this.#fragmentBytes > this.#maxMessage) throw new Error("fragmented message too large");
-        if (fin) {
-          const all = new Uint8Array(this.#fragmentBytes);
-          let at = 0;
-          for (const f of this.#fragments) {
-            all.set(f, at);
-            at += f.length;
-          }
-          this.#fragments = [];
-          this.#fragmentBytes = 0;
-          this.onMessage(all);
-        }
-        return;
-      case 0x1:
-        throw new Error("server sent a text frame");
-      case 0x8: { // close: answer it, then drop the connection
-        this.#peerClosed = true;
-        if (!this.#closeSent) {
-          this.#closeSent = true;
-          this.#write(frame(0x8, payload.subarray(0, 2)));
-        }
-        const code = payload.length >= 2 ? (payload[0]! << 8) | payload[1]! : 1005;
-        const why = new TextDecoder().decode(payload.subarray(2));
-        const reason = new Deno.errors.ConnectionReset(`closed by the peer: ${code} ${why}`.trim());
-        this.#writing.then(() => this.#shutdown(reason));
-        return;
-      }
-      case 0x9: // ping
-        if (!this.#closeSent) this.#write(frame(0xa, payload));
-        return;
-      case 0xa: // pong
-        return;
-      default:
-        throw new Error(`server sent unknown opcode ${opcode}`);
-    }
+    const code = payload.length >= 2 ? (payload[0]! << 8) | payload[1]! : 1005;
+    const why = new TextDecoder().decode(payload.subarray(2));
+    const reason = new Deno.errors.ConnectionReset(`closed by the peer: ${code} ${why}`.trim());
+    this.#writing.then(() => this.#shutdown(reason));
   }
 
   /** Resolves when the connection has closed and its reader has stopped. */
@@ -361,29 +265,6 @@ function indexOfCrlfCrlf(buf: Uint8Array, len: number): number {
     if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
   }
   return -1;
-}
-
-// A masked client frame, header and payload in one buffer.
-function frame(opcode: number, payload: Uint8Array): Uint8Array {
-  const n = payload.length;
-  const head = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const out = new Uint8Array(head + 4 + n);
-  out[0] = 0x80 | opcode;
-  if (n < 126) {
-    out[1] = 0x80 | n;
-  } else if (n < 65536) {
-    out[1] = 0x80 | 126;
-    out[2] = n >> 8;
-    out[3] = n & 0xff;
-  } else {
-    out[1] = 0x80 | 127;
-    new DataView(out.buffer).setBigUint64(2, BigInt(n));
-  }
-  const mask = crypto.getRandomValues(new Uint8Array(4));
-  out.set(mask, head);
-  const body = head + 4;
-  for (let i = 0; i < n; i++) out[body + i] = payload[i]! ^ mask[i & 3]!;
-  return out;
 }
 
 async function writeAll(conn: Deno.TcpConn, bytes: Uint8Array): Promise<void> {
