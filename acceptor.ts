@@ -30,11 +30,12 @@ import type { Store, Written } from "./store.ts";
 import { MemoryStore } from "./store.ts";
 import { valueBytes } from "./codec.ts";
 
-// The requests on one key that wait for a write: the last one queued, and
-// how many are not done.
+// The requests waiting on one key while one of its requests waits for its
+// write: by the peer they come from, in turn (a Map keeps the order in which
+// peers were put in it), each peer's in arrival order.
 interface KeyQueue {
-  tail: Promise<unknown>;
-  waiting: number;
+  size: number;
+  readonly peers: Map<object, (() => Promise<unknown> | undefined)[]>;
 }
 
 /** Options of a {@link PaxosAcceptor}. */
@@ -53,31 +54,46 @@ export interface AcceptorOptions {
    * {@link DEFAULT_MAX_QUEUED_PER_KEY}.
    */
   readonly maxQueuedPerKey?: number;
+  /**
+   * Most requests of one peer ({@link Caller}) waiting on one key, so that
+   * one peer cannot fill a key's queue; more are refused with `Overloaded`.
+   * Default {@link DEFAULT_MAX_QUEUED_PER_PEER}.
+   */
+  readonly maxQueuedPerPeer?: number;
 }
 
 /** Most requests waiting on one key, by default. */
 export const DEFAULT_MAX_QUEUED_PER_KEY = 1024;
+/** Most requests of one peer waiting on one key, by default. */
+export const DEFAULT_MAX_QUEUED_PER_PEER = 128;
 
 /**
- * What a caller lets the replies of its requests take: a server gives each
- * connection one, so that what waits to be sent to a peer is bounded. A
- * request whose reply does not fit is refused with `Overloaded` before it
- * changes anything.
+ * Who sends a request, when it comes from the network: a server passes one
+ * with each request. Requests waiting on one key are served in turn across
+ * peers (one peer's flood does not make another's request wait behind all
+ * of it), and each reply's size is taken from the caller's budget before the
+ * request changes anything: a request whose reply does not fit is refused
+ * with `Overloaded`.
  *
  * @example
  * ```ts
- * import { type ReplyBudget, PaxosAcceptor } from "./acceptor.ts";
+ * import { type Caller, PaxosAcceptor } from "./acceptor.ts";
  * let left = 1000;
- * const budget: ReplyBudget = { take: (n) => n <= left && (left -= n, true) };
+ * const caller: Caller = { peer: {}, take: (n) => n <= left && (left -= n, true) };
  * const a = new PaxosAcceptor();
  * const req = { Id: { Key: "i", Ver: 0n }, Bal: { N: 1n, ProposerId: 1n }, Val: null };
- * await a.prepare(req, budget); // takes the reply's size from `left`
+ * await a.prepare(req, caller); // takes the reply's size from `left`
  * ```
  */
-export interface ReplyBudget {
-  /** Takes `bytes`, or takes nothing and returns false when they are not there. */
+export interface Caller {
+  /** The peer the request comes from (a connection): any object, told apart by identity. */
+  readonly peer: object;
+  /** Takes `bytes` for a reply, or takes nothing and returns false when they are not there. */
   take(bytes: number): boolean;
 }
+
+// The peer of requests made in process, without a Caller.
+const IN_PROCESS = {};
 
 // What a reply takes besides its value: Rid, keys, ballots (an upper bound).
 const REPLY_BYTES = 64;
@@ -117,29 +133,27 @@ export class PaxosAcceptor {
   /** A name for messages and logs. */
   readonly name: string;
   readonly #store: Store;
-  // The requests being served per key: each waits for the one before it.
+  // The keys with a request waiting for its write, and what waits behind it.
   readonly #queues = new Map<string, KeyQueue>();
   readonly #keep: bigint | null;
   readonly #onError: (message: string) => void;
   readonly #maxQueued: number;
+  readonly #maxPerPeer: number;
 
   /** Builds an acceptor on a store (a fresh {@link MemoryStore} by default). */
   constructor(store: Store = new MemoryStore(), name = "acceptor", opts: AcceptorOptions = {}) {
-    if (
-      opts.keepVersions !== undefined &&
-      !(Number.isSafeInteger(opts.keepVersions) && opts.keepVersions > 0)
-    ) {
-      throw new RangeError(`keepVersions must be a positive integer, got ${opts.keepVersions}`);
-    }
-    const maxQueued = opts.maxQueuedPerKey ?? DEFAULT_MAX_QUEUED_PER_KEY;
-    if (!(Number.isSafeInteger(maxQueued) && maxQueued > 0)) {
-      throw new RangeError(`maxQueuedPerKey must be a positive integer, got ${maxQueued}`);
-    }
-    this.#maxQueued = maxQueued;
     this.#store = store;
     this.name = name;
-    this.#keep = opts.keepVersions === undefined ? null : BigInt(opts.keepVersions);
+    this.#keep = opts.keepVersions === undefined
+      ? null
+      : BigInt(positive("keepVersions", opts.keepVersions, 1));
     this.#onError = opts.onError ?? (() => {});
+    this.#maxQueued = positive("maxQueuedPerKey", opts.maxQueuedPerKey, DEFAULT_MAX_QUEUED_PER_KEY);
+    this.#maxPerPeer = positive(
+      "maxQueuedPerPeer",
+      opts.maxQueuedPerPeer,
+      DEFAULT_MAX_QUEUED_PER_PEER,
+    );
   }
 
   /** The store behind this acceptor. */
@@ -153,12 +167,13 @@ export class PaxosAcceptor {
    * at least the promised ballot, it promises `r.Bal`: never to accept a
    * lower ballot again.
    *
-   * With a `budget`, the reply's size is taken from it first; when it does
-   * not fit, the request is refused (`Overloaded`) and changes nothing.
+   * From a `caller`, the reply's size is taken from its budget first; when
+   * it does not fit, the request is refused (`Overloaded`) and changes
+   * nothing.
    */
-  prepare(r: Proposer, budget?: ReplyBudget): Promise<Acceptor> {
-    return this.#withKey(r.Id, (v) => {
-      this.#charge(budget, v.Val);
+  prepare(r: Proposer, caller?: Caller): Promise<Acceptor> {
+    return this.#withKey(r.Id, caller, (v) => {
+      this.#charge(caller, v.Val);
       const reply = v;
       // (The seed promises when r.Bal >= LastBal. At the ballot already
       // promised that changes nothing, so there is nothing to store.)
@@ -174,12 +189,12 @@ export class PaxosAcceptor {
   /**
    * Accept handles a phase-2 request. It replies only the promised ballot as
    * it was before the request; then, if `r.Bal` is at least that ballot, it
-   * votes: it records `r.Val` as accepted at `r.Bal`. A `budget` is used as
-   * by {@link PaxosAcceptor.prepare}.
+   * votes: it records `r.Val` as accepted at `r.Bal`. A `caller` is used
+   * as by {@link PaxosAcceptor.prepare}.
    */
-  accept(r: Proposer, budget?: ReplyBudget): Promise<Acceptor> {
-    return this.#withKey(r.Id, (v) => {
-      this.#charge(budget, null);
+  accept(r: Proposer, caller?: Caller): Promise<Acceptor> {
+    return this.#withKey(r.Id, caller, (v) => {
+      this.#charge(caller, null);
       const reply: Acceptor = { LastBal: v.LastBal, Val: null, VBal: ZERO_BALLOT };
       if (!GE(r.Bal, v.LastBal)) return reply;
       this.#checkStep(r, v);
@@ -233,21 +248,21 @@ export class PaxosAcceptor {
    * voted in by a majority, so the highest answer among a majority is at
    * least the latest chosen version.
    */
-  latest(key: string, budget?: ReplyBudget): Promise<LatestReply> {
+  latest(key: string, caller?: Caller): Promise<LatestReply> {
     try {
       const reply = latestReply(this.#store, key);
-      this.#charge(budget, reply.Val);
+      this.#charge(caller, reply.Val);
       return Promise.resolve(reply);
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
-  // Takes a reply's size from `budget`, or refuses the request.
-  #charge(budget: ReplyBudget | undefined, val: Value | null): void {
-    if (budget === undefined) return;
+  // Takes a reply's size from the caller's budget, or refuses the request.
+  #charge(caller: Caller | undefined, val: Value | null): void {
+    if (caller === undefined) return;
     const bytes = REPLY_BYTES + (val === null ? 0 : valueBytes(val));
-    if (!budget.take(bytes)) {
+    if (!caller.take(bytes)) {
       throw new AcceptorError(
         "Overloaded",
         `a reply of ${bytes} bytes is over what may wait to be sent now: read the replies, ` +
@@ -273,8 +288,8 @@ export class PaxosAcceptor {
    * Serves one request by its operation name. This makes an acceptor usable
    * in-process wherever a proposer expects an `AcceptorClient`.
    */
-  request(op: Op, r: Proposer, budget?: ReplyBudget): Promise<Acceptor> {
-    return op === "Prepare" ? this.prepare(r, budget) : this.accept(r, budget);
+  request(op: Op, r: Proposer, caller?: Caller): Promise<Acceptor> {
+    return op === "Prepare" ? this.prepare(r, caller) : this.accept(r, caller);
   }
 
   // `then()` once both writes are stored: at once when neither has to wait
@@ -288,12 +303,18 @@ export class PaxosAcceptor {
     });
   }
 
-  // Runs `fn` on the state of instance `id` once the requests before it on
-  // the same key are done, so that a reply never reflects a state that is
-  // not stored yet. With nothing queued, it runs at once; a request that
-  // waits for its store's write queues the key's later requests behind it.
-  #withKey<T>(id: PaxosInstanceId, fn: (state: Acceptor) => T | Promise<T>): Promise<T> {
-    const q = this.#queues.get(id.Key);
+  // Runs `fn` on the state of instance `id` once the request of its key that
+  // waits for a write is done, so that a reply never reflects a state that
+  // is not stored yet. With nothing waiting, it runs at once; a request that
+  // waits for its store's write makes the key's later requests wait, and
+  // they are then served in turn by peer.
+  #withKey<T>(
+    id: PaxosInstanceId,
+    caller: Caller | undefined,
+    fn: (state: Acceptor) => T | Promise<T>,
+  ): Promise<T> {
+    const key = id.Key;
+    const q = this.#queues.get(key);
     if (q === undefined) {
       let out: T | Promise<T>;
       try {
@@ -301,32 +322,65 @@ export class PaxosAcceptor {
       } catch (e) {
         return Promise.reject(e);
       }
-      return out instanceof Promise ? this.#enqueue(id.Key, out) : Promise.resolve(out);
+      if (!(out instanceof Promise)) return Promise.resolve(out);
+      const queue: KeyQueue = { size: 0, peers: new Map() };
+      this.#queues.set(key, queue);
+      const next = () => this.#next(key, queue);
+      out.then(next, next);
+      return out;
     }
-    if (q.waiting >= this.#maxQueued) {
-      return Promise.reject(
-        new AcceptorError(
-          "Overloaded",
-          `${q.waiting} requests are already waiting on key ${JSON.stringify(id.Key.slice(0, 40))}`,
-          this.name,
-        ),
-      );
+    const peer = caller?.peer ?? IN_PROCESS;
+    const mine = q.peers.get(peer);
+    const refusal = q.size >= this.#maxQueued
+      ? `${q.size} requests are already waiting on key ${quoted(key)}`
+      : (mine?.length ?? 0) >= this.#maxPerPeer
+      ? `${mine!.length} requests of this peer are already waiting on key ${quoted(key)}`
+      : null;
+    if (refusal !== null) {
+      return Promise.reject(new AcceptorError("Overloaded", refusal, this.name));
     }
-    // The one before: its own caller sees its error.
-    const after = q.tail.then(noop, noop);
-    return this.#enqueue(id.Key, after.then(() => this.#serve(id, fn)), q);
+    return new Promise<T>((resolve, reject) => {
+      // Serves the request; returns its write when it has to wait for it.
+      const job = (): Promise<unknown> | undefined => {
+        let out: T | Promise<T>;
+        try {
+          out = this.#serve(id, fn);
+        } catch (e) {
+          reject(e);
+          return undefined;
+        }
+        if (!(out instanceof Promise)) return void resolve(out);
+        out.then(resolve, reject);
+        return out;
+      };
+      if (mine === undefined) q.peers.set(peer, [job]);
+      else mine.push(job);
+      q.size++;
+    });
   }
 
-  // Makes `p` the request the key's next ones wait for, until it settles.
-  #enqueue<T>(key: string, p: Promise<T>, q?: KeyQueue): Promise<T> {
-    if (q === undefined) this.#queues.set(key, q = { tail: p, waiting: 0 });
-    q.tail = p;
-    q.waiting++;
-    const done = () => {
-      if (--q.waiting === 0) this.#queues.delete(key);
-    };
-    p.then(done, done);
-    return p;
+  // Serves the key's waiting requests, the next peer's first, until one has
+  // to wait for its write (then again when that is done) or none is left.
+  #next(key: string, q: KeyQueue): void {
+    for (;;) {
+      const turn = q.peers.entries().next();
+      if (turn.done) {
+        this.#queues.delete(key);
+        return;
+      }
+      const [peer, jobs] = turn.value;
+      const job = jobs.shift()!;
+      q.size--;
+      // This peer goes to the back of the line.
+      q.peers.delete(peer);
+      if (jobs.length > 0) q.peers.set(peer, jobs);
+      const writing = job();
+      if (writing !== undefined) {
+        const next = () => this.#next(key, q);
+        writing.then(next, next);
+        return;
+      }
+    }
   }
 
   // Runs `fn` on the stored state of `id`; a version below the key's floor
@@ -344,7 +398,17 @@ export class PaxosAcceptor {
   }
 }
 
-function noop(): void {}
+function quoted(key: string): string {
+  return JSON.stringify(key.length > 40 ? key.slice(0, 40) + "..." : key);
+}
+
+function positive(name: string, v: number | undefined, otherwise: number): number {
+  if (v === undefined) return otherwise;
+  if (!(Number.isSafeInteger(v) && v > 0)) {
+    throw new RangeError(`${name} must be a positive integer, got ${v}`);
+  }
+  return v;
+}
 
 // The kv extension's promise for the next version: whether it was made, and
 // the store's write of it (none when nothing had to be written).

@@ -50,11 +50,18 @@ export { AcceptorError, type ErrorCode, NotEnoughQuorumError } from "./errors.ts
 // Running acceptors.
 export {
   type AcceptorOptions,
+  type Caller,
   DEFAULT_MAX_QUEUED_PER_KEY,
+  DEFAULT_MAX_QUEUED_PER_PEER,
   PaxosAcceptor,
-  type ReplyBudget,
 } from "./acceptor.ts";
-export { type AcceptorServer, serveAcceptor, type ServeAcceptorOptions } from "./server.ts";
+export {
+  type AcceptorServer,
+  DEFAULT_SERVE_LIMITS,
+  serveAcceptor,
+  type ServeAcceptorOptions,
+  type ServeLimits,
+} from "./server.ts";
 export {
   type ClusterOptions,
   DEFAULT_BASE_PORT,

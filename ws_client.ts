@@ -19,7 +19,9 @@ import {
   encodeBase64,
   encodeWsFrame,
   FrameReader,
+  headEnd,
   OP,
+  writeAll,
 } from "./ws_frames.ts";
 
 const MAX_HEADER_BYTES = 16 * 1024;
@@ -152,7 +154,7 @@ export class WsConnection {
         throw new Deno.errors.ConnectionReset(`${u.href} closed during the handshake`);
       }
       len += n;
-      end = indexOfCrlfCrlf(buf, len);
+      end = headEnd(buf, len);
     }
     const head = new TextDecoder().decode(buf.subarray(0, end));
     const [status, ...lines] = head.split("\r\n");
@@ -258,16 +260,4 @@ export class WsConnection {
   get closed(): Promise<void> {
     return this.#done;
   }
-}
-
-function indexOfCrlfCrlf(buf: Uint8Array, len: number): number {
-  for (let i = 0; i + 3 < len; i++) {
-    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
-  }
-  return -1;
-}
-
-async function writeAll(conn: Deno.TcpConn, bytes: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
 }

@@ -307,6 +307,20 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** The end of an HTTP head in `buf[0, len)`: the index of its blank line, or -1. */
+export function headEnd(buf: Uint8Array, len: number): number {
+  for (let i = 0; i + 3 < len; i++) {
+    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
+  }
+  return -1;
+}
+
+/** Writes all of `bytes` to a connection. */
+export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
+}
+
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 // XORs `data` with the 4-byte mask, in place: four bytes at a time where the

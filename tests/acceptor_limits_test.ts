@@ -1,8 +1,8 @@
-// The acceptor's own bounds: requests waiting per key, and the reply budget
-// a caller (a connection) gives its requests. Both refuse with Overloaded
-// before anything changes.
+// The acceptor's own bounds: requests waiting per key and per peer, served in
+// turn across peers, and the reply budget a caller (a connection) gives its
+// requests. Refusals are Overloaded, before anything changes.
 import assert from "node:assert/strict";
-import { PaxosAcceptor, type ReplyBudget } from "../acceptor.ts";
+import { type Caller, PaxosAcceptor } from "../acceptor.ts";
 import { AcceptorError } from "../errors.ts";
 import { MemoryStore, type Written } from "../store.ts";
 import type { Acceptor, PaxosInstanceId } from "../types.ts";
@@ -36,8 +36,9 @@ Deno.test("at most maxQueuedPerKey requests wait on a key; more are refused at o
   const store = new HeldStore();
   const a = new PaxosAcceptor(store, "a", { maxQueuedPerKey: 8 });
   const id = inst("hot");
-  const queued = Array.from({ length: 8 }, (_, i) => a.prepare(req(id, bal(i + 1, 1))));
-  // The ninth is refused without waiting, and never runs.
+  // One served (its write waits), eight waiting behind it.
+  const queued = Array.from({ length: 9 }, (_, i) => a.prepare(req(id, bal(i + 1, 1))));
+  // The next is refused without waiting, and never runs.
   assert.match(await overloaded(a.prepare(req(id, bal(100, 1)))), /8 requests are already waiting/);
   assert.match(await overloaded(a.accept(req(inst("hot", 5), bal(100, 1), { Vi64: 1n }))), /hot/);
   // Another key is served as usual.
@@ -45,16 +46,61 @@ Deno.test("at most maxQueuedPerKey requests wait on a key; more are refused at o
   store.release();
   assert.deepEqual(await other, EMPTY_ACCEPTOR);
   const replies = await Promise.all(queued);
-  assert.deepEqual(replies[7], state(bal(7, 1)));
-  assert.deepEqual(store.get(id), state(bal(8, 1)), "the refused ballot 100 was never promised");
+  assert.deepEqual(replies[8], state(bal(8, 1)));
+  assert.deepEqual(store.get(id), state(bal(9, 1)), "the refused ballot 100 was never promised");
   assert.equal(store.get(inst("hot", 5)), undefined);
   // Once the queue drains, the key takes requests again.
-  assert.deepEqual(await a.prepare(req(id, bal(9, 1))), state(bal(8, 1)));
+  assert.deepEqual(await a.prepare(req(id, bal(10, 1))), state(bal(9, 1)));
   assert.throws(() => new PaxosAcceptor(store, "b", { maxQueuedPerKey: 0 }), RangeError);
+  assert.throws(() => new PaxosAcceptor(store, "b", { maxQueuedPerPeer: 1.5 }), RangeError);
 });
 
-function budget(bytes: number): ReplyBudget & { left: number } {
+// A store whose writes each wait for their own release, in order.
+class SteppedStore extends MemoryStore {
+  readonly order: string[] = [];
+  readonly #waiting: (() => void)[] = [];
+  override put(id: PaxosInstanceId, s: Acceptor): Written {
+    return new Promise<void>((resolve) => this.#waiting.push(resolve)).then(() => {
+      this.order.push(`${s.LastBal.ProposerId}:${s.LastBal.N}`);
+      super.put(id, s);
+    });
+  }
+  // Lets the oldest write finish, once it is there.
+  async step(): Promise<void> {
+    while (this.#waiting.length === 0) await new Promise((r) => setTimeout(r, 0));
+    this.#waiting.shift()!();
+    await new Promise((r) => setTimeout(r, 0));
+  }
+}
+
+Deno.test("requests waiting on a key are served in turn across peers, at most maxQueuedPerPeer of one", async () => {
+  const store = new SteppedStore();
+  const a = new PaxosAcceptor(store, "a", { maxQueuedPerPeer: 50 });
+  const flood: Caller = { peer: {}, take: () => true };
+  const normal: Caller = { peer: {}, take: () => true };
+  const id = inst("contended");
+  // The flood: 1 served at once (its write waits), 50 waiting, 950 refused.
+  const flooding = Array.from({ length: 1001 }, (_, i) => a.prepare(req(id, bal(i + 1, 1)), flood));
+  const refused = await Promise.allSettled(flooding.slice(51));
+  assert.ok(refused.every((r) => r.status === "rejected"));
+  await overloaded(flooding[51]!);
+  // A request of another peer waits behind one of the flood's, not fifty.
+  const mine = a.prepare(req(id, bal(5000, 2)), normal);
+  await store.step(); // the flood's first
+  await store.step(); // the flood's second: it was waiting before ours
+  await store.step(); // ours
+  assert.deepEqual(store.order, ["1:1", "1:2", "2:5000"]);
+  assert.deepEqual((await mine).LastBal, bal(2, 1));
+  // The flood's others come after it, in their order; below the promised
+  // ballot now, they write nothing, and see ours.
+  const rest = await Promise.all(flooding.slice(2, 51));
+  assert.ok(rest.every((r) => r.LastBal.N === 5000n));
+  assert.equal(store.order.length, 3);
+});
+
+function budget(bytes: number): Caller & { left: number } {
   const b = {
+    peer: {},
     left: bytes,
     take(n: number) {
       if (n > b.left) return false;

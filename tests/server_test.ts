@@ -167,7 +167,8 @@ Deno.test("bad frames close that connection with the contract's code; the accept
       const [r] = await bystander!.call([env("Prepare", req(id, bal(0, 0)))]);
       assert.deepEqual(rep(r), state(bal(1, 1), { Vi64: 42n }, bal(1, 1)));
     });
-    assert.ok(errors.length >= 8, `onError was told: ${errors.join(" | ")}`);
+    // Told, at most 5 lines per cause in 10 s (the log is rate-limited).
+    assert.ok(errors.length >= 6, `onError was told: ${errors.join(" | ")}`);
   } finally {
     await server.close();
   }

@@ -473,7 +473,7 @@ Deno.test("an Err reply carries the acceptor's code and message; the connection 
 Deno.test("an Err code this client does not know becomes Internal, keeping the code in the message", async () => {
   const server = await startFake((items, socket) =>
     socket.send(
-      encodeReplies(items.map((i) => ({ Rid: i.Rid, Err: { Code: "Overloaded", Msg: "busy" } }))),
+      encodeReplies(items.map((i) => ({ Rid: i.Rid, Err: { Code: "Busy", Msg: "busy" } }))),
     )
   );
   const c = new WebSocketAcceptorClient(server.url);
@@ -484,7 +484,7 @@ Deno.test("an Err code this client does not know becomes Internal, keeping the c
     );
     assert.ok(e instanceof AcceptorError, String(e));
     assert.equal(e.code, "Internal");
-    assert.equal(e.detail, "Overloaded: busy");
+    assert.equal(e.detail, "Busy: busy");
     assert.equal(e.isFinal, false);
   } finally {
     await c.close();
