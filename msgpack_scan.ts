@@ -59,12 +59,12 @@ export interface ScannedElement {
    * of another type), naming where in it: e.g. `Req.Val.Data[2]: extension
    * type 0x78 ...`. Undefined when it is plain MessagePack.
    */
-  readonly error?: string;
+  readonly error: string | undefined;
   /**
    * The bytes of its `Rid`, when the element is a map whose key `"Rid"` holds
    * an integer: `[start, end)`. They are plain, even when the element is not.
    */
-  readonly rid?: readonly [number, number];
+  readonly rid: readonly [number, number] | undefined;
 }
 
 /** What {@link scanFrame} found. */
@@ -97,14 +97,12 @@ export function scanFrame(bytes: Uint8Array, limits: ScanLimits): ScanResult {
   const len = bytes.length;
   if (len === 0) return refuse("an empty frame holds no MessagePack value");
   if (len > 0x7fffffff) return refuse(`a frame of ${len} bytes is too large to scan`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const maxDepth = limits.maxDepth;
   // The open arrays and maps, outermost first: the items left to read (a
   // map's keys and values both count), how many it has in all, and for a map
   // where its current key is (-1 for an array).
-  const left = new Int32Array(maxDepth + 1);
-  const total = new Int32Array(maxDepth + 1);
-  const keyAt = new Int32Array(maxDepth + 1);
+  if (stacks.left.length < maxDepth + 1) stacks = newStacks(maxDepth + 1);
+  const { left, total, keyAt } = stacks;
   let depth = 0;
   const elements: ScannedElement[] = [];
   const b0 = bytes[0]!;
@@ -180,19 +178,19 @@ export function scanFrame(bytes: Uint8Array, limits: ScanLimits): ScanResult {
           end += b === 0xc4
             ? bytes[pos + 1]!
             : b === 0xc5
-            ? view.getUint16(pos + 1)
-            : view.getUint32(pos + 1);
+            ? u16(bytes, pos + 1)
+            : u32(bytes, pos + 1);
           plainKey = false;
           break;
         case 0xc7: // ext8, ext16, ext32: length, then type
         case 0xc8:
         case 0xc9:
-          refused = extension(view.getInt8(end - 1));
+          refused = extension((bytes[end - 1]! << 24) >> 24);
           end += b === 0xc7
             ? bytes[pos + 1]!
             : b === 0xc8
-            ? view.getUint16(pos + 1)
-            : view.getUint32(pos + 1);
+            ? u16(bytes, pos + 1)
+            : u32(bytes, pos + 1);
           break;
         case 0xd4: // fixext 1, 2, 4, 8, 16: type, then data
         case 0xd5:
@@ -200,7 +198,7 @@ export function scanFrame(bytes: Uint8Array, limits: ScanLimits): ScanResult {
         case 0xd7:
         case 0xd8:
           end += 1 << (b - 0xd4);
-          refused = extension(view.getInt8(pos + 1));
+          refused = extension((bytes[pos + 1]! << 24) >> 24);
           break;
         case 0xd9: // str8, str16, str32
         case 0xda:
@@ -209,13 +207,13 @@ export function scanFrame(bytes: Uint8Array, limits: ScanLimits): ScanResult {
           end += b === 0xd9
             ? bytes[pos + 1]!
             : b === 0xda
-            ? view.getUint16(pos + 1)
-            : view.getUint32(pos + 1);
+            ? u16(bytes, pos + 1)
+            : u32(bytes, pos + 1);
           break;
         default: // 0xdc..0xdf: array16, array32, map16, map32
           container = true;
           isMap = b >= 0xde;
-          items = (b & 1) === 0 ? view.getUint16(pos + 1) : view.getUint32(pos + 1);
+          items = (b & 1) === 0 ? u16(bytes, pos + 1) : u32(bytes, pos + 1);
           if (isMap) items *= 2;
       }
     }
@@ -268,14 +266,8 @@ export function scanFrame(bytes: Uint8Array, limits: ScanLimits): ScanResult {
     // A value is complete, and with it maybe the arrays and maps it ends.
     for (;;) {
       if (depth === elementDepth) {
-        const e: ScannedElement = { start, end: pos, cost };
-        elements.push(
-          error === undefined && ridStart < 0 ? e : {
-            ...e,
-            ...(error === undefined ? {} : { error }),
-            ...(ridStart < 0 ? {} : { rid: [ridStart, ridEnd] as const }),
-          },
-        );
+        const rid = ridStart < 0 ? undefined : [ridStart, ridEnd] as const;
+        elements.push({ start, end: pos, cost, error, rid });
       }
       if (depth === 0 || --left[depth - 1]! > 0) break;
       depth--;
@@ -289,6 +281,26 @@ export function scanFrame(bytes: Uint8Array, limits: ScanLimits): ScanResult {
     return refuse(`${len - pos} bytes after the frame's value, at byte ${pos}`);
   }
   return { batch, elements };
+}
+
+// The open arrays and maps of a scan, reused from one scan to the next (a
+// scan runs to its end before another starts).
+interface Stacks {
+  readonly left: Int32Array;
+  readonly total: Int32Array;
+  readonly keyAt: Int32Array;
+}
+function newStacks(n: number): Stacks {
+  return { left: new Int32Array(n), total: new Int32Array(n), keyAt: new Int32Array(n) };
+}
+let stacks = newStacks(128);
+
+function u16(b: Uint8Array, at: number): number {
+  return (b[at]! << 8) | b[at + 1]!;
+}
+
+function u32(b: Uint8Array, at: number): number {
+  return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 }
 
 // Bytes of the header of each type 0xc0..0xdf (type byte included), and for

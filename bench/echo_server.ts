@@ -6,31 +6,27 @@
 //   deno run --allow-net=127.0.0.1 bench/echo_server.ts
 import { decodeRequestFrame, encodeReplies, type ReplyEnvelope } from "../codec.ts";
 import { ZERO_BALLOT } from "../types.ts";
+import { serveWebSocket } from "../ws_server.ts";
 
-const ac = new AbortController();
-const server = Deno.serve({
-  hostname: "127.0.0.1",
-  port: 0,
-  signal: ac.signal,
-  onListen({ port }) {
-    // deno-lint-ignore no-console
-    console.log(`ws://127.0.0.1:${port}/paxos`);
+const server = await serveWebSocket({
+  path: "/paxos",
+  onConnection(conn) {
+    conn.onMessage = (bytes) => {
+      const items = decodeRequestFrame(bytes);
+      const replies: ReplyEnvelope[] = items.map((item) =>
+        "Err" in item
+          ? item
+          : item.Op === "Latest"
+          ? { Rid: item.Rid, Rep: { Ver: -1n, Floor: 0n, Val: null, VBal: ZERO_BALLOT } }
+          : { Rid: item.Rid, Rep: { LastBal: ZERO_BALLOT, Val: null, VBal: ZERO_BALLOT } }
+      );
+      conn.send(encodeReplies(replies));
+    };
   },
-}, (req) => {
-  const { socket, response } = Deno.upgradeWebSocket(req);
-  socket.binaryType = "arraybuffer";
-  socket.onmessage = (e) => {
-    const items = decodeRequestFrame(new Uint8Array(e.data as ArrayBuffer));
-    const replies: ReplyEnvelope[] = items.map((item) =>
-      "Err" in item
-        ? item
-        : item.Op === "Latest"
-        ? { Rid: item.Rid, Rep: { Ver: -1n, Floor: 0n, Val: null, VBal: ZERO_BALLOT } }
-        : { Rid: item.Rid, Rep: { LastBal: ZERO_BALLOT, Val: null, VBal: ZERO_BALLOT } }
-    );
-    socket.send(encodeReplies(replies));
-  };
-  return response;
 });
-Deno.addSignalListener("SIGTERM", () => ac.abort());
-await server.finished;
+// deno-lint-ignore no-console
+console.log(`ws://127.0.0.1:${server.addr.port}/paxos`);
+const stop = Promise.withResolvers<void>();
+Deno.addSignalListener("SIGTERM", () => stop.resolve());
+await stop.promise;
+await server.close();
