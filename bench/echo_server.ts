@@ -30,3 +30,4 @@ const stop = Promise.withResolvers<void>();
 Deno.addSignalListener("SIGTERM", () => stop.resolve());
 await stop.promise;
 await server.close();
+Deno.exit(0);
