@@ -3,7 +3,9 @@
  *
  * @module
  */
+import { DEFAULT_MAX_QUEUED_PER_KEY, DEFAULT_MAX_QUEUED_PER_PEER } from "../acceptor.ts";
 import { DEFAULT_BASE_PORT } from "../cluster.ts";
+import { DEFAULT_SERVE_LIMITS } from "../server.ts";
 
 const RUN = "deno run --allow-net=127.0.0.1 cli.ts";
 
@@ -46,7 +48,7 @@ ${EXIT_HELP}`;
 
 const ACCEPTOR_HELP = `Usage:
   ${RUN} acceptor --id N [--host H] [--port P]
-      [--data DIR | --memory] [--keep-versions K]
+      [--data DIR | --memory] [--keep-versions K] [LIMITS]
 
 Runs one acceptor, serving ws://HOST:PORT/paxos. It first recovers its state
 from DIR; once it listens, it prints that URL as one line on stdout. SIGINT or
@@ -69,7 +71,24 @@ Options:
                       voted in); older versions are forgotten, and requests for
                       them are refused as compacted (get --ver exits with 5;
                       history leaves them out). Default: keep every version
-  -h, --help          show this help`;
+  -h, --help          show this help
+
+Limits: what one peer can make the acceptor hold (docs/security.md). Each is a
+positive integer; past it the peer gets a clear refusal and the acceptor goes
+on serving everyone else:
+  --max-connections N       open connections, upgrades under way included;
+                            more are answered 503 (default ${DEFAULT_SERVE_LIMITS.maxConnections}). Keep it below
+                            the process's open-file limit (ulimit -n)
+  --handshake-timeout MS    time to finish the WebSocket upgrade, in ms; then
+                            408 and the connection is closed (default ${DEFAULT_SERVE_LIMITS.handshakeTimeoutMs})
+  --max-reply-bytes B       bytes of replies waiting to be sent on one
+                            connection; past them requests are answered
+                            Overloaded and reading from that peer stops until
+                            it catches up (default ${DEFAULT_SERVE_LIMITS.maxPendingReplyBytes})
+  --max-queued-per-key N    requests waiting on one key behind its write; more
+                            are answered Overloaded (default ${DEFAULT_MAX_QUEUED_PER_KEY})
+  --max-queued-per-peer N   of those, from one connection; the connections
+                            waiting on a key are served in turn (default ${DEFAULT_MAX_QUEUED_PER_PEER})`;
 
 const CLUSTER_HELP = `Usage:
   ${RUN} cluster [--base-port P] [--host H]

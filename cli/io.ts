@@ -14,6 +14,14 @@ export interface CliIo {
   /** Writes one line (a newline is added) to standard error. */
   err(line: string): void;
   /**
+   * Writes one line of a server's log to standard error without ever
+   * blocking: it waits in a bounded queue while nobody reads standard error,
+   * and past it lines are dropped, and counted. Without it, `err` is used.
+   */
+  log?(line: string): void;
+  /** Waits (a second at most) for the log lines still queued to be written. */
+  flushLog?(): Promise<void>;
+  /**
    * Starts listening for a stop request (SIGINT or SIGTERM for a process)
    * and resolves with its name when one arrives. Long-running commands call
    * it before they announce that they are ready, so no early signal is lost.
@@ -21,7 +29,10 @@ export interface CliIo {
   waitForStop(): Promise<string>;
 }
 
+import { LineWriter } from "../log.ts";
+
 const encoder = new TextEncoder();
+const stderrLog = new LineWriter((bytes) => Deno.stderr.write(bytes));
 
 function writeLine(file: { writeSync(p: Uint8Array): number }, line: string): void {
   const bytes = encoder.encode(line + "\n");
@@ -41,6 +52,8 @@ function writeLine(file: { writeSync(p: Uint8Array): number }, line: string): vo
 export const processIo: CliIo = {
   out: (line) => writeLine(Deno.stdout, line),
   err: (line) => writeLine(Deno.stderr, line),
+  log: (line) => stderrLog.line(line),
+  flushLog: () => stderrLog.flush(),
   waitForStop() {
     return new Promise((resolve) => {
       let stopping = false;

@@ -23,6 +23,11 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
     data: "string",
     memory: "boolean",
     "keep-versions": "string",
+    "max-connections": "string",
+    "handshake-timeout": "string",
+    "max-reply-bytes": "string",
+    "max-queued-per-key": "string",
+    "max-queued-per-peer": "string",
   });
   positionals(p, []);
   const id = required(
@@ -51,7 +56,18 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
     BigInt(Number.MAX_SAFE_INTEGER),
     "a positive integer",
   );
-  const log = (m: string) => io.err(`paxoskv: acceptor ${id}: ${m}`);
+  const limit = (name: string) => {
+    const n = intOpt(p, name, 1n, BigInt(Number.MAX_SAFE_INTEGER), "a positive integer");
+    return n === undefined ? undefined : Number(n);
+  };
+  const maxConnections = limit("max-connections");
+  const handshakeTimeoutMs = limit("handshake-timeout");
+  const maxPendingReplyBytes = limit("max-reply-bytes");
+  const maxQueuedPerKey = limit("max-queued-per-key");
+  const maxQueuedPerPeer = limit("max-queued-per-peer");
+  // Never blocks, even when nobody reads stderr; the server's own lines are
+  // also rate-limited per cause.
+  const log = (m: string) => (io.log ?? io.err)(`paxoskv: acceptor ${id}: ${m}`);
   const stop = io.waitForStop();
   let store: Store;
   try {
@@ -62,11 +78,20 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
   }
   const acceptor = new PaxosAcceptor(store, `acceptor ${id}`, {
     ...(keep === undefined ? {} : { keepVersions: Number(keep) }),
+    ...(maxQueuedPerKey === undefined ? {} : { maxQueuedPerKey }),
+    ...(maxQueuedPerPeer === undefined ? {} : { maxQueuedPerPeer }),
     onError: log,
   });
   let server;
   try {
-    server = await serveAcceptor(acceptor, { hostname, port: Number(port), onError: log });
+    server = await serveAcceptor(acceptor, {
+      hostname,
+      port: Number(port),
+      onError: log,
+      ...(maxConnections === undefined ? {} : { maxConnections }),
+      ...(handshakeTimeoutMs === undefined ? {} : { handshakeTimeoutMs }),
+      ...(maxPendingReplyBytes === undefined ? {} : { maxPendingReplyBytes }),
+    });
   } catch (e) {
     io.err(`paxoskv: acceptor ${id} cannot listen on ${hostname}:${port}: ${messageOf(e)}`);
     await store.close();
@@ -76,6 +101,7 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
   await stop;
   await server.close();
   await store.close();
+  await io.flushLog?.();
   return 0;
 }
 
@@ -92,7 +118,7 @@ export async function runCluster(args: readonly string[], io: CliIo): Promise<nu
     cluster = await startCluster({
       hostname,
       basePort: Number(basePort),
-      onError: (i, m) => io.err(`paxoskv: acceptor ${i}: ${m}`),
+      onError: (i, m) => (io.log ?? io.err)(`paxoskv: acceptor ${i}: ${m}`),
     });
   } catch (e) {
     io.err(`paxoskv: ${messageOf(e)}`);
@@ -113,5 +139,6 @@ export async function runCluster(args: readonly string[], io: CliIo): Promise<nu
   io.out(`Press Ctrl-C to stop.`);
   await stop;
   await cluster.close();
+  await io.flushLog?.();
   return 0;
 }
