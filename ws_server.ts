@@ -141,7 +141,8 @@ export function serveWebSocket(opts: WsServerOptions): Promise<WsServer> {
       }
       if (peers.size >= limits.maxConnections) {
         onEvent("connections", `refused a connection: ${limits.maxConnections} are open`);
-        track(respond(tcp, 503, "Service Unavailable", "too many connections\n"));
+        // No linger here: this connection is not counted.
+        track(respond(tcp, 503, "Service Unavailable", "too many connections\n", [], false));
         continue;
       }
       const peer = new WsServerConnection(tcp, limits, onEvent);
@@ -249,7 +250,14 @@ export class WsServerConnection {
         );
         this.#state = "closed";
         // Whatever it sent is read already: this goes out before the FIN.
-        this.#responding = respond(this.#tcp, 408, "Request Timeout", "too slow to upgrade\n");
+        this.#responding = respond(
+          this.#tcp,
+          408,
+          "Request Timeout",
+          "too slow to upgrade\n",
+          [],
+          false, // the upgrade's own read is under way
+        );
       }, this.#limits.handshakeTimeoutMs);
       const leftover = await this.#handshake(path);
       clearTimeout(this.#timer);
@@ -472,13 +480,16 @@ export class WsServerConnection {
 // Drops the bytes a closing connection still receives.
 const scratch = new Uint8Array(64 * 1024);
 
-// Answers an HTTP request and closes the connection.
+// Answers an HTTP request and closes the connection. With `linger`, it
+// first stops writing and drops what the peer still sends (for a while at
+// most), so that the answer is not lost to a reset.
 async function respond(
   tcp: Deno.TcpConn,
   status: number,
   reason: string,
   body: string,
   headers: string[] = [],
+  linger = true,
 ): Promise<void> {
   const b = new TextEncoder().encode(body);
   const head = [
@@ -490,7 +501,16 @@ async function respond(
   ].join("\r\n");
   try {
     await writeAll(tcp, concatBytes([new TextEncoder().encode(head + "\r\n\r\n"), b]));
-  } catch { /* the peer is gone */ }
+    if (linger) {
+      await tcp.closeWrite();
+      const timer = setTimeout(() => tcp.close(), CLOSE_LINGER_MS);
+      try {
+        while (await tcp.read(scratch) !== null) { /* dropped */ }
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  } catch { /* the peer is gone, or the linger is over */ }
   try {
     tcp.close();
   } catch { /* closed already */ }
