@@ -139,6 +139,9 @@ export class PaxosAcceptor {
   readonly #onError: (message: string) => void;
   readonly #maxQueued: number;
   readonly #maxPerPeer: number;
+  // The Overloaded refusals, made once: a flood of requests can be refused
+  // by the hundred thousand, and an Error costs microseconds to make.
+  readonly #refusals: Readonly<Record<"budget" | "key" | "peer", AcceptorError>>;
 
   /** Builds an acceptor on a store (a fresh {@link MemoryStore} by default). */
   constructor(store: Store = new MemoryStore(), name = "acceptor", opts: AcceptorOptions = {}) {
@@ -154,6 +157,15 @@ export class PaxosAcceptor {
       opts.maxQueuedPerPeer,
       DEFAULT_MAX_QUEUED_PER_PEER,
     );
+    const overloaded = (why: string) => new AcceptorError("Overloaded", why, name);
+    this.#refusals = {
+      budget: overloaded(
+        "the reply is over what may wait to be sent to this peer now: read the replies, " +
+          "or ask for fewer values at a time",
+      ),
+      key: overloaded(`${this.#maxQueued} requests are already waiting on this key`),
+      peer: overloaded(`${this.#maxPerPeer} requests of this peer are already waiting on this key`),
+    };
   }
 
   /** The store behind this acceptor. */
@@ -262,14 +274,7 @@ export class PaxosAcceptor {
   #charge(caller: Caller | undefined, val: Value | null): void {
     if (caller === undefined) return;
     const bytes = REPLY_BYTES + (val === null ? 0 : valueBytes(val));
-    if (!caller.take(bytes)) {
-      throw new AcceptorError(
-        "Overloaded",
-        `a reply of ${bytes} bytes is over what may wait to be sent now: read the replies, ` +
-          `or ask for fewer values at a time`,
-        this.name,
-      );
-    }
+    if (!caller.take(bytes)) throw this.#refusals.budget;
   }
 
   // Retention: after a vote at `id.Ver`, forget versions older than the last
@@ -331,14 +336,8 @@ export class PaxosAcceptor {
     }
     const peer = caller?.peer ?? IN_PROCESS;
     const mine = q.peers.get(peer);
-    const refusal = q.size >= this.#maxQueued
-      ? `${q.size} requests are already waiting on key ${quoted(key)}`
-      : (mine?.length ?? 0) >= this.#maxPerPeer
-      ? `${mine!.length} requests of this peer are already waiting on key ${quoted(key)}`
-      : null;
-    if (refusal !== null) {
-      return Promise.reject(new AcceptorError("Overloaded", refusal, this.name));
-    }
+    if (q.size >= this.#maxQueued) return Promise.reject(this.#refusals.key);
+    if ((mine?.length ?? 0) >= this.#maxPerPeer) return Promise.reject(this.#refusals.peer);
     return new Promise<T>((resolve, reject) => {
       // Serves the request; returns its write when it has to wait for it.
       const job = (): Promise<unknown> | undefined => {
@@ -396,10 +395,6 @@ export class PaxosAcceptor {
     }
     return fn(this.#store.get(id) ?? EMPTY_ACCEPTOR);
   }
-}
-
-function quoted(key: string): string {
-  return JSON.stringify(key.length > 40 ? key.slice(0, 40) + "..." : key);
 }
 
 function positive(name: string, v: number | undefined, otherwise: number): number {

@@ -22,10 +22,16 @@ import {
   MAX_FRAME_BYTES,
   type ReplyEnvelope,
   type RequestItem,
+  valueBytes,
   WireError,
 } from "./codec.ts";
 import { RateLimitedLog } from "./log.ts";
-import { DEFAULT_WS_LIMITS, serveWebSocket, type WsServerConnection } from "./ws_server.ts";
+import {
+  DEFAULT_WS_LIMITS,
+  nextTurn,
+  serveWebSocket,
+  type WsServerConnection,
+} from "./ws_server.ts";
 
 /**
  * What an acceptor server lets one peer make it hold. Each has a default
@@ -51,6 +57,25 @@ export const DEFAULT_SERVE_LIMITS: ServeLimits = Object.freeze({
   handshakeTimeoutMs: DEFAULT_WS_LIMITS.handshakeTimeoutMs,
   maxPendingReplyBytes: DEFAULT_WS_LIMITS.maxQueuedBytes,
 });
+
+/**
+ * Most requests of one frame served in one turn of the event loop (our
+ * proposer sends at most 128 in a frame).
+ */
+export const SERVE_PER_TURN = 64;
+
+/**
+ * About the largest reply frame: a request frame whose replies take more is
+ * answered in several frames, one per turn of the event loop.
+ */
+export const REPLY_FRAME_BYTES = 256 * 1024;
+
+// About what a reply takes encoded.
+function replyBytes(r: ReplyEnvelope): number {
+  if ("Err" in r) return 32 + r.Err.Msg.length;
+  const val = "Val" in r.Rep ? r.Rep.Val : null;
+  return 64 + (val === null ? 0 : valueBytes(val));
+}
 
 /** Options of {@link serveAcceptor}. */
 export interface ServeAcceptorOptions extends Partial<ServeLimits> {
@@ -98,6 +123,8 @@ export async function serveAcceptor(
     }
   }
   const log = new RateLimitedLog(opts.onError ?? (() => {}));
+  // The frames being served, each until its replies are sent.
+  const serving = new Set<Promise<void>>();
   const report = (cause: string, message: string) => log.log(cause, message);
   const server = await serveWebSocket({
     hostname: opts.hostname ?? "127.0.0.1",
@@ -110,7 +137,12 @@ export async function serveAcceptor(
     onEvent: report,
     onConnection: (conn) => {
       const peer = new Peer(acceptor, conn, limits, report);
-      conn.onMessage = (bytes) => peer.serveFrame(bytes);
+      conn.onMessage = (bytes) => {
+        const { done, work } = peer.serveFrame(bytes);
+        serving.add(done);
+        done.finally(() => serving.delete(done));
+        return work; // for the connection's turn
+      };
     },
   });
   const host = server.addr.hostname.includes(":")
@@ -121,6 +153,8 @@ export async function serveAcceptor(
     port: server.addr.port,
     async close() {
       await server.close();
+      // What is still being served finds its connection closed.
+      while (serving.size > 0) await Promise.all(serving);
       log.close();
     },
   };
@@ -143,6 +177,11 @@ class Peer {
   readonly #report: (cause: string, message: string) => void;
   // Reply bytes taken by requests whose reply frame is not queued yet.
   #reserved = 0;
+  // The replies of frames served, waiting to be sent, in order; and the one
+  // sending them.
+  readonly #outbox: { replies: ReplyEnvelope[]; at: number; taken: number }[] = [];
+  #draining = false;
+  #sending: Promise<void> = Promise.resolve();
 
   constructor(
     acceptor: PaxosAcceptor,
@@ -165,7 +204,11 @@ class Peer {
     return true;
   }
 
-  serveFrame(bytes: Uint8Array): void {
+  // Serves a frame. `done` resolves once its replies are sent; `work` is how
+  // many requests it held, or, for a frame of more than SERVE_PER_TURN, a
+  // promise of the turn in which the last of them was handed to the
+  // acceptor: only then does the connection read on.
+  serveFrame(bytes: Uint8Array): { done: Promise<void>; work: number | Promise<void> } {
     let items: RequestItem[];
     try {
       items = decodeRequestFrame(bytes);
@@ -174,7 +217,7 @@ class Peer {
       const msg = (e as Error).message;
       this.#report("bad frame", `closing ${this.#conn.remote}: ${msg}`);
       this.#conn.close(e instanceof WireError ? e.closeCode : 1008, msg);
-      return;
+      return { done: Promise.resolve(), work: 1 };
     }
     // The frame's share of the connection's reply budget.
     const caller = {
@@ -182,11 +225,74 @@ class Peer {
       taken: 0,
       take: (n: number) => this.#take(n) && (caller.taken += n, true),
     };
-    Promise.all(items.map((item) => this.#serveItem(item, caller))).then((replies) => {
-      // Once queued, the replies count in the connection's queue instead.
-      this.#reserved -= caller.taken;
-      this.#conn.send(encodeReplies(replies));
-    }).catch((e) => this.#report("reply", `cannot send replies: ${(e as Error).message}`));
+    const pending: Promise<ReplyEnvelope>[] = [];
+    const serve = (from: number) => {
+      for (const item of items.slice(from, from + SERVE_PER_TURN)) {
+        pending.push(this.#serveItem(item, caller));
+      }
+    };
+    serve(0);
+    let work: number | Promise<void> = Math.max(1, items.length);
+    if (items.length > SERVE_PER_TURN) {
+      // The rest, SERVE_PER_TURN a turn, so that a frame of thousands of
+      // requests does not hold up the other connections.
+      work = (async () => {
+        for (let i = SERVE_PER_TURN; i < items.length; i += SERVE_PER_TURN) {
+          await nextTurn();
+          serve(i);
+        }
+      })();
+    }
+    const done = Promise.resolve(work)
+      .then(() => Promise.all(pending))
+      .then((replies) => this.#send(replies, caller.taken))
+      .catch((e) => this.#report("reply", `cannot send replies: ${(e as Error).message}`));
+    return { done, work };
+  }
+
+  // Sends a frame's replies, after those of the frames before it: in one
+  // frame, or in frames of about REPLY_FRAME_BYTES when they take more; and
+  // no more than about that much in one turn of the event loop, so that
+  // nobody waits long behind the encoding of large answers. What replies took
+  // of the budget counts in the connection's queue once they are in it.
+  #send(replies: ReplyEnvelope[], taken: number): Promise<void> {
+    this.#outbox.push({ replies, at: 0, taken });
+    if (!this.#draining) this.#sending = this.#drain();
+    return this.#sending;
+  }
+
+  async #drain(): Promise<void> {
+    this.#draining = true;
+    try {
+      let turn = 0; // bytes sent in this turn
+      while (this.#outbox.length > 0 && this.#conn.isOpen) {
+        if (turn >= REPLY_FRAME_BYTES) {
+          await nextTurn();
+          turn = 0;
+          continue;
+        }
+        const o = this.#outbox[0]!;
+        let bytes = 0;
+        let j = o.at;
+        while (
+          j < o.replies.length &&
+          (j === o.at || bytes + replyBytes(o.replies[j]!) <= REPLY_FRAME_BYTES)
+        ) {
+          bytes += replyBytes(o.replies[j++]!);
+        }
+        this.#conn.send(encodeReplies(o.replies.slice(o.at, j)));
+        turn += Math.max(bytes, 64);
+        const queued = j === o.replies.length ? o.taken : Math.min(o.taken, bytes);
+        this.#reserved -= queued;
+        o.taken -= queued;
+        o.at = j;
+        if (j === o.replies.length) this.#outbox.shift();
+      }
+    } finally {
+      // Gone: what was not sent takes nothing any more.
+      for (const o of this.#outbox.splice(0)) this.#reserved -= o.taken;
+      this.#draining = false;
+    }
   }
 
   async #serveItem(item: RequestItem, caller: Caller): Promise<ReplyEnvelope> {

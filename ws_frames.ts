@@ -50,10 +50,25 @@ export const OP = {
  * ```
  */
 export function encodeWsFrame(opcode: number, payload: Uint8Array, masked: boolean): Uint8Array {
-  const n = payload.length;
-  const head = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const body = head + (masked ? 4 : 0);
-  const out = new Uint8Array(body + n);
+  const head = wsFrameHeader(opcode, payload.length, masked);
+  const out = new Uint8Array(head.length + payload.length);
+  out.set(head);
+  out.set(payload, head.length);
+  if (masked) {
+    const mask = crypto.getRandomValues(new Uint8Array(4));
+    out.set(mask, head.length - 4);
+    unmask(out.subarray(head.length), mask);
+  }
+  return out;
+}
+
+/**
+ * The header of a frame of `n` bytes (FIN set), with room for the mask key
+ * when `masked`: what goes before the payload.
+ */
+export function wsFrameHeader(opcode: number, n: number, masked: boolean): Uint8Array {
+  const len = n < 126 ? 2 : n < 65536 ? 4 : 10;
+  const out = new Uint8Array(len + (masked ? 4 : 0));
   out[0] = 0x80 | opcode;
   const m = masked ? 0x80 : 0;
   if (n < 126) {
@@ -65,12 +80,6 @@ export function encodeWsFrame(opcode: number, payload: Uint8Array, masked: boole
   } else {
     out[1] = m | 127;
     new DataView(out.buffer).setBigUint64(2, BigInt(n));
-  }
-  out.set(payload, body);
-  if (masked) {
-    const mask = crypto.getRandomValues(new Uint8Array(4));
-    out.set(mask, head);
-    unmask(out.subarray(body), mask);
   }
   return out;
 }

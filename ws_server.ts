@@ -24,6 +24,7 @@ import {
   headEnd,
   OP,
   writeAll,
+  wsFrameHeader,
   WsProtocolError,
 } from "./ws_frames.ts";
 
@@ -47,8 +48,19 @@ export const DEFAULT_WS_LIMITS: WsLimits = Object.freeze({
   maxConnections: 1024,
   handshakeTimeoutMs: 10_000,
   maxMessageBytes: 8 * 1024 * 1024,
-  maxQueuedBytes: 16 * 1024 * 1024,
+  maxQueuedBytes: 4 * 1024 * 1024,
 });
+
+/**
+ * What one connection may have handled in one turn of the event loop before
+ * the others get theirs: units of work (what `onMessage` returns for each
+ * message, e.g. the requests in it; 1 by default) and bytes of messages. At
+ * least one message is handled each turn. A peer that sends many frames at
+ * once thus delays the others by at most about that much work.
+ */
+export const PER_TURN = Object.freeze({ work: 64, bytes: 64 * 1024 });
+// A payload from this size on is sent without copying it behind its header.
+const COPY_BELOW = 64 * 1024;
 
 /** Largest HTTP upgrade request (request line and headers); larger is 431. */
 export const MAX_HANDSHAKE_BYTES = 8 * 1024;
@@ -174,8 +186,12 @@ export function serveWebSocket(opts: WsServerOptions): Promise<WsServer> {
  * (`onMessage`), binary messages out (`send`).
  */
 export class WsServerConnection {
-  /** Called with each whole binary message. */
-  onMessage: (payload: Uint8Array) => void = () => {};
+  /**
+   * Called with each whole binary message; returns the work it took (see
+   * {@link PER_TURN}; 1 when it returns nothing), or a promise: then the
+   * connection's turn ends, and it reads on once the promise is settled.
+   */
+  onMessage: (payload: Uint8Array) => number | Promise<unknown> | void = () => {};
   /** Called once when the connection is gone. */
   onClose: () => void = () => {};
   /** The peer's address, for messages. */
@@ -221,7 +237,11 @@ export class WsServerConnection {
 
   /** Sends one binary message (queued; written in the background). */
   send(payload: Uint8Array): void {
-    if (this.#state === "open") this.#enqueue(encodeWsFrame(OP.binary, payload, false));
+    if (this.#state !== "open") return;
+    if (payload.length < COPY_BELOW) return this.#enqueue(encodeWsFrame(OP.binary, payload, false));
+    // A large payload is not copied behind its header: both go as they are.
+    this.#enqueue(wsFrameHeader(OP.binary, payload.length, false));
+    this.#enqueue(payload);
   }
 
   /**
@@ -373,17 +393,28 @@ export class WsServerConnection {
     const reader = this.#reader!;
     const handler = {
       onMessage: (payload: Uint8Array) => {
-        if (this.#state === "open") this.onMessage(payload);
+        turnBytes += payload.length;
+        const work = this.#state === "open" ? this.onMessage(payload) ?? 1 : 1;
+        if (typeof work === "number") turn += work;
+        else busy = work.then(noop, noop);
       },
       onClose: (payload: Uint8Array) => this.#onPeerClose(payload),
       onPing: (payload: Uint8Array) => {
         if (this.#state === "open") this.#enqueue(encodeWsFrame(OP.pong, payload, false));
       },
     };
-    const more = () => this.#state === "open" && !this.#full() || this.#state === "closing";
+    // Work and bytes handled in this turn.
+    let turn = 0;
+    let turnBytes = 0;
+    // A message still being handled over several turns: read on after it.
+    let busy: Promise<void> | null = null;
+    const turnOver = () => turn >= PER_TURN.work || turnBytes >= PER_TURN.bytes || busy !== null;
+    const more = () =>
+      this.#state === "open" && !this.#full() && !turnOver() || this.#state === "closing";
     while (this.#state === "open" || this.#state === "closing") {
       if (this.#parsing) {
         try {
+          turn = turnBytes = 0;
           reader.parse(handler, more);
         } catch (e) {
           if (!(e instanceof WsProtocolError)) throw e;
@@ -395,6 +426,13 @@ export class WsServerConnection {
       // Too much waits for this peer: read nothing more until half is sent.
       if (this.#state === "open" && this.#full()) {
         await new Promise<void>((resolve) => this.#resume = resolve);
+        continue;
+      }
+      // This peer had its turn: the others', then parse on.
+      if (this.#state === "open" && turnOver()) {
+        if (busy !== null) await busy;
+        else await nextTurn();
+        busy = null;
         continue;
       }
       if (this.#state !== "open" && this.#state !== "closing") break;
@@ -476,6 +514,17 @@ export class WsServerConnection {
     if (wasOpen) this.onClose();
   }
 }
+
+/**
+ * Resolves in a later turn of the event loop, once pending I/O has been
+ * handled (a timer: in Deno, neither a microtask, setImmediate nor a
+ * MessageChannel lets sockets be read in between).
+ */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+function noop(): void {}
 
 // Drops the bytes a closing connection still receives.
 const scratch = new Uint8Array(64 * 1024);

@@ -228,3 +228,15 @@ export async function stopAll(servers: Server[]): Promise<string[]> {
   }
   return results.map((r) => r.stderr);
 }
+
+/**
+ * The resident memory of a process, in bytes, as `ps` reports it (Deno
+ * reads /proc/PID/status only with --allow-all).
+ */
+export async function rssOf(pid: number): Promise<number> {
+  const o = await new Deno.Command("ps", { args: ["-o", "rss=", "-p", `${pid}`], stdout: "piped" })
+    .output();
+  const kib = Number(new TextDecoder().decode(o.stdout).trim());
+  if (!o.success || !(kib > 0)) throw new Error(`ps could not tell the RSS of process ${pid}`);
+  return kib * 1024;
+}
