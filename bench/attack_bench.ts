@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { encodeFrame, encodeRequests } from "../codec.ts";
 import { WebSocketAcceptorClient } from "../transport.ts";
-import { OP } from "../ws_frames.ts";
+import { concatBytes, OP } from "../ws_frames.ts";
 // The attacks' client, and a process's RSS, from the tests' helpers.
 import { RawWs, writeAll } from "../tests/raw_ws.ts";
 import { rssOf } from "../tests/cli_process.ts";
@@ -197,7 +197,7 @@ const ATTACKS: Record<string, (port: number) => Promise<unknown>> = {
         { length: 40_000 },
         () => clientFrame(prepare(NORMAL_KEY, 1e9, n++)),
       );
-      await writeAll(ws.conn, concat(frames));
+      await writeAll(ws.conn, concatBytes(frames));
       let got = 0;
       while (got < 40_000) if ((await ws.next(60_000)).type === "message") got++;
     }
@@ -223,16 +223,6 @@ const ATTACKS: Record<string, (port: number) => Promise<unknown>> = {
     await Promise.all([empty, huge]);
   },
 };
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 if (flags.attacker !== undefined) {
   const attack = ATTACKS[flags.attacker];

@@ -83,6 +83,11 @@ export class LineProcess {
     this.#stderr = new Response(this.#proc.stderr).text();
   }
 
+  /** The process id. */
+  get pid(): number {
+    return this.#proc.pid;
+  }
+
   /** Whether stdout has ended. */
   get ended(): boolean {
     return this.#ended;

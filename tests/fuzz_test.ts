@@ -18,7 +18,7 @@ import {
 } from "../codec.ts";
 import type { Acceptor } from "../types.ts";
 import { bal, inst, req } from "./builders.ts";
-import { rssOf, RUN } from "./cli_process.ts";
+import { rssOf, Server } from "./cli_process.ts";
 import { RawWs } from "./raw_ws.ts";
 
 const FRAMES = Number(
@@ -269,33 +269,18 @@ function fuzzFrame(r: Rand): Uint8Array {
 interface Proc {
   readonly name: string;
   readonly port: number;
-  readonly child: Deno.ChildProcess;
-  exited: boolean;
+  readonly server: Server;
 }
 
 async function start(name: string, flags: string[]): Promise<Proc> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [...RUN, "acceptor", "--id", "0", "--port", "0", ...flags],
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const out = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let line = "";
-  while (!line.includes("\n")) {
-    const { value, done } = await out.read();
-    if (done) throw new Error(`${name} ended before printing its URL`);
-    line += value;
-  }
-  await out.cancel();
-  const p: Proc = { name, port: Number(new URL(line.trim()).port), child, exited: false };
-  child.status.then(() => p.exited = true);
-  return p;
+  const server = new Server(["acceptor", "--id", "0", "--port", "0", ...flags]);
+  const [url] = await server.waitFor((lines) => lines.length >= 1, 10_000);
+  return { name, port: Number(new URL(url!).port), server };
 }
 
 async function stop(p: Proc): Promise<void> {
-  if (!p.exited) p.child.kill("SIGTERM");
-  const status = await p.child.status;
-  assert.equal(status.code, 0, `${p.name} ended with ${status.code} (signal ${status.signal})`);
+  const { status, stderr } = await p.server.stop("SIGTERM");
+  assert.equal(status.code, 0, `${p.name} ended with ${status.code} (${status.signal}): ${stderr}`);
 }
 
 async function guardState(port: number): Promise<Acceptor> {
@@ -365,7 +350,7 @@ Deno.test(`fuzz: ${FRAMES} frames at a durable and a memory acceptor: no exit, n
       assert.equal((await ws.next()).type, "message");
       await ws.close();
     }
-    const idle = await Promise.all(procs.map((p) => rssOf(p.child.pid)));
+    const idle = await Promise.all(procs.map((p) => rssOf(p.server.pid)));
 
     // A bystander on each: round trips all along, the slowest one recorded.
     let fuzzing = true;
@@ -381,7 +366,7 @@ Deno.test(`fuzz: ${FRAMES} frames at a durable and a memory acceptor: no exit, n
           );
           assert.equal((await ws.next(5000)).type, "message");
           slowest = Math.max(slowest, performance.now() - t0);
-          if (i % 10 === 0) maxRss[j] = Math.max(maxRss[j]!, await rssOf(p.child.pid));
+          if (i % 10 === 0) maxRss[j] = Math.max(maxRss[j]!, await rssOf(p.server.pid));
           await new Promise((r) => setTimeout(r, 5));
         }
       } finally {
@@ -413,7 +398,7 @@ Deno.test(`fuzz: ${FRAMES} frames at a durable and a memory acceptor: no exit, n
       `${closes} closed, ${answered} answered`,
     );
 
-    for (const p of procs) assert.ok(!p.exited, `${p.name} exited`);
+    for (const p of procs) assert.ok(!p.server.ended, `${p.name} exited`);
     assert.ok(slowest < 200, `another connection waited ${Math.round(slowest)} ms`);
     maxRss = maxRss.map((m, j) => m - idle[j]!);
     for (const grew of maxRss) {

@@ -14,7 +14,7 @@ import {
 import { LogStore } from "../log_store.ts";
 import { serveAcceptor, type ServeAcceptorOptions } from "../server.ts";
 import { MemoryStore, type Store } from "../store.ts";
-import { OP } from "../ws_frames.ts";
+import { concatBytes, OP } from "../ws_frames.ts";
 import { bal, inst, req } from "./builders.ts";
 import { LineProcess, RUN, URL_LINE } from "./cli_process.ts";
 import { RawWs, writeAll } from "./raw_ws.ts";
@@ -385,7 +385,7 @@ Deno.test("a flood of Prepares on one key (durable) delays another client's requ
           const f = encodeRequests([prepare("hot", 0, i + 1)]);
           bytes.push(new Uint8Array([0x82, 0x80 | f.length, 0, 0, 0, 0]), f);
         }
-        await writeAll(attacker.conn, concat(bytes));
+        await writeAll(attacker.conn, concatBytes(bytes));
         bytes = [];
         // Until the flood fills what one peer may have waiting on the key.
         let answered = 0;
@@ -435,16 +435,6 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   } finally {
     clearTimeout(timer);
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 Deno.test("a flood of bad frames with stderr unread: the acceptor serves on, and logs a bounded number of lines", async () => {
