@@ -26,12 +26,7 @@ import {
   WireError,
 } from "./codec.ts";
 import { RateLimitedLog } from "./log.ts";
-import {
-  DEFAULT_WS_LIMITS,
-  nextTurn,
-  serveWebSocket,
-  type WsServerConnection,
-} from "./ws_server.ts";
+import { DEFAULT_WS_LIMITS, serveWebSocket, type WsServerConnection } from "./ws_server.ts";
 
 /**
  * What an acceptor server lets one peer make it hold. Each has a default
@@ -62,7 +57,7 @@ export const DEFAULT_SERVE_LIMITS: ServeLimits = Object.freeze({
  * Most requests of one frame served in one turn of the event loop (our
  * proposer sends at most 128 in a frame).
  */
-export const SERVE_PER_TURN = 64;
+export const SERVE_PER_TURN = 128;
 
 /**
  * About the largest reply frame: a request frame whose replies take more is
@@ -238,7 +233,7 @@ class Peer {
       // requests does not hold up the other connections.
       work = (async () => {
         for (let i = SERVE_PER_TURN; i < items.length; i += SERVE_PER_TURN) {
-          await nextTurn();
+          await this.#conn.pace();
           serve(i);
         }
       })();
@@ -267,7 +262,7 @@ class Peer {
       let turn = 0; // bytes sent in this turn
       while (this.#outbox.length > 0 && this.#conn.isOpen) {
         if (turn >= REPLY_FRAME_BYTES) {
-          await nextTurn();
+          await this.#conn.pace();
           turn = 0;
           continue;
         }
