@@ -472,9 +472,10 @@ const VALUE_OVERHEAD = 32;
 /**
  * Reads a Value map: exactly one of `Vi64` (int64), `Data` (any value) and
  * the kv extension's `Del` (true), and the kv extension's optional `Wid`
- * (int64).
+ * (int64). With `remember`, the size of its `Data` is kept for
+ * {@link valueBytes}.
  */
-export function parseValue(x: unknown, path: string): Value {
+export function parseValue(x: unknown, path: string, remember = false): Value {
   const m = asMap(x, path);
   const hasI = m.Vi64 !== undefined && m.Vi64 !== null;
   const hasD = m.Data !== undefined && m.Data !== null;
@@ -495,12 +496,12 @@ export function parseValue(x: unknown, path: string): Value {
   }
   const size = checkData(m.Data, `${path}.Data`);
   const v = { Data: m.Data as DataValue, ...wid };
-  valueSizes.set(v, size);
+  if (remember) valueSizes.set(v, size);
   return v;
 }
 
-function parseOptionalValue(x: unknown, path: string): Value | null {
-  return x === undefined || x === null ? null : parseValue(x, path);
+function parseOptionalValue(x: unknown, path: string, remember = false): Value | null {
+  return x === undefined || x === null ? null : parseValue(x, path, remember);
 }
 
 // Reads the `Key` of a map: a string of at most MAX_KEY_BYTES.
@@ -530,15 +531,15 @@ export function parseLatest(x: unknown, path: string): LatestReply {
   };
 }
 
-/** Reads a Proposer map (a Prepare or Accept request). */
-export function parseProposer(x: unknown, path: string): Proposer {
+/** Reads a Proposer map (a Prepare or Accept request); `remember` as for {@link parseValue}. */
+export function parseProposer(x: unknown, path: string, remember = false): Proposer {
   const m = asMap(x, path);
   if (m.Id === undefined || m.Id === null) bad(`${path}.Id`, "a PaxosInstanceId", m.Id);
   if (m.Bal === undefined || m.Bal === null) bad(`${path}.Bal`, "a BallotNum", m.Bal);
   const p: Proposer = {
     Id: parseInstanceId(m.Id, `${path}.Id`),
     Bal: parseBallot(m.Bal, `${path}.Bal`),
-    Val: parseOptionalValue(m.Val, `${path}.Val`),
+    Val: parseOptionalValue(m.Val, `${path}.Val`, remember),
   };
   return m.Next === true ? { ...p, Next: true } : p;
 }
@@ -573,7 +574,9 @@ function parseRequestEnvelope(x: unknown): RequestItem {
     }
     if (x.Req === undefined || x.Req === null) bad("Req", "a Proposer", x.Req);
     if (x.Op === "Latest") return { Rid: rid, Op: x.Op, Req: { Key: parseKey(x.Req, "Req") } };
-    const req = parseProposer(x.Req, "Req");
+    // An Accept's value may be stored: its size is kept for the replies
+    // that will carry it (valueBytes).
+    const req = parseProposer(x.Req, "Req", x.Op === "Accept");
     if (x.Op === "Accept" && req.Val === null) bad("Req.Val", "a Value in Accept", req.Val);
     return { Rid: rid, Op: x.Op, Req: req };
   } catch (e) {

@@ -50,25 +50,39 @@ export const OP = {
  * ```
  */
 export function encodeWsFrame(opcode: number, payload: Uint8Array, masked: boolean): Uint8Array {
-  const head = wsFrameHeader(opcode, payload.length, masked);
-  const out = new Uint8Array(head.length + payload.length);
-  out.set(head);
-  out.set(payload, head.length);
+  const n = payload.length;
+  const len = n < 126 ? 2 : n < 65536 ? 4 : 10;
+  const body = len + (masked ? 4 : 0);
+  const out = new Uint8Array(body + n);
+  writeHeader(out, opcode, n, masked);
+  out.set(payload, body);
   if (masked) {
-    const mask = crypto.getRandomValues(new Uint8Array(4));
-    out.set(mask, head.length - 4);
-    unmask(out.subarray(head.length), mask);
+    // The mask key: 4 bytes of a pool of strong random bytes, refilled
+    // when used up (one call for 1,024 frames instead of one each).
+    if (maskAt === maskPool.length) {
+      crypto.getRandomValues(maskPool);
+      maskAt = 0;
+    }
+    out.set(maskPool.subarray(maskAt, maskAt + 4), len);
+    maskAt += 4;
+    unmask(out, body, out.subarray(len, len + 4));
   }
   return out;
 }
+const maskPool = new Uint8Array(4096);
+let maskAt = maskPool.length;
 
 /**
  * The header of a frame of `n` bytes (FIN set), with room for the mask key
  * when `masked`: what goes before the payload.
  */
 export function wsFrameHeader(opcode: number, n: number, masked: boolean): Uint8Array {
-  const len = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const out = new Uint8Array(len + (masked ? 4 : 0));
+  const out = new Uint8Array((n < 126 ? 2 : n < 65536 ? 4 : 10) + (masked ? 4 : 0));
+  writeHeader(out, opcode, n, masked);
+  return out;
+}
+
+function writeHeader(out: Uint8Array, opcode: number, n: number, masked: boolean): void {
   out[0] = 0x80 | opcode;
   const m = masked ? 0x80 : 0;
   if (n < 126) {
@@ -79,9 +93,8 @@ export function wsFrameHeader(opcode: number, n: number, masked: boolean): Uint8
     out[3] = n & 0xff;
   } else {
     out[1] = m | 127;
-    new DataView(out.buffer).setBigUint64(2, BigInt(n));
+    new DataView(out.buffer, out.byteOffset).setBigUint64(2, BigInt(n));
   }
-  return out;
 }
 
 /** The payload of a close frame: a code and a reason (cut to fit 125 bytes). */
@@ -219,7 +232,7 @@ export class FrameReader {
         break;
       }
       const payload = buf.slice(off + head, off + head + n);
-      if (masked) unmask(payload, buf.subarray(off + head - 4, off + head));
+      if (masked) unmask(payload, 0, buf.subarray(off + head - 4, off + head));
       off += head + n;
       this.#onFrame((b0 & 0x80) !== 0, opcode, payload, handler);
     }
@@ -332,18 +345,22 @@ export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
-// XORs `data` with the 4-byte mask, in place: four bytes at a time where the
-// data is aligned, which it is for a fresh copy.
-function unmask(data: Uint8Array, mask: Uint8Array): void {
+// XORs `data` from `from` on with the 4-byte mask, in place: four bytes at a
+// time where the data is aligned.
+function unmask(data: Uint8Array, from: number, mask: Uint8Array): void {
   const n = data.length;
-  let i = 0;
-  if (n >= 64 && data.byteOffset % 4 === 0) {
+  let i = from;
+  const m0 = mask[0]!, m1 = mask[1]!, m2 = mask[2]!, m3 = mask[3]!;
+  if (n - from >= 64 && (data.byteOffset + from) % 4 === 0) {
     const m = LITTLE_ENDIAN
-      ? (mask[0]! | (mask[1]! << 8) | (mask[2]! << 16) | (mask[3]! << 24))
-      : ((mask[0]! << 24) | (mask[1]! << 16) | (mask[2]! << 8) | mask[3]!);
-    const words = new Uint32Array(data.buffer, data.byteOffset, n >> 2);
+      ? (m0 | (m1 << 8) | (m2 << 16) | (m3 << 24))
+      : ((m0 << 24) | (m1 << 16) | (m2 << 8) | m3);
+    const words = new Uint32Array(data.buffer, data.byteOffset + from, (n - from) >> 2);
     for (let w = 0; w < words.length; w++) words[w]! ^= m;
-    i = words.length << 2;
+    i = from + (words.length << 2);
   }
-  for (; i < n; i++) data[i]! ^= mask[i & 3]!;
+  for (; i < n; i++) {
+    const k = (i - from) & 3;
+    data[i]! ^= k === 0 ? m0 : k === 1 ? m1 : k === 2 ? m2 : m3;
+  }
 }
