@@ -21,7 +21,7 @@ import type {
 } from "./types.ts";
 import { isInt64, ZERO_BALLOT } from "./types.ts";
 import type { ErrorCode } from "./errors.ts";
-import { scanFrame } from "./msgpack_scan.ts";
+import { isPlainFrame, scanFrame } from "./msgpack_scan.ts";
 
 /**
  * The body of an `Err` reply: a machine-readable code and a message. A
@@ -90,6 +90,12 @@ export const MAX_FRAME_COST = 500_000;
  * connection with 1009). Our proposer sends at most 128.
  */
 export const MAX_BATCH = 4096;
+// The scan's limits (twice the cost: past it, a frame is refused whole).
+const SCAN_LIMITS = {
+  maxDepth: MAX_FRAME_DEPTH,
+  maxElements: MAX_BATCH,
+  maxCost: 2 * MAX_FRAME_COST,
+};
 /** Longest `Msg` of an `Err` reply, in UTF-16 units (longer ones are cut). */
 export const MAX_ERROR_MESSAGE = 300;
 
@@ -439,13 +445,13 @@ function checkData(data: unknown, path: string, limit = MAX_VALUE_BYTES): number
   return limit - left;
 }
 
-// The encoded size of each Value decoded and checked here, so that an
-// acceptor can tell the size of a reply without walking its value again.
-const valueSizes = new WeakMap<Value, number>();
+// The encoded sizes of the Data values that take a walk to measure (arrays,
+// maps, long strings), measured once each.
+const dataSizes = new WeakMap<object, number>();
 
 /**
- * About how many bytes a Value takes encoded: exact for `Data` (measured once
- * per Value), a bound for the rest.
+ * About how many bytes a Value takes encoded: exact for `Data` (an array, a
+ * map or a long string measured once), a bound for the rest.
  *
  * @example
  * ```ts
@@ -455,16 +461,24 @@ const valueSizes = new WeakMap<Value, number>();
  */
 export function valueBytes(v: Value): number {
   if (!("Data" in v)) return VALUE_OVERHEAD;
-  let n = valueSizes.get(v);
-  if (n === undefined) {
-    try {
-      n = checkData(v.Data, "Data", Number.MAX_SAFE_INTEGER);
-    } catch {
-      n = MAX_VALUE_BYTES; // not plain: encoding it will fail anyway
-    }
-    valueSizes.set(v, n);
+  const d = v.Data;
+  if (d instanceof Uint8Array) return d.length + 5 + VALUE_OVERHEAD;
+  if (typeof d === "string" ? d.length < 1024 : typeof d !== "object" || d === null) {
+    return dataBytes(d) + VALUE_OVERHEAD;
   }
+  // An array, a map or a long string (kept by its Value).
+  const key: object = typeof d === "object" && d !== null ? d : v;
+  let n = dataSizes.get(key);
+  if (n === undefined) dataSizes.set(key, n = dataBytes(d));
   return n + VALUE_OVERHEAD;
+}
+
+function dataBytes(d: unknown): number {
+  try {
+    return checkData(d, "Data", Number.MAX_SAFE_INTEGER);
+  } catch {
+    return MAX_VALUE_BYTES; // not plain: encoding it will fail anyway
+  }
 }
 // A Value's map, its keys, and a Wid: an upper bound.
 const VALUE_OVERHEAD = 32;
@@ -472,10 +486,9 @@ const VALUE_OVERHEAD = 32;
 /**
  * Reads a Value map: exactly one of `Vi64` (int64), `Data` (any value) and
  * the kv extension's `Del` (true), and the kv extension's optional `Wid`
- * (int64). With `remember`, the size of its `Data` is kept for
- * {@link valueBytes}.
+ * (int64).
  */
-export function parseValue(x: unknown, path: string, remember = false): Value {
+export function parseValue(x: unknown, path: string): Value {
   const m = asMap(x, path);
   const hasI = m.Vi64 !== undefined && m.Vi64 !== null;
   const hasD = m.Data !== undefined && m.Data !== null;
@@ -494,14 +507,12 @@ export function parseValue(x: unknown, path: string, remember = false): Value {
     if (m.Del !== true) bad(`${path}.Del`, "true", m.Del);
     return { Del: true, ...wid };
   }
-  const size = checkData(m.Data, `${path}.Data`);
-  const v = { Data: m.Data as DataValue, ...wid };
-  if (remember) valueSizes.set(v, size);
-  return v;
+  checkData(m.Data, `${path}.Data`);
+  return { Data: m.Data as DataValue, ...wid };
 }
 
-function parseOptionalValue(x: unknown, path: string, remember = false): Value | null {
-  return x === undefined || x === null ? null : parseValue(x, path, remember);
+function parseOptionalValue(x: unknown, path: string): Value | null {
+  return x === undefined || x === null ? null : parseValue(x, path);
 }
 
 // Reads the `Key` of a map: a string of at most MAX_KEY_BYTES.
@@ -531,15 +542,15 @@ export function parseLatest(x: unknown, path: string): LatestReply {
   };
 }
 
-/** Reads a Proposer map (a Prepare or Accept request); `remember` as for {@link parseValue}. */
-export function parseProposer(x: unknown, path: string, remember = false): Proposer {
+/** Reads a Proposer map (a Prepare or Accept request). */
+export function parseProposer(x: unknown, path: string): Proposer {
   const m = asMap(x, path);
   if (m.Id === undefined || m.Id === null) bad(`${path}.Id`, "a PaxosInstanceId", m.Id);
   if (m.Bal === undefined || m.Bal === null) bad(`${path}.Bal`, "a BallotNum", m.Bal);
   const p: Proposer = {
     Id: parseInstanceId(m.Id, `${path}.Id`),
     Bal: parseBallot(m.Bal, `${path}.Bal`),
-    Val: parseOptionalValue(m.Val, `${path}.Val`, remember),
+    Val: parseOptionalValue(m.Val, `${path}.Val`),
   };
   return m.Next === true ? { ...p, Next: true } : p;
 }
@@ -574,9 +585,7 @@ function parseRequestEnvelope(x: unknown): RequestItem {
     }
     if (x.Req === undefined || x.Req === null) bad("Req", "a Proposer", x.Req);
     if (x.Op === "Latest") return { Rid: rid, Op: x.Op, Req: { Key: parseKey(x.Req, "Req") } };
-    // An Accept's value may be stored: its size is kept for the replies
-    // that will carry it (valueBytes).
-    const req = parseProposer(x.Req, "Req", x.Op === "Accept");
+    const req = parseProposer(x.Req, "Req");
     if (x.Op === "Accept" && req.Val === null) bad("Req.Val", "a Value in Accept", req.Val);
     return { Rid: rid, Op: x.Op, Req: req };
   } catch (e) {
@@ -603,11 +612,13 @@ function parseRequestEnvelope(x: unknown): RequestItem {
  * ```
  */
 export function decodeRequestFrame(bytes: Uint8Array): RequestItem[] {
-  const scan = scanFrame(bytes, {
-    maxDepth: MAX_FRAME_DEPTH,
-    maxElements: MAX_BATCH,
-    maxCost: 2 * MAX_FRAME_COST,
-  });
+  // The usual case: the whole frame plain and within the limits, decoded in
+  // one go.
+  if (isPlainFrame(bytes, { ...SCAN_LIMITS, maxCost: MAX_FRAME_COST })) {
+    const x = decodeFrame(bytes);
+    return (Array.isArray(x) ? x : [x]).map(parseRequestEnvelope);
+  }
+  const scan = scanFrame(bytes, SCAN_LIMITS);
   if ("frameError" in scan) {
     throw scan.tooLarge
       ? new WireError("TooLarge", `frame of ${bytes.length} bytes: ${scan.frameError}`, 1009)
@@ -624,7 +635,6 @@ export function decodeRequestFrame(bytes: Uint8Array): RequestItem[] {
     cost += e.cost;
     if (e.error !== undefined) plain = false;
   }
-  // The usual case: the whole frame in one go.
   if (plain && cost <= MAX_FRAME_COST) {
     const x = decodeFrame(bytes);
     return (scan.batch ? x as unknown[] : [x]).map(parseRequestEnvelope);

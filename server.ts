@@ -1,7 +1,8 @@
 /**
  * Serves a {@link PaxosAcceptor} over WebSocket at `/paxos`, as docs/protocol.md
  * describes: binary frames of one envelope or a batch, replies tagged with
- * the request's `Rid`, in any order; one reply frame for each request frame.
+ * the request's `Rid`, in any order; a reply frame for each request frame
+ * (several when its replies are large: {@link REPLY_FRAME_BYTES}).
  *
  * A frame that breaks the contract gets an `Err` reply when its `Rid` can be
  * read, and otherwise closes that one connection (1003 for text, 1007 for
@@ -212,7 +213,7 @@ class Peer {
       const msg = (e as Error).message;
       this.#report("bad frame", `closing ${this.#conn.remote}: ${msg}`);
       this.#conn.close(e instanceof WireError ? e.closeCode : 1008, msg);
-      return { done: Promise.resolve(), work: 1 };
+      return { done: Promise.resolve(), work: 2 };
     }
     // The frame's share of the connection's reply budget.
     const caller = {
@@ -227,7 +228,8 @@ class Peer {
       }
     };
     serve(0);
-    let work: number | Promise<void> = Math.max(1, items.length);
+    // A frame's work: its requests, and about two more for the frame itself.
+    let work: number | Promise<void> = items.length + 2;
     if (items.length > SERVE_PER_TURN) {
       // The rest, SERVE_PER_TURN a turn, so that a frame of thousands of
       // requests does not hold up the other connections.
@@ -262,7 +264,8 @@ class Peer {
       let turn = 0; // bytes sent in this turn
       while (this.#outbox.length > 0 && this.#conn.isOpen) {
         if (turn >= REPLY_FRAME_BYTES) {
-          await this.#conn.pace();
+          // A reply of 1 MiB is four turns' worth.
+          await this.#conn.pace(Math.floor(turn / REPLY_FRAME_BYTES));
           turn = 0;
           continue;
         }

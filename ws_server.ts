@@ -54,16 +54,12 @@ export const DEFAULT_WS_LIMITS: WsLimits = Object.freeze({
 /**
  * What one connection may have handled in one turn of the event loop before
  * the others get theirs: units of work (what `onMessage` returns for each
- * message, e.g. the requests in it; 1 by default) and bytes of messages. At
- * least one message is handled each turn. A peer that sends many frames at
- * once thus delays the others by at most about that much work.
+ * message, e.g. the requests in it and 2 for the frame; 1 by default) and
+ * bytes of messages. At least one message is handled each turn. A peer that
+ * sends many frames at once thus delays the others by at most about that
+ * much work each turn.
  */
-export const PER_TURN = Object.freeze({ work: 64, bytes: 64 * 1024 });
-/**
- * Turns a connection may use up in a row at full speed: after them each of
- * its turns waits a timer (about 2 ms), until its input runs out.
- */
-export const PACE_AFTER = 8;
+export const PER_TURN = Object.freeze({ work: 256, bytes: 64 * 1024 });
 // A payload from this size on is sent without copying it behind its header.
 const COPY_BELOW = 64 * 1024;
 
@@ -215,8 +211,7 @@ export class WsServerConnection {
   #writing: Promise<void> | null = null;
   #resume: (() => void) | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  // Turns used up in a row, and whether others share the server (see pace()).
-  #streak = 0;
+  // Whether other connections share the server (see pace()).
   readonly #crowded: () => boolean;
   #responding: Promise<void> | null = null;
 
@@ -237,15 +232,16 @@ export class WsServerConnection {
 
   /**
    * Waits for this connection's next turn, once it has used up one (see
-   * {@link PER_TURN}): after the other connections' ready input is handled;
-   * and, once it has used up more than {@link PACE_AFTER} turns in a row
-   * without its input running out (a flood), a few ms later when other
-   * connections are open, so that a flood goes slower than everyone else.
+   * {@link PER_TURN}): when other connections are open, a timer (about
+   * 2 ms in Deno), so that a connection that keeps using up its turns
+   * (a flood, or a client pipelining more than the server can take) gets
+   * its share of the time and not more; alone, only until the sockets that
+   * are ready have been read. `turns` > 1 waits as long as that many turns
+   * would (for work worth several turns that could not be split).
    */
-  pace(): Promise<void> {
-    return ++this.#streak > PACE_AFTER && this.#crowded()
-      ? new Promise((resolve) => setTimeout(resolve, 0))
-      : nextTurn();
+  pace(turns = 1): Promise<void> {
+    if (!this.#crowded()) return nextTurn();
+    return new Promise((resolve) => setTimeout(resolve, 2 * (turns - 1)));
   }
 
   /** Bytes waiting to be sent to the peer. */
@@ -459,8 +455,6 @@ export class WsServerConnection {
         continue;
       }
       if (this.#state !== "open" && this.#state !== "closing") break;
-      // Everything it sent is handled: no flood, or not any more.
-      this.#streak = 0;
       // Once closing after a protocol error, what comes is dropped unread.
       const space = this.#parsing ? reader.space() : scratch;
       const n = await this.#tcp.read(space);

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { pack } from "npm:msgpackr@2.1.4/pack";
 import { decodeFrame } from "../codec.ts";
-import { DECODE_COST, scanFrame, type ScanLimits, type ScanResult } from "../msgpack_scan.ts";
+import {
+  DECODE_COST,
+  isPlainFrame,
+  scanFrame,
+  type ScanLimits,
+  type ScanResult,
+} from "../msgpack_scan.ts";
 import { seededRandom } from "../clock.ts";
 
 const LIMITS: ScanLimits = { maxDepth: 80, maxElements: 4096, maxCost: 1_000_000 };
@@ -240,7 +246,10 @@ Deno.test("scan agrees with msgpackr: what it passes decodes to plain values onl
       for (let k = 1 + int(3); k > 0; k--) b[int(b.length)] = int(256);
     }
     const r = scanFrame(b, LIMITS);
-    if ("frameError" in r || r.elements.some((e) => e.error !== undefined)) {
+    const clean = !("frameError" in r) && r.elements.every((e) => e.error === undefined);
+    // The fast path says the same (the cost limit is not reached here).
+    assert.equal(isPlainFrame(b, LIMITS), clean, `${Array.from(b)}`);
+    if (!clean) {
       refused++;
       continue;
     }
@@ -254,4 +263,27 @@ Deno.test("scan agrees with msgpackr: what it passes decodes to plain values onl
     assert.ok(isPlain(x), `scan passed ${Array.from(b)}, which decodes to ${String(x)}`);
   }
   assert.ok(passed > 2000 && refused > 2000, `passed ${passed}, refused ${refused}`);
+});
+
+Deno.test("isPlainFrame: the fast path refuses what scanFrame refuses, limits included", () => {
+  const ok = (b: Uint8Array, l: ScanLimits = LIMITS) => isPlainFrame(b, l);
+  assert.equal(ok(pack([{ Rid: 1, Op: "Prepare" }, { Rid: 2, X: new Uint8Array(3) }])), true);
+  assert.equal(ok(bytes(0x90)), true);
+  assert.equal(ok(bytes()), false);
+  assert.equal(ok(bytes(0x01, 0x02)), false, "trailing bytes");
+  assert.equal(ok(bytes(0x92, 0x01)), false, "cut short");
+  assert.equal(ok(bytes(0x81, 0xc4, 1, 0, 1)), false, "a binary key");
+  assert.equal(ok(bytes(0x81, 0x90, 1)), false, "an array key");
+  assert.equal(ok(bytes(0x81, 0xc1, 1)), false, "0xc1");
+  for (const ext of [[0xd4, 0x78, 0], [0xc7, 1, 0x42, 0], [0xd6, 0xff, 0, 0, 0, 0]]) {
+    assert.equal(ok(bytes(0x91, ...ext)), false, `${ext}`);
+  }
+  const nested = new Uint8Array(LIMITS.maxDepth + 2).fill(0x91);
+  nested[nested.length - 1] = 1;
+  assert.equal(ok(nested), false, "too deep");
+  assert.equal(ok(nested.subarray(2)), true);
+  const long = bytes(0xdc, 0, 101, ...new Array(101).fill(0));
+  assert.equal(ok(long, { ...LIMITS, maxElements: 101 }), true);
+  assert.equal(ok(long, { ...LIMITS, maxElements: 100 }), false, "batch too long");
+  assert.equal(ok(long, { ...LIMITS, maxCost: 50 }), false, "too costly");
 });
