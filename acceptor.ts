@@ -35,7 +35,8 @@ import { valueBytes } from "./codec.ts";
 // peers were put in it), each peer's in arrival order.
 interface KeyQueue {
   size: number;
-  readonly peers: Map<object, (() => Promise<unknown> | undefined)[]>;
+  // Made when a first request has to wait (most writes have none behind).
+  peers: Map<object, (() => Promise<unknown> | undefined)[]> | null;
 }
 
 /** Options of a {@link PaxosAcceptor}. */
@@ -328,14 +329,14 @@ export class PaxosAcceptor {
         return Promise.reject(e);
       }
       if (!(out instanceof Promise)) return Promise.resolve(out);
-      const queue: KeyQueue = { size: 0, peers: new Map() };
+      const queue: KeyQueue = { size: 0, peers: null };
       this.#queues.set(key, queue);
       const next = () => this.#next(key, queue);
       out.then(next, next);
       return out;
     }
     const peer = caller?.peer ?? IN_PROCESS;
-    const mine = q.peers.get(peer);
+    const mine = q.peers?.get(peer);
     if (q.size >= this.#maxQueued) return Promise.reject(this.#refusals.key);
     if ((mine?.length ?? 0) >= this.#maxPerPeer) return Promise.reject(this.#refusals.peer);
     return new Promise<T>((resolve, reject) => {
@@ -352,7 +353,7 @@ export class PaxosAcceptor {
         out.then(resolve, reject);
         return out;
       };
-      if (mine === undefined) q.peers.set(peer, [job]);
+      if (mine === undefined) (q.peers ??= new Map()).set(peer, [job]);
       else mine.push(job);
       q.size++;
     });
@@ -362,8 +363,9 @@ export class PaxosAcceptor {
   // to wait for its write (then again when that is done) or none is left.
   #next(key: string, q: KeyQueue): void {
     for (;;) {
-      const turn = q.peers.entries().next();
-      if (turn.done) {
+      const peers = q.peers;
+      const turn = peers?.entries().next();
+      if (peers === null || turn === undefined || turn.done) {
         this.#queues.delete(key);
         return;
       }
@@ -371,8 +373,8 @@ export class PaxosAcceptor {
       const job = jobs.shift()!;
       q.size--;
       // This peer goes to the back of the line.
-      q.peers.delete(peer);
-      if (jobs.length > 0) q.peers.set(peer, jobs);
+      peers.delete(peer);
+      if (jobs.length > 0) peers.set(peer, jobs);
       const writing = job();
       if (writing !== undefined) {
         const next = () => this.#next(key, q);

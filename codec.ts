@@ -387,6 +387,9 @@ function numberBytes(x: number): number {
  * value, which must be refused without ever being encoded.
  */
 function checkData(data: unknown, path: string, limit = MAX_VALUE_BYTES): number {
+  // The usual small values, without setting up a walk.
+  if (typeof data === "number") return numberBytes(data);
+  if (typeof data === "string" && data.length < 1024) return strBytes(data);
   let left = limit;
   const spend = (n: number): void => {
     left -= n;

@@ -240,9 +240,10 @@ class Peer {
         }
       })();
     }
-    const done = Promise.resolve(work)
-      .then(() => Promise.all(pending))
-      .then((replies) => this.#send(replies, caller.taken))
+    const all = typeof work === "number"
+      ? Promise.all(pending)
+      : work.then(() => Promise.all(pending));
+    const done = all.then((replies) => this.#send(replies, caller.taken))
       .catch((e) => this.#report("reply", `cannot send replies: ${(e as Error).message}`));
     return { done, work };
   }

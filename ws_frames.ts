@@ -231,8 +231,7 @@ export class FrameReader {
         this.#need = head + n;
         break;
       }
-      const payload = buf.slice(off + head, off + head + n);
-      if (masked) unmask(payload, 0, buf.subarray(off + head - 4, off + head));
+      const payload = masked ? unmasked(buf, off + head, n) : buf.slice(off + head, off + head + n);
       off += head + n;
       this.#onFrame((b0 & 0x80) !== 0, opcode, payload, handler);
     }
@@ -344,6 +343,13 @@ export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void
 }
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+// A copy of the `n` bytes at `at` in `buf`, unmasked with the 4 bytes before them.
+function unmasked(buf: Uint8Array, at: number, n: number): Uint8Array {
+  const out = buf.slice(at, at + n);
+  unmask(out, 0, buf.subarray(at - 4, at));
+  return out;
+}
 
 // XORs `data` from `from` on with the 4-byte mask, in place: four bytes at a
 // time where the data is aligned.

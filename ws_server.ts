@@ -60,6 +60,8 @@ export const DEFAULT_WS_LIMITS: WsLimits = Object.freeze({
  * much work each turn.
  */
 export const PER_TURN = Object.freeze({ work: 256, bytes: 64 * 1024 });
+/** How long a connection alone on the server may go on before others' input is read, in ms. */
+export const ALONE_TURN_MS = 10;
 // A payload from this size on is sent without copying it behind its header.
 const COPY_BELOW = 64 * 1024;
 
@@ -211,8 +213,10 @@ export class WsServerConnection {
   #writing: Promise<void> | null = null;
   #resume: (() => void) | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  // Whether other connections share the server (see pace()).
+  // Whether other connections share the server, and when this one last let
+  // the others' input be read while alone (see pace()).
   readonly #crowded: () => boolean;
+  #yielded = 0;
   #responding: Promise<void> | null = null;
 
   /** Wraps an accepted TCP connection; {@link serve} runs it. */
@@ -232,16 +236,20 @@ export class WsServerConnection {
 
   /**
    * Waits for this connection's next turn, once it has used up one (see
-   * {@link PER_TURN}): when other connections are open, a timer (about
-   * 2 ms in Deno), so that a connection that keeps using up its turns
-   * (a flood, or a client pipelining more than the server can take) gets
-   * its share of the time and not more; alone, only until the sockets that
-   * are ready have been read. `turns` > 1 waits as long as that many turns
-   * would (for work worth several turns that could not be split).
+   * {@link PER_TURN}). When other connections are open: a timer (about 2 ms
+   * in Deno), so that a connection that keeps using up its turns (a flood,
+   * or a client pipelining more than the server can take) gets its share of
+   * the time and not more; `turns` > 1 waits as long as that many turns
+   * (for work that could not be split). Alone, it goes on at once, but lets
+   * the ready sockets be read (a new connection accepted) every
+   * {@link ALONE_TURN_MS} at least.
    */
   pace(turns = 1): Promise<void> {
-    if (!this.#crowded()) return nextTurn();
-    return new Promise((resolve) => setTimeout(resolve, 2 * (turns - 1)));
+    if (this.#crowded()) return new Promise((resolve) => setTimeout(resolve, 2 * (turns - 1)));
+    const now = performance.now();
+    if (now - this.#yielded < ALONE_TURN_MS) return Promise.resolve();
+    this.#yielded = now;
+    return nextTurn();
   }
 
   /** Bytes waiting to be sent to the peer. */
@@ -494,7 +502,9 @@ export class WsServerConnection {
   #enqueue(frame: Uint8Array): void {
     this.#queue.push(frame);
     this.#queuedBytes += frame.length;
-    this.#writing ??= this.#flush();
+    // One microtask later: the replies to the frames read together are
+    // queued by then, and go out in one write.
+    this.#writing ??= Promise.resolve().then(() => this.#flush());
   }
 
   // Writes what is queued, small frames joined into one write.
