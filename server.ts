@@ -64,7 +64,7 @@ export const SERVE_PER_TURN = 128;
  * About the largest reply frame: a request frame whose replies take more is
  * answered in several frames, one per turn of the event loop.
  */
-export const REPLY_FRAME_BYTES = 256 * 1024;
+export const REPLY_FRAME_BYTES = 128 * 1024;
 
 // About what a reply takes encoded.
 function replyBytes(r: ReplyEnvelope): number {
@@ -265,7 +265,7 @@ class Peer {
       let turn = 0; // bytes sent in this turn
       while (this.#outbox.length > 0 && this.#conn.isOpen) {
         if (turn >= REPLY_FRAME_BYTES) {
-          // A reply of 1 MiB is four turns' worth.
+          // A reply of 1 MiB is eight turns' worth.
           await this.#conn.pace(Math.floor(turn / REPLY_FRAME_BYTES));
           turn = 0;
           continue;
