@@ -22,6 +22,13 @@ import type {
 import { isInt64, ZERO_BALLOT } from "./types.ts";
 import type { ErrorCode } from "./errors.ts";
 import { isPlainFrame, scanFrame } from "./msgpack_scan.ts";
+import {
+  type HelloCluster,
+  type HelloReply,
+  MAX_MEMBERS,
+  NONCE_BYTES,
+  PROOF_BYTES,
+} from "./handshake.ts";
 
 /**
  * The body of an `Err` reply: a machine-readable code and a message. A
@@ -44,18 +51,49 @@ export interface LatestRequest {
   readonly Key: string;
 }
 
+/** The trust extension's `Hello`: the client's nonce. */
+export interface HelloRequest {
+  /** A fresh random nonce ({@link NONCE_BYTES} bytes). */
+  readonly Nonce: Uint8Array;
+}
+
+/** The trust extension's `Auth`: the client's proof of the shared secret. */
+export interface AuthRequest {
+  /** HMAC-SHA256 of the nonces (see handshake.ts). */
+  readonly Proof: Uint8Array;
+}
+
+/** The trust extension's `Attest`: the members' instances a client vouches for. */
+export interface AttestRequest {
+  /** Instance id by member id. */
+  readonly Peers: ReadonlyMap<number, string>;
+}
+
+/** The reply to `Auth` and `Attest`: done. */
+export interface Ack {
+  /** Always true. */
+  readonly Ok: true;
+}
+
+/** The operations of the trust extension, which a connection uses before the others. */
+export type TrustOp = "Hello" | "Auth" | "Attest";
+
 /**
  * A request as it travels to an acceptor: `{Rid, Op, Req}`, where `Req` is
- * the proposer's state for Prepare and Accept, and `{Key}` for the kv
- * extension's `Latest`.
+ * the proposer's state for Prepare and Accept, `{Key}` for the kv
+ * extension's `Latest`, and the trust extension's handshake for `Hello`,
+ * `Auth` and `Attest`.
  */
 export type RequestEnvelope =
   | { readonly Rid: Rid; readonly Op: Op; readonly Req: Proposer }
-  | { readonly Rid: Rid; readonly Op: "Latest"; readonly Req: LatestRequest };
+  | { readonly Rid: Rid; readonly Op: "Latest"; readonly Req: LatestRequest }
+  | { readonly Rid: Rid; readonly Op: "Hello"; readonly Req: HelloRequest }
+  | { readonly Rid: Rid; readonly Op: "Auth"; readonly Req: AuthRequest }
+  | { readonly Rid: Rid; readonly Op: "Attest"; readonly Req: AttestRequest };
 
 /** A reply as it travels back: `{Rid, Rep}` or `{Rid, Err}`. */
 export type ReplyEnvelope =
-  | { readonly Rid: Rid; readonly Rep: Acceptor | LatestReply }
+  | { readonly Rid: Rid; readonly Rep: Acceptor | LatestReply | HelloReply | Ack }
   | { readonly Rid: Rid; readonly Err: WireErrorBody };
 
 /** One decoded item of a request frame: a request to serve, or an error to answer. */
@@ -254,12 +292,42 @@ export function wireLatest(r: LatestReply): Record<string, unknown> {
 
 /** Encodes requests (one envelope, or a batch when more than one). */
 export function encodeRequests(reqs: readonly RequestEnvelope[]): Uint8Array {
-  const envs = reqs.map((r) => ({
-    Rid: r.Rid,
-    Op: r.Op,
-    Req: r.Op === "Latest" ? { Key: r.Req.Key } : wireProposer(r.Req),
-  }));
+  const envs = reqs.map((r) => ({ Rid: r.Rid, Op: r.Op, Req: wireRequest(r) }));
   return encodeFrame(envs.length === 1 ? envs[0] : envs);
+}
+
+function wireRequest(r: RequestEnvelope): unknown {
+  switch (r.Op) {
+    case "Prepare":
+    case "Accept":
+      return wireProposer(r.Req);
+    case "Latest":
+      return { Key: r.Req.Key };
+    case "Hello":
+      return { Nonce: r.Req.Nonce };
+    case "Auth":
+      return { Proof: r.Req.Proof };
+    case "Attest":
+      return { Peers: Object.fromEntries(r.Req.Peers) };
+  }
+}
+
+/** The wire map of a `Hello` reply (trust extension). */
+export function wireHello(h: HelloReply): Record<string, unknown> {
+  const m: Record<string, unknown> = { Instance: h.instance };
+  if (h.cluster !== undefined) {
+    m.Cluster = {
+      Name: h.cluster.name,
+      Id: h.cluster.id,
+      Member: h.cluster.member,
+      Members: h.cluster.members,
+      KeepVersions: h.cluster.keepVersions,
+    };
+  }
+  if (h.peers.size > 0) m.Peers = Object.fromEntries(h.peers);
+  if (h.nonce !== undefined) m.Nonce = h.nonce;
+  if (h.proof !== undefined) m.Proof = h.proof;
+  return m;
 }
 
 /**
@@ -286,9 +354,18 @@ export function encodeReplies(reps: readonly ReplyEnvelope[]): Uint8Array {
 }
 
 function wireReply(r: ReplyEnvelope): Record<string, unknown> {
-  return "Err" in r
-    ? { Rid: r.Rid, Err: { Code: r.Err.Code, Msg: cutMessage(r.Err.Msg) } }
-    : { Rid: r.Rid, Rep: "Floor" in r.Rep ? wireLatest(r.Rep) : wireAcceptor(r.Rep) };
+  if ("Err" in r) return { Rid: r.Rid, Err: { Code: r.Err.Code, Msg: cutMessage(r.Err.Msg) } };
+  const rep = r.Rep;
+  return {
+    Rid: r.Rid,
+    Rep: "Floor" in rep
+      ? wireLatest(rep)
+      : "instance" in rep
+      ? wireHello(rep)
+      : "Ok" in rep
+      ? { Ok: true }
+      : wireAcceptor(rep),
+  };
 }
 
 function cutMessage(msg: string): string {
@@ -573,6 +650,96 @@ export function parseAcceptor(x: unknown, path: string): Acceptor {
   return m.NextOk === true ? { ...a, NextOk: true } : a;
 }
 
+// ---------------------------------------------------------------------------
+// The trust extension's handshake.
+
+function parseBytes(x: unknown, path: string, n: number): Uint8Array {
+  if (!(x instanceof Uint8Array) || x.length !== n) bad(path, `binary(${n})`, x);
+  return new Uint8Array(x);
+}
+
+function parseNonce(x: unknown, path: string): Uint8Array {
+  return parseBytes(x, path, NONCE_BYTES);
+}
+
+function parseProof(x: unknown, path: string): Uint8Array {
+  return parseBytes(x, path, PROOF_BYTES);
+}
+
+const HEX128 = /^[0-9a-f]{32}$/;
+
+function parseHex128(x: unknown, path: string): string {
+  if (typeof x !== "string" || !HEX128.test(x)) bad(path, "32 lowercase hex digits", x);
+  return x;
+}
+
+function parseMemberId(x: unknown, path: string): number {
+  if (typeof x !== "number" || !Number.isSafeInteger(x) || x < 0) {
+    bad(path, "a member id (a non-negative integer)", x);
+  }
+  return x;
+}
+
+// Instances by member id: a map of decimal member ids to instance ids.
+function parsePeers(x: unknown, path: string): Map<number, string> {
+  const peers = new Map<number, string>();
+  if (x === undefined || x === null) return peers;
+  const m = asMap(x, path);
+  const keys = Object.keys(m);
+  if (keys.length > MAX_MEMBERS) bad(path, `at most ${MAX_MEMBERS} members`, x);
+  for (const k of keys) {
+    if (!/^(0|[1-9][0-9]{0,14})$/.test(k)) bad(`${path} key`, "a member id", k);
+    peers.set(Number(k), parseHex128(m[k], `${path}.${k}`));
+  }
+  return peers;
+}
+
+/** Reads a `Hello` reply map (trust extension). */
+export function parseHello(x: unknown, path: string): HelloReply {
+  const m = asMap(x, path);
+  const out: {
+    instance: string;
+    peers: Map<number, string>;
+    cluster?: HelloCluster;
+    nonce?: Uint8Array;
+    proof?: Uint8Array;
+  } = {
+    instance: parseHex128(m.Instance, `${path}.Instance`),
+    peers: parsePeers(m.Peers, `${path}.Peers`),
+  };
+  if (m.Cluster !== undefined && m.Cluster !== null) {
+    const c = asMap(m.Cluster, `${path}.Cluster`);
+    if (typeof c.Name !== "string" || c.Name.length > 64) {
+      bad(`${path}.Cluster.Name`, "a name", c.Name);
+    }
+    if (!Array.isArray(c.Members) || c.Members.length === 0 || c.Members.length > MAX_MEMBERS) {
+      bad(`${path}.Cluster.Members`, `1 to ${MAX_MEMBERS} member ids`, c.Members);
+    }
+    const keep = c.KeepVersions;
+    if (
+      keep !== undefined && keep !== null &&
+      !(typeof keep === "number" && Number.isSafeInteger(keep) && keep > 0)
+    ) {
+      bad(`${path}.Cluster.KeepVersions`, "a positive integer or nil", keep);
+    }
+    out.cluster = {
+      name: c.Name,
+      id: parseHex128(c.Id, `${path}.Cluster.Id`),
+      member: parseMemberId(c.Member, `${path}.Cluster.Member`),
+      members: c.Members.map((x, i) => parseMemberId(x, `${path}.Cluster.Members[${i}]`)),
+      keepVersions: typeof keep === "number" ? keep : null,
+    };
+  }
+  if (m.Nonce !== undefined && m.Nonce !== null) out.nonce = parseNonce(m.Nonce, `${path}.Nonce`);
+  if (m.Proof !== undefined && m.Proof !== null) out.proof = parseProof(m.Proof, `${path}.Proof`);
+  return out;
+}
+
+function parseAck(x: unknown, path: string): Ack {
+  if (asMap(x, path).Ok !== true) bad(`${path}.Ok`, "true", asMap(x, path).Ok);
+  return { Ok: true };
+}
+
 function errBody(e: unknown, code: ErrorCode = "Internal"): WireErrorBody {
   if (e instanceof WireError) return { Code: e.code, Msg: e.message };
   return { Code: code, Msg: e instanceof Error ? e.message : String(e) };
@@ -582,12 +749,36 @@ function parseRequestEnvelope(x: unknown): RequestItem {
   if (!isMap(x)) throw new WireError("BadRequest", `envelope: expected a map, got ${describe(x)}`);
   const rid = parseRid(x.Rid);
   try {
-    if (x.Op !== "Prepare" && x.Op !== "Accept" && x.Op !== "Latest") {
+    if (
+      x.Op !== "Prepare" && x.Op !== "Accept" && x.Op !== "Latest" && x.Op !== "Hello" &&
+      x.Op !== "Auth" && x.Op !== "Attest"
+    ) {
       if (x.Op === undefined || x.Op === null) bad("Op", '"Prepare" or "Accept"', x.Op);
       throw new WireError("UnknownOp", `Op: unknown operation ${describe(x.Op)}`);
     }
     if (x.Req === undefined || x.Req === null) bad("Req", "a Proposer", x.Req);
     if (x.Op === "Latest") return { Rid: rid, Op: x.Op, Req: { Key: parseKey(x.Req, "Req") } };
+    if (x.Op === "Hello") {
+      return {
+        Rid: rid,
+        Op: x.Op,
+        Req: { Nonce: parseNonce(asMap(x.Req, "Req").Nonce, "Req.Nonce") },
+      };
+    }
+    if (x.Op === "Auth") {
+      return {
+        Rid: rid,
+        Op: x.Op,
+        Req: { Proof: parseProof(asMap(x.Req, "Req").Proof, "Req.Proof") },
+      };
+    }
+    if (x.Op === "Attest") {
+      return {
+        Rid: rid,
+        Op: x.Op,
+        Req: { Peers: parsePeers(asMap(x.Req, "Req").Peers, "Req.Peers") },
+      };
+    }
     const req = parseProposer(x.Req, "Req");
     if (x.Op === "Accept" && req.Val === null) bad("Req.Val", "a Value in Accept", req.Val);
     return { Rid: rid, Op: x.Op, Req: req };
@@ -699,8 +890,13 @@ export function decodeReplyFrame(
       const e = asMap(env.Err, "Err");
       return { Rid: rid, Err: { Code: String(e.Code), Msg: String(e.Msg) } };
     }
-    const rep = opOf(rid) === "Latest"
+    const op = opOf(rid);
+    const rep = op === "Latest"
       ? parseLatest(env.Rep, "Rep")
+      : op === "Hello"
+      ? parseHello(env.Rep, "Rep")
+      : op === "Auth" || op === "Attest"
+      ? parseAck(env.Rep, "Rep")
       : parseAcceptor(env.Rep, "Rep");
     return { Rid: rid, Rep: rep };
   });

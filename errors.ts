@@ -19,6 +19,8 @@
  * - `Compacted`: the version is older than the acceptor keeps (kv extension);
  * - `BallotTooFar`: the ballot is more than `MAX_BALLOT_STEP` above the
  *   acceptor's promise; a proposer gets there in steps;
+ * - `Unauthorized`: the peer has not proved it knows the cluster's shared
+ *   secret (trust extension); the connection is closed;
  * - `Overloaded`: the acceptor would not serve the request now (too much is
  *   waiting on its key or its connection); nothing was applied, and asking
  *   again later may succeed;
@@ -32,6 +34,7 @@ export type ErrorCode =
   | "Compacted"
   | "BallotTooFar"
   | "Overloaded"
+  | "Unauthorized"
   | "Internal";
 
 const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
@@ -42,6 +45,7 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "Compacted",
   "BallotTooFar",
   "Overloaded",
+  "Unauthorized",
   "Internal",
 ]);
 
@@ -96,6 +100,28 @@ export class AcceptorError extends Error {
   /** Whether retrying the same request cannot help (see {@link ErrorCode}). */
   get isFinal(): boolean {
     return FINAL_CODES.has(this.code);
+  }
+}
+
+/**
+ * A client refused to talk to acceptors, or an acceptor to a client, because
+ * they do not belong together: a wrong or missing shared secret, acceptors of
+ * different clusters, a list of acceptors that is not the membership, one
+ * acceptor listed twice, a member that came back without its state. The
+ * message names the acceptors and says what to do.
+ *
+ * @example
+ * ```ts
+ * import { TrustError } from "./errors.ts";
+ * const e = new TrustError("ws://10.0.0.1:3333/paxos does not know the shared secret");
+ * e.name; // "TrustError"
+ * ```
+ */
+export class TrustError extends Error {
+  /** Builds the error with a message naming who and what. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "TrustError";
   }
 }
 
