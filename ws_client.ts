@@ -7,8 +7,9 @@
  * frame waits ~40 ms for the peer's delayed ACK. This client writes each frame
  * in one write on a no-delay socket, so frames of any size go out at once.
  *
- * It speaks only what paxoskv needs: `ws://` URLs, binary messages, ping/pong
- * and the closing handshake.
+ * It speaks only what paxoskv needs: `ws://` and `wss://` URLs (TLS over the
+ * same no-delay socket), binary messages, ping/pong and the closing
+ * handshake.
  *
  * @module
  */
@@ -32,9 +33,14 @@ export interface WsConnectOptions {
   readonly timeoutMs?: number;
   /** Largest message accepted from the server (default 64 MiB). */
   readonly maxMessageBytes?: number;
+  /**
+   * For `wss://`: the certificates (PEM) to trust, besides the system's
+   * roots; a server whose certificate chains to none of them is refused.
+   */
+  readonly caCerts?: readonly string[];
 }
 
-/** Parses and checks a `ws://host:port/path` URL; throws a TypeError naming it otherwise. */
+/** Parses and checks a `ws://` or `wss://` URL; throws a TypeError naming it otherwise. */
 export function parseWsUrl(url: string): URL {
   let u: URL;
   try {
@@ -42,9 +48,9 @@ export function parseWsUrl(url: string): URL {
   } catch {
     throw new TypeError(`not a URL: ${JSON.stringify(url)} (expected ws://HOST:PORT/paxos)`);
   }
-  if (u.protocol !== "ws:") {
+  if (u.protocol !== "ws:" && u.protocol !== "wss:") {
     throw new TypeError(
-      `unsupported URL scheme ${JSON.stringify(u.protocol)} in ${url}: use ws://`,
+      `unsupported URL scheme ${JSON.stringify(u.protocol)} in ${url}: use ws:// or wss://`,
     );
   }
   if (u.username || u.password || u.hash) {
@@ -96,7 +102,7 @@ export class WsConnection {
   /** Called once when the connection is gone, with the reason. */
   onClose: (reason: Error) => void = () => {};
 
-  readonly #conn: Deno.TcpConn;
+  readonly #conn: Deno.Conn;
   readonly #reader: FrameReader;
   #writing: Promise<void> = Promise.resolve();
   #closed = false;
@@ -104,29 +110,42 @@ export class WsConnection {
   #peerClosed = false;
   readonly #done: Promise<void>;
 
-  private constructor(conn: Deno.TcpConn, leftover: Uint8Array, maxMessage: number) {
+  private constructor(conn: Deno.Conn, leftover: Uint8Array, maxMessage: number) {
     this.#conn = conn;
     this.#reader = new FrameReader({ masked: false, maxMessageBytes: maxMessage, leftover });
     this.#done = this.#readLoop();
   }
 
-  /** Opens a connection and performs the opening handshake. */
+  /** Opens a connection (and TLS for `wss://`) and performs the opening handshake. */
   static async connect(url: string, opts: WsConnectOptions = {}): Promise<WsConnection> {
     const u = parseWsUrl(url);
     const timeoutMs = opts.timeoutMs ?? 5000;
-    const port = u.port === "" ? 80 : Number(u.port);
-    const conn = await withTimeout(
+    const tls = u.protocol === "wss:";
+    const port = u.port === "" ? (tls ? 443 : 80) : Number(u.port);
+    const tcp = await withTimeout(
       Deno.connect({ hostname: hostOf(u), port }),
       timeoutMs,
       `connect to ${url}`,
       (late) => late.close(),
     );
+    let conn: Deno.Conn = tcp;
     try {
-      conn.setNoDelay(true);
+      // No delay on the socket, TLS or not: a frame is one write, sent at once.
+      tcp.setNoDelay(true);
       const leftover = await withTimeout(
-        WsConnection.#handshake(conn, u),
+        (async () => {
+          if (tls) {
+            const t = await Deno.startTls(tcp, {
+              hostname: hostOf(u),
+              ...(opts.caCerts === undefined ? {} : { caCerts: [...opts.caCerts] }),
+            });
+            conn = t;
+            await t.handshake();
+          }
+          return await WsConnection.#handshake(conn, u);
+        })(),
         timeoutMs,
-        `WebSocket handshake with ${url}`,
+        `${tls ? "TLS and " : ""}WebSocket handshake with ${url}`,
         () => {},
       );
       return new WsConnection(conn, leftover, opts.maxMessageBytes ?? 64 * 1024 * 1024);
@@ -138,7 +157,7 @@ export class WsConnection {
     }
   }
 
-  static async #handshake(conn: Deno.TcpConn, u: URL): Promise<Uint8Array> {
+  static async #handshake(conn: Deno.Conn, u: URL): Promise<Uint8Array> {
     const key = encodeBase64(crypto.getRandomValues(new Uint8Array(16)));
     const request = `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\n` +
       `Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\n` +

@@ -78,6 +78,13 @@ export interface WsServerOptions extends Partial<WsLimits> {
   readonly port?: number;
   /** The one path served (e.g. "/paxos"); other paths are 404. */
   readonly path: string;
+  /** Serve TLS (`wss://`) with this certificate chain and key (PEM). */
+  readonly tls?: { readonly cert: string; readonly key: string };
+  /**
+   * Looks at an upgrade request's headers (names in lower case): returns why
+   * it is refused (answered 403 Forbidden), or null to accept it.
+   */
+  readonly checkUpgrade?: (headers: ReadonlyMap<string, string>) => string | null;
   /** Called with each upgraded connection: set its `onMessage` there. */
   readonly onConnection: (conn: WsServerConnection) => void;
   /**
@@ -124,7 +131,10 @@ export function serveWebSocket(opts: WsServerOptions): Promise<WsServer> {
     }
   }
   const onEvent = opts.onEvent ?? (() => {});
-  const listener = Deno.listen({ hostname: opts.hostname ?? "127.0.0.1", port: opts.port ?? 0 });
+  const where = { hostname: opts.hostname ?? "127.0.0.1", port: opts.port ?? 0 };
+  const listener: Deno.Listener<Deno.Conn> = opts.tls === undefined
+    ? Deno.listen(where)
+    : Deno.listenTls({ ...where, cert: opts.tls.cert, key: opts.tls.key });
   const peers = new Set<WsServerConnection>();
   const tasks = new Set<Promise<void>>();
   const track = (p: Promise<void>) => {
@@ -138,7 +148,7 @@ export function serveWebSocket(opts: WsServerOptions): Promise<WsServer> {
   const acceptLoop = async () => {
     let pause = 0;
     while (!closing) {
-      let tcp: Deno.TcpConn;
+      let tcp: Deno.Conn;
       try {
         tcp = await listener.accept();
         pause = 0;
@@ -160,14 +170,20 @@ export function serveWebSocket(opts: WsServerOptions): Promise<WsServer> {
         track(respond(tcp, 503, "Service Unavailable", "too many connections\n", [], false));
         continue;
       }
-      const peer = new WsServerConnection(tcp, limits, onEvent, () => peers.size > 1);
+      const peer = new WsServerConnection(
+        tcp,
+        limits,
+        onEvent,
+        () => peers.size > 1,
+        opts.checkUpgrade,
+      );
       peers.add(peer);
       track(peer.serve(opts.path, opts.onConnection).finally(() => peers.delete(peer)));
     }
   };
   const loop = acceptLoop();
   return Promise.resolve({
-    addr: listener.addr,
+    addr: listener.addr as Deno.NetAddr,
     get connections() {
       return peers.size;
     },
@@ -200,7 +216,8 @@ export class WsServerConnection {
   /** The peer's address, for messages. */
   readonly remote: string;
 
-  readonly #tcp: Deno.TcpConn;
+  readonly #tcp: Deno.Conn;
+  readonly #checkUpgrade: ((headers: ReadonlyMap<string, string>) => string | null) | undefined;
   readonly #limits: WsLimits;
   readonly #onEvent: (cause: string, message: string) => void;
   #reader: FrameReader | null = null;
@@ -221,16 +238,18 @@ export class WsServerConnection {
 
   /** Wraps an accepted TCP connection; {@link serve} runs it. */
   constructor(
-    tcp: Deno.TcpConn,
+    tcp: Deno.Conn,
     limits: WsLimits,
     onEvent: (cause: string, message: string) => void,
     crowded: () => boolean = () => true,
+    checkUpgrade?: (headers: ReadonlyMap<string, string>) => string | null,
   ) {
     this.#tcp = tcp;
+    this.#checkUpgrade = checkUpgrade;
     this.#crowded = crowded;
     this.#limits = limits;
     this.#onEvent = onEvent;
-    const a = tcp.remoteAddr;
+    const a = tcp.remoteAddr as Deno.NetAddr;
     this.remote = `${a.hostname}:${a.port}`;
   }
 
@@ -289,7 +308,9 @@ export class WsServerConnection {
   /** Performs the upgrade, then serves the connection until it is gone. */
   async serve(path: string, onConnection: (conn: WsServerConnection) => void): Promise<void> {
     try {
-      this.#tcp.setNoDelay(true);
+      // (A TLS connection from Deno.listenTls has no such switch: each
+      // frame goes out in one write, so a reply waits for no other.)
+      if ("setNoDelay" in this.#tcp) (this.#tcp as Deno.TcpConn).setNoDelay(true);
       this.#timer = setTimeout(() => {
         this.#onEvent(
           "handshake",
@@ -389,6 +410,12 @@ export class WsServerConnection {
       await this.#respond(426, "Upgrade Required", "WebSocket version 13 only\n", [
         "Sec-WebSocket-Version: 13",
       ]);
+      return null;
+    }
+    const refusal = this.#checkUpgrade?.(headers) ?? null;
+    if (refusal !== null) {
+      this.#refused(refusal);
+      await this.#respond(403, "Forbidden", `${refusal}\n`);
       return null;
     }
     await writeAll(
@@ -565,7 +592,7 @@ const scratch = new Uint8Array(64 * 1024);
 // first stops writing and drops what the peer still sends (for a while at
 // most), so that the answer is not lost to a reset.
 async function respond(
-  tcp: Deno.TcpConn,
+  tcp: Deno.Conn,
   status: number,
   reason: string,
   body: string,
