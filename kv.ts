@@ -43,9 +43,10 @@ import {
   WireError,
 } from "./codec.ts";
 import { AcceptorError, NotEnoughQuorumError } from "./errors.ts";
+import { connectAcceptors, type ConnectOptions } from "./connect.ts";
 import { PaxosProposer } from "./proposer.ts";
 import { askQuorum, quorumOf } from "./quorum.ts";
-import { type KvAcceptorClient, WebSocketAcceptorClient } from "./transport.ts";
+import type { KvAcceptorClient } from "./transport.ts";
 import type { BallotNum, DataValue, LatestReply, Value } from "./types.ts";
 import { ballotEquals, isInt64 } from "./types.ts";
 
@@ -155,15 +156,9 @@ export class UnknownOutcomeError extends Error {
 }
 
 /** Options of {@link connect} and {@link Kv}. */
-export interface KvOptions {
-  /** How long each request may wait for its reply, in ms (default 1000). */
-  readonly timeoutMs?: number;
+export interface KvOptions extends ConnectOptions {
   /** How long one operation may take before it fails, in ms (default 10000). */
   readonly deadlineMs?: number;
-  /** Time source (default: the system clock). */
-  readonly clock?: Clock;
-  /** Randomness for ballots and backoff (default: Math.random). */
-  readonly random?: Random;
 }
 
 /** Options of {@link Kv.getVersion} and {@link Kv.setVersion}. */
@@ -623,17 +618,7 @@ export class Kv {
  * ```
  */
 export async function connect(urls: readonly string[], opts: KvOptions = {}): Promise<Kv> {
-  if (urls.length === 0) throw new RangeError("connect needs at least one acceptor URL");
-  if (new Set(urls).size !== urls.length) {
-    throw new RangeError(`an acceptor URL is listed twice: ${urls.join(",")}`);
-  }
-  const clients = urls.map((u) =>
-    new WebSocketAcceptorClient(u, {
-      timeoutMs: opts.timeoutMs ?? 1000,
-      ...(opts.clock === undefined ? {} : { clock: opts.clock }),
-      ...(opts.random === undefined ? {} : { random: opts.random }),
-    })
-  );
+  const clients = await connectAcceptors(urls, opts);
   const close = async () => {
     await Promise.all(clients.map((c) => c.close()));
   };

@@ -15,12 +15,14 @@ import type { Acceptor, LatestReply, Op, Proposer } from "./types.ts";
 import type { Clock, Random } from "./clock.ts";
 import { backoff, mathRandom, systemClock } from "./clock.ts";
 import {
+  type Ack,
   decodeReplyFrame,
   encodeRequests,
   type RequestEnvelope,
   type WireErrorBody,
 } from "./codec.ts";
-import { AcceptorError, isErrorCode } from "./errors.ts";
+import { AcceptorError, isErrorCode, TrustError } from "./errors.ts";
+import { type HelloReply, newNonce, type Secret } from "./handshake.ts";
 import { parseWsUrl, WsConnection } from "./ws_client.ts";
 
 /**
@@ -71,11 +73,27 @@ export interface WebSocketClientOptions {
   readonly clock?: Clock;
   /** Randomness for backoff jitter (default: Math.random). */
   readonly random?: Random;
+  /**
+   * The cluster's shared secret: each connection then proves it knows it and
+   * checks that the acceptor does (trust extension). Without one, an
+   * acceptor that asks for a secret is refused.
+   */
+  readonly secret?: Secret;
+  /** For `wss://` URLs: certificates (PEM) to trust besides the system's roots. */
+  readonly caCerts?: readonly string[];
+  /**
+   * Checks what an acceptor says of itself at each connect: returns why it
+   * is refused, or null. (The KV checks that a reconnect reaches the same
+   * member of the same cluster.)
+   */
+  readonly verify?: (hello: HelloReply) => string | null;
 }
+
+type Reply = Acceptor | LatestReply | HelloReply | Ack;
 
 interface Pending {
   readonly op: RequestEnvelope["Op"];
-  readonly resolve: (a: Acceptor | LatestReply) => void;
+  readonly resolve: (a: Reply) => void;
   readonly reject: (e: Error) => void;
   /** When the request times out (clock time). */
   readonly deadline: number;
@@ -106,6 +124,11 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
   readonly #maxBatch: number;
   readonly #clock: Clock;
   readonly #random: Random;
+  readonly #secret: Secret | undefined;
+  readonly #caCerts: readonly string[] | undefined;
+  readonly #verify: ((hello: HelloReply) => string | null) | undefined;
+  #hello: HelloReply | null | undefined = undefined;
+  #refusal: TrustError | null = null;
 
   #conn: WsConnection | null = null;
   #connecting: Promise<void> | null = null;
@@ -130,6 +153,59 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
     this.#maxBatch = opts.maxBatch ?? 128;
     this.#clock = opts.clock ?? systemClock;
     this.#random = opts.random ?? mathRandom;
+    this.#secret = opts.secret;
+    this.#caCerts = opts.caCerts;
+    this.#verify = opts.verify;
+  }
+
+  /**
+   * What the acceptor said of itself at the last handshake: undefined
+   * before the first, null for a v1 acceptor (it does not know `Hello`).
+   */
+  get hello(): HelloReply | null | undefined {
+    return this.#hello;
+  }
+
+  /** Why the last handshake refused this acceptor (or it refused us), or null. */
+  get refusal(): TrustError | null {
+    return this.#refusal;
+  }
+
+  /**
+   * Vouches to the acceptor for the instances of the cluster's members
+   * (trust extension), so that it can tell clients about a member that
+   * comes back as another instance. Rejects with a TrustError when the
+   * acceptor knows another instance for one of them.
+   */
+  async attest(peers: ReadonlyMap<number, string>): Promise<void> {
+    try {
+      await this.#send({ Rid: 0, Op: "Attest", Req: { Peers: peers } });
+    } catch (e) {
+      if (e instanceof AcceptorError && e.code !== "UnknownOp") {
+        throw new TrustError(e.message, { cause: e });
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Connects now (when not connected) and resolves once the connection and
+   * its handshake are done; rejects with why not (a {@link TrustError} when
+   * the acceptor or this client refused the other).
+   */
+  async ready(): Promise<void> {
+    if (this.#closed) throw new Deno.errors.NotConnected(`client for ${this.name} is closed`);
+    if (this.#conn !== null) return;
+    if (this.#connecting === null) {
+      if (this.#clock.now() < this.#downUntil && this.#lastError !== null) {
+        throw this.#refusal ?? this.#lastError;
+      }
+      this.#connect();
+    }
+    await this.#connecting;
+    if (this.#conn === null) {
+      throw this.#refusal ?? this.#lastError ?? new Deno.errors.NotConnected(this.name);
+    }
   }
 
   /** How many requests are waiting for their replies. */
@@ -148,7 +224,7 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
   }
 
   // Queues a request under a fresh request id (replacing the envelope's).
-  #send(env: RequestEnvelope): Promise<Acceptor | LatestReply> {
+  #send(env: RequestEnvelope): Promise<Reply> {
     const op = env.Op;
     if (this.#closed) {
       return Promise.reject(new Deno.errors.NotConnected(`client for ${this.name} is closed`));
@@ -163,18 +239,27 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
       }
       this.#connect();
     }
-    const rid = this.#nextRid++;
-    if (this.#nextRid > Number.MAX_SAFE_INTEGER) this.#nextRid = 1;
-    return new Promise<Acceptor | LatestReply>((resolve, reject) => {
-      this.#pending.set(rid, {
-        op,
-        resolve,
-        reject,
-        deadline: this.#clock.now() + this.#timeoutMs,
-      });
-      this.#armSweep();
+    return new Promise<Reply>((resolve, reject) => {
+      const rid = this.#expect(op, resolve, reject);
       this.#outbox.push({ ...env, Rid: rid });
       if (this.#conn !== null) this.#queueFlush();
+    });
+  }
+
+  // Registers a request waiting for its reply, under a fresh request id.
+  #expect(op: RequestEnvelope["Op"], resolve: (r: Reply) => void, reject: (e: Error) => void) {
+    const rid = this.#nextRid++;
+    if (this.#nextRid > Number.MAX_SAFE_INTEGER) this.#nextRid = 1;
+    this.#pending.set(rid, { op, resolve, reject, deadline: this.#clock.now() + this.#timeoutMs });
+    this.#armSweep();
+    return rid;
+  }
+
+  // Sends one request on `conn` at once, outside the outbox: the handshake's.
+  #call(conn: WsConnection, env: RequestEnvelope): Promise<Reply> {
+    return new Promise<Reply>((resolve, reject) => {
+      const rid = this.#expect(env.Op, resolve, reject);
+      conn.send(encodeRequests([{ ...env, Rid: rid }]));
     });
   }
 
@@ -190,25 +275,110 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
   }
 
   #connect(): void {
-    this.#connecting = WsConnection.connect(this.name, { timeoutMs: this.#connectTimeoutMs })
-      .then(async (conn) => {
-        this.#connecting = null;
-        if (this.#closed) {
-          await conn.close();
-          return;
-        }
-        this.#failures = 0;
-        this.#conn = conn;
-        conn.onMessage = (bytes) => this.#onMessage(conn, bytes);
-        conn.onClose = (reason) => this.#onClose(conn, reason);
-        this.#flush();
-      }, (e: Error) => {
-        this.#connecting = null;
-        this.#markDown(e);
+    this.#connecting = this.#open().then(async (conn) => {
+      this.#connecting = null;
+      if (this.#closed) {
+        await conn.close();
+        return;
+      }
+      this.#failures = 0;
+      this.#refusal = null;
+      this.#conn = conn;
+      conn.onClose = (reason) => this.#onClose(conn, reason);
+      this.#flush();
+    }, (e: Error) => {
+      this.#connecting = null;
+      this.#markDown(e);
+      if (e instanceof TrustError) {
+        this.#refusal = e;
+        this.#failAll(e);
+      } else {
         this.#failAll(
           new Deno.errors.ConnectionRefused(`cannot connect to ${this.name}: ${e.message}`),
         );
-      });
+      }
+    });
+  }
+
+  // A connection, handshake done.
+  async #open(): Promise<WsConnection> {
+    const conn = await WsConnection.connect(this.name, {
+      timeoutMs: this.#connectTimeoutMs,
+      ...(this.#caCerts === undefined ? {} : { caCerts: this.#caCerts }),
+    });
+    let lost!: (e: Error) => void;
+    const closed = new Promise<never>((_, reject) => lost = reject);
+    closed.catch(() => {});
+    conn.onMessage = (bytes) => this.#onMessage(conn, bytes);
+    conn.onClose = (reason) =>
+      lost(new Deno.errors.ConnectionReset(`closed during the handshake: ${reason.message}`));
+    try {
+      await Promise.race([this.#handshake(conn), closed]);
+      return conn;
+    } catch (e) {
+      await conn.close();
+      throw e;
+    }
+  }
+
+  // The trust extension's handshake (handshake.ts): who the acceptor is,
+  // and the proofs of the shared secret, both ways.
+  async #handshake(conn: WsConnection): Promise<void> {
+    const nonce = newNonce();
+    let hello: HelloReply;
+    try {
+      hello = await this.#call(conn, { Rid: 0, Op: "Hello", Req: { Nonce: nonce } }) as HelloReply;
+    } catch (e) {
+      if (!(e instanceof AcceptorError && e.code === "UnknownOp")) throw e;
+      // A v1 acceptor: it cannot say who it is, nor prove a secret.
+      if (this.#secret !== undefined) {
+        throw new TrustError(
+          `${this.name} does not speak the trust extension (a v1 acceptor): it cannot prove ` +
+            `that it knows the shared secret`,
+        );
+      }
+      this.#hello = null;
+      return;
+    }
+    if (hello.nonce === undefined || hello.proof === undefined) {
+      if (this.#secret !== undefined) {
+        throw new TrustError(
+          `${this.name} has no shared secret: it cannot prove that it is a member of your ` +
+            `cluster (start it with --secret-file)`,
+        );
+      }
+    } else {
+      if (this.#secret === undefined) {
+        throw new TrustError(
+          `${this.name} asks for the cluster's shared secret: give --secret-file FILE ` +
+            `(or PAXOSKV_SECRET_FILE)`,
+        );
+      }
+      if (!await this.#secret.checkAcceptorProof(hello.proof, nonce, hello.nonce)) {
+        throw new TrustError(`${this.name} does not know the shared secret: the secrets differ`);
+      }
+      const proof = await this.#secret.clientProof(hello.nonce, nonce);
+      try {
+        await this.#call(conn, { Rid: 0, Op: "Auth", Req: { Proof: proof } });
+      } catch (e) {
+        if (e instanceof AcceptorError) throw new TrustError(e.message, { cause: e });
+        throw e;
+      }
+    }
+    const before = this.#hello;
+    if (
+      before?.cluster !== undefined && hello.cluster !== undefined &&
+      before.instance !== hello.instance
+    ) {
+      throw new TrustError(
+        `${this.name} (member ${hello.cluster.member}) came back as another instance ` +
+          `(${hello.instance}, was ${before.instance}): it lost its state, and may not vote ` +
+          `again; replace it (README: replacing a member)`,
+      );
+    }
+    const why = this.#verify?.(hello) ?? null;
+    if (why !== null) throw new TrustError(why);
+    this.#hello = hello;
   }
 
   #markDown(e: Error): void {
@@ -249,14 +419,14 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
       const p = this.#pending.get(item.Rid);
       if (p === undefined) continue; // timed out already
       this.#pending.delete(item.Rid);
-      if ("Err" in item) p.reject(this.#refusal(item.Err));
+      if ("Err" in item) p.reject(this.#errorOf(item.Err));
       else p.resolve(item.Rep);
     }
   }
 
   // An Err reply as an error; a code we do not know (from another
   // implementation) is kept in the message.
-  #refusal(err: WireErrorBody): AcceptorError {
+  #errorOf(err: WireErrorBody): AcceptorError {
     return isErrorCode(err.Code)
       ? new AcceptorError(err.Code, err.Msg, this.name)
       : new AcceptorError("Internal", `${err.Code}: ${err.Msg}`, this.name);

@@ -1,0 +1,142 @@
+/**
+ * A client's view of the cluster it talks to, built from what each acceptor
+ * says of itself at connect (the trust extension's `Hello`), and the checks
+ * that keep a client from writing through acceptors that do not belong
+ * together: two URLs that reach one acceptor or one member, acceptors of
+ * different clusters, a list of URLs that is not exactly the membership,
+ * members that disagree on the cluster-wide settings, and a member that
+ * came back as another instance (without its state).
+ *
+ * @module
+ */
+import type { HelloReply } from "./handshake.ts";
+
+// What the view knows of the cluster, from the first acceptor that said.
+interface Cluster {
+  readonly name: string;
+  readonly id: string;
+  readonly members: readonly number[];
+  readonly keepVersions: number | null;
+  readonly url: string;
+}
+
+/**
+ * The acceptors a client was given, as they described themselves.
+ *
+ * @example
+ * ```ts
+ * import { ClusterView } from "./cluster_view.ts";
+ * const view = new ClusterView(["ws://a/paxos", "ws://b/paxos"]);
+ * view.admit("ws://a/paxos", { instance: "0".repeat(32), peers: new Map() }); // null: fine
+ * view.admit("ws://b/paxos", { instance: "0".repeat(32), peers: new Map() }); // why not: the same acceptor
+ * ```
+ */
+export class ClusterView {
+  readonly #urls: readonly string[];
+  #cluster: Cluster | null = null;
+  #anonymous: string | null = null;
+  // What each URL reached: its instance, and its member id when it has one.
+  readonly #byUrl = new Map<string, { instance: string; member: number | null }>();
+  // The instance of each member: seen, or vouched for by another member.
+  readonly #instances = new Map<number, { instance: string; from: string }>();
+
+  /** A view of the acceptors at `urls`, none seen yet. */
+  constructor(urls: readonly string[]) {
+    this.#urls = urls;
+  }
+
+  /** The members seen so far and their instances, by member id. */
+  get instances(): ReadonlyMap<number, string> {
+    const out = new Map<number, string>();
+    for (const { instance, member } of this.#byUrl.values()) {
+      if (member !== null) out.set(member, instance);
+    }
+    return out;
+  }
+
+  /**
+   * Checks what the acceptor at `url` said of itself (null for a v1
+   * acceptor, which says nothing) against what the others said, and
+   * records it: returns why it does not belong with them, or null.
+   */
+  admit(url: string, hello: HelloReply | null): string | null {
+    const why = this.#check(url, hello);
+    if (why !== null) return why;
+    if (hello === null) return null;
+    const member = hello.cluster?.member ?? null;
+    this.#byUrl.set(url, { instance: hello.instance, member });
+    if (member !== null) {
+      this.#instances.set(member, { instance: hello.instance, from: url });
+      for (const [m, instance] of hello.peers) {
+        if (!this.#instances.has(m)) this.#instances.set(m, { instance, from: url });
+      }
+    }
+    return null;
+  }
+
+  #check(url: string, hello: HelloReply | null): string | null {
+    // The same acceptor twice (two spellings of one address, or a path
+    // with a query): it would count twice toward every quorum.
+    for (const [other, seen] of this.#byUrl) {
+      if (other !== url && hello !== null && seen.instance === hello.instance) {
+        return `${other} and ${url} reach the same acceptor: each acceptor counts once, ` +
+          `list it once`;
+      }
+    }
+    const c = hello?.cluster;
+    if (c === undefined) {
+      if (this.#cluster !== null) {
+        return `${url} has no cluster identity, but ${this.#cluster.url} belongs to cluster ` +
+          `${this.#cluster.name}: list the members of one cluster`;
+      }
+      this.#anonymous ??= url;
+      return null;
+    }
+    if (this.#anonymous !== null) {
+      return `${url} belongs to cluster ${c.name}, but ${this.#anonymous} has no cluster ` +
+        `identity: list the members of one cluster`;
+    }
+    const known = this.#cluster;
+    if (known === null) {
+      if (c.members.length !== this.#urls.length) {
+        return `${url} says cluster ${c.name} has ${c.members.length} members ` +
+          `(${c.members.join(",")}), but ${this.#urls.length} acceptors are listed: ` +
+          `list exactly the members, each once`;
+      }
+      this.#cluster = { ...c, url };
+    } else if (c.id !== known.id) {
+      return `${known.url} belongs to cluster ${known.name} (id ${known.id}) and ${url} to ` +
+        `cluster ${c.name} (id ${c.id}): list the members of one cluster`;
+    } else if (
+      c.members.join(",") !== known.members.join(",") || c.keepVersions !== known.keepVersions
+    ) {
+      return `members of cluster ${c.name} disagree: ${known.url} says members ` +
+        `${known.members.join(",")}, keep-versions ${known.keepVersions ?? "all"}; ${url} says ` +
+        `${c.members.join(",")}, keep-versions ${c.keepVersions ?? "all"}`;
+    }
+    for (const [other, seen] of this.#byUrl) {
+      if (other !== url && seen.member === c.member) {
+        return `${other} and ${url} both reach member ${c.member}: list each member once`;
+      }
+    }
+    const before = this.#byUrl.get(url);
+    if (before !== undefined && before.member !== c.member) {
+      return `${url} now reaches member ${c.member}, but reached member ${before.member} before`;
+    }
+    const vouched = this.#instances.get(c.member);
+    if (vouched !== undefined && vouched.instance !== hello!.instance) {
+      return `${url} (member ${c.member}) is instance ${hello!.instance}, but ${vouched.from} ` +
+        `knows member ${c.member} as instance ${vouched.instance}: it came back without its ` +
+        `state and must not vote again; replace it (README: replacing a member)`;
+    }
+    for (const [m, instance] of hello!.peers) {
+      const seen = this.#instances.get(m);
+      if (seen !== undefined && seen.instance !== instance) {
+        return `${url} knows member ${m} as instance ${instance}, but ${seen.from} says ` +
+          `${seen.instance}: member ${m} came back without its state; replace it ` +
+          `(README: replacing a member)`;
+      }
+    }
+    return null;
+  }
+}
