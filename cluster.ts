@@ -9,6 +9,7 @@
 import { PaxosAcceptor } from "./acceptor.ts";
 import { type AcceptorServer, serveAcceptor } from "./server.ts";
 import { MemoryStore } from "./store.ts";
+import { makeIdentity, randomId, VouchedPeers } from "./identity.ts";
 
 /** The first port of a local cluster by default, as the seed's `AcceptorBasePort`. */
 export const DEFAULT_BASE_PORT = 3333;
@@ -73,13 +74,30 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<LocalClus
     await Promise.all(servers.map((s) => s.close()));
     await Promise.all(acceptors.map((a) => a.store.close()));
   };
+  // One cluster: a new id, members 0..size-1, each a new instance.
+  const clusterId = randomId();
+  const members = Array.from({ length: size }, (_, i) => i);
   for (let i = 0; i < size; i++) {
     const port = basePort === 0 ? 0 : basePort + i;
     const acceptor = new PaxosAcceptor(new MemoryStore(), `acceptor ${i}`);
     acceptors.push(acceptor);
+    const identity = makeIdentity({
+      cluster: "local",
+      clusterId,
+      member: i,
+      members,
+      keepVersions: null,
+      instance: randomId(),
+    });
     try {
       servers.push(
-        await serveAcceptor(acceptor, { hostname, port, onError: (m) => onError(i, m) }),
+        await serveAcceptor(acceptor, {
+          hostname,
+          port,
+          onError: (m) => onError(i, m),
+          identity,
+          peers: new VouchedPeers(),
+        }),
       );
     } catch (e) {
       await closeAll();

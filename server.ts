@@ -23,10 +23,13 @@ import {
   MAX_FRAME_BYTES,
   type ReplyEnvelope,
   type RequestItem,
+  type Rid,
   valueBytes,
   WireError,
 } from "./codec.ts";
 import { RateLimitedLog } from "./log.ts";
+import { type HelloCluster, type HelloReply, newNonce, type Secret } from "./handshake.ts";
+import { type ClusterIdentity, randomId, type VouchedPeers } from "./identity.ts";
 import { DEFAULT_WS_LIMITS, serveWebSocket, type WsServerConnection } from "./ws_server.ts";
 
 /**
@@ -75,6 +78,31 @@ function replyBytes(r: ReplyEnvelope): number {
 
 /** Options of {@link serveAcceptor}. */
 export interface ServeAcceptorOptions extends Partial<ServeLimits> {
+  /**
+   * The acceptor's cluster identity, stated to clients at `Hello` (trust
+   * extension): its cluster, member id, membership and settings. Without
+   * one the acceptor states only an instance id of its own.
+   */
+  readonly identity?: ClusterIdentity;
+  /**
+   * The instances of the other members as clients vouched for them
+   * (`Attest`); kept on disk by a durable acceptor. Only with `identity`.
+   */
+  readonly peers?: VouchedPeers;
+  /**
+   * The cluster's shared secret: a connection must prove it knows it (and
+   * is shown that the acceptor does) before anything else is served.
+   * Listening on an address other than loopback needs one.
+   */
+  readonly secret?: Secret;
+  /** Serve `wss://` with this certificate chain and private key (PEM). */
+  readonly tls?: { readonly cert: string; readonly key: string };
+  /**
+   * The web origins (`https://host:port`) whose pages may connect: an
+   * upgrade carrying an `Origin` header (any browser's) is refused unless
+   * its origin is listed (default: none).
+   */
+  readonly allowOrigins?: readonly string[];
   /** Interface to listen on (default "127.0.0.1"). */
   readonly hostname?: string;
   /** Port to listen on; 0 picks a free one (default 0). */
@@ -118,21 +146,44 @@ export async function serveAcceptor(
       throw new RangeError(`${name} must be a positive integer, got ${v}`);
     }
   }
+  const hostname = opts.hostname ?? "127.0.0.1";
+  if (opts.secret === undefined && !isLoopback(hostname)) {
+    throw new TypeError(
+      `refusing to listen on ${hostname} without a shared secret: every host that can reach ` +
+        `it could read and write every key; give a secret (--secret-file), or listen on 127.0.0.1`,
+    );
+  }
+  const trust: Trust = {
+    instance: opts.identity?.instance ?? randomId(),
+    identity: opts.identity,
+    peers: opts.peers,
+    secret: opts.secret,
+  };
+  const origins = new Set(opts.allowOrigins ?? []);
   const log = new RateLimitedLog(opts.onError ?? (() => {}));
   // The frames being served, each until its replies are sent.
   const serving = new Set<Promise<void>>();
   const report = (cause: string, message: string) => log.log(cause, message);
   const server = await serveWebSocket({
-    hostname: opts.hostname ?? "127.0.0.1",
+    hostname,
     port: opts.port ?? 0,
     path: "/paxos",
+    ...(opts.tls === undefined ? {} : { tls: opts.tls }),
+    // A browser sends Origin: a page from anywhere must not reach the
+    // acceptors on this machine's loopback.
+    checkUpgrade: (headers) => {
+      const origin = headers.get("origin");
+      return origin === undefined || origins.has(origin)
+        ? null
+        : `origin ${JSON.stringify(origin.slice(0, 100))} is not allowed (--allow-origin)`;
+    },
     maxConnections: limits.maxConnections,
     handshakeTimeoutMs: limits.handshakeTimeoutMs,
     maxMessageBytes: MAX_FRAME_BYTES,
     maxQueuedBytes: limits.maxPendingReplyBytes,
     onEvent: report,
     onConnection: (conn) => {
-      const peer = new Peer(acceptor, conn, limits, report);
+      const peer = new Peer(acceptor, conn, limits, report, trust);
       conn.onMessage = (bytes) => {
         const { done, work } = peer.serveFrame(bytes);
         serving.add(done);
@@ -145,7 +196,7 @@ export async function serveAcceptor(
     ? `[${server.addr.hostname}]`
     : server.addr.hostname;
   return {
-    url: `ws://${host}:${server.addr.port}/paxos`,
+    url: `${opts.tls === undefined ? "ws" : "wss"}://${host}:${server.addr.port}/paxos`,
     port: server.addr.port,
     async close() {
       await server.close();
@@ -165,6 +216,20 @@ function definedOnly(o: object): Partial<ServeLimits> {
   return out;
 }
 
+/** Whether a host name or address is this machine's loopback. */
+function isLoopback(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "::1" || hostname === "[::1]" ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+}
+
+// What a server says of itself and checks of its peers (trust extension).
+interface Trust {
+  readonly instance: string;
+  readonly identity: ClusterIdentity | undefined;
+  readonly peers: VouchedPeers | undefined;
+  readonly secret: Secret | undefined;
+}
+
 // One connection's requests: their replies, and the bounds on them.
 class Peer {
   readonly #acceptor: PaxosAcceptor;
@@ -173,6 +238,13 @@ class Peer {
   readonly #report: (cause: string, message: string) => void;
   // Reply bytes taken by requests whose reply frame is not queued yet.
   #reserved = 0;
+  readonly #trust: Trust;
+  // Whether the peer proved it knows the secret (or none is needed).
+  #authed: boolean;
+  // The nonces of the last Hello: the peer's and ours.
+  #nonces: { readonly peer: Uint8Array; readonly ours: Uint8Array } | null = null;
+  // Close the connection once the replies of this frame are sent.
+  #closeAfterReply = false;
   // The replies of frames served, waiting to be sent, in order; and the one
   // sending them.
   readonly #outbox: { replies: ReplyEnvelope[]; at: number; taken: number }[] = [];
@@ -184,7 +256,10 @@ class Peer {
     conn: WsServerConnection,
     limits: ServeLimits,
     report: (cause: string, message: string) => void,
+    trust: Trust,
   ) {
+    this.#trust = trust;
+    this.#authed = trust.secret === undefined;
     this.#acceptor = acceptor;
     this.#conn = conn;
     this.#limits = limits;
@@ -244,6 +319,9 @@ class Peer {
       ? Promise.all(pending)
       : work.then(() => Promise.all(pending));
     const done = all.then((replies) => this.#send(replies, caller.taken))
+      .then(() => {
+        if (this.#closeAfterReply) this.#conn.close(1008, "unauthorized");
+      })
       .catch((e) => this.#report("reply", `cannot send replies: ${(e as Error).message}`));
     return { done, work };
   }
@@ -296,6 +374,14 @@ class Peer {
 
   async #serveItem(item: RequestItem, caller: Caller): Promise<ReplyEnvelope> {
     if ("Err" in item) return item;
+    if (item.Op === "Hello") return { Rid: item.Rid, Rep: await this.#hello(item.Req.Nonce) };
+    if (item.Op === "Auth") return await this.#auth(item.Rid, item.Req.Proof);
+    if (!this.#authed) {
+      this.#closeAfterReply = true;
+      this.#report("unauthorized", `${this.#conn.remote} sent ${item.Op} before proving the secret`);
+      return this.#unauthorized(item.Rid, `${item.Op} before Auth`);
+    }
+    if (item.Op === "Attest") return await this.#attest(item.Rid, item.Req.Peers);
     try {
       const rep = item.Op === "Latest"
         ? await this.#acceptor.latest(item.Req.Key, caller)
@@ -310,5 +396,67 @@ class Peer {
       }
       return { Rid: item.Rid, Err: { Code: "Internal", Msg: (e as Error).message } };
     }
+  }
+
+  // Hello: who we are, and with a secret our nonce and proof.
+  async #hello(peerNonce: Uint8Array): Promise<HelloReply> {
+    const { instance, identity, peers, secret } = this.#trust;
+    const reply: {
+      instance: string;
+      peers: ReadonlyMap<number, string>;
+      cluster?: HelloCluster;
+      nonce?: Uint8Array;
+      proof?: Uint8Array;
+    } = { instance, peers: peers?.map ?? new Map() };
+    if (identity !== undefined) {
+      reply.cluster = {
+        name: identity.cluster,
+        id: identity.clusterId,
+        member: identity.member,
+        members: identity.members,
+        keepVersions: identity.keepVersions,
+      };
+    }
+    if (secret !== undefined) {
+      const ours = newNonce();
+      this.#nonces = { peer: peerNonce, ours };
+      reply.nonce = ours;
+      reply.proof = await secret.acceptorProof(peerNonce, ours);
+    }
+    return reply;
+  }
+
+  // Auth: the peer's proof of the secret, for the nonces of its Hello.
+  async #auth(rid: Rid, proof: Uint8Array): Promise<ReplyEnvelope> {
+    const { secret } = this.#trust;
+    if (secret === undefined) return { Rid: rid, Rep: { Ok: true } };
+    const nonces = this.#nonces;
+    this.#nonces = null; // a proof is good for one Auth
+    if (nonces !== null && await secret.checkClientProof(proof, nonces.ours, nonces.peer)) {
+      this.#authed = true;
+      return { Rid: rid, Rep: { Ok: true } };
+    }
+    this.#closeAfterReply = true;
+    this.#report("unauthorized", `${this.#conn.remote} failed to prove the shared secret`);
+    return this.#unauthorized(
+      rid,
+      nonces === null ? "Auth without a Hello first" : "wrong proof: the secrets differ",
+    );
+  }
+
+  #unauthorized(rid: Rid, why: string): ReplyEnvelope {
+    return {
+      Rid: rid,
+      Err: { Code: "Unauthorized", Msg: `the shared secret was not proved (${why})` },
+    };
+  }
+
+  // Attest: a client vouches for the members' instances.
+  async #attest(rid: Rid, vouched: ReadonlyMap<number, string>): Promise<ReplyEnvelope> {
+    const { identity, peers, instance } = this.#trust;
+    if (identity === undefined || peers === undefined) return { Rid: rid, Rep: { Ok: true } };
+    const conflict = await peers.vouch(identity, instance, vouched);
+    if (conflict === null) return { Rid: rid, Rep: { Ok: true } };
+    return { Rid: rid, Err: { Code: "BadRequest", Msg: conflict } };
   }
 }
