@@ -42,6 +42,7 @@ export {
   EXIT_CONFLICT,
   EXIT_FAILURE,
   EXIT_NOT_FOUND,
+  EXIT_REFUSED,
   EXIT_USAGE,
 } from "./cli/exit.ts";
 export type { CliIo } from "./cli/io.ts";

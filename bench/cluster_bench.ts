@@ -122,8 +122,23 @@ async function spawnServer(
 
 const NET = "--allow-net=127.0.0.1";
 
-// Three acceptor processes of the code in `code`, with their data in `dir`.
+// Three acceptor processes of the code in `code`, with their data in `dir`:
+// members of one new cluster where that code knows of clusters (`--init`).
 async function acceptors(durable: boolean, dir: string, code = root) {
+  const help = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "cli.ts", "acceptor", "--help"],
+    cwd: code,
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  const clusters = new TextDecoder().decode(help.stdout).includes("--init");
+  const clusterId = Array.from(
+    crypto.getRandomValues(new Uint8Array(16)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+  const cluster = clusters
+    ? ["--cluster", "bench", "--cluster-id", clusterId, "--members", "0,1,2"]
+    : [];
   return await Promise.all([0, 1, 2].map((i) =>
     spawnServer([
       "run",
@@ -136,7 +151,10 @@ async function acceptors(durable: boolean, dir: string, code = root) {
       `${i}`,
       "--port",
       "0",
-      ...(durable ? ["--data", join(dir, `acceptor-${i}`)] : ["--memory"]),
+      ...(durable
+        ? ["--data", join(dir, `acceptor-${i}`), ...(clusters ? ["--init"] : [])]
+        : ["--memory"]),
+      ...cluster,
     ], code)
   ));
 }

@@ -161,32 +161,3 @@ export function parseAcceptorUrls(s: string): string[] {
   }
   return urls;
 }
-
-/** The options of every command that talks to the acceptors. */
-export const NET_SPEC: OptSpec = {
-  acceptors: "string",
-  timeout: "string",
-  deadline: "string",
-  json: "boolean",
-};
-
-/** The values of {@link NET_SPEC}'s options. */
-export interface NetOptions {
-  /** The acceptors' URLs. */
-  readonly urls: string[];
-  /** How long each reply may take, in ms. */
-  readonly timeoutMs: number;
-  /** How long the command may take, in ms. */
-  readonly deadlineMs: number;
-  /** Whether to print JSON. */
-  readonly json: boolean;
-}
-
-/** Reads the options of {@link NET_SPEC}. */
-export function parseNetOptions(p: Parsed): NetOptions {
-  const urls = parseAcceptorUrls(required(stringOpt(p, "acceptors"), "acceptors"));
-  const ms = `a number of milliseconds in 1..${MAX_TIMER_MS}`;
-  const timeoutMs = Number(intOpt(p, "timeout", 1n, BigInt(MAX_TIMER_MS), ms) ?? 1000n);
-  const deadlineMs = Number(intOpt(p, "deadline", 1n, BigInt(MAX_TIMER_MS), ms) ?? 10_000n);
-  return { urls, timeoutMs, deadlineMs, json: p.opts.has("json") };
-}

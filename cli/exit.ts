@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { AcceptorError, NotEnoughQuorumError } from "../errors.ts";
+import { AcceptorError, NotEnoughQuorumError, TrustError } from "../errors.ts";
 import { CompactedError, UnknownOutcomeError, VersionConflictError } from "../kv.ts";
 import type { CliIo } from "./io.ts";
 
@@ -18,6 +18,13 @@ export const EXIT_NOT_FOUND = 3;
 export const EXIT_CONFLICT = 4;
 /** Exit status when the version asked for is compacted (acceptors run with `--keep-versions`). */
 export const EXIT_COMPACTED = 5;
+/**
+ * Exit status when a client and the acceptors do not belong together: a
+ * wrong or missing secret, an untrusted certificate, acceptors of different
+ * clusters, a list that is not exactly the membership, a member that came
+ * back without its state.
+ */
+export const EXIT_REFUSED = 6;
 
 /**
  * A command line the CLI cannot run; reported as one line, exit status
@@ -40,6 +47,8 @@ export function reportFailure(e: unknown, io: CliIo): number {
     ? EXIT_CONFLICT
     : e instanceof CompactedError
     ? EXIT_COMPACTED
+    : e instanceof TrustError
+    ? EXIT_REFUSED
     : e instanceof NotEnoughQuorumError || e instanceof AcceptorError ||
         e instanceof UnknownOutcomeError
     ? EXIT_FAILURE

@@ -20,6 +20,12 @@ const EXIT_HELP = `Exit status:
      written
   5  the version asked for is compacted: the acceptors run with
      --keep-versions and no longer keep it
+  6  refused: the acceptors and this client do not belong together (a wrong
+     or missing secret, an untrusted certificate, acceptors of two clusters,
+     a list that is not exactly the membership, one acceptor listed twice, a
+     member that came back without its state)
+An acceptor that refuses to start unsafely (no identity in DIR, --init on a
+DIR that has one) exits with 1, before it writes anything.
 Every failure is one line on stderr.`;
 
 /** The help of the program, for `--help` and `help`. */
@@ -47,12 +53,26 @@ history take --json to print one line of JSON instead.
 ${EXIT_HELP}`;
 
 const ACCEPTOR_HELP = `Usage:
-  ${RUN} acceptor --id N [--host H] [--port P]
-      [--data DIR | --memory] [--keep-versions K] [LIMITS]
+  ${RUN} acceptor --data DIR --init --cluster NAME --members IDS --id N
+      [--cluster-id ID] [--keep-versions K] [SERVING OPTIONS]
+  ${RUN} acceptor --data DIR [SERVING OPTIONS]
+  ${RUN} acceptor --memory --id N [--members IDS --cluster-id ID]
+      [--keep-versions K] [SERVING OPTIONS]
 
-Runs one acceptor, serving ws://HOST:PORT/paxos. It first recovers its state
-from DIR; once it listens, it prints that URL as one line on stdout. SIGINT or
-SIGTERM stops it (exit status 0).
+Runs one acceptor, serving ws://HOST:PORT/paxos (wss:// with --tls-cert). It
+first recovers its state from DIR; once it listens, it prints that URL as one
+line on stdout. SIGINT or SIGTERM stops it (exit status 0).
+
+A member's identity is created once, on purpose: --init writes it to DIR (the
+cluster's name, a cluster id shared by its members, this member's id, the
+membership and the cluster-wide settings). The first member's --init makes a
+new cluster id and says so on stderr; give it to the others' --init with
+--cluster-id. Later starts need only --data. An acceptor refuses to start on
+a DIR with no identity (an empty acceptor that joins a running cluster can
+lose acknowledged writes), and --init refuses a DIR that has one; a log of an
+earlier release is adopted by --init. Clients check every member's identity
+at connect: a list of acceptors that is not exactly the membership, or
+members of two clusters, is refused.
 
 Every promise and vote is written to DIR and synced to disk before the reply
 that acknowledges it is sent. A second acceptor on the same DIR refuses to
@@ -60,18 +80,36 @@ start. A damaged log (other than a torn last write, which is dropped) makes
 the acceptor refuse to start, naming the file and offset.
 
 Options:
-  --id N              this acceptor's id, a non-negative integer (required)
-  --host H            interface to listen on (default 127.0.0.1)
-  --port P            port to listen on, 0 for a free one (default ${DEFAULT_BASE_PORT}+N)
-  --data DIR          where the state lives (default ./data/acceptor-N)
-  --memory            keep the state in memory only, for tests and demos: it is
-                      lost when the process stops
+  --data DIR          where the state and identity live (required, or --memory)
+  --init              create this member's identity in DIR, which must have none
+  --cluster NAME      the cluster's name: letters, digits, ".", "_", "-"
+  --members IDS       every member's id, comma-separated, e.g. 0,1,2
+  --id N              this member's id, one of IDS
+  --cluster-id ID     the cluster's id (32 hex digits), from the first member
   --keep-versions K   keep only the last K versions of each key, a positive
-                      integer (counted from the highest version this acceptor
-                      voted in); older versions are forgotten, and requests for
-                      them are refused as compacted (get --ver exits with 5;
-                      history leaves them out). Default: keep every version
+                      integer, set for the whole cluster at --init (counted
+                      from the highest version this acceptor voted in); older
+                      versions are forgotten, and requests for them are
+                      refused as compacted (get --ver exits with 5; history
+                      leaves them out). Default: keep every version
+  --memory            keep the state in memory only, for tests and demos: it is
+                      lost when the process stops, and clients refuse it if it
+                      comes back (it has a new instance id at every start)
   -h, --help          show this help
+
+Serving options:
+  --host H            interface to listen on (default 127.0.0.1); another than
+                      loopback needs --secret-file
+  --port P            port to listen on, 0 for a free one (default ${DEFAULT_BASE_PORT}+N)
+  --secret-file FILE  the cluster's shared secret (at least 16 bytes; mode 600),
+                      or env PAXOSKV_SECRET_FILE: a client must prove it knows
+                      it before anything is served, and is shown that this
+                      acceptor does
+  --tls-cert FILE     serve wss:// with this certificate chain (PEM)...
+  --tls-key FILE      ...and this private key (PEM)
+  --allow-origin O    web pages of origin O (https://host:port; several
+                      comma-separated) may connect; any other request that
+                      carries an Origin header (every browser's) is refused
 
 Limits: what one peer can make the acceptor hold (docs/security.md). Each is a
 positive integer; past it the peer gets a clear refusal and the acceptor goes
@@ -111,8 +149,12 @@ function netOptions(withVer: boolean): string {
     : `  --deadline MS      give up when there is no answer within MS ms (default
                      10000); reaching a majority of the acceptors and then
                      the command itself each have MS ms`;
-  return `  --acceptors URLS   the acceptors, comma-separated ws://HOST:PORT/paxos URLs
-                     (required); every decision is made by a majority of them
+  return `  --acceptors URLS   the acceptors, comma-separated ws://HOST:PORT/paxos (or
+                     wss://) URLs, exactly the cluster's members (required);
+                     every decision is made by a majority of them
+  --secret-file FILE the cluster's shared secret (or env PAXOSKV_SECRET_FILE)
+  --ca-file FILE     trust the certificates in FILE (PEM) for wss://, besides
+                     the system's roots (or env PAXOSKV_CA_FILE)
   --timeout MS       how long to wait for each reply, in ms (default 1000)
 ${deadline}
   --json             print one line of JSON instead (see JSON below)`;

@@ -8,18 +8,10 @@
 import { keyBytesOverLimit, MAX_KEY_BYTES } from "../codec.ts";
 import { INT64_MAX } from "../types.ts";
 import { connect, Kv, type SetOptions } from "../kv.ts";
-import { WebSocketAcceptorClient } from "../transport.ts";
+import { connectAcceptors } from "../connect.ts";
 import type { Value } from "../types.ts";
-import {
-  intOpt,
-  NET_SPEC,
-  type NetOptions,
-  type OptSpec,
-  parseArgs,
-  type Parsed,
-  parseNetOptions,
-  positionals,
-} from "./args.ts";
+import { intOpt, type OptSpec, parseArgs, type Parsed, positionals } from "./args.ts";
+import { connectOptions, NET_SPEC, type NetOptions, parseNetOptions } from "./net.ts";
 import { EXIT_NOT_FOUND, messageOf, reportFailure, UsageError } from "./exit.ts";
 import { formatKvValue, formatValue, parseValueArg, toJson } from "./format.ts";
 import type { CliIo } from "./io.ts";
@@ -61,11 +53,11 @@ export async function runKeyCommand(
   args: readonly string[],
   io: CliIo,
 ): Promise<number> {
-  const a = parseKeyArgs(cmd, parseArgs(args, KEY_SPECS[cmd]));
+  const a = await parseKeyArgs(cmd, parseArgs(args, KEY_SPECS[cmd]));
   if (a.ver !== undefined) return await runVersion(a, a.ver, io);
   let kv: Kv;
   try {
-    kv = await connect(a.net.urls, { timeoutMs: a.net.timeoutMs, deadlineMs: a.net.deadlineMs });
+    kv = await connect(a.net.urls, connectOptions(a.net));
   } catch (e) {
     return reportFailure(e, io);
   }
@@ -78,7 +70,7 @@ export async function runKeyCommand(
   }
 }
 
-function parseKeyArgs(cmd: KeyCommand, p: Parsed): KeyArgs {
+async function parseKeyArgs(cmd: KeyCommand, p: Parsed): Promise<KeyArgs> {
   const [key, valueArg] = positionals(p, cmd === "set" ? ["KEY", "VALUE"] : ["KEY"]);
   const keyBytes = keyBytesOverLimit(key!);
   if (keyBytes !== undefined) {
@@ -105,7 +97,7 @@ function parseKeyArgs(cmd: KeyCommand, p: Parsed): KeyArgs {
   } else if (p.opts.has("proposer-id")) {
     throw new UsageError("--proposer-id goes only with --ver");
   }
-  const net = parseNetOptions(p);
+  const net = await parseNetOptions(p);
   const proposerId = intOpt(p, "proposer-id", 1n, INT64_MAX, "a positive int64");
   const ifVersion = intOpt(
     p,
@@ -183,9 +175,12 @@ const KV_COMMANDS: Readonly<Record<KeyCommand, KvCommand>> = {
 
 /** The seed's calls: one Paxos run on KEY@ver, with this process as the proposer. */
 async function runVersion(a: KeyArgs, ver: bigint, io: CliIo): Promise<number> {
-  const clients = a.net.urls.map((u) =>
-    new WebSocketAcceptorClient(u, { timeoutMs: a.net.timeoutMs })
-  );
+  let clients;
+  try {
+    clients = await connectAcceptors(a.net.urls, connectOptions(a.net));
+  } catch (e) {
+    return reportFailure(e, io);
+  }
   const kv = new Kv(clients, { deadlineMs: a.net.deadlineMs });
   const proposerId = a.proposerId ?? randomProposerId();
   try {

@@ -4,17 +4,25 @@
  *
  * @module
  */
-import { join } from "node:path";
 import { PaxosAcceptor } from "../acceptor.ts";
 import { DEFAULT_BASE_PORT, startCluster } from "../cluster.ts";
 import { LogStore } from "../log_store.ts";
-import { serveAcceptor } from "../server.ts";
+import { isLoopback, serveAcceptor } from "../server.ts";
 import { MemoryStore, type Store } from "../store.ts";
 import { hostOpt, intOpt, parseArgs, positionals, required, stringOpt } from "./args.ts";
 import { EXIT_FAILURE, messageOf, UsageError } from "./exit.ts";
+import { VouchedPeers, writeIdentity } from "../identity.ts";
+import {
+  type AcceptorIdentity,
+  durableIdentity,
+  IDENTITY_SPEC,
+  memoryIdentity,
+  StartRefused,
+} from "./acceptor_init.ts";
+import { originsOpt, secretOpt, SERVER_TRUST_SPEC, tlsOpt } from "./trust.ts";
 import type { CliIo } from "./io.ts";
 
-/** `acceptor --id N ...`: one acceptor on a durable (or memory) store. */
+/** `acceptor --data DIR ...`: one acceptor on a durable (or memory) store. */
 export async function runAcceptor(args: readonly string[], io: CliIo): Promise<number> {
   const p = parseArgs(args, {
     id: "string",
@@ -28,27 +36,14 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
     "max-reply-bytes": "string",
     "max-queued-per-key": "string",
     "max-queued-per-peer": "string",
+    ...IDENTITY_SPEC,
+    ...SERVER_TRUST_SPEC,
   });
   positionals(p, []);
-  const id = required(
-    intOpt(p, "id", 0n, BigInt(Number.MAX_SAFE_INTEGER), "a non-negative integer"),
-    "id",
-  );
+  // First every option's value, then what they mean together.
+  const idOpt = intOpt(p, "id", 0n, BigInt(Number.MAX_SAFE_INTEGER), "a non-negative integer");
   const hostname = hostOpt(p);
-  let port = intOpt(p, "port", 0n, 65535n, "a port number in 0..65535");
-  if (port === undefined) {
-    port = BigInt(DEFAULT_BASE_PORT) + id;
-    if (port > 65535n) {
-      throw new UsageError(
-        `the default port ${DEFAULT_BASE_PORT}+${id} is over 65535: give --port`,
-      );
-    }
-  }
-  const memory = p.opts.has("memory");
-  const dataOpt = stringOpt(p, "data");
-  if (memory && dataOpt !== undefined) throw new UsageError("give --data or --memory, not both");
-  if (dataOpt === "") throw new UsageError("--data needs a directory");
-  const dir = dataOpt ?? join("data", `acceptor-${id}`);
+  const portOpt = intOpt(p, "port", 0n, 65535n, "a port number in 0..65535");
   const keep = intOpt(
     p,
     "keep-versions",
@@ -65,29 +60,87 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
   const maxPendingReplyBytes = limit("max-reply-bytes");
   const maxQueuedPerKey = limit("max-queued-per-key");
   const maxQueuedPerPeer = limit("max-queued-per-peer");
+  const memory = p.opts.has("memory");
+  const dir = stringOpt(p, "data");
+  if (memory && dir !== undefined) throw new UsageError("give --data or --memory, not both");
+  if (dir === "") throw new UsageError("--data needs a directory");
+  if (!memory && dir === undefined) {
+    throw new UsageError(
+      "missing --data DIR (or --memory, for a test acceptor whose state is lost when it stops)",
+    );
+  }
+  const secret = await secretOpt(p);
+  const tls = await tlsOpt(p);
+  const allowOrigins = originsOpt(p);
+
+  // Which member of which cluster this is, decided before anything is written.
+  let who: AcceptorIdentity;
+  try {
+    who = dir === undefined
+      ? memoryIdentity(p, Number(required(idOpt, "id")), keep === undefined ? null : Number(keep))
+      : await durableIdentity(
+        p,
+        dir,
+        idOpt === undefined ? undefined : Number(idOpt),
+        keep === undefined ? undefined : Number(keep),
+      );
+  } catch (e) {
+    if (!(e instanceof StartRefused)) throw e;
+    io.err(`paxoskv: acceptor: ${e.message}`);
+    return EXIT_FAILURE;
+  }
+  const identity = who.record.identity;
+  const id = identity.member;
+  let port = portOpt;
+  if (port === undefined) {
+    port = BigInt(DEFAULT_BASE_PORT + id);
+    if (port > 65535n) {
+      throw new UsageError(
+        `the default port ${DEFAULT_BASE_PORT}+${id} is over 65535: give --port`,
+      );
+    }
+  }
+  if (secret === undefined && !isLoopback(hostname)) {
+    throw new UsageError(
+      `--host ${hostname} without --secret-file: every host that can reach it could read and ` +
+        `write every key; give the cluster's secret, or listen on 127.0.0.1`,
+    );
+  }
   // Never blocks, even when nobody reads stderr; the server's own lines are
   // also rate-limited per cause.
   const log = (m: string) => (io.log ?? io.err)(`paxoskv: acceptor ${id}: ${m}`);
+  if (who.note !== undefined) log(who.note);
   const stop = io.waitForStop();
   let store: Store;
   try {
-    store = memory ? new MemoryStore() : await LogStore.open(dir, { onEvent: log });
+    store = dir === undefined ? new MemoryStore() : await LogStore.open(dir, { onEvent: log });
+    if (dir !== undefined && who.create) await writeIdentity(dir, who.record);
   } catch (e) {
     io.err(`paxoskv: acceptor ${id} cannot open its data: ${messageOf(e)}`);
     return EXIT_FAILURE;
   }
   const acceptor = new PaxosAcceptor(store, `acceptor ${id}`, {
-    ...(keep === undefined ? {} : { keepVersions: Number(keep) }),
+    ...(identity.keepVersions === null ? {} : { keepVersions: identity.keepVersions }),
     ...(maxQueuedPerKey === undefined ? {} : { maxQueuedPerKey }),
     ...(maxQueuedPerPeer === undefined ? {} : { maxQueuedPerPeer }),
     onError: log,
   });
+  // A durable member keeps on disk the instances clients vouched for.
+  const peers = new VouchedPeers(
+    who.record.peers,
+    dir === undefined ? undefined : (m) => writeIdentity(dir, { identity, peers: m }),
+  );
   let server;
   try {
     server = await serveAcceptor(acceptor, {
       hostname,
       port: Number(port),
       onError: log,
+      identity,
+      peers,
+      allowOrigins,
+      ...(secret === undefined ? {} : { secret }),
+      ...(tls === undefined ? {} : { tls }),
       ...(maxConnections === undefined ? {} : { maxConnections }),
       ...(handshakeTimeoutMs === undefined ? {} : { handshakeTimeoutMs }),
       ...(maxPendingReplyBytes === undefined ? {} : { maxPendingReplyBytes }),
