@@ -185,16 +185,42 @@ export class Server extends LineProcess {
   }
 }
 
+/** The cluster id of test clusters (each test's acceptors are a cluster of their own). */
+export const TEST_CLUSTER_ID = "7e57c1a5".repeat(4);
+
 /**
- * Starts acceptor `id` on a free port with its state in `dir`, and waits
- * (up to `timeoutMs`) for its URL line.
+ * The flags that make an acceptor member `id` of a test cluster of
+ * `members`: for a memory acceptor, its identity; for a durable one whose
+ * `data` holds no identity yet, `--init` and the cluster's options.
+ */
+export function memberFlags(
+  id: number,
+  members: readonly number[],
+  store: { readonly data: string } | "memory",
+  clusterId = TEST_CLUSTER_ID,
+): string[] {
+  const cluster = ["--cluster", "test", "--cluster-id", clusterId, "--members", members.join(",")];
+  if (store === "memory") return ["--id", `${id}`, "--memory", ...cluster];
+  let fresh = true;
+  try {
+    Deno.statSync(join(store.data, "identity.json"));
+    fresh = false;
+  } catch { /* none yet */ }
+  return ["--data", store.data, ...(fresh ? ["--init", "--id", `${id}`, ...cluster] : [])];
+}
+
+/**
+ * Starts acceptor `id` of a test cluster of `members` on a free port with
+ * its state in `dir` (`--init` on its first start), and waits (up to
+ * `timeoutMs`) for its URL line.
  */
 export async function startDurableAcceptor(
   id: number,
   dir: string,
   timeoutMs = 10_000,
+  members: readonly number[] = [0, 1, 2],
 ): Promise<{ server: Server; url: string }> {
-  const server = new Server(["acceptor", "--id", `${id}`, "--port", "0", "--data", dir]);
+  const server = new Server(["acceptor", "--port", "0", ...memberFlags(id, members, { data: dir })]);
   try {
     const [url] = await server.waitFor((lines) => lines.length >= 1, timeoutMs);
     assert.match(url!, URL_LINE);
@@ -205,13 +231,22 @@ export async function startDurableAcceptor(
   }
 }
 
-/** Starts acceptor processes on free ports and waits for each one's URL line. */
+/**
+ * Starts the acceptors of a test cluster, one process each, on free ports,
+ * and waits for each one's URL line. Each acceptor's flags say where its
+ * state is (`--memory` or `--data DIR`) and anything else; its identity is
+ * added (memberFlags).
+ */
 export async function startAcceptors(
   flags: string[][],
 ): Promise<{ servers: Server[]; urls: string[] }> {
-  const servers = flags.map((f, i) =>
-    new Server(["acceptor", "--id", `${i}`, "--port", "0", ...f])
-  );
+  const members = flags.map((_, i) => i);
+  const servers = flags.map((f, i) => {
+    const d = f.indexOf("--data");
+    const store = d >= 0 ? { data: f[d + 1]! } : "memory" as const;
+    const rest = f.filter((x, j) => x !== "--memory" && (d < 0 || (j !== d && j !== d + 1)));
+    return new Server(["acceptor", "--port", "0", ...memberFlags(i, members, store), ...rest]);
+  });
   try {
     const urls = await Promise.all(
       servers.map(async (s) => (await s.waitFor((lines) => lines.length >= 1))[0]!),

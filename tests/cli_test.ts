@@ -11,6 +11,7 @@ import { formatKvValue, formatValue, parseValueArg } from "../cli/format.ts";
 import {
   cli,
   cliOut,
+  memberFlags,
   type RunResult,
   Server,
   startAcceptors,
@@ -347,7 +348,7 @@ Deno.test("cli: set fails with one line within its deadline when two of three ac
     }
     assertOneLineError(r, "set without a quorum");
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /^paxoskv: no value chosen for foo@0 within 1000 ms/);
+    assert.match(r.stderr, /^paxoskv: cannot reach a majority of the acceptors: /);
     // A generous bound: the deadline is 1 s, process start and exit included.
     assert.ok(r.ms < 10_000, `set took ${r.ms} ms with a 1000 ms deadline`);
   } finally {
@@ -445,7 +446,21 @@ Deno.test("cli: bad command lines exit 2 with one line on stderr", async () => {
     [["set", "foo", "--ver", "0", ...acc], /missing VALUE/],
     [["set", "foo", "9223372036854775808", "--ver", "0", ...acc], /outside the int64 range/],
     [["set", "foo", "-9223372036854775809", "--ver", "0", ...acc], /outside the int64 range/],
-    [["acceptor"], /missing --id/],
+    [["acceptor"], /missing --data DIR \(or --memory/],
+    [["acceptor", "--memory"], /missing --id/],
+    [["acceptor", "--data", "/nonexistent/x", "--init"], /--init needs --cluster NAME/],
+    [["acceptor", "--data", "/x", "--init", "--cluster", "c"], /--init needs --members/],
+    [["acceptor", "--memory", "--id", "0", "--init"], /--init is for a data directory/],
+    [["acceptor", "--memory", "--id", "3", "--members", "0,1,2"], /--id 3 is not in --members/],
+    [["acceptor", "--memory", "--id", "0", "--members", "0,0"], /member 0 is listed twice/],
+    [["acceptor", "--memory", "--id", "0", "--cluster", "a b"], /cluster name "a b"/],
+    [["acceptor", "--memory", "--id", "0", "--cluster-id", "xyz"], /expected 32 lowercase hex/],
+    [["acceptor", "--memory", "--id", "0", "--host", "0.0.0.0"], /without --secret-file/],
+    [["acceptor", "--memory", "--id", "0", "--tls-cert", "c.pem"], /--tls-cert and --tls-key/],
+    [["acceptor", "--memory", "--id", "0", "--secret-file", "/nonexistent"], /--secret-file/],
+    [["acceptor", "--memory", "--id", "0", "--allow-origin", "a.b"], /not an origin/],
+    [["get", "foo", "--secret-file", "/nonexistent", ...acc], /--secret-file "\/nonexistent"/],
+    [["get", "foo", "--ca-file", "/nonexistent", ...acc], /--ca-file "\/nonexistent"/],
     [["acceptor", "--id", "0", "--port", "65536"], /--port must be/],
     [["acceptor", "--id", "0", "--memory=yes"], /--memory takes no value/],
     [["cluster", "--base-port", "x"], /--base-port must be/],
@@ -555,32 +570,51 @@ Deno.test("cli: formatKvValue prints bigints in decimal, strings as-is, other va
   assert.equal(formatKvValue({ a: [2n ** 60n, "x"] }), '{"a":[1152921504606846976,"x"]}');
 });
 
-Deno.test("cli: an acceptor keeps its state across restarts, in data/acceptor-N by default", async () => {
-  const cwd = await Deno.makeTempDir({ prefix: "paxoskv-cli-data-" });
+Deno.test("cli: an acceptor keeps its state across restarts on the directory --init made; it refuses to start without it", async () => {
+  const data = await Deno.makeTempDir({ prefix: "paxoskv-cli-data-" });
+  const dir = join(data, "acceptor-4");
   try {
-    const first = new Server(["acceptor", "--id", "4", "--port", "0"], cwd);
+    // An empty directory without --init: refused, nothing written.
+    const empty = await cli("acceptor", "--port", "0", "--data", dir);
+    assertOneLineError(empty, "start on an empty directory");
+    assert.equal(empty.code, 1);
+    assert.match(
+      empty.stderr,
+      /holds no acceptor state: an empty acceptor that joins a running cluster can lose acknowledged writes\. For a member of a new cluster add --init/,
+    );
+    await assert.rejects(Deno.stat(dir), Deno.errors.NotFound);
+
+    const init = ["--init", "--cluster", "solo", "--members", "4", "--id", "4"];
+    const first = new Server(["acceptor", "--port", "0", "--data", dir, ...init]);
     const [url1] = await first.waitFor((l) => l.length >= 1);
     assert.equal(await cliOut("set", "foo", "5", "--ver", "0", "--acceptors", url1!), "5");
     assert.deepEqual(await stopAll([first]), [""]);
-    assert.ok((await Deno.stat(join(cwd, "data", "acceptor-4", "acceptor.log"))).size > 8);
+    assert.ok((await Deno.stat(join(dir, "acceptor.log"))).size > 8);
+
+    // --init again, or another identity: refused before anything is written.
+    for (
+      const [args, why] of [
+        [init, /already holds member 4 of cluster solo .*: --init is for a new member/],
+        [["--id", "5"], /its id is 4, not 5 as given/],
+        [["--cluster", "other"], /its cluster is solo, not other as given/],
+        [["--keep-versions", "2"], /--keep-versions is set for the whole cluster at --init/],
+      ] as const
+    ) {
+      const r = await cli("acceptor", "--port", "0", "--data", dir, ...args);
+      assertOneLineError(r, `restart with ${args.join(" ")}`);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, why);
+    }
 
     // Restarted on the same data: foo₀ is still chosen, another value cannot be.
-    const second = new Server(["acceptor", "--id", "4", "--port", "0"], cwd);
+    const second = new Server(["acceptor", "--port", "0", "--data", dir]);
     const [url2] = await second.waitFor((l) => l.length >= 1);
     try {
       assert.equal(await cliOut("get", "foo", "--ver", "0", "--acceptors", url2!), "5");
       assert.equal(await cliOut("set", "foo", "6", "--ver", "0", "--acceptors", url2!), "5");
 
       // A second acceptor on the same directory refuses to start.
-      const r = await cli(
-        "acceptor",
-        "--id",
-        "4",
-        "--port",
-        "0",
-        "--data",
-        join(cwd, "data", "acceptor-4"),
-      );
+      const r = await cli("acceptor", "--port", "0", "--data", dir);
       assertOneLineError(r, "second acceptor on one data dir");
       assert.equal(r.code, 1);
       assert.match(r.stderr, /in use by another acceptor/);
@@ -588,14 +622,14 @@ Deno.test("cli: an acceptor keeps its state across restarts, in data/acceptor-N 
       assert.deepEqual(await stopAll([second]), [""]);
     }
   } finally {
-    await Deno.remove(cwd, { recursive: true });
+    await Deno.remove(data, { recursive: true });
   }
 });
 
 Deno.test("cli: an acceptor refuses to start on a damaged log, naming the file and offset", async () => {
   const data = await Deno.makeTempDir({ prefix: "paxoskv-cli-damaged-" });
   try {
-    const a = new Server(["acceptor", "--id", "0", "--port", "0", "--data", data]);
+    const a = new Server(["acceptor", "--port", "0", ...memberFlags(0, [0], { data })]);
     const [url] = await a.waitFor((l) => l.length >= 1);
     for (const ver of ["0", "1"]) {
       assert.equal(await cliOut("set", "k", ver, "--ver", ver, "--acceptors", url!), ver);
@@ -605,7 +639,7 @@ Deno.test("cli: an acceptor refuses to start on a damaged log, naming the file a
     const bytes = await Deno.readFile(log);
     bytes[8 + 12 + 3] = bytes[8 + 12 + 3]! ^ 0xff; // inside the first record's payload
     await Deno.writeFile(log, bytes);
-    const r = await cli("acceptor", "--id", "0", "--port", "0", "--data", data);
+    const r = await cli("acceptor", "--port", "0", "--data", data);
     assertOneLineError(r, "damaged log");
     assert.equal(r.code, 1);
     assert.ok(r.stderr.includes(`${log}: checksum mismatch`), r.stderr);

@@ -18,7 +18,7 @@ import {
 } from "../codec.ts";
 import type { Acceptor } from "../types.ts";
 import { bal, inst, req } from "./builders.ts";
-import { rssOf, Server } from "./cli_process.ts";
+import { memberFlags, rssOf, Server } from "./cli_process.ts";
 import { RawWs } from "./raw_ws.ts";
 
 const FRAMES = Number(
@@ -273,7 +273,7 @@ interface Proc {
 }
 
 async function start(name: string, flags: string[]): Promise<Proc> {
-  const server = new Server(["acceptor", "--id", "0", "--port", "0", ...flags]);
+  const server = new Server(["acceptor", "--port", "0", ...flags]);
   const [url] = await server.waitFor((lines) => lines.length >= 1, 10_000);
   return { name, port: Number(new URL(url!).port), server };
 }
@@ -339,7 +339,10 @@ function contains(hay: Uint8Array, needle: Uint8Array): boolean {
 
 Deno.test(`fuzz: ${FRAMES} frames at a durable and a memory acceptor: no exit, no stall, bounded memory`, async () => {
   const dir = await Deno.makeTempDir({ prefix: "paxoskv-fuzz-" });
-  const procs = [await start("durable", ["--data", dir]), await start("memory", ["--memory"])];
+  const procs = [
+    await start("durable", memberFlags(0, [0], { data: dir })),
+    await start("memory", ["--memory", "--id", "0"]),
+  ];
   try {
     // The guard instance, and each one's memory before the fuzz.
     for (const p of procs) {
@@ -412,7 +415,7 @@ Deno.test(`fuzz: ${FRAMES} frames at a durable and a memory acceptor: no exit, n
     await Promise.all(procs.map(stop));
   }
   // The durable one restarts on what it stored.
-  const again = await start("durable again", ["--data", dir]);
+  const again = await start("durable again", memberFlags(0, [0], { data: dir }));
   try {
     const g = await guardState(again.port);
     assert.deepEqual([g.LastBal, g.Val], [bal(1000, 1), GUARD_VALUE]);

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { decodeFrame, encodeFrame } from "../codec.ts";
 import { within } from "./waits.ts";
 
 /** The GUID of RFC 6455's handshake. */
@@ -188,6 +189,18 @@ export class RawWsPeer {
         `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
     );
     await this.write(concat(head, opts.extra ?? new Uint8Array(0)));
+  }
+
+  /**
+   * Reads a client's first frame, its `Hello` (trust extension), and answers
+   * it as a v1 acceptor does: `Err` `UnknownOp`.
+   */
+  async answerHelloAsV1(): Promise<void> {
+    const f = await this.readFrame();
+    const hello = decodeFrame(f.payload) as { Rid: number; Op: string };
+    if (hello.Op !== "Hello") throw new Error(`expected a Hello first, got ${hello.Op}`);
+    const reply = encodeFrame({ Rid: hello.Rid, Err: { Code: "UnknownOp", Msg: "v1" } });
+    await this.write(serverFrame(0x2, reply));
   }
 
   /** Reads one frame from the client, unmasked (fails after 5 s). */

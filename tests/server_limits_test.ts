@@ -16,7 +16,7 @@ import { serveAcceptor, type ServeAcceptorOptions } from "../server.ts";
 import { MemoryStore, type Store } from "../store.ts";
 import { concatBytes, OP } from "../ws_frames.ts";
 import { bal, inst, req } from "./builders.ts";
-import { LineProcess, RUN, URL_LINE } from "./cli_process.ts";
+import { LineProcess, memberFlags, RUN, URL_LINE } from "./cli_process.ts";
 import { RawWs, writeAll } from "./raw_ws.ts";
 
 let nextRid = 1;
@@ -118,9 +118,9 @@ Deno.test("a 128-bit integer in Data is refused (memory): the key and its batch 
 
 Deno.test("a 128-bit integer in Data is refused (durable process): it lives on, and restarts clean", async () => {
   const dir = await Deno.makeTempDir({ prefix: "paxoskv-bigint-" });
-  const args = ["acceptor", "--id", "0", "--port", "0", "--data", dir];
   try {
     for (let life = 0; life < 2; life++) {
+      const args = ["acceptor", "--port", "0", ...memberFlags(0, [0], { data: dir })];
       const server = new LineProcess([...RUN, ...args]);
       try {
         const [url] = await server.waitFor((l) => l.length >= 1, 10_000);

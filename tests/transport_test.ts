@@ -59,6 +59,13 @@ async function startFake(
     socket.addEventListener("close", (e) => firstClosed(e.code));
     socket.onmessage = (e) => {
       const items = decodeRequestFrame(new Uint8Array(e.data as ArrayBuffer));
+      // It speaks v1 only: a client's Hello (its first frame) is answered
+      // UnknownOp, and not counted.
+      const first = items[0];
+      if (items.length === 1 && first !== undefined && "Op" in first && first.Op === "Hello") {
+        socket.send(encodeReplies([{ Rid: first.Rid, Err: { Code: "UnknownOp", Msg: "v1" } }]));
+        return;
+      }
       fake.frames++;
       fake.batchSizes.push(items.length);
       onFrame(items, socket);
@@ -315,7 +322,9 @@ Deno.test("requests in flight fail at once with ConnectionReset when the accepto
 Deno.test("requests in flight fail at once with ConnectionReset when the TCP connection drops", async () => {
   // Completes the handshake, reads the first bytes of the requests, hangs up.
   const server = startRawServer(async (conn) => {
-    await new RawWsPeer(conn).handshake();
+    const peer = new RawWsPeer(conn);
+    await peer.handshake();
+    await peer.answerHelloAsV1();
     await conn.read(new Uint8Array(1024));
     conn.close();
   });
@@ -576,7 +585,7 @@ Deno.test("close() of a client that never connected resolves", async () => {
 });
 
 Deno.test("the constructor rejects a bad URL with a TypeError", () => {
-  for (const bad of ["wss://127.0.0.1:3333/paxos", "http://127.0.0.1:3333/paxos", "nonsense"]) {
+  for (const bad of ["https://127.0.0.1:3333/paxos", "http://127.0.0.1:3333/paxos", "nonsense"]) {
     assert.throws(() => new WebSocketAcceptorClient(bad), TypeError, bad);
   }
 });

@@ -361,12 +361,13 @@ Deno.test("a wrong Sec-WebSocket-Accept fails the connect", async () => {
   }
 });
 
-Deno.test("parseWsUrl accepts ws:// URLs and rejects everything else with a TypeError", async () => {
+Deno.test("parseWsUrl accepts ws:// and wss:// URLs and rejects everything else with a TypeError", async () => {
   assert.equal(parseWsUrl("ws://127.0.0.1:3333/paxos").port, "3333");
+  assert.equal(parseWsUrl("wss://127.0.0.1:3333/paxos").protocol, "wss:");
   assert.equal(parseWsUrl("ws://[::1]:3333/paxos").hostname, "[::1]");
   for (
     const bad of [
-      "wss://127.0.0.1:3333/paxos",
+      "https://127.0.0.1:3333/paxos",
       "http://127.0.0.1:3333/paxos",
       "garbage",
       "",
