@@ -12,7 +12,7 @@ import { systemClock } from "./clock.ts";
 import { ClusterView } from "./cluster_view.ts";
 import { NotEnoughQuorumError, TrustError } from "./errors.ts";
 import type { Secret } from "./handshake.ts";
-import { askQuorum, quorumOf } from "./quorum.ts";
+import { quorumOf } from "./quorum.ts";
 import { WebSocketAcceptorClient } from "./transport.ts";
 
 /** Options of {@link connectAcceptors}. */
@@ -75,21 +75,30 @@ export async function connectAcceptors(
   const clock = opts.clock ?? systemClock;
   const quorum = quorumOf(clients.length);
   try {
-    const out = await askQuorum(clients, (c) => c.ready(), {
-      need: quorum,
-      deadline: clock.now() + (opts.deadlineMs ?? 10_000),
-      clock,
-    });
-    // An acceptor that refused us, or that we refused, is a mistake to fix,
-    // not a failure to ride out, even when a majority of others answered.
+    // Every acceptor that answers is checked before any is used: one that
+    // does not belong must be refused even when a majority of others do.
+    // (One that does not answer costs up to its connect timeout.)
+    const failures: string[] = [];
+    let ready = 0;
+    let timer: unknown;
+    const timedOut = await Promise.race([
+      Promise.all(
+        clients.map((c) =>
+          c.ready().then(() => void ready++, (e: Error) => void failures.push(e.message))
+        ),
+      ).then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = clock.setTimer(() => resolve(true), opts.deadlineMs ?? 10_000);
+      }),
+    ]);
+    clock.clearTimer(timer);
     const refused = clients.find((c) => c.refusal !== null)?.refusal;
     if (refused !== undefined && refused !== null) throw refused;
-    if (!out.ok) {
-      const why = out.why === "" ? "too many failed" : "none answered within the deadline";
+    if (ready < quorum) {
+      const why = timedOut ? "no majority answered within the deadline" : "too many failed";
       throw new NotEnoughQuorumError(
-        `cannot reach a majority of the acceptors: ${out.replies.length} of ${clients.length} ` +
-          `answered, ${quorum} needed; ${why}` +
-          (out.failures.length > 0 ? `; ${out.failures.join("; ")}` : ""),
+        `cannot reach a majority of the acceptors: ${ready} of ${clients.length} answered, ` +
+          `${quorum} needed; ${why}` + (failures.length > 0 ? `; ${failures.join("; ")}` : ""),
       );
     }
     // Vouch for the members' instances, so that one that comes back without

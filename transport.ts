@@ -302,10 +302,23 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
 
   // A connection, handshake done.
   async #open(): Promise<WsConnection> {
-    const conn = await WsConnection.connect(this.name, {
-      timeoutMs: this.#connectTimeoutMs,
-      ...(this.#caCerts === undefined ? {} : { caCerts: this.#caCerts }),
-    });
+    let conn: WsConnection;
+    try {
+      conn = await WsConnection.connect(this.name, {
+        timeoutMs: this.#connectTimeoutMs,
+        ...(this.#caCerts === undefined ? {} : { caCerts: this.#caCerts }),
+      });
+    } catch (e) {
+      // A certificate we do not trust: a refusal, not a network failure.
+      if (e instanceof Deno.errors.InvalidData && /certificate/i.test(e.message)) {
+        throw new TrustError(
+          `${this.name}: its TLS certificate is not trusted (${e.message}): give the ` +
+            `certificate of the CA that signed it with --ca-file`,
+          { cause: e },
+        );
+      }
+      throw e;
+    }
     let lost!: (e: Error) => void;
     const closed = new Promise<never>((_, reject) => lost = reject);
     closed.catch(() => {});

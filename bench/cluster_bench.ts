@@ -22,6 +22,8 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { connect } from "../kv.ts";
 import { quorumOf } from "../quorum.ts";
+import { Secret } from "../handshake.ts";
+import { makeCerts, opensslUnavailable, type TestCerts } from "../tests/certs.ts";
 import { WebSocketAcceptorClient } from "../transport.ts";
 
 const { values: flags } = parseArgs({
@@ -32,6 +34,7 @@ const { values: flags } = parseArgs({
     json: { type: "boolean", default: false },
     "vs-etcd": { type: "boolean", default: false },
     baseline: { type: "string" },
+    "no-tls": { type: "boolean", default: false },
   },
 });
 const seconds = Number(flags.seconds);
@@ -51,6 +54,7 @@ interface Row {
   vsWire?: number;
   vsEtcd?: number;
   vsBase?: number;
+  vsPlain?: number;
 }
 
 // Runs `op` in `inFlight` closed loops for the configured time.
@@ -123,8 +127,9 @@ async function spawnServer(
 const NET = "--allow-net=127.0.0.1";
 
 // Three acceptor processes of the code in `code`, with their data in `dir`:
-// members of one new cluster where that code knows of clusters (`--init`).
-async function acceptors(durable: boolean, dir: string, code = root) {
+// members of one new cluster where that code knows of clusters (`--init`);
+// with `trust`, serving wss:// and asking for the secret.
+async function acceptors(durable: boolean, dir: string, code = root, trust?: Trust) {
   const help = await new Deno.Command(Deno.execPath(), {
     args: ["run", "cli.ts", "acceptor", "--help"],
     cwd: code,
@@ -155,8 +160,40 @@ async function acceptors(durable: boolean, dir: string, code = root) {
         ? ["--data", join(dir, `acceptor-${i}`), ...(clusters ? ["--init"] : [])]
         : ["--memory"]),
       ...cluster,
+      ...(trust === undefined ? [] : [
+        "--tls-cert",
+        trust.certs.certFile,
+        "--tls-key",
+        trust.certs.keyFile,
+        "--secret-file",
+        trust.secretFile,
+      ]),
     ], code)
   ));
+}
+
+// TLS certificates and a shared secret, for the rows with both on.
+interface Trust {
+  readonly certs: TestCerts;
+  readonly secretFile: string;
+  readonly secret: Secret;
+}
+
+async function makeTrust(dir: string): Promise<Trust | null> {
+  const why = await opensslUnavailable();
+  if (why !== null) {
+    // deno-lint-ignore no-console
+    console.error(`the TLS rows are skipped: ${why}`);
+    return null;
+  }
+  const tlsDir = join(dir, "tls");
+  await Deno.mkdir(tlsDir);
+  const certs = await makeCerts(tlsDir, ["127.0.0.1"]);
+  const secretFile = join(tlsDir, "secret");
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  await Deno.writeFile(secretFile, bytes, { mode: 0o600 });
+  await Deno.chmod(secretFile, 0o600);
+  return { certs, secretFile, secret: await Secret.import(bytes) };
 }
 
 // The code under test, and the baseline's when there is one: where its
@@ -214,19 +251,30 @@ try {
   try {
     if (flags["vs-etcd"]) etcd = await startEtcd(dir);
     if (flags.baseline !== undefined) codes.push(await checkout(flags.baseline, dir));
-    for (const durable of [true, false]) {
-      const name = durable ? "durable" : "memory";
-      const runs = await Promise.all(codes.map(async (code) => {
-        const servers = await acceptors(durable, join(dir, code.name || "current"), code.dir);
+    // The memory store once more, with TLS and the secret on: our code only.
+    const trust = flags["no-tls"] ? null : await makeTrust(dir);
+    const kinds = ["durable", "memory", ...(trust === null ? [] : ["tls+auth memory"])];
+    for (const name of kinds) {
+      const durable = name === "durable";
+      const secured = name === "tls+auth memory" ? trust! : undefined;
+      const runs = await Promise.all((secured ? codes.slice(0, 1) : codes).map(async (code) => {
+        const where = join(dir, `${code.name || "current"}-${name}`);
+        const servers = await acceptors(durable, where, code.dir, secured);
         const urls = servers.map((s) => s.url);
-        const kv = await code.connect(urls, { timeoutMs: 5000, deadlineMs: 30_000 });
+        const kv = await code.connect(urls, {
+          timeoutMs: 5000,
+          deadlineMs: 30_000,
+          ...(secured === undefined ? {} : { secret: secured.secret, caCerts: [secured.certs.ca] }),
+        });
         return { code, servers, kv, prefix: code.name ? `${code.name}: ` : "" };
       }));
       // Warm-up, not recorded: compiled code and connections for what follows.
       for (const r of runs) await measure("warm-up", 64, (w, i) => r.kv.set(`warm-${w}`, i), 0.5);
       await measure("warm-up", 64, quorumRoundTrip, 0.5);
       for (const [level, n] of levels.entries()) {
-        if (!durable) rows.push(await measure("wire: quorum round trip", n, quorumRoundTrip));
+        if (name === "memory") {
+          rows.push(await measure("wire: quorum round trip", n, quorumRoundTrip));
+        }
         // With a baseline, the order alternates from one level to the next.
         for (const r of level % 2 === 0 ? runs : [...runs].reverse()) {
           const key = (w: number, i: number) => `w${n}-${w}-${i % 16}`;
@@ -266,6 +314,12 @@ for (const r of rows) {
     b.workload === `baseline ${flags.baseline}: ${r.workload}` && b.inFlight === r.inFlight
   );
   if (base) r.vsBase = Number((r.opsPerSec / base.opsPerSec).toFixed(3));
+  if (r.workload.startsWith("tls+auth ")) {
+    const plain = rows.find((p) =>
+      p.workload === r.workload.slice("tls+auth ".length) && p.inFlight === r.inFlight
+    );
+    if (plain) r.vsPlain = Number((r.opsPerSec / plain.opsPerSec).toFixed(3));
+  }
 }
 
 // The targets of issue 6, as ratios within this run (those whose rows ran).

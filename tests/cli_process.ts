@@ -69,9 +69,9 @@ export class LineProcess {
   readonly #stdoutDone: Promise<void>;
   readonly #stderr: Promise<string>;
 
-  /** Starts `deno` with `args`. */
-  constructor(args: string[], opts: { cwd?: string; stdin?: boolean } = {}) {
-    this.#proc = new Deno.Command(Deno.execPath(), {
+  /** Starts `deno` (or `opts.command`) with `args`. */
+  constructor(args: string[], opts: { cwd?: string; stdin?: boolean; command?: string } = {}) {
+    this.#proc = new Deno.Command(opts.command ?? Deno.execPath(), {
       args,
       ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
       stdin: opts.stdin ? "piped" : "null",

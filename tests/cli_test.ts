@@ -626,6 +626,50 @@ Deno.test("cli: an acceptor keeps its state across restarts on the directory --i
   }
 });
 
+Deno.test("cli: data of the previous release (a log, no identity) is refused until --init adopts it, then serves what it held", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "paxoskv-cli-legacy-" });
+  try {
+    // What the previous release left: a log with a chosen value, no identity.
+    const a = new Server(["acceptor", "--port", "0", ...memberFlags(0, [0], { data: dir })]);
+    const [url] = await a.waitFor((l) => l.length >= 1);
+    assert.equal(await cliOut("set", "old", "7", "--ver", "0", "--acceptors", url!), "7");
+    await stopAll([a]);
+    await Deno.remove(join(dir, "identity.json"));
+
+    const r = await cli("acceptor", "--port", "0", "--data", dir);
+    assertOneLineError(r, "a log without an identity");
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /holds an acceptor log of an earlier release but no cluster identity: give it one, once, with --init/,
+    );
+
+    const adopted = new Server([
+      "acceptor",
+      "--port",
+      "0",
+      "--data",
+      dir,
+      "--init",
+      "--cluster",
+      "old",
+      "--members",
+      "0",
+      "--id",
+      "0",
+    ]);
+    try {
+      const [url2] = await adopted.waitFor((l) => l.length >= 1);
+      assert.equal(await cliOut("get", "old", "--ver", "0", "--acceptors", url2!), "7");
+    } finally {
+      const [stderr] = await stopAll([adopted]);
+      assert.match(stderr!, /holds a log of an earlier release: it becomes member 0's/);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("cli: an acceptor refuses to start on a damaged log, naming the file and offset", async () => {
   const data = await Deno.makeTempDir({ prefix: "paxoskv-cli-damaged-" });
   try {

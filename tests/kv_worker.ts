@@ -4,7 +4,8 @@
  * finished one as a JSON line that {@link checkKv} can check.
  *
  *   deno run --allow-net=127.0.0.1 tests/kv_worker.ts --client C --ops N
- *     --keys K --seed S [--pause-ms P] [--timeout-ms T] [--deadline-ms D] URL,URL,URL
+ *     --keys K --seed S [--pause-ms P] [--timeout-ms T] [--deadline-ms D]
+ *     [--secret-file F] [--ca-file F] URL,URL,URL
  *
  * Protocol on stdin/stdout, one JSON object per stdout line:
  * 1. It connects a {@link Kv} to the URLs and prints `{"ready":true}`.
@@ -36,7 +37,8 @@
  */
 import { parseArgs } from "node:util";
 import { seededRandom } from "../clock.ts";
-import { connect, type Kv } from "../kv.ts";
+import { connect, type Kv, type KvOptions } from "../kv.ts";
+import { readSecretFile } from "../handshake.ts";
 import type { KvInput, KvOperation } from "../check/linearizability.ts";
 import { runKvOp } from "../check/kv_ops.ts";
 
@@ -90,10 +92,10 @@ async function* stdinLines(): AsyncGenerator<string> {
   }
 }
 
-async function connectRetrying(urls: string[], timeoutMs: number, deadlineMs: number): Promise<Kv> {
+async function connectRetrying(urls: string[], opts: KvOptions): Promise<Kv> {
   for (let attempt = 1;; attempt++) {
     try {
-      return await connect(urls, { timeoutMs, deadlineMs });
+      return await connect(urls, opts);
     } catch (e) {
       if (attempt >= 3) return await fail(1, `cannot connect to ${urls.join(",")}: ${e}`);
     }
@@ -111,6 +113,8 @@ async function main(): Promise<void> {
       "pause-ms": { type: "string" },
       "timeout-ms": { type: "string" },
       "deadline-ms": { type: "string" },
+      "secret-file": { type: "string" },
+      "ca-file": { type: "string" },
     },
     allowPositionals: true,
   });
@@ -125,7 +129,14 @@ async function main(): Promise<void> {
   if (positionals.length !== 1) await fail(2, "give the acceptor URLs as one URL,URL,... argument");
   const urls = positionals[0]!.split(",");
 
-  const kv = await connectRetrying(urls, timeoutMs, deadlineMs);
+  const secretFile = values["secret-file"];
+  const caFile = values["ca-file"];
+  const kv = await connectRetrying(urls, {
+    timeoutMs,
+    deadlineMs,
+    ...(secretFile === undefined ? {} : { secret: await readSecretFile(secretFile) }),
+    ...(caFile === undefined ? {} : { caCerts: [await Deno.readTextFile(caFile)] }),
+  });
   await emit({ ready: true });
   const lines = stdinLines();
   for (;;) {
