@@ -220,7 +220,12 @@ export async function startDurableAcceptor(
   timeoutMs = 10_000,
   members: readonly number[] = [0, 1, 2],
 ): Promise<{ server: Server; url: string }> {
-  const server = new Server(["acceptor", "--port", "0", ...memberFlags(id, members, { data: dir })]);
+  const server = new Server([
+    "acceptor",
+    "--port",
+    "0",
+    ...memberFlags(id, members, { data: dir }),
+  ]);
   try {
     const [url] = await server.waitFor((lines) => lines.length >= 1, timeoutMs);
     assert.match(url!, URL_LINE);

@@ -78,7 +78,20 @@ export async function makeNetwork(n: number): Promise<TestNetwork> {
       made.push(h.ns);
       await ip("-n", h.ns, "link", "set", "lo", "up");
       // One veth pair: eth0 in the host, p<i> on the bridge.
-      await ip("-n", h.ns, "link", "add", "eth0", "type", "veth", "peer", "name", `p${i}`, "netns", bridge);
+      await ip(
+        "-n",
+        h.ns,
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        `p${i}`,
+        "netns",
+        bridge,
+      );
       await ip("-n", h.ns, "addr", "add", `${h.addr}/24`, "dev", "eth0");
       await ip("-n", h.ns, "link", "set", "eth0", "up");
       await ip("-n", bridge, "link", "set", `p${i}`, "master", "br0");
