@@ -53,7 +53,10 @@ Deno.test("an identity file round-trips, none reads as null, a damaged one is re
 Deno.test("VouchedPeers keeps the first instance of each member, refuses another, and saves what is new", async () => {
   const me = makeIdentity(base());
   const saved: ReadonlyMap<number, string>[] = [];
-  const peers = new VouchedPeers(new Map(), async (m) => void saved.push(new Map(m)));
+  const peers = new VouchedPeers(new Map(), (m) => {
+    saved.push(new Map(m));
+    return Promise.resolve();
+  });
   const i0 = randomId();
   assert.equal(await peers.vouch(me, me.instance, new Map([[0, i0], [1, me.instance]])), null);
   assert.deepEqual(saved, [new Map([[0, i0]])]);

@@ -13,7 +13,7 @@ import { seededRandom } from "../clock.ts";
 import { randomId } from "../identity.ts";
 import { checkKv, type KvOperation } from "../check/linearizability.ts";
 import { makeCerts, opensslUnavailable } from "./certs.ts";
-import { LineProcess, RUN } from "./cli_process.ts";
+import { LineProcess } from "./cli_process.ts";
 import { decodeLine } from "./kv_worker.ts";
 import { makeNetwork, netnsUnavailable, type TestNetwork } from "./netns.ts";
 
