@@ -45,7 +45,27 @@ export {
   VersionConflictError,
   type VersionOptions,
 } from "./kv.ts";
-export { AcceptorError, type ErrorCode, NotEnoughQuorumError } from "./errors.ts";
+export { AcceptorError, type ErrorCode, NotEnoughQuorumError, TrustError } from "./errors.ts";
+
+// Trust: who talks to whom (docs/protocol.md, extension trust).
+export { connectAcceptors, type ConnectOptions } from "./connect.ts";
+export {
+  type HelloCluster,
+  type HelloReply,
+  MIN_SECRET_BYTES,
+  readSecretFile,
+  Secret,
+} from "./handshake.ts";
+export {
+  type ClusterIdentity,
+  IDENTITY_FILE,
+  type IdentityRecord,
+  makeIdentity,
+  randomId,
+  readIdentity,
+  VouchedPeers,
+  writeIdentity,
+} from "./identity.ts";
 
 // Running acceptors.
 export {
