@@ -216,8 +216,17 @@ function definedOnly(o: object): Partial<ServeLimits> {
   return out;
 }
 
-/** Whether a host name or address is this machine's loopback. */
-function isLoopback(hostname: string): boolean {
+/**
+ * Whether a host name or address is this machine's loopback.
+ *
+ * @example
+ * ```ts
+ * import { isLoopback } from "./server.ts";
+ * isLoopback("127.0.0.1"); // true
+ * isLoopback("0.0.0.0"); // false: every interface
+ * ```
+ */
+export function isLoopback(hostname: string): boolean {
   return hostname === "localhost" || hostname === "::1" || hostname === "[::1]" ||
     /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
 }
@@ -378,7 +387,10 @@ class Peer {
     if (item.Op === "Auth") return await this.#auth(item.Rid, item.Req.Proof);
     if (!this.#authed) {
       this.#closeAfterReply = true;
-      this.#report("unauthorized", `${this.#conn.remote} sent ${item.Op} before proving the secret`);
+      this.#report(
+        "unauthorized",
+        `${this.#conn.remote} sent ${item.Op} before proving the secret`,
+      );
       return this.#unauthorized(item.Rid, `${item.Op} before Auth`);
     }
     if (item.Op === "Attest") return await this.#attest(item.Rid, item.Req.Peers);

@@ -15,7 +15,7 @@ import { WebSocketAcceptorClient } from "../transport.ts";
 import { concatBytes, OP } from "../ws_frames.ts";
 // The attacks' client, and a process's RSS, from the tests' helpers.
 import { RawWs, writeAll } from "../tests/raw_ws.ts";
-import { rssOf } from "../tests/cli_process.ts";
+import { memberFlags, rssOf } from "../tests/cli_process.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -253,12 +253,9 @@ async function startAcceptor(dir: string): Promise<{ child: Deno.ChildProcess; p
       "--allow-write",
       join(root, "cli.ts"),
       "acceptor",
-      "--id",
-      "0",
       "--port",
       "0",
-      "--data",
-      dir,
+      ...memberFlags(0, [0], { data: dir }),
     ],
     stdout: "piped",
     stderr: "piped", // never read: logging must not block it
