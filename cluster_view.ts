@@ -100,7 +100,8 @@ export class ClusterView {
     if (known === null) {
       if (c.members.length !== this.#urls.length) {
         return `${url} says cluster ${c.name} has ${c.members.length} members ` +
-          `(${c.members.join(",")}), but ${this.#urls.length} acceptors are listed: ` +
+          `(${c.members.join(",")}), but ${this.#urls.length} ` +
+          `${this.#urls.length === 1 ? "acceptor is" : "acceptors are"} listed: ` +
           `list exactly the members, each once`;
       }
       this.#cluster = { ...c, url };
