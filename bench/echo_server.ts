@@ -14,8 +14,9 @@ const server = await serveWebSocket({
     conn.onMessage = (bytes) => {
       const items = decodeRequestFrame(bytes);
       const replies: ReplyEnvelope[] = items.map((item) =>
-        "Err" in item
-          ? item
+        "Err" in item ? item : item.Op === "Hello" || item.Op === "Auth" || item.Op === "Attest"
+          // Like a v1 acceptor: no handshake.
+          ? { Rid: item.Rid, Err: { Code: "UnknownOp", Msg: "the echo server has no handshake" } }
           : item.Op === "Latest"
           ? { Rid: item.Rid, Rep: { Ver: -1n, Floor: 0n, Val: null, VBal: ZERO_BALLOT } }
           : { Rid: item.Rid, Rep: { LastBal: ZERO_BALLOT, Val: null, VBal: ZERO_BALLOT } }
