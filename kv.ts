@@ -44,9 +44,10 @@ import {
 } from "./codec.ts";
 import { AcceptorError, NotEnoughQuorumError } from "./errors.ts";
 import { connectAcceptors, type ConnectOptions } from "./connect.ts";
-import { PaxosProposer } from "./proposer.ts";
+import { PaxosProposer, type ProposerOptions } from "./proposer.ts";
 import { askQuorum, quorumOf } from "./quorum.ts";
 import type { KvAcceptorClient } from "./transport.ts";
+import { traceAcceptors, type Tracer } from "./trace.ts";
 import type { BallotNum, DataValue, LatestReply, Value } from "./types.ts";
 import { ballotEquals, isInt64 } from "./types.ts";
 
@@ -159,6 +160,11 @@ export class UnknownOutcomeError extends Error {
 export interface KvOptions extends ConnectOptions {
   /** How long one operation may take before it fails, in ms (default 10000). */
   readonly deadlineMs?: number;
+  /**
+   * Told of every request, reply, quorum, raised ballot and backoff of
+   * every operation (see trace.ts). Default: none, at no cost.
+   */
+  readonly tracer?: Tracer | undefined;
 }
 
 /** Options of {@link Kv.getVersion} and {@link Kv.setVersion}. */
@@ -233,6 +239,8 @@ export class Kv {
   readonly #deadlineMs: number;
   readonly #clock: Clock;
   readonly #random: Random;
+  readonly #tracer: Tracer | undefined;
+  readonly #proposerOpts: ProposerOptions;
   readonly #close: () => Promise<void>;
   // Per key: a ballot a majority promised for one version (see #fastWrite).
   readonly #promised = new Map<string, { ver: bigint; bal: BallotNum }>();
@@ -246,10 +254,14 @@ export class Kv {
     close: () => Promise<void> = () => Promise.resolve(),
   ) {
     if (acceptors.length === 0) throw new RangeError("a KV needs at least one acceptor");
-    this.#acceptors = acceptors;
+    this.#tracer = opts.tracer;
+    this.#acceptors = opts.tracer === undefined
+      ? acceptors
+      : traceAcceptors(acceptors, opts.tracer);
     this.#deadlineMs = opts.deadlineMs ?? 10_000;
     this.#clock = opts.clock ?? systemClock;
     this.#random = opts.random ?? mathRandom;
+    this.#proposerOpts = { clock: this.#clock, random: this.#random, tracer: opts.tracer };
     this.#close = close;
   }
 
@@ -439,7 +451,7 @@ export class Kv {
     this.#promised.delete(key);
     const p = new PaxosProposer(
       { Id: { Key: key, Ver: ver }, Bal: promised.bal, Val: value },
-      { clock: this.#clock, random: this.#random },
+      this.#proposerOpts,
     );
     const r = await p.phase2(this.#acceptors, quorumOf(this.#acceptors.length), {
       promiseNext: true,
@@ -549,6 +561,14 @@ export class Kv {
       deadline,
       clock: this.#clock,
     });
+    this.#tracer?.event({
+      kind: "quorum",
+      phase: "Latest",
+      key,
+      ok: out.ok,
+      count: out.replies.length,
+      need: quorum,
+    });
     this.#refuseOverV1();
     if (out.ok) return out.replies;
     const why = out.why === "" ? "too many failed" : "no majority answered within the deadline";
@@ -584,7 +604,7 @@ export class Kv {
   ): Promise<Value | null> {
     const p = new PaxosProposer(
       { Id: { Key: key, Ver: ver }, Bal: { N: 1n, ProposerId: proposerId } },
-      { clock: this.#clock, random: this.#random },
+      this.#proposerOpts,
     );
     try {
       // A read first looks for a value already chosen: no write, one round trip.

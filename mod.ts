@@ -140,3 +140,15 @@ export {
 
 // The seams a simulation or a test plugs into.
 export { type Clock, mathRandom, type Random, seededRandom, systemClock } from "./clock.ts";
+
+// Watching Paxos run: who is told of each message (`--trace`, the demos).
+export {
+  type TimedTraceEvent,
+  traceAcceptors,
+  type TraceEvent,
+  type TraceOp,
+  type TracePhase,
+  type Tracer,
+  TraceRecorder,
+  type TraceVerdict,
+} from "./trace.ts";

@@ -14,6 +14,7 @@ import type { AcceptorClient } from "./transport.ts";
 import { askQuorum, quorumOf, type QuorumOutcome } from "./quorum.ts";
 import type { Clock, Random } from "./clock.ts";
 import { backoff, mathRandom, systemClock } from "./clock.ts";
+import type { Tracer } from "./trace.ts";
 
 /**
  * What {@link PaxosProposer.phase1} found, as the seed's three return
@@ -86,6 +87,13 @@ export interface ProposerOptions {
   readonly clock?: Clock;
   /** Randomness for backoff (default: Math.random). */
   readonly random?: Random;
+  /**
+   * Told when a phase reaches its quorum or fails, when the ballot is
+   * raised and when the proposer backs off (see trace.ts; wrap the
+   * acceptors with `traceAcceptors` to see each message too). Default: none,
+   * at no cost.
+   */
+  readonly tracer?: Tracer | undefined;
 }
 
 /** Options of {@link PaxosProposer.runPaxos}. */
@@ -119,6 +127,7 @@ export class PaxosProposer {
   Val: Value | null;
   readonly #clock: Clock;
   readonly #random: Random;
+  readonly #tracer: Tracer | undefined;
   #nextPromised = false;
 
   /** Builds a proposer from its state (`Val` defaults to null). */
@@ -131,6 +140,7 @@ export class PaxosProposer {
     this.Val = state.Val ?? null;
     this.#clock = opts.clock ?? systemClock;
     this.#random = opts.random ?? mathRandom;
+    this.#tracer = opts.tracer;
   }
 
   /**
@@ -211,6 +221,15 @@ export class PaxosProposer {
       judge: (rep) => rep.Val !== null || "no vote",
       groupOf: (rep) => formatBallot(rep.VBal),
     });
+    this.#tracer?.event({
+      kind: "quorum",
+      phase: "Peek",
+      key: this.Id.Key,
+      ver: this.Id.Ver,
+      ok: out.ok,
+      count: out.replies.length,
+      need: quorumOf(acceptors.length),
+    });
     return out.ok ? out.replies[0]!.Val : null;
   }
 
@@ -245,6 +264,16 @@ export class PaxosProposer {
         if (rep.Val !== null && (maxVoted === null || GE(rep.VBal, maxVoted.VBal))) maxVoted = rep;
         return true;
       },
+    });
+    this.#tracer?.event({
+      kind: "quorum",
+      phase: "Phase1",
+      key: this.Id.Key,
+      ver: this.Id.Ver,
+      bal,
+      ok: out.ok,
+      count: out.replies.length,
+      need: quorum,
     });
     if (!out.ok) {
       return { latestVal: null, higherBal, err: this.#notEnough("Prepare", quorum, out) };
@@ -286,6 +315,16 @@ export class PaxosProposer {
         if (!GE(bal, rep.LastBal)) opts.onRefused?.();
       },
     });
+    this.#tracer?.event({
+      kind: "quorum",
+      phase: "Phase2",
+      key: this.Id.Key,
+      ver: this.Id.Ver,
+      bal,
+      ok: out.ok,
+      count: out.replies.length,
+      need: quorum,
+    });
     if (!out.ok) return { higherBal, err: this.#notEnough("Accept", quorum, out) };
     if (!next) return { higherBal: null, err: null };
     const promised = out.replies.filter((rep) => rep.NextOk === true).length;
@@ -318,7 +357,16 @@ export class PaxosProposer {
           `${formatBallot(higherBal)} is the highest there is`,
       );
     }
+    const from = this.Bal;
     this.Bal = { N, ProposerId: this.Bal.ProposerId };
+    this.#tracer?.event({
+      kind: "raise",
+      key: this.Id.Key,
+      ver: this.Id.Ver,
+      from,
+      to: this.Bal,
+      seen: higherBal,
+    });
   }
 
   async #backoff(
@@ -341,6 +389,8 @@ export class PaxosProposer {
     // random, growing time, so that proposers that keep meeting stop dueling.
     if (round === 1) return;
     const delay = backoff(round - 1, { baseMs: 1, maxMs: maxBackoffMs }, this.#random);
-    await this.#clock.sleep(Math.min(left, delay));
+    const ms = Math.min(left, delay);
+    this.#tracer?.event({ kind: "backoff", key: this.Id.Key, ver: this.Id.Ver, round, ms });
+    await this.#clock.sleep(ms);
   }
 }

@@ -8,8 +8,12 @@
 import { parseWsUrl } from "../ws_client.ts";
 import { UsageError } from "./exit.ts";
 
-/** Whether an option takes a value (`"string"`) or is a flag (`"boolean"`). */
-export type OptKind = "string" | "boolean";
+/**
+ * Whether an option takes a value (`"string"`), is a flag (`"boolean"`), or
+ * is a flag that may take a value after `=` only (`"optional"`: `--trace`,
+ * `--trace=json`).
+ */
+export type OptKind = "string" | "boolean" | "optional";
 
 /** The options a command takes, by name (without the leading `--`). */
 export type OptSpec = Readonly<Record<string, OptKind>>;
@@ -68,6 +72,10 @@ export function parseArgs(args: readonly string[], spec: OptSpec): Parsed {
       }
       if (eq >= 0) {
         opts.set(name, a.slice(eq + 1));
+        continue;
+      }
+      if (kind === "optional") {
+        opts.set(name, true);
         continue;
       }
       const next = args[i + 1];

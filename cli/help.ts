@@ -157,7 +157,12 @@ function netOptions(withVer: boolean): string {
                      the system's roots (or env PAXOSKV_CA_FILE)
   --timeout MS       how long to wait for each reply, in ms (default 1000)
 ${deadline}
-  --json             print one line of JSON instead (see JSON below)`;
+  --json             print one line of JSON instead (see JSON below)
+  --trace[=json]     after the result, print the messages: one line per
+                     request, reply, quorum, raised ballot and backoff, in
+                     time order, with the ms since the first request and the
+                     acceptors named a0, a1, ... in the order of --acceptors;
+                     --trace=json prints one JSON object per event instead`;
 }
 
 const VER_OPTIONS = `  --ver N            the seed's call: version N of KEY, a non-negative int64

@@ -15,6 +15,8 @@ import { connectOptions, NET_SPEC, type NetOptions, parseNetOptions } from "./ne
 import { EXIT_NOT_FOUND, messageOf, reportFailure, UsageError } from "./exit.ts";
 import { formatKvValue, formatValue, parseValueArg, toJson } from "./format.ts";
 import type { CliIo } from "./io.ts";
+import { type TraceFormat, traceLines, traceOpt } from "./trace_output.ts";
+import { TraceRecorder } from "../trace.ts";
 
 /** The key commands' names. */
 export type KeyCommand = "set" | "get" | "delete" | "history";
@@ -22,14 +24,15 @@ export type KeyCommand = "set" | "get" | "delete" | "history";
 const KEY_SPECS: Readonly<Record<KeyCommand, OptSpec>> = {
   set: {
     ...NET_SPEC,
+    trace: "optional",
     ver: "string",
     "proposer-id": "string",
     "if-ver": "string",
     "if-absent": "boolean",
   },
-  get: { ...NET_SPEC, ver: "string", "proposer-id": "string" },
-  delete: { ...NET_SPEC, "if-ver": "string" },
-  history: { ...NET_SPEC, limit: "string" },
+  get: { ...NET_SPEC, trace: "optional", ver: "string", "proposer-id": "string" },
+  delete: { ...NET_SPEC, trace: "optional", "if-ver": "string" },
+  history: { ...NET_SPEC, trace: "optional", limit: "string" },
 };
 
 // What a key command was asked to do, checked before anything is sent.
@@ -45,6 +48,33 @@ interface KeyArgs {
   readonly condition: SetOptions;
   /** `history --limit`. */
   readonly limit: number;
+  /** `--trace`: how to print the messages after the result. */
+  readonly trace: TraceFormat | undefined;
+}
+
+// `--trace`: records the command's messages, and prints them.
+class CliTrace {
+  readonly tracer = new TraceRecorder();
+  readonly format: TraceFormat;
+  readonly urls: readonly string[];
+  constructor(format: TraceFormat, urls: readonly string[]) {
+    this.format = format;
+    this.urls = urls;
+  }
+  print(io: CliIo): void {
+    for (const line of traceLines(this.tracer.events, this.urls, this.format)) io.out(line);
+  }
+}
+
+// A KV whose messages are traced. Its clients connect as `connect`'s do, but
+// it skips `connect`'s ping: the trace starts with the command's own
+// messages (and a v1-only acceptor is still refused, at the first request).
+async function tracedKv(net: NetOptions, trace: CliTrace): Promise<Kv> {
+  const clients = await connectAcceptors(net.urls, connectOptions(net));
+  const close = async () => {
+    await Promise.all(clients.map((c) => c.close()));
+  };
+  return new Kv(clients, { deadlineMs: net.deadlineMs, tracer: trace.tracer }, close);
 }
 
 /** Runs one key command; resolves with its exit status. */
@@ -54,10 +84,13 @@ export async function runKeyCommand(
   io: CliIo,
 ): Promise<number> {
   const a = await parseKeyArgs(cmd, parseArgs(args, KEY_SPECS[cmd]));
-  if (a.ver !== undefined) return await runVersion(a, a.ver, io);
+  const trace = a.trace === undefined ? undefined : new CliTrace(a.trace, a.net.urls);
+  if (a.ver !== undefined) return await runVersion(a, a.ver, io, trace);
   let kv: Kv;
   try {
-    kv = await connect(a.net.urls, connectOptions(a.net));
+    kv = trace === undefined
+      ? await connect(a.net.urls, connectOptions(a.net))
+      : await tracedKv(a.net, trace);
   } catch (e) {
     return reportFailure(e, io);
   }
@@ -66,6 +99,7 @@ export async function runKeyCommand(
   } catch (e) {
     return reportFailure(e, io);
   } finally {
+    trace?.print(io);
     await kv.close();
   }
 }
@@ -118,6 +152,7 @@ async function parseKeyArgs(cmd: KeyCommand, p: Parsed): Promise<KeyArgs> {
       ...(p.opts.has("if-absent") ? { ifAbsent: true } : {}),
     },
     limit: Number(limit ?? 100n),
+    trace: traceOpt(p),
   };
 }
 
@@ -174,14 +209,19 @@ const KV_COMMANDS: Readonly<Record<KeyCommand, KvCommand>> = {
 };
 
 /** The seed's calls: one Paxos run on KEY@ver, with this process as the proposer. */
-async function runVersion(a: KeyArgs, ver: bigint, io: CliIo): Promise<number> {
+async function runVersion(
+  a: KeyArgs,
+  ver: bigint,
+  io: CliIo,
+  trace: CliTrace | undefined,
+): Promise<number> {
   let clients;
   try {
     clients = await connectAcceptors(a.net.urls, connectOptions(a.net));
   } catch (e) {
     return reportFailure(e, io);
   }
-  const kv = new Kv(clients, { deadlineMs: a.net.deadlineMs });
+  const kv = new Kv(clients, { deadlineMs: a.net.deadlineMs, tracer: trace?.tracer });
   const proposerId = a.proposerId ?? randomProposerId();
   try {
     const chosen = a.value === null
@@ -200,6 +240,7 @@ async function runVersion(a: KeyArgs, ver: bigint, io: CliIo): Promise<number> {
   } catch (e) {
     return reportFailure(e, io);
   } finally {
+    trace?.print(io);
     await Promise.all(clients.map((c) => c.close()));
   }
 }
