@@ -3,7 +3,10 @@
 // and with the memory store; and, in the same run, the wire's own limit (a
 // quorum round trip to three echo servers over the same transport and
 // codec, measured at each level right before the memory store's rows).
-// Every figure is also given as a ratio to that limit.
+// Every figure is also given as a ratio to that limit. The memory store's
+// rows come once more through a KV with a tracer ("traced", issue 17), as a
+// ratio to the untraced rows ("vsPlain"); with --baseline, the untraced rows
+// against the baseline's say what the tracer seam costs when it is off.
 //
 //   deno task bench [--seconds S] [--in-flight 1,16,64,256] [--json] [--vs-etcd]
 //                   [--baseline REV]
@@ -25,6 +28,7 @@ import { quorumOf } from "../quorum.ts";
 import { Secret } from "../handshake.ts";
 import { makeCerts, opensslUnavailable, type TestCerts } from "../tests/certs.ts";
 import { WebSocketAcceptorClient } from "../transport.ts";
+import { addWorktree, removeWorktree } from "./worktree.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -207,20 +211,13 @@ interface Code {
 // Checks out `rev` in a temporary git worktree.
 async function checkout(rev: string, parent: string): Promise<Code> {
   const dir = join(parent, "baseline");
-  const git = await new Deno.Command("git", {
-    args: ["worktree", "add", "--detach", dir, rev],
-    cwd: root,
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!git.success) {
-    throw new Error(`--baseline ${rev}: ${new TextDecoder().decode(git.stderr).trim()}`);
-  }
+  await addWorktree(rev, dir);
   const mod = await import(join(dir, "kv.ts"));
   return { name: `baseline ${rev}`, dir, connect: mod.connect };
 }
 
 const rows: Row[] = [];
+let traced = 0;
 const dir = await Deno.makeTempDir({ prefix: "paxoskv-bench-", dir: root });
 try {
   // The wire's limit: a quorum round trip to three echo servers. It is
@@ -268,6 +265,18 @@ try {
         });
         return { code, servers, kv, prefix: code.name ? `${code.name}: ` : "" };
       }));
+      // The memory store once more through a KV with a tracer (issue 17):
+      // what --trace costs. The tracer only counts, so that the rows measure
+      // building and telling the events, not keeping them.
+      if (name === "memory") {
+        const ours = runs[0]!;
+        const kv = await connect(ours.servers.map((s) => s.url), {
+          timeoutMs: 5000,
+          deadlineMs: 30_000,
+          tracer: { event: () => traced++ },
+        });
+        runs.push({ code: ours.code, servers: [], kv, prefix: "traced " });
+      }
       // Warm-up, not recorded: compiled code and connections for what follows.
       for (const r of runs) await measure("warm-up", 64, (w, i) => r.kv.set(`warm-${w}`, i), 0.5);
       await measure("warm-up", 64, quorumRoundTrip, 0.5);
@@ -314,9 +323,10 @@ for (const r of rows) {
     b.workload === `baseline ${flags.baseline}: ${r.workload}` && b.inFlight === r.inFlight
   );
   if (base) r.vsBase = Number((r.opsPerSec / base.opsPerSec).toFixed(3));
-  if (r.workload.startsWith("tls+auth ")) {
+  for (const prefix of ["tls+auth ", "traced "]) {
+    if (!r.workload.startsWith(prefix)) continue;
     const plain = rows.find((p) =>
-      p.workload === r.workload.slice("tls+auth ".length) && p.inFlight === r.inFlight
+      p.workload === r.workload.slice(prefix.length) && p.inFlight === r.inFlight
     );
     if (plain) r.vsPlain = Number((r.opsPerSec / plain.opsPerSec).toFixed(3));
   }
@@ -376,23 +386,16 @@ const machine =
   `${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}`;
 if (flags.json) {
   // deno-lint-ignore no-console
-  console.log(JSON.stringify({ machine, seconds, rows, targets }, null, 2));
+  console.log(JSON.stringify({ machine, seconds, rows, targets, traceEvents: traced }, null, 2));
 } else {
   // deno-lint-ignore no-console
   console.log(`paxoskv cluster benchmark (${machine}; ${seconds} s per row)`);
   // deno-lint-ignore no-console
+  if (traced > 0) console.log(`trace events told in the traced rows: ${traced}`);
+  // deno-lint-ignore no-console
   console.table(rows);
   // deno-lint-ignore no-console
   if (targets.length > 0) console.table(targets);
-}
-
-async function removeWorktree(dir: string): Promise<void> {
-  await new Deno.Command("git", {
-    args: ["worktree", "remove", "--force", dir],
-    cwd: root,
-    stdout: "null",
-    stderr: "null",
-  }).output();
 }
 
 // etcd: three members on loopback, puts and linearizable gets over its JSON
