@@ -145,3 +145,32 @@ export class NotEnoughQuorumError extends Error {
     this.name = "NotEnoughQuorumError";
   }
 }
+
+/** The network failures the transport reports, by the name of Deno's error class. */
+export type NetErrorKind =
+  | "NotConnected"
+  | "ConnectionRefused"
+  | "ConnectionReset"
+  | "TimedOut";
+
+/**
+ * A network failure as Deno reports it (`Deno.errors.TimedOut`, ...), or,
+ * where there is no `Deno` (a browser page running the proposer), a plain
+ * Error whose `name` is the kind.
+ *
+ * @example
+ * ```ts
+ * import { netError } from "./errors.ts";
+ * const e = netError("TimedOut", "no reply within 1000 ms");
+ * e.name; // "TimedOut"
+ * ```
+ */
+export function netError(kind: NetErrorKind, message: string): Error {
+  const deno = (globalThis as unknown as {
+    Deno?: { errors: Record<NetErrorKind, new (message: string) => Error> };
+  }).Deno;
+  if (deno !== undefined) return new deno.errors[kind](message);
+  const e = new Error(message);
+  e.name = kind;
+  return e;
+}

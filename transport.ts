@@ -21,7 +21,7 @@ import {
   type RequestEnvelope,
   type WireErrorBody,
 } from "./codec.ts";
-import { AcceptorError, isErrorCode, TrustError } from "./errors.ts";
+import { AcceptorError, isErrorCode, netError, TrustError } from "./errors.ts";
 import { type HelloReply, newNonce, type Secret } from "./handshake.ts";
 import { parseWsUrl, WsConnection } from "./ws_client.ts";
 
@@ -87,7 +87,34 @@ export interface WebSocketClientOptions {
    * member of the same cluster.)
    */
   readonly verify?: (hello: HelloReply) => string | null;
+  /**
+   * How to open a connection (default: {@link WsConnection}, over Deno's
+   * TCP). A page in a browser passes `browserSocket` (browser_socket.ts).
+   */
+  readonly openSocket?: SocketOpener;
 }
+
+/**
+ * One message connection to an acceptor, as the client uses it:
+ * {@link WsConnection} (Deno, raw TCP) or a wrapper of the browser's
+ * WebSocket (`browserSocket` in browser_socket.ts).
+ */
+export interface AcceptorSocket {
+  /** Sends one binary message. */
+  send(frame: Uint8Array): void;
+  /** Closes the connection. */
+  close(code?: number, reason?: string): Promise<void>;
+  /** Called with each binary message received. */
+  onMessage: (bytes: Uint8Array) => void;
+  /** Called once when the connection is gone, with why. */
+  onClose: (reason: Error) => void;
+}
+
+/** Opens an {@link AcceptorSocket} to a `ws://` or `wss://` URL. */
+export type SocketOpener = (
+  url: string,
+  opts: { readonly timeoutMs: number; readonly caCerts?: readonly string[] },
+) => Promise<AcceptorSocket>;
 
 type Reply = Acceptor | LatestReply | HelloReply | Ack;
 
@@ -127,10 +154,11 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
   readonly #secret: Secret | undefined;
   readonly #caCerts: readonly string[] | undefined;
   readonly #verify: ((hello: HelloReply) => string | null) | undefined;
+  readonly #openSocket: SocketOpener;
   #hello: HelloReply | null | undefined = undefined;
   #refusal: TrustError | null = null;
 
-  #conn: WsConnection | null = null;
+  #conn: AcceptorSocket | null = null;
   #connecting: Promise<void> | null = null;
   #failures = 0;
   #downUntil = 0;
@@ -156,6 +184,7 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
     this.#secret = opts.secret;
     this.#caCerts = opts.caCerts;
     this.#verify = opts.verify;
+    this.#openSocket = opts.openSocket ?? ((url, o) => WsConnection.connect(url, o));
   }
 
   /**
@@ -194,7 +223,7 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
    * the acceptor or this client refused the other).
    */
   async ready(): Promise<void> {
-    if (this.#closed) throw new Deno.errors.NotConnected(`client for ${this.name} is closed`);
+    if (this.#closed) throw netError("NotConnected", `client for ${this.name} is closed`);
     if (this.#conn !== null) return;
     if (this.#connecting === null) {
       if (this.#clock.now() < this.#downUntil && this.#lastError !== null) {
@@ -204,7 +233,7 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
     }
     await this.#connecting;
     if (this.#conn === null) {
-      throw this.#refusal ?? this.#lastError ?? new Deno.errors.NotConnected(this.name);
+      throw this.#refusal ?? this.#lastError ?? netError("NotConnected", this.name);
     }
   }
 
@@ -227,12 +256,13 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
   #send(env: RequestEnvelope): Promise<Reply> {
     const op = env.Op;
     if (this.#closed) {
-      return Promise.reject(new Deno.errors.NotConnected(`client for ${this.name} is closed`));
+      return Promise.reject(netError("NotConnected", `client for ${this.name} is closed`));
     }
     if (this.#conn === null && this.#connecting === null) {
       if (this.#clock.now() < this.#downUntil) {
         return Promise.reject(
-          new Deno.errors.ConnectionRefused(
+          netError(
+            "ConnectionRefused",
             `${this.name} is unreachable (retrying later): ${this.#lastError?.message}`,
           ),
         );
@@ -256,7 +286,7 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
   }
 
   // Sends one request on `conn` at once, outside the outbox: the handshake's.
-  #call(conn: WsConnection, env: RequestEnvelope): Promise<Reply> {
+  #call(conn: AcceptorSocket, env: RequestEnvelope): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => {
       const rid = this.#expect(env.Op, resolve, reject);
       conn.send(encodeRequests([{ ...env, Rid: rid }]));
@@ -270,7 +300,7 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
     if (connecting !== null) await connecting;
     const conn = this.#conn;
     this.#conn = null;
-    this.#failAll(new Deno.errors.NotConnected(`client for ${this.name} is closed`));
+    this.#failAll(netError("NotConnected", `client for ${this.name} is closed`));
     if (conn !== null) await conn.close();
   }
 
@@ -294,23 +324,23 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
         this.#failAll(e);
       } else {
         this.#failAll(
-          new Deno.errors.ConnectionRefused(`cannot connect to ${this.name}: ${e.message}`),
+          netError("ConnectionRefused", `cannot connect to ${this.name}: ${e.message}`),
         );
       }
     });
   }
 
   // A connection, handshake done.
-  async #open(): Promise<WsConnection> {
-    let conn: WsConnection;
+  async #open(): Promise<AcceptorSocket> {
+    let conn: AcceptorSocket;
     try {
-      conn = await WsConnection.connect(this.name, {
+      conn = await this.#openSocket(this.name, {
         timeoutMs: this.#connectTimeoutMs,
         ...(this.#caCerts === undefined ? {} : { caCerts: this.#caCerts }),
       });
     } catch (e) {
       // A certificate we do not trust: a refusal, not a network failure.
-      if (e instanceof Deno.errors.InvalidData && /certificate/i.test(e.message)) {
+      if (e instanceof Error && e.name === "InvalidData" && /certificate/i.test(e.message)) {
         throw new TrustError(
           `${this.name}: its TLS certificate is not trusted (${e.message}): give the ` +
             `certificate of the CA that signed it with --ca-file`,
@@ -324,7 +354,7 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
     closed.catch(() => {});
     conn.onMessage = (bytes) => this.#onMessage(conn, bytes);
     conn.onClose = (reason) =>
-      lost(new Deno.errors.ConnectionReset(`closed during the handshake: ${reason.message}`));
+      lost(netError("ConnectionReset", `closed during the handshake: ${reason.message}`));
     try {
       await Promise.race([this.#handshake(conn), closed]);
       return conn;
@@ -336,7 +366,7 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
 
   // The trust extension's handshake (handshake.ts): who the acceptor is,
   // and the proofs of the shared secret, both ways.
-  async #handshake(conn: WsConnection): Promise<void> {
+  async #handshake(conn: AcceptorSocket): Promise<void> {
     const nonce = newNonce();
     let hello: HelloReply;
     try {
@@ -405,16 +435,16 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
     this.#downUntil = this.#clock.now() + delay;
   }
 
-  #onClose(conn: WsConnection, reason: Error): void {
+  #onClose(conn: AcceptorSocket, reason: Error): void {
     if (this.#conn !== conn) return;
     this.#conn = null;
     this.#markDown(reason);
     this.#failAll(
-      new Deno.errors.ConnectionReset(`connection to ${this.name} lost: ${reason.message}`),
+      netError("ConnectionReset", `connection to ${this.name} lost: ${reason.message}`),
     );
   }
 
-  #onMessage(conn: WsConnection, bytes: Uint8Array): void {
+  #onMessage(conn: AcceptorSocket, bytes: Uint8Array): void {
     let items;
     try {
       items = decodeReplyFrame(
@@ -514,9 +544,7 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
         if (p.deadline > now) break;
         this.#pending.delete(rid);
         p.reject(
-          new Deno.errors.TimedOut(
-            `${p.op} to ${this.name}: no reply within ${this.#timeoutMs} ms`,
-          ),
+          netError("TimedOut", `${p.op} to ${this.name}: no reply within ${this.#timeoutMs} ms`),
         );
       }
       this.#armSweep();
