@@ -70,8 +70,11 @@ class PlatformSocket implements AcceptorSocket {
  * const c = new WebSocketAcceptorClient("ws://127.0.0.1:3333/paxos", { openSocket: browserSocket });
  * ```
  */
-export const browserSocket: SocketOpener = (url, opts) =>
-  new Promise((resolve, reject) => {
+export function browserSocket(
+  url: string,
+  opts: Parameters<SocketOpener>[1],
+): Promise<AcceptorSocket> {
+  return new Promise((resolve, reject) => {
     const ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     const timer = setTimeout(() => {
@@ -91,3 +94,4 @@ export const browserSocket: SocketOpener = (url, opts) =>
       resolve(new PlatformSocket(ws));
     };
   });
+}
