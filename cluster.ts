@@ -8,7 +8,7 @@
  */
 import { PaxosAcceptor } from "./acceptor.ts";
 import { type AcceptorServer, serveAcceptor } from "./server.ts";
-import { MemoryStore } from "./store.ts";
+import { MemoryStore, type Store } from "./store.ts";
 import { makeIdentity, randomId, VouchedPeers } from "./identity.ts";
 
 /** The first port of a local cluster by default, as the seed's `AcceptorBasePort`. */
@@ -28,6 +28,10 @@ export interface ClusterOptions {
   readonly size?: number;
   /** Called for each connection error worth logging, with the acceptor's index. */
   readonly onError?: (index: number, message: string) => void;
+  /** The store of acceptor `index` (default: a new {@link MemoryStore}). */
+  readonly store?: (index: number) => Store;
+  /** The web origins whose pages may connect (see `serveAcceptor`; default none). */
+  readonly allowOrigins?: readonly string[];
 }
 
 /** A running local cluster. */
@@ -36,8 +40,17 @@ export interface LocalCluster {
   readonly urls: readonly string[];
   /** The acceptors, in index order. */
   readonly acceptors: readonly PaxosAcceptor[];
-  /** Their servers, in index order. */
+  /** Their servers, in index order (a stopped acceptor's is its last one). */
   readonly servers: readonly AcceptorServer[];
+  /** Whether acceptor `index` is serving. */
+  running(index: number): boolean;
+  /**
+   * Stops serving acceptor `index`, as a crash would: its connections drop;
+   * its state stays, as on a disk.
+   */
+  stopAcceptor(index: number): Promise<void>;
+  /** Serves a stopped acceptor again, on its port, with the state it had. */
+  startAcceptor(index: number): Promise<void>;
   /** Stops every server and releases the stores. */
   close(): Promise<void>;
 }
@@ -70,35 +83,39 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<LocalClus
   const onError = opts.onError ?? (() => {});
   const acceptors: PaxosAcceptor[] = [];
   const servers: AcceptorServer[] = [];
+  const serving: boolean[] = [];
   const closeAll = async () => {
-    await Promise.all(servers.map((s) => s.close()));
+    await Promise.all(servers.filter((_, i) => serving[i]).map((s) => s.close()));
     await Promise.all(acceptors.map((a) => a.store.close()));
   };
   // One cluster: a new id, members 0..size-1, each a new instance.
   const clusterId = randomId();
   const members = Array.from({ length: size }, (_, i) => i);
-  for (let i = 0; i < size; i++) {
-    const port = basePort === 0 ? 0 : basePort + i;
-    const acceptor = new PaxosAcceptor(new MemoryStore(), `acceptor ${i}`);
-    acceptors.push(acceptor);
-    const identity = makeIdentity({
+  const identities = members.map((i) =>
+    makeIdentity({
       cluster: "local",
       clusterId,
       member: i,
       members,
       keepVersions: null,
       instance: randomId(),
+    })
+  );
+  const serve = (i: number, port: number) =>
+    serveAcceptor(acceptors[i]!, {
+      hostname,
+      port,
+      onError: (m) => onError(i, m),
+      identity: identities[i]!,
+      peers: new VouchedPeers(),
+      ...(opts.allowOrigins === undefined ? {} : { allowOrigins: opts.allowOrigins }),
     });
+  for (let i = 0; i < size; i++) {
+    const port = basePort === 0 ? 0 : basePort + i;
+    acceptors.push(new PaxosAcceptor(opts.store?.(i) ?? new MemoryStore(), `acceptor ${i}`));
     try {
-      servers.push(
-        await serveAcceptor(acceptor, {
-          hostname,
-          port,
-          onError: (m) => onError(i, m),
-          identity,
-          peers: new VouchedPeers(),
-        }),
-      );
+      servers.push(await serve(i, port));
+      serving.push(true);
     } catch (e) {
       await closeAll();
       const what = e instanceof Error ? e.message : String(e);
@@ -107,10 +124,28 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<LocalClus
       });
     }
   }
+  const check = (i: number) => {
+    if (!(Number.isInteger(i) && i >= 0 && i < size)) {
+      throw new RangeError(`no acceptor ${i} in a cluster of ${size}`);
+    }
+  };
   return {
     urls: servers.map((s) => s.url),
     acceptors,
     servers,
+    running: (i) => serving[i] === true,
+    async stopAcceptor(i) {
+      check(i);
+      if (!serving[i]) return;
+      serving[i] = false;
+      await servers[i]!.close();
+    },
+    async startAcceptor(i) {
+      check(i);
+      if (serving[i]) return;
+      servers[i] = await serve(i, servers[i]!.port);
+      serving[i] = true;
+    },
     close: closeAll,
   };
 }

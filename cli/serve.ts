@@ -5,7 +5,8 @@
  * @module
  */
 import { PaxosAcceptor } from "../acceptor.ts";
-import { DEFAULT_BASE_PORT, startCluster } from "../cluster.ts";
+import { DEFAULT_BASE_PORT, type LocalCluster, startCluster } from "../cluster.ts";
+import { ListedStore, serveUi, type UiServer } from "../ui/server.ts";
 import { LogStore } from "../log_store.ts";
 import { isLoopback, serveAcceptor } from "../server.ts";
 import { MemoryStore, type Store } from "../store.ts";
@@ -160,20 +161,45 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
 
 /** `cluster`: three acceptors in this process, with their state in memory. */
 export async function runCluster(args: readonly string[], io: CliIo): Promise<number> {
-  const p = parseArgs(args, { "base-port": "string", host: "string" });
+  const p = parseArgs(args, {
+    "base-port": "string",
+    host: "string",
+    ui: "boolean",
+    "ui-port": "string",
+  });
   positionals(p, []);
   const basePort = intOpt(p, "base-port", 0n, 65533n, "a port number in 0..65533") ??
     BigInt(DEFAULT_BASE_PORT);
   const hostname = hostOpt(p);
+  const uiPort = intOpt(p, "ui-port", 0n, 65535n, "a port number in 0..65535");
+  if (uiPort !== undefined && !p.opts.has("ui")) throw new UsageError("--ui-port goes with --ui");
   const stop = io.waitForStop();
-  let cluster;
+  // With --ui: the page first, for its origin, the one the acceptors let in.
+  let ui: UiServer | null = null;
+  let cluster: LocalCluster | null = null;
+  const stores = [0, 1, 2].map(() => new ListedStore());
   try {
+    if (p.opts.has("ui")) {
+      ui = await serveUi(
+        () =>
+          cluster === null ? null : {
+            urls: cluster.urls,
+            stores,
+            running: (i) => cluster!.running(i),
+            stopAcceptor: (i) => cluster!.stopAcceptor(i),
+            startAcceptor: (i) => cluster!.startAcceptor(i),
+          },
+        { hostname, port: Number(uiPort ?? 0n) },
+      );
+    }
     cluster = await startCluster({
       hostname,
       basePort: Number(basePort),
       onError: (i, m) => (io.log ?? io.err)(`paxoskv: acceptor ${i}: ${m}`),
+      ...(ui === null ? {} : { store: (i: number) => stores[i]!, allowOrigins: [ui.origin] }),
     });
   } catch (e) {
+    await ui?.close();
     io.err(`paxoskv: ${messageOf(e)}`);
     return EXIT_FAILURE;
   }
@@ -189,8 +215,10 @@ export async function runCluster(args: readonly string[], io: CliIo): Promise<nu
   io.out(`Or the seed's calls, on one version by number:`);
   io.out(`  ${run} set foo 5 --ver 0 --acceptors ${list}`);
   io.out(`  ${run} get foo --ver 0 --acceptors ${list}`);
+  if (ui !== null) io.out(`The web page (the browser is a proposer there): ${ui.url}`);
   io.out(`Press Ctrl-C to stop.`);
   await stop;
+  await ui?.close();
   await cluster.close();
   await io.flushLog?.();
   return 0;

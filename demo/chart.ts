@@ -77,8 +77,12 @@ const vote = (v: Value, at: BallotNum) => `${value(v)}@${bal(at)}`;
 export function label(e: SlideEvent["event"]): string {
   switch (e.kind) {
     case "send":
+      if (e.op === "Latest") return `Latest ${JSON.stringify(e.key)}`;
       return e.op === "Accept" ? `Accept ${bal(e.bal!)} ${value(e.val)}` : `${e.op} ${bal(e.bal!)}`;
     case "reply":
+      if (e.op === "Latest") {
+        return e.latestVer === -1n ? "no version" : `ver ${e.latestVer}: ${vote(e.val!, e.vBal!)}`;
+      }
       // A refusal: the acceptor promised a higher ballot (its LastBal).
       if (e.verdict === "refused") return `refused ${bal(e.lastBal!)}`;
       if (e.op === "Accept") return "ok, voted";
@@ -116,13 +120,7 @@ export function stepLines(
   const rule = `-- ${step.n}. ${step.title} `;
   out.push(rule + "-".repeat(Math.max(2, l.width - rule.length)));
   out.push(`   ${step.code}`);
-  for (const { proposer, event } of step.events) {
-    if (event.kind !== "send" && event.kind !== "reply" && event.kind !== "error") continue;
-    const p = proposer === "X" ? l.x : l.y ?? l.x;
-    const a = l.acceptors[names.indexOf(event.acceptor)];
-    if (a === undefined) continue;
-    out.push(event.kind === "send" ? arrow(l, p, a, label(event)) : arrow(l, a, p, label(event)));
-  }
+  out.push(...messageLines(l, step.events, names));
   out.push(`   => ${step.outcome}`);
   const last = blank(l);
   const votes = blank(l);
@@ -136,6 +134,27 @@ export function stepLines(
     );
   });
   out.push(last.join("").trimEnd(), votes.join("").trimEnd());
+  return out;
+}
+
+/**
+ * One arrow per request, reply and failure in `events` (the proposer's own
+ * steps, such as a raised ballot, are left out). `names` are the
+ * acceptors' names in column order.
+ */
+export function messageLines(
+  l: Layout,
+  events: readonly Pick<SlideEvent, "proposer" | "event">[],
+  names: readonly string[],
+): string[] {
+  const out: string[] = [];
+  for (const { proposer, event } of events) {
+    if (event.kind !== "send" && event.kind !== "reply" && event.kind !== "error") continue;
+    const p = proposer === "X" ? l.x : l.y ?? l.x;
+    const a = l.acceptors[names.indexOf(event.acceptor)];
+    if (a === undefined) continue;
+    out.push(event.kind === "send" ? arrow(l, p, a, label(event)) : arrow(l, a, p, label(event)));
+  }
   return out;
 }
 

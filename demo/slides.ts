@@ -14,7 +14,13 @@ import { PaxosProposer } from "../proposer.ts";
 import { quorumOf } from "../quorum.ts";
 import { traceAcceptors, type TraceEvent } from "../trace.ts";
 import type { AcceptorClient } from "../transport.ts";
-import { type Acceptor, formatBallot, type Value, ZERO_BALLOT } from "../types.ts";
+import {
+  type Acceptor,
+  formatBallot,
+  type PaxosInstanceId,
+  type Value,
+  ZERO_BALLOT,
+} from "../types.ts";
 
 /** The proposers of the slides. */
 export type ProposerName = "X" | "Y";
@@ -76,12 +82,15 @@ const PHASE1 = "PaxosProposer.phase1 (proposer.ts) -> PaxosAcceptor.prepare (acc
 const PHASE2 = "PaxosProposer.phase2 (proposer.ts) -> PaxosAcceptor.accept (acceptor.ts)";
 
 /**
- * An acceptor's state for an instance, read without changing it: a Prepare
- * at the zero ballot, which promises nothing (as `PaxosProposer.peekChosen`
- * sends).
+ * An acceptor's state for an instance (default the slides' `i`@0), read
+ * without changing it: a Prepare at the zero ballot, which promises nothing
+ * (as `PaxosProposer.peekChosen` sends).
  */
-export function readState(a: AcceptorClient): Promise<Acceptor> {
-  return a.request("Prepare", { Id: SLIDE_INSTANCE, Bal: ZERO_BALLOT, Val: null });
+export function readState(
+  a: AcceptorClient,
+  id: PaxosInstanceId = SLIDE_INSTANCE,
+): Promise<Acceptor> {
+  return a.request("Prepare", { Id: id, Bal: ZERO_BALLOT, Val: null });
 }
 
 /** The value a majority of `states` voted for, or null. */
@@ -113,8 +122,14 @@ export async function runSlide(
   slide: Slide,
   acceptors: readonly AcceptorClient[],
   onStep: (step: StepResult) => void | Promise<void>,
-  now: () => number = () => performance.now(),
+  opts: {
+    /** The key of the instance decided (default the slides' `i`; version 0). */
+    readonly key?: string;
+    readonly now?: () => number;
+  } = {},
 ): Promise<Value | null> {
+  const now = opts.now ?? (() => performance.now());
+  const id: PaxosInstanceId = { Key: opts.key ?? SLIDE_INSTANCE.Key, Ver: 0n };
   if (acceptors.length !== 3) {
     throw new RangeError(`a slide needs 3 acceptors, got ${acceptors.length}`);
   }
@@ -136,7 +151,7 @@ export async function runSlide(
     log = [];
     const outcome = await run();
     const events = log;
-    const states = await Promise.all(acceptors.map(readState));
+    const states = await Promise.all(acceptors.map((a) => readState(a, id)));
     await onStep({
       n: ++n,
       title: `${proposer}: ${title}`,
@@ -152,8 +167,8 @@ export async function runSlide(
   };
   const names = (ids: readonly number[]) => ids.map((i) => `A${i}`).join(", ");
 
-  const px = new PaxosProposer({ Id: SLIDE_INSTANCE, Bal: { N: 0n, ProposerId: 10n } });
-  const py = new PaxosProposer({ Id: SLIDE_INSTANCE, Bal: { N: 2n, ProposerId: 11n } });
+  const px = new PaxosProposer({ Id: id, Bal: { N: 0n, ProposerId: 10n } });
+  const py = new PaxosProposer({ Id: id, Bal: { N: 2n, ProposerId: 11n } });
   const nameOf = (p: PaxosProposer): ProposerName => p === px ? "X" : "Y";
   const via = (p: PaxosProposer, ids: readonly number[]) =>
     ids.map((i) => (p === px ? viaX : viaY)[i]!);
@@ -202,7 +217,7 @@ export async function runSlide(
     px.Val = seen;
     await phase2(px, [0, 1], true);
   }
-  const chosen = chosenOf(await Promise.all(acceptors.map(readState)));
+  const chosen = chosenOf(await Promise.all(acceptors.map((a) => readState(a, id))));
   check(
     chosen !== null && sameValue(chosen, slide.chosen),
     `chose ${show(chosen)}, not ${show(slide.chosen)}`,
