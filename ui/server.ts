@@ -67,6 +67,11 @@ export class ListedStore implements Store {
     return this.#inner.compact(key, floor);
   }
 
+  /** A page of the keys held, in order. */
+  keys(from: string, limit: number, end?: string): string[] {
+    return this.#inner.keys(from, limit, end);
+  }
+
   /** Releases the store. */
   close(): Promise<void> {
     return this.#inner.close();
