@@ -48,7 +48,7 @@ import { PaxosProposer } from "./proposer.ts";
 import { askQuorum, quorumOf } from "./quorum.ts";
 import type { KvAcceptorClient } from "./transport.ts";
 import type { BallotNum, DataValue, LatestReply, Value } from "./types.ts";
-import { ballotEquals, isInt64 } from "./types.ts";
+import { ballotEquals, INT64_MAX, isInt64 } from "./types.ts";
 
 /**
  * A value the KV stores: any MessagePack value but nil. A `bigint` is stored
@@ -93,8 +93,10 @@ export class VersionConflictError extends Error {
   constructor(key: string, expected: bigint | null, actual: bigint) {
     super(
       expected === null
-        ? `version conflict on ${key}: it exists, at version ${actual}`
-        : `version conflict on ${key}: expected latest version ${expected}, found ${actual}`,
+        ? `version conflict on ${JSON.stringify(key)}: it exists, at version ${actual}`
+        : `version conflict on ${
+          JSON.stringify(key)
+        }: expected latest version ${expected}, found ${actual}`,
     );
     this.name = "VersionConflictError";
     this.key = key;
@@ -109,7 +111,7 @@ export class VersionConflictError extends Error {
  * @example
  * ```ts
  * import { CompactedError } from "./kv.ts";
- * new CompactedError("k", 2n).message; // "k@2 is compacted: ..."
+ * new CompactedError("k", 2n).message; // '"k"@2 is compacted: ...'
  * ```
  */
 export class CompactedError extends Error {
@@ -119,8 +121,38 @@ export class CompactedError extends Error {
   readonly version: bigint;
   /** Builds the error for a key and version. */
   constructor(key: string, version: bigint) {
-    super(`${key}@${version} is compacted: the acceptors no longer keep this version`);
+    super(
+      `${JSON.stringify(key)}@${version} is compacted: the acceptors no longer keep this version`,
+    );
     this.name = "CompactedError";
+    this.key = key;
+    this.version = version;
+  }
+}
+
+/**
+ * A conditional delete (`ifPresent`) found no value to delete: the key was
+ * never written, or is deleted already. Nothing was written.
+ *
+ * @example
+ * ```ts
+ * import { NotFoundError } from "./kv.ts";
+ * const e = new NotFoundError("k", 4n);
+ * e.message; // '"k": not found (deleted at version 4)'
+ * ```
+ */
+export class NotFoundError extends Error {
+  /** The key. */
+  readonly key: string;
+  /** The version of the tombstone that deleted it, or -1n when it was never written. */
+  readonly version: bigint;
+  /** Builds the error for a key and its latest version (-1n: none). */
+  constructor(key: string, version: bigint) {
+    super(
+      `${JSON.stringify(key)}: not found` +
+        (version >= 0n ? ` (deleted at version ${version})` : ""),
+    );
+    this.name = "NotFoundError";
     this.key = key;
     this.version = version;
   }
@@ -146,7 +178,9 @@ export class UnknownOutcomeError extends Error {
   /** Builds the error for a key, the version in doubt, and why it cannot be known. */
   constructor(key: string, version: bigint, why: string, options?: ErrorOptions) {
     super(
-      `write of ${key} has an unknown outcome: it may have been chosen at version ${version}; ${why}`,
+      `write of ${
+        JSON.stringify(key)
+      } has an unknown outcome: it may have been chosen at version ${version}; ${why}`,
       options,
     );
     this.name = "UnknownOutcomeError";
@@ -176,6 +210,19 @@ export interface SetOptions {
   readonly ifVersion?: bigint;
   /** Write only if the key is absent (never written, or deleted). */
   readonly ifAbsent?: boolean;
+  /**
+   * Write only if the key has a value (it was written, and not deleted);
+   * otherwise throw a {@link NotFoundError}. Meant for `delete`.
+   */
+  readonly ifPresent?: boolean;
+}
+
+/** Options of {@link Kv.history}. */
+export interface HistoryOptions {
+  /** At most this many versions, the latest ones (default 100). */
+  readonly limit?: number;
+  /** Only versions below this one (to page back from the oldest version a call returned). */
+  readonly before?: bigint;
 }
 
 interface Latest {
@@ -188,20 +235,22 @@ const ID_VIEW = new DataView(new ArrayBuffer(8));
 function toWire(key: string, value: KvValue): Value {
   if (typeof value === "bigint") {
     if (!isInt64(value)) {
-      throw new RangeError(`value of ${key} is outside int64: ${value}`);
+      throw new RangeError(`value of ${JSON.stringify(key)} is outside int64: ${value}`);
     }
     return { Vi64: value };
   }
   if (value === null || value === undefined) {
-    throw new TypeError(`value of ${key} is ${value}: the KV stores no nil, use delete`);
+    throw new TypeError(
+      `value of ${JSON.stringify(key)} is ${value}: the KV stores no nil, use delete`,
+    );
   }
   try {
     // The same checks an acceptor makes: plain MessagePack types, size limit.
-    return parseValue({ Data: value }, `value of ${key}`);
+    return parseValue({ Data: value }, `value of ${JSON.stringify(key)}`);
   } catch (e) {
     if (e instanceof WireError && e.code === "TooLarge") {
       throw new RangeError(
-        `value of ${key} is ${
+        `value of ${JSON.stringify(key)} is ${
           encodeFrame(value).length
         } bytes, over the ${MAX_VALUE_BYTES}-byte limit`,
       );
@@ -220,7 +269,17 @@ function fromWire(v: Value): KvValue | undefined {
 function checkKey(key: string): void {
   if (typeof key !== "string") throw new TypeError(`a key is a string, got ${typeof key}`);
   if (keyBytesOverLimit(key) !== undefined) {
-    throw new RangeError(`key is longer than ${MAX_KEY_BYTES} bytes: ${key.slice(0, 40)}...`);
+    throw new RangeError(
+      `key is longer than ${MAX_KEY_BYTES} bytes: ${JSON.stringify(key.slice(0, 40))}...`,
+    );
+  }
+  // A lone surrogate has no UTF-8 form: it would go out as U+FFFD, and two
+  // different keys would name one.
+  if (!key.isWellFormed()) {
+    throw new TypeError(
+      `key ${JSON.stringify(key)} is not well-formed Unicode (a lone surrogate): keys are ` +
+        `UTF-8 on the wire`,
+    );
   }
 }
 
@@ -280,7 +339,11 @@ export class Kv {
     return this.set(key, value, { ifVersion });
   }
 
-  /** Deletes a key: writes a tombstone version and returns it. */
+  /**
+   * Deletes a key: writes a tombstone version and returns it. With
+   * `ifPresent`, a key that has no value is left as it is, and a
+   * {@link NotFoundError} thrown.
+   */
   async delete(key: string, opts: SetOptions = {}): Promise<bigint> {
     checkKey(key);
     return await this.#write(key, { Del: true }, opts);
@@ -288,9 +351,11 @@ export class Kv {
 
   /**
    * The versions of a key, oldest first: at most `limit` (default 100) of
-   * the latest ones, without those the acceptors no longer keep.
+   * the latest ones (below `before`, when given), without those the
+   * acceptors no longer keep. Older versions may exist when the first one
+   * returned is above 0: page back with `before` set to it.
    */
-  async history(key: string, opts: { limit?: number } = {}): Promise<KvHistoryEntry[]> {
+  async history(key: string, opts: HistoryOptions = {}): Promise<KvHistoryEntry[]> {
     checkKey(key);
     const limit = opts.limit ?? 100;
     if (!(Number.isSafeInteger(limit) && limit > 0)) {
@@ -299,8 +364,11 @@ export class Kv {
     const deadline = this.#clock.now() + this.#deadlineMs;
     const latest = await this.#latest(key, deadline);
     const out: KvHistoryEntry[] = [];
-    const first = latest.version - BigInt(limit) + 1n;
-    for (let v = first < 0n ? 0n : first; v <= latest.version; v++) {
+    const top = opts.before !== undefined && opts.before <= latest.version
+      ? opts.before - 1n
+      : latest.version;
+    const first = top - BigInt(limit) + 1n;
+    for (let v = first < 0n ? 0n : first; v <= top; v++) {
       let val: Value | null;
       try {
         val = v === latest.version ? latest.value : await this.#run(key, v, null, deadline);
@@ -380,7 +448,7 @@ export class Kv {
     let unsettled: bigint | null = null;
     const refusals = { n: 0 };
     if (
-      promised !== undefined && opts.ifAbsent !== true &&
+      promised !== undefined && opts.ifAbsent !== true && opts.ifPresent !== true &&
       (opts.ifVersion === undefined || opts.ifVersion === promised.ver - 1n)
     ) {
       if (await this.#fastWrite(key, promised.ver, value, refusals)) return promised.ver;
@@ -406,6 +474,14 @@ export class Kv {
       }
       const absent = latest.value === null || "Del" in latest.value;
       if (opts.ifAbsent && !absent) throw new VersionConflictError(key, null, latest.version);
+      if (opts.ifPresent && absent) throw new NotFoundError(key, latest.version);
+      if (latest.version >= INT64_MAX) {
+        // (Written with setVersion at the last int64: a version has no room above it.)
+        throw new RangeError(
+          `${JSON.stringify(key)} is at version ${latest.version}, the largest int64: ` +
+            `there is no next version to write`,
+        );
+      }
       const next = latest.version + 1n;
       if (await this.#fastWrite(key, next, value)) return next;
       const chosen = await this.#runOurs(key, next, value, deadline);
@@ -528,7 +604,7 @@ export class Kv {
   async #askLatest(
     key: string,
     deadline: number,
-    what = `find the latest version of ${key}`,
+    what = `find the latest version of ${JSON.stringify(key)}`,
   ): Promise<readonly LatestReply[]> {
     this.#refuseOverV1();
     const quorum = quorumOf(this.#acceptors.length);
@@ -553,8 +629,8 @@ export class Kv {
     if (out.ok) return out.replies;
     const why = out.why === "" ? "too many failed" : "no majority answered within the deadline";
     throw new NotEnoughQuorumError(
-      `cannot ${what}: ${out.replies.length} of ${quorum} ` +
-        `acceptors answered; ${why}${out.failures.length ? `; ${out.failures.join("; ")}` : ""}`,
+      `cannot ${what}: ${out.replies.length} of ${this.#acceptors.length} acceptors answered, ` +
+        `${quorum} needed; ${why}${out.failures.length ? `; ${out.failures.join("; ")}` : ""}`,
     );
   }
 

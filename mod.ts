@@ -35,11 +35,13 @@
 export {
   CompactedError,
   connect,
+  type HistoryOptions,
   Kv,
   type KvEntry,
   type KvHistoryEntry,
   type KvOptions,
   type KvValue,
+  NotFoundError,
   type SetOptions,
   UnknownOutcomeError,
   VersionConflictError,

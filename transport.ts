@@ -132,6 +132,8 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
 
   #conn: WsConnection | null = null;
   #connecting: Promise<void> | null = null;
+  // Aborts the connection being made (TCP, TLS, upgrade) when we close.
+  readonly #closing = new AbortController();
   #failures = 0;
   #downUntil = 0;
   #lastError: Error | null = null;
@@ -266,11 +268,18 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
   /** Closes the connection; requests in flight fail at once. */
   async close(): Promise<void> {
     this.#closed = true;
+    const closed = new Deno.errors.NotConnected(`client for ${this.name} is closed`);
+    // A connection being made is dropped now, not when its timeout fires (an
+    // acceptor that takes the TCP connection and never answers would hold
+    // the caller for that long): the handshake's own requests fail with the
+    // rest.
+    this.#closing.abort(closed);
+    this.#failAll(closed);
     const connecting = this.#connecting;
     if (connecting !== null) await connecting;
     const conn = this.#conn;
     this.#conn = null;
-    this.#failAll(new Deno.errors.NotConnected(`client for ${this.name} is closed`));
+    this.#failAll(closed);
     if (conn !== null) await conn.close();
   }
 
@@ -306,6 +315,7 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
     try {
       conn = await WsConnection.connect(this.name, {
         timeoutMs: this.#connectTimeoutMs,
+        signal: this.#closing.signal,
         ...(this.#caCerts === undefined ? {} : { caCerts: this.#caCerts }),
       });
     } catch (e) {

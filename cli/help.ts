@@ -7,7 +7,18 @@ import { DEFAULT_MAX_QUEUED_PER_KEY, DEFAULT_MAX_QUEUED_PER_PEER } from "../acce
 import { DEFAULT_BASE_PORT } from "../cluster.ts";
 import { DEFAULT_SERVE_LIMITS } from "../server.ts";
 
-const RUN = "deno run --allow-net=127.0.0.1 cli.ts";
+/**
+ * How to run Deno, as this process was run: `deno`, or, for the binary that
+ * `npx deno@VERSION` fetched into npm's cache (where `deno` may not be on
+ * PATH), `npx -y deno@VERSION`.
+ */
+export function denoCommand(execPath: string = Deno.execPath()): string {
+  return /[\\/](_npx|node_modules)[\\/]/.test(execPath)
+    ? `npx -y deno@${Deno.version.deno}`
+    : "deno";
+}
+
+const RUN = `${denoCommand()} run --allow-net=127.0.0.1 cli.ts`;
 
 const EXIT_HELP = `Exit status:
   0  success
@@ -15,7 +26,7 @@ const EXIT_HELP = `Exit status:
      or nothing was decided, before the deadline; an acceptor or cluster
      cannot open its data or listen
   2  bad usage
-  3  get: KEY has no value (it was never written, or it was deleted)
+  3  get, delete: KEY has no value (it was never written, or it was deleted)
   4  set --if-ver/--if-absent, delete --if-ver: version conflict; nothing was
      written
   5  the version asked for is compacted: the acceptors run with
@@ -37,7 +48,7 @@ Usage:
 
 Commands:
   acceptor   run one acceptor server
-  cluster    run three acceptors in one process, to try things out (deno task start)
+  cluster    run three acceptors in one process, to try things out (${denoCommand()} task start)
   set        write a value as the next version of a key, print that version
              (--if-ver N, --if-absent: only if the key is in that state);
              with --ver N: propose a value for version N, print the chosen value
@@ -274,7 +285,9 @@ const DELETE_HELP = `Usage:
 
 Deletes KEY: writes a tombstone as its next version and prints that version.
 After it, get KEY finds no value (exit status 3) until KEY is set again;
-history KEY shows the tombstone as (deleted). With --if-ver N it deletes only
+history KEY shows the tombstone as (deleted). A KEY that has no value (never
+written, or deleted already) is left as it is: delete writes nothing, says
+"not found" on stderr and exits with status 3. With --if-ver N it deletes only
 if N is the latest version of KEY, and otherwise writes nothing and exits with
 status 4.
 
@@ -298,11 +311,14 @@ Prints the latest versions of KEY, at most N of them, oldest first, one line
 each: the version, a tab, and the value (see Values below), or "(deleted)" for
 a delete. Versions the acceptors no longer keep (acceptor --keep-versions) are
 left out. A key that was never written prints nothing (exit status 0). Use
---json for values that hold newlines or tabs.
+--json for values that hold newlines or tabs. When --limit cut the list short,
+a line on stderr says so and gives the --before that shows the older ones
+(--json: "before" holds that version).
 
 Options:
 ${netOptions(false)}
   --limit N          at most N versions, a positive integer (default 100)
+  --before V         only versions below V (to page back)
   -h, --help         show this help
 
 Output:

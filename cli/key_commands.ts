@@ -29,7 +29,7 @@ const KEY_SPECS: Readonly<Record<KeyCommand, OptSpec>> = {
   },
   get: { ...NET_SPEC, ver: "string", "proposer-id": "string" },
   delete: { ...NET_SPEC, "if-ver": "string" },
-  history: { ...NET_SPEC, limit: "string" },
+  history: { ...NET_SPEC, limit: "string", before: "string" },
 };
 
 // What a key command was asked to do, checked before anything is sent.
@@ -45,6 +45,8 @@ interface KeyArgs {
   readonly condition: SetOptions;
   /** `history --limit`. */
   readonly limit: number;
+  /** `history --before`. */
+  readonly before: bigint | undefined;
 }
 
 /** Runs one key command; resolves with its exit status. */
@@ -75,6 +77,14 @@ async function parseKeyArgs(cmd: KeyCommand, p: Parsed): Promise<KeyArgs> {
   const keyBytes = keyBytesOverLimit(key!);
   if (keyBytes !== undefined) {
     throw new UsageError(`KEY is ${keyBytes} bytes, over the ${MAX_KEY_BYTES} byte limit`);
+  }
+  // Deno turns bytes of an argument that are not UTF-8 into U+FFFD: two
+  // different keys would name one. (Keys are UTF-8 strings on the wire.)
+  if (key!.includes("\uFFFD")) {
+    throw new UsageError(
+      `KEY ${JSON.stringify(key)} holds U+FFFD, which stands for bytes that are not UTF-8 in ` +
+        `an argument: keys are UTF-8 text`,
+    );
   }
   let value: Value | null = null;
   if (valueArg !== undefined) {
@@ -107,6 +117,7 @@ async function parseKeyArgs(cmd: KeyCommand, p: Parsed): Promise<KeyArgs> {
     "a version: -1 (no version yet) or a non-negative int64",
   );
   const limit = intOpt(p, "limit", 1n, BigInt(Number.MAX_SAFE_INTEGER), "a positive integer");
+  const before = intOpt(p, "before", 1n, INT64_MAX, "a positive int64 (a version)");
   return {
     key: key!,
     value,
@@ -118,6 +129,7 @@ async function parseKeyArgs(cmd: KeyCommand, p: Parsed): Promise<KeyArgs> {
       ...(p.opts.has("if-absent") ? { ifAbsent: true } : {}),
     },
     limit: Number(limit ?? 100n),
+    before,
   };
 }
 
@@ -144,7 +156,7 @@ const KV_COMMANDS: Readonly<Record<KeyCommand, KvCommand>> = {
     if (net.json) io.out(toJson({ key, found: false, version: got.version }));
     else {
       io.err(
-        `paxoskv: ${key}: not found` +
+        `paxoskv: ${JSON.stringify(key)}: not found` +
           (got.version >= 0n ? ` (deleted at version ${got.version})` : ""),
       );
     }
@@ -152,21 +164,31 @@ const KV_COMMANDS: Readonly<Record<KeyCommand, KvCommand>> = {
   },
 
   async delete(kv, { key, condition, net }, io) {
-    const version = await kv.delete(key, condition);
+    // A key with no value is left alone: "not found", exit status 3.
+    const version = await kv.delete(key, { ...condition, ifPresent: true });
     io.out(net.json ? toJson({ key, version, deleted: true }) : String(version));
     return 0;
   },
 
-  async history(kv, { key, limit, net }, io) {
-    const versions = await kv.history(key, { limit });
+  async history(kv, { key, limit, before, net }, io) {
+    const versions = await kv.history(key, { limit, ...(before === undefined ? {} : { before }) });
+    // The limit cut the list: older versions exist (unless compacted).
+    const first = versions[0]?.version ?? 0n;
+    const older = versions.length === limit && first > 0n;
     if (net.json) {
       const items = versions.map((h) =>
         h.deleted ? { version: h.version, deleted: true } : { version: h.version, value: h.value }
       );
-      io.out(toJson({ key, versions: items }));
+      io.out(toJson({ key, versions: items, ...(older ? { before: first } : {}) }));
     } else {
       for (const h of versions) {
         io.out(`${h.version}\t${h.deleted ? "(deleted)" : formatKvValue(h.value)}`);
+      }
+      if (older) {
+        io.err(
+          `paxoskv: ${JSON.stringify(key)} has versions before ${first}: ` +
+            `history --before ${first} shows them`,
+        );
       }
     }
     return 0;
