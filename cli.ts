@@ -36,6 +36,7 @@ import { HELP, TOP_HELP } from "./cli/help.ts";
 import { type CliIo, oneLine, processIo } from "./cli/io.ts";
 import { type KeyCommand, runKeyCommand } from "./cli/key_commands.ts";
 import { runAcceptor, runCluster } from "./cli/serve.ts";
+import denoJson from "./deno.json" with { type: "json" };
 
 export {
   EXIT_COMPACTED,
@@ -76,6 +77,10 @@ export async function main(args: readonly string[], io: CliIo = processIo): Prom
     }
     if (cmd === "-h" || cmd === "--help") {
       out(TOP_HELP);
+      return 0;
+    }
+    if (cmd === "--version" || cmd === "-V") {
+      out(`paxoskv ${denoJson.version} (deno ${Deno.version.deno})`);
       return 0;
     }
     if (cmd === "help") {

@@ -58,7 +58,8 @@ Commands:
   history    print the versions of a key, oldest first
   help       show the help of a command: help <command>
 
-Run "cli.ts <command> --help" for a command's options. set, get, delete and
+Run "cli.ts <command> --help" for a command's options, "cli.ts --version" for
+the version. set, get, delete and
 history take --json to print one line of JSON instead.
 
 ${EXIT_HELP}`;
@@ -161,8 +162,11 @@ function netOptions(withVer: boolean): string {
                      10000); reaching a majority of the acceptors and then
                      the command itself each have MS ms`;
   return `  --acceptors URLS   the acceptors, comma-separated ws://HOST:PORT/paxos (or
-                     wss://) URLs, exactly the cluster's members (required);
-                     every decision is made by a majority of them
+                     wss://) URLs, exactly the cluster's members (required,
+                     or env PAXOSKV_ACCEPTORS); every decision is made by a
+                     majority of them. The environment is read only with
+                     --allow-env (e.g. --allow-env=PAXOSKV_ACCEPTORS); an
+                     option given wins over its variable
   --secret-file FILE the cluster's shared secret (or env PAXOSKV_SECRET_FILE)
   --ca-file FILE     trust the certificates in FILE (PEM) for wss://, besides
                      the system's roots (or env PAXOSKV_CA_FILE)
@@ -199,6 +203,8 @@ stderr as one line, and the exit status is the same as without --json.`;
 const SET_HELP = `Usage:
   ${RUN} set KEY VALUE --acceptors URL,URL,...
       [--if-ver N | --if-absent] [options]
+  ${RUN} set KEY - ...          (VALUE from standard input)
+  ${RUN} set KEY --file F ...   (VALUE from the file F)
   ${RUN} set KEY VALUE --ver N --acceptors URL,URL,...
       [options]
 
@@ -219,12 +225,23 @@ without --ver do not expect: write a key either with --ver or without it
 VALUE is stored as an int64 (Vi64) when it is a canonical decimal integer
 (digits with an optional "-", no leading zeros, not -0) within
 -9223372036854775808..9223372036854775807, and as a string (Data) otherwise.
-Put "--" before a VALUE that begins with "--", after all the options.
+Put "--" before a VALUE that begins with "--", after all the options. A VALUE
+of "-" reads the value from standard input, --file F from the file F, as they
+are (a final newline is kept), by the same rule; either can hold a value of
+up to 1 MiB, which a command line cannot. --type says what to store instead:
+  --type string      the text as it is, also when it looks like an integer
+  --type int         a decimal int64 (blanks around it are ignored); else exit 2
+  --type json        the JSON value (integers exact up to 64 bits), not null
+  --type bytes       the bytes of standard input or the file as they are, or
+                     VALUE read as base64
+Text must be UTF-8 (else exit 2: use --type bytes).
 
 Options:
 ${netOptions(true)}
 ${ifVerOption("write")}
   --if-absent        write only if KEY has no value (never written, or deleted)
+  --file F           read the value from the file F (no VALUE argument)
+  --type T           store the value as T: string, int, json or bytes (above)
 ${VER_OPTIONS}
   -h, --help         show this help
 

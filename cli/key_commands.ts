@@ -7,13 +7,28 @@
  */
 import { keyBytesOverLimit, MAX_KEY_BYTES } from "../codec.ts";
 import { INT64_MAX } from "../types.ts";
-import { connect, Kv, type SetOptions } from "../kv.ts";
+import { connect, Kv, type KvValue, type SetOptions } from "../kv.ts";
 import { connectAcceptors } from "../connect.ts";
 import type { Value } from "../types.ts";
-import { intOpt, type OptSpec, parseArgs, type Parsed, positionals } from "./args.ts";
+import {
+  intOpt,
+  type OptSpec,
+  parseArgs,
+  type Parsed,
+  positionals,
+  quote,
+  stringOpt,
+} from "./args.ts";
 import { connectOptions, NET_SPEC, type NetOptions, parseNetOptions } from "./net.ts";
-import { EXIT_NOT_FOUND, messageOf, reportFailure, UsageError } from "./exit.ts";
-import { formatKvValue, formatValue, parseValueArg, toJson } from "./format.ts";
+import { EXIT_NOT_FOUND, reportFailure, UsageError } from "./exit.ts";
+import { formatKvValue, formatValue, toJson } from "./format.ts";
+import {
+  parseValueType,
+  readBounded,
+  readValueFile,
+  typedValue,
+  type ValueSource,
+} from "./value_input.ts";
 import type { CliIo } from "./io.ts";
 
 /** The key commands' names. */
@@ -26,6 +41,8 @@ const KEY_SPECS: Readonly<Record<KeyCommand, OptSpec>> = {
     "proposer-id": "string",
     "if-ver": "string",
     "if-absent": "boolean",
+    file: "string",
+    type: "string",
   },
   get: { ...NET_SPEC, ver: "string", "proposer-id": "string" },
   delete: { ...NET_SPEC, "if-ver": "string" },
@@ -73,7 +90,11 @@ export async function runKeyCommand(
 }
 
 async function parseKeyArgs(cmd: KeyCommand, p: Parsed): Promise<KeyArgs> {
-  const [key, valueArg] = positionals(p, cmd === "set" ? ["KEY", "VALUE"] : ["KEY"]);
+  const file = stringOpt(p, "file");
+  const [key, valueArg] = positionals(
+    p,
+    cmd !== "set" ? ["KEY"] : file === undefined ? ["KEY", "VALUE"] : ["KEY"],
+  );
   const keyBytes = keyBytesOverLimit(key!);
   if (keyBytes !== undefined) {
     throw new UsageError(`KEY is ${keyBytes} bytes, over the ${MAX_KEY_BYTES} byte limit`);
@@ -87,12 +108,14 @@ async function parseKeyArgs(cmd: KeyCommand, p: Parsed): Promise<KeyArgs> {
     );
   }
   let value: Value | null = null;
-  if (valueArg !== undefined) {
-    try {
-      value = parseValueArg(valueArg);
-    } catch (e) {
-      throw new UsageError(messageOf(e));
-    }
+  if (cmd === "set") {
+    const type = parseValueType(stringOpt(p, "type"));
+    const source: ValueSource = file !== undefined
+      ? { bytes: await readValueFile(file), from: `--file ${quote(file)}` }
+      : valueArg === "-"
+      ? { bytes: await readBounded(Deno.stdin.readable, "standard input"), from: "standard input" }
+      : { arg: valueArg! };
+    value = typedValue(source, type);
   }
   const ver = intOpt(p, "ver", 0n, INT64_MAX, "a non-negative int64");
   if (ver !== undefined) {
@@ -137,7 +160,7 @@ type KvCommand = (kv: Kv, a: KeyArgs, io: CliIo) => Promise<number>;
 
 const KV_COMMANDS: Readonly<Record<KeyCommand, KvCommand>> = {
   async set(kv, { key, value, condition, net }, io) {
-    const v = "Vi64" in value! ? value.Vi64 : (value as { Data: string }).Data;
+    const v = "Vi64" in value! ? value.Vi64 : (value as { Data: KvValue }).Data;
     const version = await kv.set(key, v, condition);
     io.out(net.json ? toJson({ key, version }) : String(version));
     return 0;

@@ -11,6 +11,7 @@ import { formatKvValue, formatValue, parseValueArg } from "../cli/format.ts";
 import {
   cli,
   cliOut,
+  cliWith,
   memberFlags,
   type RunResult,
   Server,
@@ -821,5 +822,115 @@ Deno.test("cli: keys in messages are quoted; delete of a key with no value exits
     ]);
   } finally {
     assert.deepEqual(await stopAll(servers), ["", "", ""]);
+  }
+});
+
+Deno.test("cli: PAXOSKV_ACCEPTORS, a value from standard input or a file, --type, --version", async () => {
+  const { servers, urls } = await startAcceptors([["--memory"], ["--memory"], ["--memory"]]);
+  const dir = await Deno.makeTempDir({ prefix: "paxoskv-cli-" });
+  try {
+    const acc = ["--acceptors", urls.join(",")];
+    const run = (...args: string[]) => cli(...args, ...acc);
+    const json = async (key: string) => okOut(await run("get", key, "--json"), `get ${key}`);
+    await allChains([
+      (async () => {
+        // The acceptors from the environment, with --allow-env; the option wins.
+        const env = { PAXOSKV_ACCEPTORS: urls.join(",") };
+        const flags = ["--allow-env"];
+        assert.equal(okOut(await cliWith({ env, flags }, "set", "e", "1"), "env set"), "0\n");
+        assert.equal(okOut(await cliWith({ env, flags }, "get", "e"), "env get"), "1\n");
+        const wrong = { PAXOSKV_ACCEPTORS: "ws://127.0.0.1:1/paxos" };
+        assert.equal(
+          okOut(await cliWith({ env: wrong, flags }, "get", "e", ...acc), "wins"),
+          "1\n",
+        );
+        // Without --allow-env the variable is not read (and no prompt).
+        assertFails(
+          await cliWith({ env }, "get", "e"),
+          2,
+          /^paxoskv: get: missing --acceptors \(or PAXOSKV_ACCEPTORS, with --allow-env\)/,
+          "no --allow-env",
+        );
+      })(),
+      (async () => {
+        // Beyond what a command line can carry (~128 KiB): from standard input.
+        const big = "x".repeat(300 * 1024) + "\n";
+        assert.equal(
+          okOut(await cliWith({ stdin: big }, "set", "big", "-", ...acc), "stdin"),
+          "0\n",
+        );
+        assert.equal(okOut(await run("get", "big"), "get big"), big + "\n");
+        // The same rule as an argument: "5" is an int64, "5\n" a string.
+        assert.equal(okOut(await cliWith({ stdin: "5" }, "set", "n", "-", ...acc), "5"), "0\n");
+        assert.equal(await json("n"), '{"key":"n","found":true,"version":0,"value":5}\n');
+        // Bytes that are not UTF-8: refused as text, stored with --type bytes.
+        const bin = new Uint8Array([0xff, 0x00, 0x80]);
+        assertFails(
+          await cliWith({ stdin: bin }, "set", "b", "-", ...acc),
+          2,
+          /^paxoskv: set: standard input is not UTF-8 text: give --type bytes/,
+          "binary as text",
+        );
+        const file = join(dir, "bin");
+        await Deno.writeFile(file, bin);
+        assert.equal(
+          okOut(await run("set", "b", "--file", file, "--type", "bytes"), "file"),
+          "0\n",
+        );
+        assert.equal(await json("b"), '{"key":"b","found":true,"version":0,"value":"/wCA"}\n');
+        assertFails(
+          await run("set", "b", "--file", join(dir, "none")),
+          2,
+          /^paxoskv: set: --file ".*none": /,
+          "no such file",
+        );
+        assertFails(
+          await run("set", "b", "v", "--file", file),
+          2,
+          /unexpected argument "v"/,
+          "both",
+        );
+      })(),
+      (async () => {
+        assert.equal(okOut(await run("set", "s", "12345", "--type", "string"), "string"), "0\n");
+        assert.equal(await json("s"), '{"key":"s","found":true,"version":0,"value":"12345"}\n');
+        assert.equal(
+          okOut(await cliWith({ stdin: " 42\n" }, "set", "i", "-", "--type", "int", ...acc), "int"),
+          "0\n",
+        );
+        assert.equal(await json("i"), '{"key":"i","found":true,"version":0,"value":42}\n');
+        assertFails(
+          await run("set", "i", "4x", "--type", "int"),
+          2,
+          /--type int: VALUE must be a decimal integer/,
+          "int",
+        );
+        const doc = '{"a":[1,9007199254740993,"t"],"b":{"c":true}}';
+        assert.equal(okOut(await run("set", "j", doc, "--type", "json"), "json"), "0\n");
+        assert.equal(await json("j"), `{"key":"j","found":true,"version":0,"value":${doc}}\n`);
+        assertFails(
+          await run("set", "j", "{", "--type", "json"),
+          2,
+          /--type json: VALUE is not JSON/,
+          "bad json",
+        );
+        assertFails(await run("set", "j", "null", "--type", "json"), 2, /is null/, "null");
+        assert.equal(okOut(await run("set", "y", "AQI=", "--type", "bytes"), "bytes"), "0\n");
+        assert.equal(await json("y"), '{"key":"y","found":true,"version":0,"value":"AQI="}\n');
+        assertFails(
+          await run("set", "y", "x", "--type", "float"),
+          2,
+          /--type must be one of string, int, json, bytes, got "float"/,
+          "type",
+        );
+      })(),
+      (async () => {
+        const r = await cli("--version");
+        assert.match(okOut(r, "--version"), /^paxoskv [0-9]+\.[0-9]+\.[0-9]+ \(deno [0-9.]+\)\n$/);
+      })(),
+    ]);
+  } finally {
+    assert.deepEqual(await stopAll(servers), ["", "", ""]);
+    await Deno.remove(dir, { recursive: true });
   }
 });
