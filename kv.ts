@@ -46,6 +46,7 @@ import { AcceptorError, NotEnoughQuorumError } from "./errors.ts";
 import { connectAcceptors, type ConnectOptions } from "./connect.ts";
 import { PaxosProposer } from "./proposer.ts";
 import { askQuorum, quorumOf } from "./quorum.ts";
+import { type KeyRange, majorityKeys, prefixRange } from "./kv_list.ts";
 import type { KvAcceptorClient } from "./transport.ts";
 import type { BallotNum, DataValue, LatestReply, Value } from "./types.ts";
 import { ballotEquals, INT64_MAX, isInt64 } from "./types.ts";
@@ -416,6 +417,58 @@ export class Kv {
     return (await this.#run(key, version, value, deadline, false, opts.proposerId))!;
   }
 
+  /**
+   * The keys of a range and their latest values, in key order (JavaScript's
+   * string order), as an async iterator: the keys that begin with `prefix`,
+   * or those from `start` (included) to `end` (excluded). Deleted keys are
+   * left out. `limit` stops after that many entries; `cursor` (the
+   * iterator's {@link KvListIterator.cursor} after an entry) resumes after
+   * that entry; `reverse` goes from the last key down.
+   *
+   * What it promises: every key that has a value for the whole listing is
+   * listed (the keys come from a majority of the acceptors, which hold every
+   * chosen key), and each entry's value is linearizable, as a {@link Kv.get}
+   * during the listing. It is not a snapshot: keys are read one after
+   * another, so a write during the listing may show for one key and not for
+   * another, and a key written or deleted meanwhile may or may not be
+   * listed. (`reverse` first gathers the range's keys, then reads them.)
+   *
+   * @example
+   * ```ts ignore
+   * for await (const e of kv.list({ prefix: "user/" }, { limit: 10 })) {
+   *   console.log(e.key, e.version, e.value);
+   * }
+   * ```
+   */
+  list(selector: KvListSelector, opts: KvListOptions = {}): KvListIterator {
+    const limit = opts.limit ?? Infinity;
+    if (!(limit === Infinity || (Number.isSafeInteger(limit) && limit > 0))) {
+      throw new RangeError(`limit must be a positive integer, got ${limit}`);
+    }
+    let range: KeyRange;
+    if ("prefix" in selector) {
+      checkKey(selector.prefix);
+      range = prefixRange(selector.prefix);
+    } else {
+      const start = selector.start ?? "";
+      if (start !== "") checkKey(start);
+      if (selector.end !== undefined) checkKey(selector.end);
+      range = { start, end: selector.end };
+    }
+    const reverse = opts.reverse === true;
+    if (opts.cursor !== undefined) {
+      const after = cursorKey(opts.cursor);
+      if (after < range.start || (range.end !== undefined && after >= range.end)) {
+        throw new RangeError(`cursor ${JSON.stringify(opts.cursor)} is not of this range`);
+      }
+      range = reverse
+        ? { start: range.start, end: after }
+        : { start: after + "\0", end: range.end };
+    }
+    const keys = majorityKeys(this.#acceptors, range, this.#clock, this.#deadlineMs);
+    return new KvListIterator(keys, (k) => this.get(k), limit, reverse);
+  }
+
   /** Resolves once a majority of the acceptors answer; throws a {@link NotEnoughQuorumError} otherwise. */
   async ping(): Promise<void> {
     await this.#askLatest(
@@ -678,6 +731,142 @@ export class Kv {
       if (e instanceof AcceptorError && e.code === "Compacted") throw new CompactedError(key, ver);
       throw e;
     }
+  }
+}
+
+/** What {@link Kv.list} lists: the keys that begin with a prefix, or a range. */
+export type KvListSelector =
+  | { readonly prefix: string }
+  | { readonly start?: string; readonly end?: string };
+
+/** Options of {@link Kv.list}. */
+export interface KvListOptions {
+  /** Stop after this many entries (default: no limit). */
+  readonly limit?: number;
+  /** Resume after the entry this cursor was taken at ({@link KvListIterator.cursor}). */
+  readonly cursor?: string;
+  /** From the last key down. */
+  readonly reverse?: boolean;
+}
+
+/** One key of a listing, with its latest version and value. */
+export interface KvListEntry {
+  /** The key. */
+  readonly key: string;
+  /** Its latest version. */
+  readonly version: bigint;
+  /** Its value there. */
+  readonly value: KvValue;
+}
+
+const BATCH_READS = 32;
+
+function cursorOf(key: string): string {
+  let bin = "";
+  for (const b of new TextEncoder().encode(key)) bin += String.fromCharCode(b);
+  return btoa(bin).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+function cursorKey(cursor: string): string {
+  try {
+    const b64 = cursor.replaceAll("-", "+").replaceAll("_", "/");
+    const bin = atob(b64 + "=".repeat((4 - b64.length % 4) % 4));
+    return new TextDecoder("utf-8", { fatal: true }).decode(
+      Uint8Array.from(bin, (c) => c.charCodeAt(0)),
+    );
+  } catch {
+    throw new TypeError(`cursor ${JSON.stringify(cursor)} is not a cursor of a listing`);
+  }
+}
+
+/**
+ * The entries of {@link Kv.list}, read as they are iterated: a batch of
+ * keys from a majority, then a linearizable read of each.
+ */
+export class KvListIterator implements AsyncIterableIterator<KvListEntry> {
+  readonly #keys: AsyncGenerator<string>;
+  readonly #get: (key: string) => Promise<KvEntry>;
+  readonly #limit: number;
+  readonly #reverse: boolean;
+  #ready: KvListEntry[] = [];
+  #pending: string[] | null = null;
+  #count = 0;
+  #cursor = "";
+  #done = false;
+
+  /** Builds the iterator over keys in order, with a read for each. */
+  constructor(
+    keys: AsyncGenerator<string>,
+    get: (key: string) => Promise<KvEntry>,
+    limit: number,
+    reverse: boolean,
+  ) {
+    this.#keys = keys;
+    this.#get = get;
+    this.#limit = limit;
+    this.#reverse = reverse;
+  }
+
+  /**
+   * Where the listing is: pass it as `cursor` to a later {@link Kv.list} of
+   * the same range to resume after the last entry returned ("" before the
+   * first).
+   */
+  get cursor(): string {
+    return this.#cursor;
+  }
+
+  /** The next entry. */
+  async next(): Promise<IteratorResult<KvListEntry>> {
+    while (!this.#done && this.#count < this.#limit) {
+      const e = this.#ready.shift();
+      if (e !== undefined) {
+        this.#count++;
+        this.#cursor = cursorOf(e.key);
+        return { done: false, value: e };
+      }
+      const batch = await this.#batch();
+      if (batch.length === 0) break;
+      const got = await Promise.all(batch.map((k) => this.#get(k)));
+      batch.forEach((key, i) => {
+        const g = got[i]!;
+        if (g.found) this.#ready.push({ key, version: g.version, value: g.value });
+      });
+    }
+    await this.return();
+    return { done: true, value: undefined };
+  }
+
+  // The next keys to read, in the order of the listing.
+  async #batch(): Promise<string[]> {
+    if (this.#reverse) {
+      if (this.#pending === null) {
+        const all: string[] = [];
+        for await (const k of this.#keys) all.push(k);
+        this.#pending = all.reverse();
+      }
+      return this.#pending.splice(0, BATCH_READS);
+    }
+    const out: string[] = [];
+    while (out.length < BATCH_READS) {
+      const r = await this.#keys.next();
+      if (r.done) break;
+      out.push(r.value);
+    }
+    return out;
+  }
+
+  /** Stops the listing. */
+  async return(): Promise<IteratorResult<KvListEntry>> {
+    this.#done = true;
+    this.#ready = [];
+    await this.#keys.return(undefined);
+    return { done: true, value: undefined };
+  }
+
+  /** This iterator. */
+  [Symbol.asyncIterator](): KvListIterator {
+    return this;
   }
 }
 

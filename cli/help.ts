@@ -56,11 +56,13 @@ Commands:
              with --ver N: print the value chosen for version N (nil if none)
   delete     delete a key (write a tombstone version), print that version
   history    print the versions of a key, oldest first
+  list       print the keys that begin with a prefix, and their values
   help       show the help of a command: help <command>
 
 Run "cli.ts <command> --help" for a command's options, "cli.ts --version" for
-the version. set, get, delete and
-history take --json to print one line of JSON instead.
+the version. set, get, delete, history and list take --json to print JSON
+instead. The acceptors' URLs can come from the environment
+(PAXOSKV_ACCEPTORS), read with --allow-env.
 
 ${EXIT_HELP}`;
 
@@ -349,6 +351,41 @@ ${JSON_HELP}
 
 ${EXIT_HELP}`;
 
+const LIST_HELP = `Usage:
+  ${RUN} list [PREFIX] --acceptors URL,URL,...
+      [--limit N] [--cursor C] [--reverse] [--keys-only] [options]
+
+Prints the keys that begin with PREFIX (every key without it), in key order
+(JavaScript's string order, UTF-16 code units), one line each: the key, a tab,
+and its latest value (see Values below). Deleted keys are left out. Use --json
+for keys or values that hold newlines or tabs.
+
+Each value is linearizable, as get would print it during the listing, and
+every key that has a value for the whole listing is listed (the keys come from
+a majority of the acceptors). It is not a snapshot: keys are read one after
+another, so a key written or deleted during the listing may or may not show.
+
+Options:
+${netOptions(false)}
+  --limit N          at most N keys; when N are printed, a line on stderr (or,
+                     with --json, a last line {"cursor":"C"}) gives the
+                     --cursor that goes on after them
+  --cursor C         go on after the key where an earlier list stopped
+  --reverse          from the last key down
+  --keys-only        print the keys alone
+  -h, --help         show this help
+
+Output:
+  user/1<TAB>alice
+  --json: one line per key, {"key":"user/1","version":0,"value":"alice"}
+  (--keys-only: {"key":"user/1"})
+
+${VALUE_HELP}
+
+${JSON_HELP}
+
+${EXIT_HELP}`;
+
 /** The help of each command, by name. */
 export const HELP: Readonly<Record<string, string>> = {
   acceptor: ACCEPTOR_HELP,
@@ -357,4 +394,5 @@ export const HELP: Readonly<Record<string, string>> = {
   get: GET_HELP,
   delete: DELETE_HELP,
   history: HISTORY_HELP,
+  list: LIST_HELP,
 };

@@ -397,7 +397,7 @@ Deno.test("cli: --help of the program and of every command", async () => {
   assert.equal(results[10]!.stdout, results[9]!.stdout);
   // The program's help lists every command; the help of each key command
   // documents every exit status and --json.
-  for (const cmd of ["acceptor", "cluster", "set", "get", "delete", "history", "help"]) {
+  for (const cmd of ["acceptor", "cluster", "set", "get", "delete", "history", "list", "help"]) {
     assert.match(results[0]!.stdout, new RegExp(`^  ${cmd} `, "m"), `top help lists ${cmd}`);
   }
   for (const i of [0, 6, 7, 8, 9]) {
@@ -932,5 +932,53 @@ Deno.test("cli: PAXOSKV_ACCEPTORS, a value from standard input or a file, --type
   } finally {
     assert.deepEqual(await stopAll(servers), ["", "", ""]);
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli: list prints the keys of a prefix and their values, pages with --limit and --cursor", async () => {
+  const { servers, urls } = await startAcceptors([["--memory"], ["--memory"], ["--memory"]]);
+  try {
+    const acc = ["--acceptors", urls.join(",")];
+    const run = (...args: string[]) => cli(...args, ...acc);
+    for (const [k, v] of [["u/2", "bob"], ["u/1", "alice"], ["u/3", "carol"], ["v", "x"]]) {
+      okOut(await run("set", k!, v!), `set ${k}`);
+    }
+    okOut(await run("set", "u/gone", "x"), "set");
+    okOut(await run("delete", "u/gone"), "delete");
+    okOut(await run("set", "u/1", "7"), "set again");
+    assert.equal(okOut(await run("list", "u/"), "list"), "u/1\t7\nu/2\tbob\nu/3\tcarol\n");
+    assert.equal(okOut(await run("list", "u/", "--keys-only"), "keys"), "u/1\nu/2\nu/3\n");
+    assert.equal(okOut(await run("list"), "all").split("\n").length - 1, 4);
+    assert.equal(
+      okOut(await run("list", "u/", "--json"), "json"),
+      '{"key":"u/1","version":1,"value":7}\n{"key":"u/2","version":0,"value":"bob"}\n' +
+        '{"key":"u/3","version":0,"value":"carol"}\n',
+    );
+    // Cut by --limit: the cursor to go on from.
+    const first = await run("list", "u/", "--limit", "2", "--json");
+    const lines = first.stdout.trim().split("\n");
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(lines.length, 3);
+    const { cursor } = JSON.parse(lines[2]!);
+    assert.equal(typeof cursor, "string");
+    assert.equal(okOut(await run("list", "u/", "--cursor", cursor), "rest"), "u/3\tcarol\n");
+    const text = await run("list", "u/", "--limit", "1");
+    assert.equal(text.stdout, "u/1\t7\n");
+    assert.match(
+      text.stderr,
+      /^paxoskv: --limit 1 reached; more keys may follow: list "u\/" --cursor \S+\n$/,
+    );
+    assert.equal(
+      okOut(await run("list", "u/", "--reverse", "--keys-only"), "reverse"),
+      "u/3\nu/2\nu/1\n",
+    );
+    assertFails(
+      await run("list", "u/", "--cursor", "!"),
+      2,
+      /^paxoskv: list: cursor "!" is not a cursor/,
+      "cursor",
+    );
+  } finally {
+    assert.deepEqual(await stopAll(servers), ["", "", ""]);
   }
 });

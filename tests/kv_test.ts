@@ -622,3 +622,84 @@ Deno.test("kv: keys are quoted in messages; a key with a lone surrogate is refus
   await assert.rejects(kv.get("k\uDC00"), /not well-formed Unicode/);
   assert.deepEqual(await kv.get("k\uFFFD"), { found: false, version: -1n });
 });
+
+// Clients of `acceptors` where those at the indexes in `down` fail every request.
+function withDown(acceptors: readonly PaxosAcceptor[], down: readonly number[]) {
+  const fail = () => Promise.reject(new Deno.errors.ConnectionRefused("down"));
+  return acceptors.map((a, i) =>
+    down.includes(i) ? { name: a.name, latest: fail, request: fail, keys: fail } : {
+      name: a.name,
+      latest: (k: string) => a.latest(k),
+      request: (op: "Prepare" | "Accept", r: Proposer) => a.request(op, r),
+      keys: (from: string, limit: number, end?: string) => a.keys(from, limit, end),
+    }
+  );
+}
+
+Deno.test("kv: list gives every key of a prefix with its latest value, in order, from pages of a majority", async () => {
+  const acceptors = cluster();
+  const key = (i: number) => `k/${String(i).padStart(3, "0")}`;
+  // Keys below 300 are held by a0 and a2 only, the others by a1 and a2: a
+  // majority each. a0's first page (256 keys) ends at k/255, a1's at k/555:
+  // the keys between are known only up to the smaller one.
+  const evens = new Kv(withDown(acceptors, [1]));
+  const odds = new Kv(withDown(acceptors, [0]));
+  for (let i = 0; i < 600; i++) await (i < 300 ? evens : odds).set(key(i), i);
+  await evens.set("k/000", "latest");
+  await evens.set("k/gone", "x");
+  await evens.delete("k/gone");
+  await evens.set("l/other", 1);
+  await evens.set("k", "the prefix itself");
+  // A promise without a chosen value: held, but not a chosen key.
+  await acceptors[0]!.request(
+    "Prepare",
+    req({ Key: "k/promised", Ver: 0n }, { N: 9n, ProposerId: 9n }),
+  );
+  // Listed through a0 and a1 (a2 down): their union holds every key.
+  const kv = new Kv(withDown(acceptors, [2]));
+  const all = [];
+  for await (const e of kv.list({ prefix: "k/" })) all.push(e);
+  assert.equal(all.length, 600);
+  assert.deepEqual(all.map((e) => e.key), Array.from({ length: 600 }, (_, i) => key(i)));
+  assert.deepEqual(all[0], { key: "k/000", version: 1n, value: "latest" });
+  assert.deepEqual(all[599], { key: "k/599", version: 0n, value: 599 });
+  // A range; the prefix "" is every key.
+  const keysOf = async (it: AsyncIterable<{ key: string }>) => {
+    const out = [];
+    for await (const e of it) out.push(e.key);
+    return out;
+  };
+  assert.deepEqual(await keysOf(kv.list({ start: "k/597", end: "k/gone" })), [
+    "k/597",
+    "k/598",
+    "k/599",
+  ]);
+  assert.equal((await keysOf(kv.list({ prefix: "" }))).length, 602);
+  // A majority down: a clear error.
+  const none = new Kv(withDown(acceptors, [0, 1]));
+  await assert.rejects(
+    keysOf(none.list({ prefix: "k/" })),
+    /cannot list keys from "k\/": [01] of 3 acceptors answered, 2 needed/,
+  );
+});
+
+Deno.test("kv: list pages with limit and cursor, forward and in reverse", async () => {
+  const kv = new Kv(cluster());
+  for (const k of ["p/a", "p/b", "p/c", "p/d", "p/e", "q"]) await kv.set(k, k);
+  const page = async (opts: { limit?: number; cursor?: string; reverse?: boolean }) => {
+    const it = kv.list({ prefix: "p/" }, opts);
+    const keys = [];
+    for await (const e of it) keys.push(e.key);
+    return { keys, cursor: it.cursor };
+  };
+  const first = await page({ limit: 2 });
+  assert.deepEqual(first.keys, ["p/a", "p/b"]);
+  const second = await page({ limit: 2, cursor: first.cursor });
+  assert.deepEqual(second.keys, ["p/c", "p/d"]);
+  assert.deepEqual((await page({ cursor: second.cursor })).keys, ["p/e"]);
+  const back = await page({ limit: 3, reverse: true });
+  assert.deepEqual(back.keys, ["p/e", "p/d", "p/c"]);
+  assert.deepEqual((await page({ reverse: true, cursor: back.cursor })).keys, ["p/b", "p/a"]);
+  assert.throws(() => kv.list({ prefix: "p/" }, { cursor: "!!" }), TypeError);
+  assert.throws(() => kv.list({ prefix: "p/" }, { limit: 0 }), RangeError);
+});
