@@ -237,7 +237,7 @@ export class PaxosAcceptor {
     if (r.Bal.N - v.LastBal.N <= MAX_BALLOT_STEP) return;
     throw new AcceptorError(
       "BallotTooFar",
-      `ballot ${formatBallot(r.Bal)} for ${r.Id.Key}@${r.Id.Ver} is more than ` +
+      `ballot ${formatBallot(r.Bal)} for ${JSON.stringify(r.Id.Key)}@${r.Id.Ver} is more than ` +
         `${MAX_BALLOT_STEP} above the promised ${formatBallot(v.LastBal)}`,
       this.name,
     );
@@ -317,7 +317,9 @@ export class PaxosAcceptor {
     const floor = id.Ver - this.#keep + 1n;
     if (floor <= this.#store.latest(id.Key).Floor) return;
     this.#store.compact(id.Key, floor).catch((e) =>
-      this.#onError(`cannot compact ${id.Key} below ${floor}: ${(e as Error).message}`)
+      this.#onError(
+        `cannot compact ${JSON.stringify(id.Key)} below ${floor}: ${(e as Error).message}`,
+      )
     );
   }
 
@@ -422,7 +424,9 @@ export class PaxosAcceptor {
     if (floor > 0n && id.Ver < floor) {
       throw new AcceptorError(
         "Compacted",
-        `${id.Key}@${id.Ver} was compacted: versions of ${id.Key} below ${floor} are no longer kept`,
+        `${JSON.stringify(id.Key)}@${id.Ver} was compacted: versions of ${
+          JSON.stringify(id.Key)
+        } below ${floor} are no longer kept`,
         this.name,
       );
     }

@@ -60,8 +60,9 @@ class PlatformSocket implements AcceptorSocket {
 
 /**
  * Opens a connection to an acceptor with the platform's `WebSocket`;
- * rejects when it does not open within `timeoutMs`. (`caCerts` cannot be
- * honored here: a browser trusts what it trusts.)
+ * rejects when it does not open within `timeoutMs`, or when `signal` aborts
+ * first. (`caCerts` cannot be honored here: a browser trusts what it
+ * trusts.)
  *
  * @example
  * ```ts ignore
@@ -77,19 +78,31 @@ export function browserSocket(
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
-    const timer = setTimeout(() => {
+    const give = (e: Error) => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
       ws.onopen = ws.onerror = ws.onclose = null;
       ws.close();
-      reject(netError("TimedOut", `connecting to ${url}: no answer within ${opts.timeoutMs} ms`));
-    }, opts.timeoutMs);
-    ws.onerror = () => {
-      // The close that follows says no more: a browser hides why.
-      clearTimeout(timer);
-      ws.onopen = ws.onerror = ws.onclose = null;
-      reject(netError("ConnectionRefused", `cannot open a WebSocket to ${url}`));
+      reject(e);
     };
+    const onAbort = () =>
+      give(
+        opts.signal?.reason instanceof Error
+          ? opts.signal.reason
+          : netError("NotConnected", `connecting to ${url}: aborted`),
+      );
+    const timer = setTimeout(
+      () =>
+        give(netError("TimedOut", `connecting to ${url}: no answer within ${opts.timeoutMs} ms`)),
+      opts.timeoutMs,
+    );
+    if (opts.signal?.aborted) return onAbort();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    // The close that follows an error says no more: a browser hides why.
+    ws.onerror = () => give(netError("ConnectionRefused", `cannot open a WebSocket to ${url}`));
     ws.onopen = () => {
       clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
       ws.onerror = null;
       resolve(new PlatformSocket(ws));
     };

@@ -11,7 +11,9 @@
  *   writes the next version and prints it (`--if-ver N`, `--if-absent` make
  *   it conditional), `get KEY` prints the latest value, `delete KEY` writes a
  *   tombstone and prints its version, `history KEY [--limit N]` prints the
- *   versions, oldest first. All take `--acceptors URL,...` and `--json`.
+ *   versions, oldest first, `list [PREFIX]` prints the keys that begin
+ *   with PREFIX and their values. All take `--acceptors URL,...` and
+ *   `--json`.
  * - `set KEY VALUE --ver N` and `get KEY --ver N` run Paxos on version N
  *   from this process as the proposer and print the chosen value (the seed's
  *   calls).
@@ -36,6 +38,8 @@ import { HELP, TOP_HELP } from "./cli/help.ts";
 import { type CliIo, oneLine, processIo } from "./cli/io.ts";
 import { type KeyCommand, runKeyCommand } from "./cli/key_commands.ts";
 import { runAcceptor, runCluster } from "./cli/serve.ts";
+import { runList } from "./cli/list_command.ts";
+import denoJson from "./deno.json" with { type: "json" };
 
 export {
   EXIT_COMPACTED,
@@ -47,7 +51,7 @@ export {
 } from "./cli/exit.ts";
 export type { CliIo } from "./cli/io.ts";
 
-const COMMANDS = "acceptor, cluster, set, get, delete or history";
+const COMMANDS = "acceptor, cluster, set, get, delete, history or list";
 
 /**
  * Runs the command line `args` (without the program name) and resolves with
@@ -78,6 +82,10 @@ export async function main(args: readonly string[], io: CliIo = processIo): Prom
       out(TOP_HELP);
       return 0;
     }
+    if (cmd === "--version" || cmd === "-V") {
+      out(`paxoskv ${denoJson.version} (deno ${Deno.version.deno})`);
+      return 0;
+    }
     if (cmd === "help") {
       const topic = rest[0];
       if (topic === undefined) out(TOP_HELP);
@@ -101,6 +109,8 @@ export async function main(args: readonly string[], io: CliIo = processIo): Prom
           return await runAcceptor(rest, safeIo);
         case "cluster":
           return await runCluster(rest, safeIo);
+        case "list":
+          return await runList(rest, safeIo);
         default:
           return await runKeyCommand(cmd as KeyCommand, rest, safeIo);
       }

@@ -46,10 +46,11 @@ import { AcceptorError, NotEnoughQuorumError } from "./errors.ts";
 import { connectAcceptors, type ConnectOptions } from "./connect.ts";
 import { PaxosProposer, type ProposerOptions } from "./proposer.ts";
 import { askQuorum, quorumOf } from "./quorum.ts";
+import { type KeyRange, majorityKeys, prefixRange } from "./kv_list.ts";
 import type { KvAcceptorClient } from "./transport.ts";
 import { traceAcceptors, type Tracer } from "./trace.ts";
 import type { BallotNum, DataValue, LatestReply, Value } from "./types.ts";
-import { ballotEquals, isInt64 } from "./types.ts";
+import { ballotEquals, INT64_MAX, isInt64 } from "./types.ts";
 
 /**
  * A value the KV stores: any MessagePack value but nil. A `bigint` is stored
@@ -94,8 +95,10 @@ export class VersionConflictError extends Error {
   constructor(key: string, expected: bigint | null, actual: bigint) {
     super(
       expected === null
-        ? `version conflict on ${key}: it exists, at version ${actual}`
-        : `version conflict on ${key}: expected latest version ${expected}, found ${actual}`,
+        ? `version conflict on ${JSON.stringify(key)}: it exists, at version ${actual}`
+        : `version conflict on ${
+          JSON.stringify(key)
+        }: expected latest version ${expected}, found ${actual}`,
     );
     this.name = "VersionConflictError";
     this.key = key;
@@ -110,7 +113,7 @@ export class VersionConflictError extends Error {
  * @example
  * ```ts
  * import { CompactedError } from "./kv.ts";
- * new CompactedError("k", 2n).message; // "k@2 is compacted: ..."
+ * new CompactedError("k", 2n).message; // '"k"@2 is compacted: ...'
  * ```
  */
 export class CompactedError extends Error {
@@ -120,8 +123,38 @@ export class CompactedError extends Error {
   readonly version: bigint;
   /** Builds the error for a key and version. */
   constructor(key: string, version: bigint) {
-    super(`${key}@${version} is compacted: the acceptors no longer keep this version`);
+    super(
+      `${JSON.stringify(key)}@${version} is compacted: the acceptors no longer keep this version`,
+    );
     this.name = "CompactedError";
+    this.key = key;
+    this.version = version;
+  }
+}
+
+/**
+ * A conditional delete (`ifPresent`) found no value to delete: the key was
+ * never written, or is deleted already. Nothing was written.
+ *
+ * @example
+ * ```ts
+ * import { NotFoundError } from "./kv.ts";
+ * const e = new NotFoundError("k", 4n);
+ * e.message; // '"k": not found (deleted at version 4)'
+ * ```
+ */
+export class NotFoundError extends Error {
+  /** The key. */
+  readonly key: string;
+  /** The version of the tombstone that deleted it, or -1n when it was never written. */
+  readonly version: bigint;
+  /** Builds the error for a key and its latest version (-1n: none). */
+  constructor(key: string, version: bigint) {
+    super(
+      `${JSON.stringify(key)}: not found` +
+        (version >= 0n ? ` (deleted at version ${version})` : ""),
+    );
+    this.name = "NotFoundError";
     this.key = key;
     this.version = version;
   }
@@ -147,7 +180,9 @@ export class UnknownOutcomeError extends Error {
   /** Builds the error for a key, the version in doubt, and why it cannot be known. */
   constructor(key: string, version: bigint, why: string, options?: ErrorOptions) {
     super(
-      `write of ${key} has an unknown outcome: it may have been chosen at version ${version}; ${why}`,
+      `write of ${
+        JSON.stringify(key)
+      } has an unknown outcome: it may have been chosen at version ${version}; ${why}`,
       options,
     );
     this.name = "UnknownOutcomeError";
@@ -182,6 +217,19 @@ export interface SetOptions {
   readonly ifVersion?: bigint;
   /** Write only if the key is absent (never written, or deleted). */
   readonly ifAbsent?: boolean;
+  /**
+   * Write only if the key has a value (it was written, and not deleted);
+   * otherwise throw a {@link NotFoundError}. Meant for `delete`.
+   */
+  readonly ifPresent?: boolean;
+}
+
+/** Options of {@link Kv.history}. */
+export interface HistoryOptions {
+  /** At most this many versions, the latest ones (default 100). */
+  readonly limit?: number;
+  /** Only versions below this one (to page back from the oldest version a call returned). */
+  readonly before?: bigint;
 }
 
 interface Latest {
@@ -194,20 +242,22 @@ const ID_VIEW = new DataView(new ArrayBuffer(8));
 function toWire(key: string, value: KvValue): Value {
   if (typeof value === "bigint") {
     if (!isInt64(value)) {
-      throw new RangeError(`value of ${key} is outside int64: ${value}`);
+      throw new RangeError(`value of ${JSON.stringify(key)} is outside int64: ${value}`);
     }
     return { Vi64: value };
   }
   if (value === null || value === undefined) {
-    throw new TypeError(`value of ${key} is ${value}: the KV stores no nil, use delete`);
+    throw new TypeError(
+      `value of ${JSON.stringify(key)} is ${value}: the KV stores no nil, use delete`,
+    );
   }
   try {
     // The same checks an acceptor makes: plain MessagePack types, size limit.
-    return parseValue({ Data: value }, `value of ${key}`);
+    return parseValue({ Data: value }, `value of ${JSON.stringify(key)}`);
   } catch (e) {
     if (e instanceof WireError && e.code === "TooLarge") {
       throw new RangeError(
-        `value of ${key} is ${
+        `value of ${JSON.stringify(key)} is ${
           encodeFrame(value).length
         } bytes, over the ${MAX_VALUE_BYTES}-byte limit`,
       );
@@ -226,7 +276,17 @@ function fromWire(v: Value): KvValue | undefined {
 function checkKey(key: string): void {
   if (typeof key !== "string") throw new TypeError(`a key is a string, got ${typeof key}`);
   if (keyBytesOverLimit(key) !== undefined) {
-    throw new RangeError(`key is longer than ${MAX_KEY_BYTES} bytes: ${key.slice(0, 40)}...`);
+    throw new RangeError(
+      `key is longer than ${MAX_KEY_BYTES} bytes: ${JSON.stringify(key.slice(0, 40))}...`,
+    );
+  }
+  // A lone surrogate has no UTF-8 form: it would go out as U+FFFD, and two
+  // different keys would name one.
+  if (!key.isWellFormed()) {
+    throw new TypeError(
+      `key ${JSON.stringify(key)} is not well-formed Unicode (a lone surrogate): keys are ` +
+        `UTF-8 on the wire`,
+    );
   }
 }
 
@@ -292,7 +352,11 @@ export class Kv {
     return this.set(key, value, { ifVersion });
   }
 
-  /** Deletes a key: writes a tombstone version and returns it. */
+  /**
+   * Deletes a key: writes a tombstone version and returns it. With
+   * `ifPresent`, a key that has no value is left as it is, and a
+   * {@link NotFoundError} thrown.
+   */
   async delete(key: string, opts: SetOptions = {}): Promise<bigint> {
     checkKey(key);
     return await this.#write(key, { Del: true }, opts);
@@ -300,9 +364,11 @@ export class Kv {
 
   /**
    * The versions of a key, oldest first: at most `limit` (default 100) of
-   * the latest ones, without those the acceptors no longer keep.
+   * the latest ones (below `before`, when given), without those the
+   * acceptors no longer keep. Older versions may exist when the first one
+   * returned is above 0: page back with `before` set to it.
    */
-  async history(key: string, opts: { limit?: number } = {}): Promise<KvHistoryEntry[]> {
+  async history(key: string, opts: HistoryOptions = {}): Promise<KvHistoryEntry[]> {
     checkKey(key);
     const limit = opts.limit ?? 100;
     if (!(Number.isSafeInteger(limit) && limit > 0)) {
@@ -311,8 +377,11 @@ export class Kv {
     const deadline = this.#clock.now() + this.#deadlineMs;
     const latest = await this.#latest(key, deadline);
     const out: KvHistoryEntry[] = [];
-    const first = latest.version - BigInt(limit) + 1n;
-    for (let v = first < 0n ? 0n : first; v <= latest.version; v++) {
+    const top = opts.before !== undefined && opts.before <= latest.version
+      ? opts.before - 1n
+      : latest.version;
+    const first = top - BigInt(limit) + 1n;
+    for (let v = first < 0n ? 0n : first; v <= top; v++) {
       let val: Value | null;
       try {
         val = v === latest.version ? latest.value : await this.#run(key, v, null, deadline);
@@ -360,6 +429,58 @@ export class Kv {
     return (await this.#run(key, version, value, deadline, false, opts.proposerId))!;
   }
 
+  /**
+   * The keys of a range and their latest values, in key order (JavaScript's
+   * string order), as an async iterator: the keys that begin with `prefix`,
+   * or those from `start` (included) to `end` (excluded). Deleted keys are
+   * left out. `limit` stops after that many entries; `cursor` (the
+   * iterator's {@link KvListIterator.cursor} after an entry) resumes after
+   * that entry; `reverse` goes from the last key down.
+   *
+   * What it promises: every key that has a value for the whole listing is
+   * listed (the keys come from a majority of the acceptors, which hold every
+   * chosen key), and each entry's value is linearizable, as a {@link Kv.get}
+   * during the listing. It is not a snapshot: keys are read one after
+   * another, so a write during the listing may show for one key and not for
+   * another, and a key written or deleted meanwhile may or may not be
+   * listed. (`reverse` first gathers the range's keys, then reads them.)
+   *
+   * @example
+   * ```ts ignore
+   * for await (const e of kv.list({ prefix: "user/" }, { limit: 10 })) {
+   *   console.log(e.key, e.version, e.value);
+   * }
+   * ```
+   */
+  list(selector: KvListSelector, opts: KvListOptions = {}): KvListIterator {
+    const limit = opts.limit ?? Infinity;
+    if (!(limit === Infinity || (Number.isSafeInteger(limit) && limit > 0))) {
+      throw new RangeError(`limit must be a positive integer, got ${limit}`);
+    }
+    let range: KeyRange;
+    if ("prefix" in selector) {
+      checkKey(selector.prefix);
+      range = prefixRange(selector.prefix);
+    } else {
+      const start = selector.start ?? "";
+      if (start !== "") checkKey(start);
+      if (selector.end !== undefined) checkKey(selector.end);
+      range = { start, end: selector.end };
+    }
+    const reverse = opts.reverse === true;
+    if (opts.cursor !== undefined) {
+      const after = cursorKey(opts.cursor);
+      if (after < range.start || (range.end !== undefined && after >= range.end)) {
+        throw new RangeError(`cursor ${JSON.stringify(opts.cursor)} is not of this range`);
+      }
+      range = reverse
+        ? { start: range.start, end: after }
+        : { start: after + "\0", end: range.end };
+    }
+    const keys = majorityKeys(this.#acceptors, range, this.#clock, this.#deadlineMs);
+    return new KvListIterator(keys, (k) => this.get(k), limit, reverse);
+  }
+
   /** Resolves once a majority of the acceptors answer; throws a {@link NotEnoughQuorumError} otherwise. */
   async ping(): Promise<void> {
     await this.#askLatest(
@@ -392,7 +513,7 @@ export class Kv {
     let unsettled: bigint | null = null;
     const refusals = { n: 0 };
     if (
-      promised !== undefined && opts.ifAbsent !== true &&
+      promised !== undefined && opts.ifAbsent !== true && opts.ifPresent !== true &&
       (opts.ifVersion === undefined || opts.ifVersion === promised.ver - 1n)
     ) {
       if (await this.#fastWrite(key, promised.ver, value, refusals)) return promised.ver;
@@ -418,6 +539,14 @@ export class Kv {
       }
       const absent = latest.value === null || "Del" in latest.value;
       if (opts.ifAbsent && !absent) throw new VersionConflictError(key, null, latest.version);
+      if (opts.ifPresent && absent) throw new NotFoundError(key, latest.version);
+      if (latest.version >= INT64_MAX) {
+        // (Written with setVersion at the last int64: a version has no room above it.)
+        throw new RangeError(
+          `${JSON.stringify(key)} is at version ${latest.version}, the largest int64: ` +
+            `there is no next version to write`,
+        );
+      }
       const next = latest.version + 1n;
       if (await this.#fastWrite(key, next, value)) return next;
       const chosen = await this.#runOurs(key, next, value, deadline);
@@ -540,7 +669,7 @@ export class Kv {
   async #askLatest(
     key: string,
     deadline: number,
-    what = `find the latest version of ${key}`,
+    what = `find the latest version of ${JSON.stringify(key)}`,
   ): Promise<readonly LatestReply[]> {
     this.#refuseOverV1();
     const quorum = quorumOf(this.#acceptors.length);
@@ -573,8 +702,8 @@ export class Kv {
     if (out.ok) return out.replies;
     const why = out.why === "" ? "too many failed" : "no majority answered within the deadline";
     throw new NotEnoughQuorumError(
-      `cannot ${what}: ${out.replies.length} of ${quorum} ` +
-        `acceptors answered; ${why}${out.failures.length ? `; ${out.failures.join("; ")}` : ""}`,
+      `cannot ${what}: ${out.replies.length} of ${this.#acceptors.length} acceptors answered, ` +
+        `${quorum} needed; ${why}${out.failures.length ? `; ${out.failures.join("; ")}` : ""}`,
     );
   }
 
@@ -622,6 +751,142 @@ export class Kv {
       if (e instanceof AcceptorError && e.code === "Compacted") throw new CompactedError(key, ver);
       throw e;
     }
+  }
+}
+
+/** What {@link Kv.list} lists: the keys that begin with a prefix, or a range. */
+export type KvListSelector =
+  | { readonly prefix: string }
+  | { readonly start?: string; readonly end?: string };
+
+/** Options of {@link Kv.list}. */
+export interface KvListOptions {
+  /** Stop after this many entries (default: no limit). */
+  readonly limit?: number;
+  /** Resume after the entry this cursor was taken at ({@link KvListIterator.cursor}). */
+  readonly cursor?: string;
+  /** From the last key down. */
+  readonly reverse?: boolean;
+}
+
+/** One key of a listing, with its latest version and value. */
+export interface KvListEntry {
+  /** The key. */
+  readonly key: string;
+  /** Its latest version. */
+  readonly version: bigint;
+  /** Its value there. */
+  readonly value: KvValue;
+}
+
+const BATCH_READS = 32;
+
+function cursorOf(key: string): string {
+  let bin = "";
+  for (const b of new TextEncoder().encode(key)) bin += String.fromCharCode(b);
+  return btoa(bin).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+function cursorKey(cursor: string): string {
+  try {
+    const b64 = cursor.replaceAll("-", "+").replaceAll("_", "/");
+    const bin = atob(b64 + "=".repeat((4 - b64.length % 4) % 4));
+    return new TextDecoder("utf-8", { fatal: true }).decode(
+      Uint8Array.from(bin, (c) => c.charCodeAt(0)),
+    );
+  } catch {
+    throw new TypeError(`cursor ${JSON.stringify(cursor)} is not a cursor of a listing`);
+  }
+}
+
+/**
+ * The entries of {@link Kv.list}, read as they are iterated: a batch of
+ * keys from a majority, then a linearizable read of each.
+ */
+export class KvListIterator implements AsyncIterableIterator<KvListEntry> {
+  readonly #keys: AsyncGenerator<string>;
+  readonly #get: (key: string) => Promise<KvEntry>;
+  readonly #limit: number;
+  readonly #reverse: boolean;
+  #ready: KvListEntry[] = [];
+  #pending: string[] | null = null;
+  #count = 0;
+  #cursor = "";
+  #done = false;
+
+  /** Builds the iterator over keys in order, with a read for each. */
+  constructor(
+    keys: AsyncGenerator<string>,
+    get: (key: string) => Promise<KvEntry>,
+    limit: number,
+    reverse: boolean,
+  ) {
+    this.#keys = keys;
+    this.#get = get;
+    this.#limit = limit;
+    this.#reverse = reverse;
+  }
+
+  /**
+   * Where the listing is: pass it as `cursor` to a later {@link Kv.list} of
+   * the same range to resume after the last entry returned ("" before the
+   * first).
+   */
+  get cursor(): string {
+    return this.#cursor;
+  }
+
+  /** The next entry. */
+  async next(): Promise<IteratorResult<KvListEntry>> {
+    while (!this.#done && this.#count < this.#limit) {
+      const e = this.#ready.shift();
+      if (e !== undefined) {
+        this.#count++;
+        this.#cursor = cursorOf(e.key);
+        return { done: false, value: e };
+      }
+      const batch = await this.#batch();
+      if (batch.length === 0) break;
+      const got = await Promise.all(batch.map((k) => this.#get(k)));
+      batch.forEach((key, i) => {
+        const g = got[i]!;
+        if (g.found) this.#ready.push({ key, version: g.version, value: g.value });
+      });
+    }
+    await this.return();
+    return { done: true, value: undefined };
+  }
+
+  // The next keys to read, in the order of the listing.
+  async #batch(): Promise<string[]> {
+    if (this.#reverse) {
+      if (this.#pending === null) {
+        const all: string[] = [];
+        for await (const k of this.#keys) all.push(k);
+        this.#pending = all.reverse();
+      }
+      return this.#pending.splice(0, BATCH_READS);
+    }
+    const out: string[] = [];
+    while (out.length < BATCH_READS) {
+      const r = await this.#keys.next();
+      if (r.done) break;
+      out.push(r.value);
+    }
+    return out;
+  }
+
+  /** Stops the listing. */
+  async return(): Promise<IteratorResult<KvListEntry>> {
+    this.#done = true;
+    this.#ready = [];
+    await this.#keys.return(undefined);
+    return { done: true, value: undefined };
+  }
+
+  /** This iterator. */
+  [Symbol.asyncIterator](): KvListIterator {
+    return this;
   }
 }
 

@@ -578,7 +578,7 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
 }
 
 function describeEntry(e: Entry): string {
-  return "state" in e ? `${e.id.Key}@${e.id.Ver}` : e.key;
+  return "state" in e ? `${JSON.stringify(e.id.Key)}@${e.id.Ver}` : JSON.stringify(e.key);
 }
 
 function apply(versions: Versions, e: Entry): void {

@@ -276,7 +276,11 @@ export class PaxosProposer {
       need: quorum,
     });
     if (!out.ok) {
-      return { latestVal: null, higherBal, err: this.#notEnough("Prepare", quorum, out) };
+      return {
+        latestVal: null,
+        higherBal,
+        err: this.#notEnough("Prepare", acceptors.length, quorum, out),
+      };
     }
     return { latestVal: (maxVoted as Acceptor | null)?.Val ?? null, higherBal: null, err: null };
   }
@@ -325,18 +329,28 @@ export class PaxosProposer {
       count: out.replies.length,
       need: quorum,
     });
-    if (!out.ok) return { higherBal, err: this.#notEnough("Accept", quorum, out) };
+    if (!out.ok) {
+      return { higherBal, err: this.#notEnough("Accept", acceptors.length, quorum, out) };
+    }
     if (!next) return { higherBal: null, err: null };
     const promised = out.replies.filter((rep) => rep.NextOk === true).length;
     return { higherBal: null, err: null, nextPromised: promised >= quorum };
   }
 
-  #notEnough(op: string, quorum: number, out: QuorumOutcome<Acceptor>): NotEnoughQuorumError {
+  #notEnough(
+    op: string,
+    acceptorsCount: number,
+    quorum: number,
+    out: QuorumOutcome<Acceptor>,
+  ): NotEnoughQuorumError {
     // An acceptor that refused the request outright: retrying cannot help.
     const cause = out.errors.findLast((e) => e instanceof AcceptorError && e.isFinal);
     return new NotEnoughQuorumError(
-      `not enough quorum for ${op} of ${this.Id.Key}@${this.Id.Ver} at ballot ` +
-        `${formatBallot(this.Bal)}: ${out.replies.length} of ${quorum} needed accepted` +
+      `not enough quorum for ${op} of ${JSON.stringify(this.Id.Key)}@${this.Id.Ver} at ballot ` +
+        `${
+          formatBallot(this.Bal)
+        }: ${out.replies.length} of ${acceptorsCount} acceptors accepted, ` +
+        `${quorum} needed` +
         (out.why ? `; ${out.why}` : "") +
         (out.failures.length ? `; ${out.failures.join("; ")}` : ""),
       cause === undefined ? undefined : { cause },
@@ -353,7 +367,7 @@ export class PaxosProposer {
     const N = higherBal.N < step ? higherBal.N + 1n : step;
     if (N > INT64_MAX) {
       throw new NotEnoughQuorumError(
-        `no ballot is left for ${this.Id.Key}@${this.Id.Ver}: ` +
+        `no ballot is left for ${JSON.stringify(this.Id.Key)}@${this.Id.Ver}: ` +
           `${formatBallot(higherBal)} is the highest there is`,
       );
     }
@@ -380,7 +394,9 @@ export class PaxosProposer {
     const left = deadline - this.#clock.now();
     if (left <= 0) {
       throw new NotEnoughQuorumError(
-        `no value chosen for ${this.Id.Key}@${this.Id.Ver} within ${Math.round(deadlineMs)} ms ` +
+        `no value chosen for ${JSON.stringify(this.Id.Key)}@${this.Id.Ver} within ${
+          Math.round(deadlineMs)
+        } ms ` +
           `(${round} rounds); last: ${err.message}`,
       );
     }

@@ -126,7 +126,11 @@ export interface AcceptorSocket {
 /** Opens an {@link AcceptorSocket} to a `ws://` or `wss://` URL. */
 export type SocketOpener = (
   url: string,
-  opts: { readonly timeoutMs: number; readonly caCerts?: readonly string[] },
+  opts: {
+    readonly timeoutMs: number;
+    readonly caCerts?: readonly string[];
+    readonly signal?: AbortSignal;
+  },
 ) => Promise<AcceptorSocket>;
 
 type Reply = Acceptor | LatestReply | KeysReply | HelloReply | Ack;
@@ -173,6 +177,8 @@ export class WebSocketAcceptorClient implements KeysAcceptorClient {
 
   #conn: AcceptorSocket | null = null;
   #connecting: Promise<void> | null = null;
+  // Aborts the connection being made (TCP, TLS, upgrade) when we close.
+  readonly #closing = new AbortController();
   #failures = 0;
   #downUntil = 0;
   #lastError: Error | null = null;
@@ -317,11 +323,18 @@ export class WebSocketAcceptorClient implements KeysAcceptorClient {
   /** Closes the connection; requests in flight fail at once. */
   async close(): Promise<void> {
     this.#closed = true;
+    const closed = netError("NotConnected", `client for ${this.name} is closed`);
+    // A connection being made is dropped now, not when its timeout fires (an
+    // acceptor that takes the TCP connection and never answers would hold
+    // the caller for that long): the handshake's own requests fail with the
+    // rest.
+    this.#closing.abort(closed);
+    this.#failAll(closed);
     const connecting = this.#connecting;
     if (connecting !== null) await connecting;
     const conn = this.#conn;
     this.#conn = null;
-    this.#failAll(netError("NotConnected", `client for ${this.name} is closed`));
+    this.#failAll(closed);
     if (conn !== null) await conn.close();
   }
 
@@ -357,6 +370,7 @@ export class WebSocketAcceptorClient implements KeysAcceptorClient {
     try {
       conn = await this.#openSocket(this.name, {
         timeoutMs: this.#connectTimeoutMs,
+        signal: this.#closing.signal,
         ...(this.#caCerts === undefined ? {} : { caCerts: this.#caCerts }),
       });
     } catch (e) {

@@ -38,6 +38,11 @@ export interface WsConnectOptions {
    * roots; a server whose certificate chains to none of them is refused.
    */
   readonly caCerts?: readonly string[];
+  /**
+   * Gives up at once when aborted: the connection and its handshake are
+   * dropped, and `connect` rejects with the signal's reason.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** Parses and checks a `ws://` or `wss://` URL; throws a TypeError naming it otherwise. */
@@ -69,19 +74,37 @@ function withTimeout<T>(
   ms: number,
   what: string,
   onLate: (v: T) => void,
+  signal?: AbortSignal,
 ): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   let timedOut = false;
+  let onAbort = () => {};
   const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
+    const give = (e: Error) => {
       timedOut = true;
-      reject(new Deno.errors.TimedOut(`${what}: no answer within ${ms} ms`));
-    }, ms);
+      reject(e);
+    };
+    onAbort = () => give(abortReason(signal!, what));
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    timer = setTimeout(
+      () => give(new Deno.errors.TimedOut(`${what}: no answer within ${ms} ms`)),
+      ms,
+    );
   });
   p.then((v) => {
     if (timedOut) onLate(v);
   }, () => {});
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+  return Promise.race([p, t]).finally(() => {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
+  });
+}
+
+function abortReason(signal: AbortSignal, what: string): Error {
+  return signal.reason instanceof Error
+    ? signal.reason
+    : new Deno.errors.Interrupted(`${what}: given up`);
 }
 
 /**
@@ -127,6 +150,7 @@ export class WsConnection {
       timeoutMs,
       `connect to ${url}`,
       (late) => late.close(),
+      opts.signal,
     );
     let conn: Deno.Conn = tcp;
     try {
@@ -147,6 +171,7 @@ export class WsConnection {
         timeoutMs,
         `${tls ? "TLS and " : ""}WebSocket handshake with ${url}`,
         () => {},
+        opts.signal,
       );
       return new WsConnection(conn, leftover, opts.maxMessageBytes ?? 64 * 1024 * 1024);
     } catch (e) {

@@ -5,14 +5,14 @@
  * @module
  */
 import { AcceptorError, NotEnoughQuorumError, TrustError } from "../errors.ts";
-import { CompactedError, UnknownOutcomeError, VersionConflictError } from "../kv.ts";
+import { CompactedError, NotFoundError, UnknownOutcomeError, VersionConflictError } from "../kv.ts";
 import type { CliIo } from "./io.ts";
 
 /** Exit status of a command that could not do its work. */
 export const EXIT_FAILURE = 1;
 /** Exit status of a command line that is wrong: unknown command or option, bad argument. */
 export const EXIT_USAGE = 2;
-/** Exit status of `get KEY` when the key has no value: never written, or deleted. */
+/** Exit status of `get KEY` and `delete KEY` when the key has no value: never written, or deleted. */
 export const EXIT_NOT_FOUND = 3;
 /** Exit status of a conditional write (`--if-ver`, `--if-absent`) that found another version. */
 export const EXIT_CONFLICT = 4;
@@ -45,12 +45,16 @@ export class UsageError extends Error {
 export function reportFailure(e: unknown, io: CliIo): number {
   const status = e instanceof VersionConflictError
     ? EXIT_CONFLICT
+    : e instanceof NotFoundError
+    ? EXIT_NOT_FOUND
     : e instanceof CompactedError
     ? EXIT_COMPACTED
     : e instanceof TrustError
     ? EXIT_REFUSED
     : e instanceof NotEnoughQuorumError || e instanceof AcceptorError ||
-        e instanceof UnknownOutcomeError
+        e instanceof UnknownOutcomeError ||
+        // What the KV cannot do with this key (no version left above the last int64).
+        e instanceof RangeError
     ? EXIT_FAILURE
     : undefined;
   if (status === undefined) throw e;

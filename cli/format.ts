@@ -5,7 +5,7 @@
  * @module
  */
 import { encodeFrame, MAX_VALUE_BYTES } from "../codec.ts";
-import { INT64_MAX, INT64_MIN, isInt64 } from "../types.ts";
+import { isInt64 } from "../types.ts";
 import type { KvValue } from "../kv.ts";
 import type { DataValue, Value } from "../types.ts";
 
@@ -14,7 +14,7 @@ const CANONICAL_INT = /^-?(0|[1-9][0-9]*)$/;
 /**
  * Turns a VALUE argument into the Value proposed: a canonical decimal integer
  * (no sign but `-`, no leading zeros, not `-0`) becomes a `Vi64`, anything
- * else a `Data` string. Throws a RangeError for an integer outside int64 and
+ * else a `Data` string (so is an integer outside int64). Throws a RangeError
  * for a string over {@link MAX_VALUE_BYTES} encoded.
  *
  * @example
@@ -23,17 +23,14 @@ const CANONICAL_INT = /^-?(0|[1-9][0-9]*)$/;
  * parseValueArg("5"); // { Vi64: 5n }
  * parseValueArg("05"); // { Data: "05" }
  * parseValueArg("hello"); // { Data: "hello" }
+ * parseValueArg("9223372036854775808"); // { Data: "9223372036854775808" }
  * ```
  */
 export function parseValueArg(s: string): Value {
   if (CANONICAL_INT.test(s) && s !== "-0") {
     const n = BigInt(s);
-    if (!isInt64(n)) {
-      throw new RangeError(
-        `VALUE ${s} is outside the int64 range ${INT64_MIN}..${INT64_MAX}`,
-      );
-    }
-    return { Vi64: n };
+    // An integer outside int64 is a string, as `set --help` says.
+    if (isInt64(n)) return { Vi64: n };
   }
   const size = encodeFrame(s).length;
   if (size > MAX_VALUE_BYTES) {

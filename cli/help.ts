@@ -7,7 +7,18 @@ import { DEFAULT_MAX_QUEUED_PER_KEY, DEFAULT_MAX_QUEUED_PER_PEER } from "../acce
 import { DEFAULT_BASE_PORT } from "../cluster.ts";
 import { DEFAULT_SERVE_LIMITS } from "../server.ts";
 
-const RUN = "deno run --allow-net=127.0.0.1 cli.ts";
+/**
+ * How to run Deno, as this process was run: `deno`, or, for the binary that
+ * `npx deno@VERSION` fetched into npm's cache (where `deno` may not be on
+ * PATH), `npx -y deno@VERSION`.
+ */
+export function denoCommand(execPath: string = Deno.execPath()): string {
+  return /[\\/](_npx|node_modules)[\\/]/.test(execPath)
+    ? `npx -y deno@${Deno.version.deno}`
+    : "deno";
+}
+
+const RUN = `${denoCommand()} run --allow-net=127.0.0.1 cli.ts`;
 
 const EXIT_HELP = `Exit status:
   0  success
@@ -15,7 +26,7 @@ const EXIT_HELP = `Exit status:
      or nothing was decided, before the deadline; an acceptor or cluster
      cannot open its data or listen
   2  bad usage
-  3  get: KEY has no value (it was never written, or it was deleted)
+  3  get, delete: KEY has no value (it was never written, or it was deleted)
   4  set --if-ver/--if-absent, delete --if-ver: version conflict; nothing was
      written
   5  the version asked for is compacted: the acceptors run with
@@ -37,7 +48,7 @@ Usage:
 
 Commands:
   acceptor   run one acceptor server
-  cluster    run three acceptors in one process, to try things out (deno task start)
+  cluster    run three acceptors in one process, to try things out (${denoCommand()} task start)
   set        write a value as the next version of a key, print that version
              (--if-ver N, --if-absent: only if the key is in that state);
              with --ver N: propose a value for version N, print the chosen value
@@ -45,10 +56,13 @@ Commands:
              with --ver N: print the value chosen for version N (nil if none)
   delete     delete a key (write a tombstone version), print that version
   history    print the versions of a key, oldest first
+  list       print the keys that begin with a prefix, and their values
   help       show the help of a command: help <command>
 
-Run "cli.ts <command> --help" for a command's options. set, get, delete and
-history take --json to print one line of JSON instead.
+Run "cli.ts <command> --help" for a command's options, "cli.ts --version" for
+the version. set, get, delete, history and list take --json to print JSON
+instead. The acceptors' URLs can come from the environment
+(PAXOSKV_ACCEPTORS), read with --allow-env.
 
 ${EXIT_HELP}`;
 
@@ -150,8 +164,11 @@ function netOptions(withVer: boolean): string {
                      10000); reaching a majority of the acceptors and then
                      the command itself each have MS ms`;
   return `  --acceptors URLS   the acceptors, comma-separated ws://HOST:PORT/paxos (or
-                     wss://) URLs, exactly the cluster's members (required);
-                     every decision is made by a majority of them
+                     wss://) URLs, exactly the cluster's members (required,
+                     or env PAXOSKV_ACCEPTORS); every decision is made by a
+                     majority of them. The environment is read only with
+                     --allow-env (e.g. --allow-env=PAXOSKV_ACCEPTORS); an
+                     option given wins over its variable
   --secret-file FILE the cluster's shared secret (or env PAXOSKV_SECRET_FILE)
   --ca-file FILE     trust the certificates in FILE (PEM) for wss://, besides
                      the system's roots (or env PAXOSKV_CA_FILE)
@@ -193,6 +210,8 @@ stderr as one line, and the exit status is the same as without --json.`;
 const SET_HELP = `Usage:
   ${RUN} set KEY VALUE --acceptors URL,URL,...
       [--if-ver N | --if-absent] [options]
+  ${RUN} set KEY - ...          (VALUE from standard input)
+  ${RUN} set KEY --file F ...   (VALUE from the file F)
   ${RUN} set KEY VALUE --ver N --acceptors URL,URL,...
       [options]
 
@@ -213,12 +232,23 @@ without --ver do not expect: write a key either with --ver or without it
 VALUE is stored as an int64 (Vi64) when it is a canonical decimal integer
 (digits with an optional "-", no leading zeros, not -0) within
 -9223372036854775808..9223372036854775807, and as a string (Data) otherwise.
-Put "--" before a VALUE that begins with "--", after all the options.
+Put "--" before a VALUE that begins with "--", after all the options. A VALUE
+of "-" reads the value from standard input, --file F from the file F, as they
+are (a final newline is kept), by the same rule; either can hold a value of
+up to 1 MiB, which a command line cannot. --type says what to store instead:
+  --type string      the text as it is, also when it looks like an integer
+  --type int         a decimal int64 (blanks around it are ignored); else exit 2
+  --type json        the JSON value (integers exact up to 64 bits), not null
+  --type bytes       the bytes of standard input or the file as they are, or
+                     VALUE read as base64
+Text must be UTF-8 (else exit 2: use --type bytes).
 
 Options:
 ${netOptions(true)}
 ${ifVerOption("write")}
   --if-absent        write only if KEY has no value (never written, or deleted)
+  --file F           read the value from the file F (no VALUE argument)
+  --type T           store the value as T: string, int, json or bytes (above)
 ${VER_OPTIONS}
   -h, --help         show this help
 
@@ -279,7 +309,9 @@ const DELETE_HELP = `Usage:
 
 Deletes KEY: writes a tombstone as its next version and prints that version.
 After it, get KEY finds no value (exit status 3) until KEY is set again;
-history KEY shows the tombstone as (deleted). With --if-ver N it deletes only
+history KEY shows the tombstone as (deleted). A KEY that has no value (never
+written, or deleted already) is left as it is: delete writes nothing, says
+"not found" on stderr and exits with status 3. With --if-ver N it deletes only
 if N is the latest version of KEY, and otherwise writes nothing and exits with
 status 4.
 
@@ -303,17 +335,55 @@ Prints the latest versions of KEY, at most N of them, oldest first, one line
 each: the version, a tab, and the value (see Values below), or "(deleted)" for
 a delete. Versions the acceptors no longer keep (acceptor --keep-versions) are
 left out. A key that was never written prints nothing (exit status 0). Use
---json for values that hold newlines or tabs.
+--json for values that hold newlines or tabs. When --limit cut the list short,
+a line on stderr says so and gives the --before that shows the older ones
+(--json: "before" holds that version).
 
 Options:
 ${netOptions(false)}
   --limit N          at most N versions, a positive integer (default 100)
+  --before V         only versions below V (to page back)
   -h, --help         show this help
 
 Output:
   0<TAB>a
   2<TAB>(deleted)
   --json: {"key":"foo","versions":[{"version":0,"value":"a"},{"version":2,"deleted":true}]}
+
+${VALUE_HELP}
+
+${JSON_HELP}
+
+${EXIT_HELP}`;
+
+const LIST_HELP = `Usage:
+  ${RUN} list [PREFIX] --acceptors URL,URL,...
+      [--limit N] [--cursor C] [--reverse] [--keys-only] [options]
+
+Prints the keys that begin with PREFIX (every key without it), in key order
+(JavaScript's string order, UTF-16 code units), one line each: the key, a tab,
+and its latest value (see Values below). Deleted keys are left out. Use --json
+for keys or values that hold newlines or tabs.
+
+Each value is linearizable, as get would print it during the listing, and
+every key that has a value for the whole listing is listed (the keys come from
+a majority of the acceptors). It is not a snapshot: keys are read one after
+another, so a key written or deleted during the listing may or may not show.
+
+Options:
+${netOptions(false)}
+  --limit N          at most N keys; when N are printed, a line on stderr (or,
+                     with --json, a last line {"cursor":"C"}) gives the
+                     --cursor that goes on after them
+  --cursor C         go on after the key where an earlier list stopped
+  --reverse          from the last key down
+  --keys-only        print the keys alone
+  -h, --help         show this help
+
+Output:
+  user/1<TAB>alice
+  --json: one line per key, {"key":"user/1","version":0,"value":"alice"}
+  (--keys-only: {"key":"user/1"})
 
 ${VALUE_HELP}
 
@@ -329,4 +399,5 @@ export const HELP: Readonly<Record<string, string>> = {
   get: GET_HELP,
   delete: DELETE_HELP,
   history: HISTORY_HELP,
+  list: LIST_HELP,
 };

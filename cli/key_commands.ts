@@ -7,13 +7,28 @@
  */
 import { keyBytesOverLimit, MAX_KEY_BYTES } from "../codec.ts";
 import { INT64_MAX } from "../types.ts";
-import { connect, Kv, type SetOptions } from "../kv.ts";
+import { connect, Kv, type KvValue, type SetOptions } from "../kv.ts";
 import { connectAcceptors } from "../connect.ts";
 import type { Value } from "../types.ts";
-import { intOpt, type OptSpec, parseArgs, type Parsed, positionals } from "./args.ts";
+import {
+  intOpt,
+  type OptSpec,
+  parseArgs,
+  type Parsed,
+  positionals,
+  quote,
+  stringOpt,
+} from "./args.ts";
 import { connectOptions, NET_SPEC, type NetOptions, parseNetOptions } from "./net.ts";
-import { EXIT_NOT_FOUND, messageOf, reportFailure, UsageError } from "./exit.ts";
-import { formatKvValue, formatValue, parseValueArg, toJson } from "./format.ts";
+import { EXIT_NOT_FOUND, reportFailure, UsageError } from "./exit.ts";
+import { formatKvValue, formatValue, toJson } from "./format.ts";
+import {
+  parseValueType,
+  readBounded,
+  readValueFile,
+  typedValue,
+  type ValueSource,
+} from "./value_input.ts";
 import type { CliIo } from "./io.ts";
 import { type TraceFormat, traceLines, traceOpt } from "./trace_output.ts";
 import { TraceRecorder } from "../trace.ts";
@@ -29,10 +44,12 @@ const KEY_SPECS: Readonly<Record<KeyCommand, OptSpec>> = {
     "proposer-id": "string",
     "if-ver": "string",
     "if-absent": "boolean",
+    file: "string",
+    type: "string",
   },
   get: { ...NET_SPEC, trace: "optional", ver: "string", "proposer-id": "string" },
   delete: { ...NET_SPEC, trace: "optional", "if-ver": "string" },
-  history: { ...NET_SPEC, trace: "optional", limit: "string" },
+  history: { ...NET_SPEC, trace: "optional", limit: "string", before: "string" },
 };
 
 // What a key command was asked to do, checked before anything is sent.
@@ -50,6 +67,8 @@ interface KeyArgs {
   readonly limit: number;
   /** `--trace`: how to print the messages after the result. */
   readonly trace: TraceFormat | undefined;
+  /** `history --before`. */
+  readonly before: bigint | undefined;
 }
 
 // `--trace`: records the command's messages, and prints them.
@@ -105,18 +124,32 @@ export async function runKeyCommand(
 }
 
 async function parseKeyArgs(cmd: KeyCommand, p: Parsed): Promise<KeyArgs> {
-  const [key, valueArg] = positionals(p, cmd === "set" ? ["KEY", "VALUE"] : ["KEY"]);
+  const file = stringOpt(p, "file");
+  const [key, valueArg] = positionals(
+    p,
+    cmd !== "set" ? ["KEY"] : file === undefined ? ["KEY", "VALUE"] : ["KEY"],
+  );
   const keyBytes = keyBytesOverLimit(key!);
   if (keyBytes !== undefined) {
     throw new UsageError(`KEY is ${keyBytes} bytes, over the ${MAX_KEY_BYTES} byte limit`);
   }
+  // Deno turns bytes of an argument that are not UTF-8 into U+FFFD: two
+  // different keys would name one. (Keys are UTF-8 strings on the wire.)
+  if (key!.includes("\uFFFD")) {
+    throw new UsageError(
+      `KEY ${JSON.stringify(key)} holds U+FFFD, which stands for bytes that are not UTF-8 in ` +
+        `an argument: keys are UTF-8 text`,
+    );
+  }
   let value: Value | null = null;
-  if (valueArg !== undefined) {
-    try {
-      value = parseValueArg(valueArg);
-    } catch (e) {
-      throw new UsageError(messageOf(e));
-    }
+  if (cmd === "set") {
+    const type = parseValueType(stringOpt(p, "type"));
+    const source: ValueSource = file !== undefined
+      ? { bytes: await readValueFile(file), from: `--file ${quote(file)}` }
+      : valueArg === "-"
+      ? { bytes: await readBounded(Deno.stdin.readable, "standard input"), from: "standard input" }
+      : { arg: valueArg! };
+    value = typedValue(source, type);
   }
   const ver = intOpt(p, "ver", 0n, INT64_MAX, "a non-negative int64");
   if (ver !== undefined) {
@@ -141,6 +174,7 @@ async function parseKeyArgs(cmd: KeyCommand, p: Parsed): Promise<KeyArgs> {
     "a version: -1 (no version yet) or a non-negative int64",
   );
   const limit = intOpt(p, "limit", 1n, BigInt(Number.MAX_SAFE_INTEGER), "a positive integer");
+  const before = intOpt(p, "before", 1n, INT64_MAX, "a positive int64 (a version)");
   return {
     key: key!,
     value,
@@ -153,6 +187,7 @@ async function parseKeyArgs(cmd: KeyCommand, p: Parsed): Promise<KeyArgs> {
     },
     limit: Number(limit ?? 100n),
     trace: traceOpt(p),
+    before,
   };
 }
 
@@ -160,7 +195,7 @@ type KvCommand = (kv: Kv, a: KeyArgs, io: CliIo) => Promise<number>;
 
 const KV_COMMANDS: Readonly<Record<KeyCommand, KvCommand>> = {
   async set(kv, { key, value, condition, net }, io) {
-    const v = "Vi64" in value! ? value.Vi64 : (value as { Data: string }).Data;
+    const v = "Vi64" in value! ? value.Vi64 : (value as { Data: KvValue }).Data;
     const version = await kv.set(key, v, condition);
     io.out(net.json ? toJson({ key, version }) : String(version));
     return 0;
@@ -179,7 +214,7 @@ const KV_COMMANDS: Readonly<Record<KeyCommand, KvCommand>> = {
     if (net.json) io.out(toJson({ key, found: false, version: got.version }));
     else {
       io.err(
-        `paxoskv: ${key}: not found` +
+        `paxoskv: ${JSON.stringify(key)}: not found` +
           (got.version >= 0n ? ` (deleted at version ${got.version})` : ""),
       );
     }
@@ -187,21 +222,31 @@ const KV_COMMANDS: Readonly<Record<KeyCommand, KvCommand>> = {
   },
 
   async delete(kv, { key, condition, net }, io) {
-    const version = await kv.delete(key, condition);
+    // A key with no value is left alone: "not found", exit status 3.
+    const version = await kv.delete(key, { ...condition, ifPresent: true });
     io.out(net.json ? toJson({ key, version, deleted: true }) : String(version));
     return 0;
   },
 
-  async history(kv, { key, limit, net }, io) {
-    const versions = await kv.history(key, { limit });
+  async history(kv, { key, limit, before, net }, io) {
+    const versions = await kv.history(key, { limit, ...(before === undefined ? {} : { before }) });
+    // The limit cut the list: older versions exist (unless compacted).
+    const first = versions[0]?.version ?? 0n;
+    const older = versions.length === limit && first > 0n;
     if (net.json) {
       const items = versions.map((h) =>
         h.deleted ? { version: h.version, deleted: true } : { version: h.version, value: h.value }
       );
-      io.out(toJson({ key, versions: items }));
+      io.out(toJson({ key, versions: items, ...(older ? { before: first } : {}) }));
     } else {
       for (const h of versions) {
         io.out(`${h.version}\t${h.deleted ? "(deleted)" : formatKvValue(h.value)}`);
+      }
+      if (older) {
+        io.err(
+          `paxoskv: ${JSON.stringify(key)} has versions before ${first}: ` +
+            `history --before ${first} shows them`,
+        );
       }
     }
     return 0;

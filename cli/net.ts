@@ -1,6 +1,6 @@
 /**
  * The options of every command that talks to the acceptors: which ones
- * (`--acceptors`), how long to wait (`--timeout`, `--deadline`), how to
+ * (`--acceptors`, or `PAXOSKV_ACCEPTORS`), how long to wait (`--timeout`, `--deadline`), how to
  * prove who we are (`--secret-file`, `--ca-file`) and how to print
  * (`--json`).
  *
@@ -8,16 +8,9 @@
  */
 import type { ConnectOptions } from "../connect.ts";
 import type { Secret } from "../handshake.ts";
-import {
-  intOpt,
-  MAX_TIMER_MS,
-  type OptSpec,
-  parseAcceptorUrls,
-  type Parsed,
-  required,
-  stringOpt,
-} from "./args.ts";
-import { caOpt, CLIENT_TRUST_SPEC, secretOpt } from "./trust.ts";
+import { intOpt, MAX_TIMER_MS, type OptSpec, parseAcceptorUrls, type Parsed } from "./args.ts";
+import { UsageError } from "./exit.ts";
+import { caOpt, CLIENT_TRUST_SPEC, optOrEnv, secretOpt } from "./trust.ts";
 
 /** The options of every command that talks to the acceptors. */
 export const NET_SPEC: OptSpec = {
@@ -46,7 +39,11 @@ export interface NetOptions {
 
 /** Reads the options of {@link NET_SPEC} (and the files they name). */
 export async function parseNetOptions(p: Parsed): Promise<NetOptions> {
-  const urls = parseAcceptorUrls(required(stringOpt(p, "acceptors"), "acceptors"));
+  const list = optOrEnv(p, "acceptors", "PAXOSKV_ACCEPTORS");
+  if (list === undefined) {
+    throw new UsageError("missing --acceptors (or PAXOSKV_ACCEPTORS, with --allow-env)");
+  }
+  const urls = parseAcceptorUrls(list);
   const ms = `a number of milliseconds in 1..${MAX_TIMER_MS}`;
   const timeoutMs = Number(intOpt(p, "timeout", 1n, BigInt(MAX_TIMER_MS), ms) ?? 1000n);
   const deadlineMs = Number(intOpt(p, "deadline", 1n, BigInt(MAX_TIMER_MS), ms) ?? 10_000n);

@@ -22,6 +22,7 @@ import {
 } from "./acceptor_init.ts";
 import { originsOpt, secretOpt, SERVER_TRUST_SPEC, tlsOpt } from "./trust.ts";
 import type { CliIo } from "./io.ts";
+import { denoCommand } from "./help.ts";
 
 /** `acceptor --data DIR ...`: one acceptor on a durable (or memory) store. */
 export async function runAcceptor(args: readonly string[], io: CliIo): Promise<number> {
@@ -204,7 +205,7 @@ export async function runCluster(args: readonly string[], io: CliIo): Promise<nu
     return EXIT_FAILURE;
   }
   const urls = cluster.urls;
-  const run = `deno run --allow-net=${new URL(urls[0]!).hostname} cli.ts`;
+  const run = `${denoCommand()} run --allow-net=${new URL(urls[0]!).hostname} cli.ts`;
   const list = urls.join(",");
   io.out(`paxoskv: ${urls.length} acceptors in this process (state in memory only):`);
   urls.forEach((u, i) => io.out(`  acceptor ${i}: ${u}`));

@@ -22,11 +22,17 @@ export const SERVER_TRUST_SPEC: OptSpec = {
   "allow-origin": "string",
 };
 
-// An option, or else its environment variable (when env access is granted).
-function optOrEnv(p: Parsed, name: string, env: string): string | undefined {
+/**
+ * An option, or else its environment variable when access to it is granted
+ * (`--allow-env`); never a permission prompt. The option wins.
+ */
+export function optOrEnv(p: Parsed, name: string, env: string): string | undefined {
   const v = stringOpt(p, name);
   if (v !== undefined) return v;
   try {
+    if (Deno.permissions.querySync({ name: "env", variable: env }).state !== "granted") {
+      return undefined;
+    }
     return Deno.env.get(env) || undefined;
   } catch {
     return undefined; // no --allow-env: the option alone

@@ -46,6 +46,45 @@ export async function cli(...args: string[]): Promise<RunResult> {
   }
 }
 
+/**
+ * Runs cli.ts with `args` to its end, with `stdin` as its standard input,
+ * `env` added to its environment, and `deno` flags `flags` (such as
+ * `--allow-env`) before the script.
+ */
+export async function cliWith(
+  opts: { stdin?: Uint8Array | string; env?: Record<string, string>; flags?: string[] },
+  ...args: string[]
+): Promise<RunResult> {
+  const t0 = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...RUN.slice(0, -1), ...(opts.flags ?? []), cliPath, ...args],
+    stdin: opts.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    ...(opts.env === undefined ? {} : { env: opts.env }),
+  }).spawn();
+  const killer = setTimeout(() => child.kill("SIGKILL"), RUN_LIMIT_MS);
+  try {
+    if (opts.stdin !== undefined) {
+      const w = child.stdin.getWriter();
+      const bytes = typeof opts.stdin === "string"
+        ? new TextEncoder().encode(opts.stdin)
+        : opts.stdin;
+      await w.write(bytes).catch(() => {}); // (it may stop reading early)
+      await w.close().catch(() => {});
+    }
+    const o = await child.output();
+    return {
+      code: o.code,
+      stdout: decoder.decode(o.stdout),
+      stderr: decoder.decode(o.stderr),
+      ms: performance.now() - t0,
+    };
+  } finally {
+    clearTimeout(killer);
+  }
+}
+
 /** Runs cli.ts and returns its one line of output, failing when it did not succeed. */
 export async function cliOut(...args: string[]): Promise<string> {
   const r = await cli(...args);

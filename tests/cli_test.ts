@@ -11,6 +11,7 @@ import { formatKvValue, formatValue, parseValueArg } from "../cli/format.ts";
 import {
   cli,
   cliOut,
+  cliWith,
   memberFlags,
   type RunResult,
   Server,
@@ -127,20 +128,20 @@ Deno.test("cli: set, get, delete and history without --ver: versions, conditions
         assertFails(
           await run("set", "cas", "z", "--if-ver", "0"),
           4,
-          "paxoskv: version conflict on cas: expected latest version 0, found 1",
+          'paxoskv: version conflict on "cas": expected latest version 0, found 1',
           "stale --if-ver",
         );
         assertFails(
           await run("set", "cas", "z", "--if-ver", "-1"),
           4,
-          "paxoskv: version conflict on cas: expected latest version -1, found 1",
+          'paxoskv: version conflict on "cas": expected latest version -1, found 1',
           "--if-ver -1 on a written key",
         );
         // A delete may be conditional too.
         assertFails(
           await run("delete", "cas", "--if-ver", "0"),
           4,
-          "paxoskv: version conflict on cas: expected latest version 0, found 1",
+          'paxoskv: version conflict on "cas": expected latest version 0, found 1',
           "stale delete --if-ver",
         );
         assert.equal(await out("get", "cas"), "y"); // nothing was written by the conflicts
@@ -152,21 +153,21 @@ Deno.test("cli: set, get, delete and history without --ver: versions, conditions
         assertFails(
           await run("set", "abs", "second", "--if-absent"),
           4,
-          "paxoskv: version conflict on abs: it exists, at version 0",
+          'paxoskv: version conflict on "abs": it exists, at version 0',
           "--if-absent on a written key",
         );
         assert.equal(await out("delete", "abs"), "1");
         assertFails(
           await run("get", "abs"),
           3,
-          "paxoskv: abs: not found (deleted at version 1)",
+          'paxoskv: "abs": not found (deleted at version 1)',
           "get after delete",
         );
         assert.equal(await out("set", "abs", "again", "--if-absent"), "2");
         assert.equal(await out("get", "abs"), "again");
       })(),
       (async () => {
-        assertFails(await run("get", "never"), 3, "paxoskv: never: not found", "get of no key");
+        assertFails(await run("get", "never"), 3, 'paxoskv: "never": not found', "get of no key");
         // A key never written has an empty history.
         assert.equal(okOut(await run("history", "never"), "history of no key"), "");
       })(),
@@ -181,8 +182,14 @@ Deno.test("cli: set, get, delete and history without --ver: versions, conditions
           run("history", "h", "--limit=1"),
         ]);
         assert.equal(okOut(all, "history"), "0\ta\n1\tb\n2\t(deleted)\n3\tc d\n");
-        assert.equal(okOut(last2, "history --limit 2"), "2\t(deleted)\n3\tc d\n");
-        assert.equal(okOut(last1, "history --limit 1"), "3\tc d\n");
+        // A list cut by --limit says on stderr that older versions exist.
+        assert.equal(last2.code, 0, last2.stderr);
+        assert.equal(last2.stdout, "2\t(deleted)\n3\tc d\n");
+        assert.equal(
+          last2.stderr,
+          'paxoskv: "h" has versions before 2: history --before 2 shows them\n',
+        );
+        assert.equal(last1.stdout, "3\tc d\n");
         // The tombstone read by number.
         assert.equal(await out("get", "h", "--ver", "2"), "(deleted)");
       })(),
@@ -242,7 +249,7 @@ Deno.test("cli: --json prints one line of JSON for set, get, delete and history,
         assertFails(
           await run("set", "c", "w", "--if-absent"),
           4,
-          "paxoskv: version conflict on c: it exists, at version 0",
+          'paxoskv: version conflict on "c": it exists, at version 0',
           "--json conflict",
         );
       })(),
@@ -313,10 +320,10 @@ Deno.test("cli: acceptor --keep-versions 2 forgets older versions: get --ver exi
     assertFails(
       old,
       5,
-      "paxoskv: k@0 is compacted: the acceptors no longer keep this version",
+      'paxoskv: "k"@0 is compacted: the acceptors no longer keep this version',
       "get --ver 0",
     );
-    assertFails(oldJson, 5, /^paxoskv: k@2 is compacted/, "get --ver 2 --json");
+    assertFails(oldJson, 5, /^paxoskv: "k"@2 is compacted/, "get --ver 2 --json");
     assert.equal(okOut(hist, "history"), "3\tv3\n4\tv4\n");
     assert.deepEqual(JSON.parse(okOut(histJson, "history --json")), {
       key: "k",
@@ -390,7 +397,7 @@ Deno.test("cli: --help of the program and of every command", async () => {
   assert.equal(results[10]!.stdout, results[9]!.stdout);
   // The program's help lists every command; the help of each key command
   // documents every exit status and --json.
-  for (const cmd of ["acceptor", "cluster", "set", "get", "delete", "history", "help"]) {
+  for (const cmd of ["acceptor", "cluster", "set", "get", "delete", "history", "list", "help"]) {
     assert.match(results[0]!.stdout, new RegExp(`^  ${cmd} `, "m"), `top help lists ${cmd}`);
   }
   for (const i of [0, 6, 7, 8, 9]) {
@@ -444,8 +451,6 @@ Deno.test("cli: bad command lines exit 2 with one line on stderr", async () => {
     [["get", "--ver", "0", ...acc], /missing KEY/],
     [["get", "foo", "bar", "--ver", "0", ...acc], /unexpected argument "bar"/],
     [["set", "foo", "--ver", "0", ...acc], /missing VALUE/],
-    [["set", "foo", "9223372036854775808", "--ver", "0", ...acc], /outside the int64 range/],
-    [["set", "foo", "-9223372036854775809", "--ver", "0", ...acc], /outside the int64 range/],
     [["acceptor"], /missing --data DIR \(or --memory/],
     [["acceptor", "--memory"], /missing --id/],
     [["acceptor", "--data", "/nonexistent/x", "--init"], /--init needs --cluster NAME/],
@@ -538,11 +543,24 @@ Deno.test("cli: parseValueArg sends canonical int64 as Vi64 and anything else as
   assert.deepEqual(parseValueArg("-12"), { Vi64: -12n });
   assert.deepEqual(parseValueArg("9223372036854775807"), { Vi64: 2n ** 63n - 1n });
   assert.deepEqual(parseValueArg("-9223372036854775808"), { Vi64: -(2n ** 63n) });
-  for (const s of ["-0", "007", "+5", "5.0", "1e3", " 5", "", "hello", "0x10"]) {
+  // Integers outside int64 too, as `set --help` says.
+  for (
+    const s of [
+      "-0",
+      "007",
+      "+5",
+      "5.0",
+      "1e3",
+      " 5",
+      "",
+      "hello",
+      "0x10",
+      "9223372036854775808",
+      "-9223372036854775809",
+    ]
+  ) {
     assert.deepEqual(parseValueArg(s), { Data: s }, JSON.stringify(s));
   }
-  assert.throws(() => parseValueArg("9223372036854775808"), RangeError);
-  assert.throws(() => parseValueArg("-9223372036854775809"), RangeError);
   assert.throws(() => parseValueArg("x".repeat(1024 * 1024 + 1)), RangeError);
 });
 
@@ -690,5 +708,277 @@ Deno.test("cli: an acceptor refuses to start on a damaged log, naming the file a
     assert.match(r.stderr, /at offset 8; refusing to start/);
   } finally {
     await Deno.remove(data, { recursive: true });
+  }
+});
+
+// Acceptors that take the TCP connection and never answer.
+function blackHoles(n: number): { urls: string[]; close(): Promise<void> } {
+  const listeners = Array.from(
+    { length: n },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  const held: Deno.Conn[] = [];
+  const loops = listeners.map(async (l) => {
+    try {
+      for await (const c of l) held.push(c);
+    } catch { /* closed */ }
+  });
+  return {
+    urls: listeners.map((l) => `ws://127.0.0.1:${l.addr.port}/paxos`),
+    async close() {
+      for (const l of listeners) l.close();
+      await Promise.all(loops);
+      for (const c of held) {
+        try {
+          c.close();
+        } catch { /* closed by the peer */ }
+      }
+    },
+  };
+}
+
+Deno.test("cli: --deadline bounds the whole process when acceptors take the connection and never answer", async () => {
+  const started = await startAcceptors([["--memory"], ["--memory"], ["--memory"]]);
+  // Member 2 stops; where it was, an acceptor that never answers.
+  await stopAll(started.servers.slice(2));
+  const servers = started.servers.slice(0, 2);
+  const urls = started.urls.slice(0, 2);
+  const holes = blackHoles(2);
+  try {
+    await cliOut("set", "foo", "v", "--acceptors", [...urls, holes.urls[0]!].join(","));
+    // A per-request timeout far beyond the deadline (and beyond the 20 s
+    // after which the test's runner kills a process): the deadline decides.
+    const limits = ["--timeout", "60000", "--deadline", "1000"];
+    const [none, one] = await Promise.all([
+      cli("get", "foo", ...limits, "--acceptors", [urls[0]!, ...holes.urls].join(",")),
+      cli("get", "foo", ...limits, "--acceptors", [...urls, holes.urls[0]!].join(",")),
+    ]);
+    assertFails(
+      none,
+      1,
+      /^paxoskv: cannot reach a majority of the acceptors: 1 of 3 answered, 2 needed; no majority answered within the deadline/,
+      "two holes",
+    );
+    // A generous bound (the deadline is 1 s, process start included).
+    assert.ok(none.ms < 10_000, `two holes: the process took ${none.ms} ms`);
+    assert.equal(okOut(one, "one hole"), "v\n");
+    assert.ok(one.ms < 10_000, `one hole: the process took ${one.ms} ms`);
+  } finally {
+    await holes.close();
+    assert.deepEqual(await stopAll(servers), ["", ""]);
+  }
+});
+
+Deno.test("cli: keys in messages are quoted; delete of a key with no value exits 3; values beyond int64 are strings; no request past the last version", async () => {
+  const { servers, urls } = await startAcceptors([["--memory"], ["--memory"], ["--memory"]]);
+  try {
+    const acc = ["--acceptors", urls.join(",")];
+    const run = (...args: string[]) => cli(...args, ...acc);
+    await allChains([
+      (async () => {
+        assertFails(await run("get", ""), 3, 'paxoskv: "": not found', "empty key");
+        assertFails(await run("get", "a\nb"), 3, 'paxoskv: "a\\nb": not found', "newline");
+        // What Deno makes of bytes that are not UTF-8 in an argument.
+        assertFails(
+          await run("get", "k\uFFFD"),
+          2,
+          /^paxoskv: get: KEY "k\uFFFD" holds U\+FFFD/,
+          "U+FFFD",
+        );
+      })(),
+      (async () => {
+        assertFails(await run("delete", "missing"), 3, 'paxoskv: "missing": not found', "delete");
+        assert.equal(okOut(await run("history", "missing"), "history"), "");
+        assert.equal(okOut(await run("set", "gone", "x"), "set"), "0\n");
+        assert.equal(okOut(await run("delete", "gone"), "delete"), "1\n");
+        assertFails(
+          await run("delete", "gone"),
+          3,
+          'paxoskv: "gone": not found (deleted at version 1)',
+          "delete twice",
+        );
+        assert.equal(okOut(await run("history", "gone"), "history"), "0\tx\n1\t(deleted)\n");
+      })(),
+      (async () => {
+        // As set --help says: an integer outside int64 is stored as a string.
+        assert.equal(okOut(await run("set", "huge", "9223372036854775808"), "set huge"), "0\n");
+        assert.equal(
+          okOut(await run("get", "huge", "--json"), "get huge"),
+          '{"key":"huge","found":true,"version":0,"value":"9223372036854775808"}\n',
+        );
+      })(),
+      (async () => {
+        const max = "9223372036854775807";
+        assert.equal(okOut(await run("set", "ovf", "x", "--ver", max), "set --ver max"), "x\n");
+        for (const args of [["set", "ovf", "y"], ["delete", "ovf"]]) {
+          assertFails(
+            await run(...args),
+            1,
+            `paxoskv: "ovf" is at version ${max}, the largest int64: there is no next version to write`,
+            args.join(" "),
+          );
+        }
+      })(),
+    ]);
+  } finally {
+    assert.deepEqual(await stopAll(servers), ["", "", ""]);
+  }
+});
+
+Deno.test("cli: PAXOSKV_ACCEPTORS, a value from standard input or a file, --type, --version", async () => {
+  const { servers, urls } = await startAcceptors([["--memory"], ["--memory"], ["--memory"]]);
+  const dir = await Deno.makeTempDir({ prefix: "paxoskv-cli-" });
+  try {
+    const acc = ["--acceptors", urls.join(",")];
+    const run = (...args: string[]) => cli(...args, ...acc);
+    const json = async (key: string) => okOut(await run("get", key, "--json"), `get ${key}`);
+    await allChains([
+      (async () => {
+        // The acceptors from the environment, with --allow-env; the option wins.
+        const env = { PAXOSKV_ACCEPTORS: urls.join(",") };
+        const flags = ["--allow-env"];
+        assert.equal(okOut(await cliWith({ env, flags }, "set", "e", "1"), "env set"), "0\n");
+        assert.equal(okOut(await cliWith({ env, flags }, "get", "e"), "env get"), "1\n");
+        const wrong = { PAXOSKV_ACCEPTORS: "ws://127.0.0.1:1/paxos" };
+        assert.equal(
+          okOut(await cliWith({ env: wrong, flags }, "get", "e", ...acc), "wins"),
+          "1\n",
+        );
+        // Without --allow-env the variable is not read (and no prompt).
+        assertFails(
+          await cliWith({ env }, "get", "e"),
+          2,
+          /^paxoskv: get: missing --acceptors \(or PAXOSKV_ACCEPTORS, with --allow-env\)/,
+          "no --allow-env",
+        );
+      })(),
+      (async () => {
+        // Beyond what a command line can carry (~128 KiB): from standard input.
+        const big = "x".repeat(300 * 1024) + "\n";
+        assert.equal(
+          okOut(await cliWith({ stdin: big }, "set", "big", "-", ...acc), "stdin"),
+          "0\n",
+        );
+        assert.equal(okOut(await run("get", "big"), "get big"), big + "\n");
+        // The same rule as an argument: "5" is an int64, "5\n" a string.
+        assert.equal(okOut(await cliWith({ stdin: "5" }, "set", "n", "-", ...acc), "5"), "0\n");
+        assert.equal(await json("n"), '{"key":"n","found":true,"version":0,"value":5}\n');
+        // Bytes that are not UTF-8: refused as text, stored with --type bytes.
+        const bin = new Uint8Array([0xff, 0x00, 0x80]);
+        assertFails(
+          await cliWith({ stdin: bin }, "set", "b", "-", ...acc),
+          2,
+          /^paxoskv: set: standard input is not UTF-8 text: give --type bytes/,
+          "binary as text",
+        );
+        const file = join(dir, "bin");
+        await Deno.writeFile(file, bin);
+        assert.equal(
+          okOut(await run("set", "b", "--file", file, "--type", "bytes"), "file"),
+          "0\n",
+        );
+        assert.equal(await json("b"), '{"key":"b","found":true,"version":0,"value":"/wCA"}\n');
+        assertFails(
+          await run("set", "b", "--file", join(dir, "none")),
+          2,
+          /^paxoskv: set: --file ".*none": /,
+          "no such file",
+        );
+        assertFails(
+          await run("set", "b", "v", "--file", file),
+          2,
+          /unexpected argument "v"/,
+          "both",
+        );
+      })(),
+      (async () => {
+        assert.equal(okOut(await run("set", "s", "12345", "--type", "string"), "string"), "0\n");
+        assert.equal(await json("s"), '{"key":"s","found":true,"version":0,"value":"12345"}\n');
+        assert.equal(
+          okOut(await cliWith({ stdin: " 42\n" }, "set", "i", "-", "--type", "int", ...acc), "int"),
+          "0\n",
+        );
+        assert.equal(await json("i"), '{"key":"i","found":true,"version":0,"value":42}\n');
+        assertFails(
+          await run("set", "i", "4x", "--type", "int"),
+          2,
+          /--type int: VALUE must be a decimal integer/,
+          "int",
+        );
+        const doc = '{"a":[1,9007199254740993,"t"],"b":{"c":true}}';
+        assert.equal(okOut(await run("set", "j", doc, "--type", "json"), "json"), "0\n");
+        assert.equal(await json("j"), `{"key":"j","found":true,"version":0,"value":${doc}}\n`);
+        assertFails(
+          await run("set", "j", "{", "--type", "json"),
+          2,
+          /--type json: VALUE is not JSON/,
+          "bad json",
+        );
+        assertFails(await run("set", "j", "null", "--type", "json"), 2, /is null/, "null");
+        assert.equal(okOut(await run("set", "y", "AQI=", "--type", "bytes"), "bytes"), "0\n");
+        assert.equal(await json("y"), '{"key":"y","found":true,"version":0,"value":"AQI="}\n');
+        assertFails(
+          await run("set", "y", "x", "--type", "float"),
+          2,
+          /--type must be one of string, int, json, bytes, got "float"/,
+          "type",
+        );
+      })(),
+      (async () => {
+        const r = await cli("--version");
+        assert.match(okOut(r, "--version"), /^paxoskv [0-9]+\.[0-9]+\.[0-9]+ \(deno [0-9.]+\)\n$/);
+      })(),
+    ]);
+  } finally {
+    assert.deepEqual(await stopAll(servers), ["", "", ""]);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli: list prints the keys of a prefix and their values, pages with --limit and --cursor", async () => {
+  const { servers, urls } = await startAcceptors([["--memory"], ["--memory"], ["--memory"]]);
+  try {
+    const acc = ["--acceptors", urls.join(",")];
+    const run = (...args: string[]) => cli(...args, ...acc);
+    for (const [k, v] of [["u/2", "bob"], ["u/1", "alice"], ["u/3", "carol"], ["v", "x"]]) {
+      okOut(await run("set", k!, v!), `set ${k}`);
+    }
+    okOut(await run("set", "u/gone", "x"), "set");
+    okOut(await run("delete", "u/gone"), "delete");
+    okOut(await run("set", "u/1", "7"), "set again");
+    assert.equal(okOut(await run("list", "u/"), "list"), "u/1\t7\nu/2\tbob\nu/3\tcarol\n");
+    assert.equal(okOut(await run("list", "u/", "--keys-only"), "keys"), "u/1\nu/2\nu/3\n");
+    assert.equal(okOut(await run("list"), "all").split("\n").length - 1, 4);
+    assert.equal(
+      okOut(await run("list", "u/", "--json"), "json"),
+      '{"key":"u/1","version":1,"value":7}\n{"key":"u/2","version":0,"value":"bob"}\n' +
+        '{"key":"u/3","version":0,"value":"carol"}\n',
+    );
+    // Cut by --limit: the cursor to go on from.
+    const first = await run("list", "u/", "--limit", "2", "--json");
+    const lines = first.stdout.trim().split("\n");
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(lines.length, 3);
+    const { cursor } = JSON.parse(lines[2]!);
+    assert.equal(typeof cursor, "string");
+    assert.equal(okOut(await run("list", "u/", "--cursor", cursor), "rest"), "u/3\tcarol\n");
+    const text = await run("list", "u/", "--limit", "1");
+    assert.equal(text.stdout, "u/1\t7\n");
+    assert.match(
+      text.stderr,
+      /^paxoskv: --limit 1 reached; more keys may follow: list "u\/" --cursor \S+\n$/,
+    );
+    assert.equal(
+      okOut(await run("list", "u/", "--reverse", "--keys-only"), "reverse"),
+      "u/3\nu/2\nu/1\n",
+    );
+    assertFails(
+      await run("list", "u/", "--cursor", "!"),
+      2,
+      /^paxoskv: list: cursor "!" is not a cursor/,
+      "cursor",
+    );
+  } finally {
+    assert.deepEqual(await stopAll(servers), ["", "", ""]);
   }
 });

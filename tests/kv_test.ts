@@ -10,6 +10,7 @@ import {
   type KvEntry,
   LogStore,
   MemoryStore,
+  NotFoundError,
   PaxosAcceptor,
   PaxosProposer,
   type Proposer,
@@ -134,7 +135,7 @@ Deno.test("kv: compare-and-set succeeds only on the latest version", async () =>
   assert.ok(e instanceof VersionConflictError);
   assert.equal(e.actual, 1n);
   assert.equal(e.expected, 0n);
-  assert.match(e.message, /version conflict on c: expected latest version 0, found 1/);
+  assert.match(e.message, /version conflict on "c": expected latest version 0, found 1/);
   assert.deepEqual(await kv.get("c"), { found: true, version: 1n, value: "second" });
 });
 
@@ -226,7 +227,7 @@ Deno.test("kv: retention keeps the last versions; older ones are 'compacted'", a
   assert.deepEqual(await kv.get("r"), { found: true, version: 9n, value: 9 });
   await assert.rejects(kv.getVersion("r", 2n), (e: Error) => {
     assert.ok(e instanceof CompactedError);
-    assert.match(e.message, /r@2 is compacted/);
+    assert.match(e.message, /"r"@2 is compacted/);
     return true;
   });
   // An old version can never be written again either.
@@ -293,7 +294,11 @@ Deno.test("kv: connect over WebSocket; a majority down is a clear error", async 
     await servers[0]!.close();
     assert.equal(await kv.set("w", "still"), 1n);
     await servers[1]!.close();
-    await assert.rejects(kv.get("w"), /cannot find the latest version of w/);
+    await assert.rejects(
+      kv.get("w"),
+      // How many answered, of how many, and how many were needed.
+      /cannot find the latest version of "w": [01] of 3 acceptors answered, 2 needed/,
+    );
   } finally {
     await kv.close();
     await Promise.all(servers.map((s) => s.close()));
@@ -330,7 +335,7 @@ Deno.test("kv extension over the wire: Latest replies and Compacted errors", asy
     }).catch((e) => e);
     assert.ok(e instanceof AcceptorError);
     assert.equal(e.code, "Compacted");
-    assert.equal(e.detail, "k@1 was compacted: versions of k below 3 are no longer kept");
+    assert.equal(e.detail, '"k"@1 was compacted: versions of "k" below 3 are no longer kept');
     // A tombstone travels as {Del: true}, with the id of the write.
     assert.equal(await kv.delete("k"), 5n);
     const tomb = await kv.getVersion("k", 5n);
@@ -548,4 +553,153 @@ Deno.test("kv: a get of a settled key costs one round trip (Latest only) and no 
   } finally {
     await Promise.all(stores.map((s) => s.close()));
   }
+});
+
+Deno.test("kv: delete with ifPresent leaves a key with no value alone and says not found", async () => {
+  const kv = new Kv(cluster());
+  await assert.rejects(
+    kv.delete("d", { ifPresent: true }),
+    (e) => e instanceof NotFoundError && e.version === -1n && e.message === '"d": not found',
+  );
+  assert.deepEqual(await kv.history("d"), []);
+  assert.equal(await kv.set("d", "x"), 0n);
+  assert.equal(await kv.delete("d", { ifPresent: true }), 1n);
+  await assert.rejects(
+    kv.delete("d", { ifPresent: true }),
+    (e) =>
+      e instanceof NotFoundError && e.version === 1n &&
+      e.message === '"d": not found (deleted at version 1)',
+  );
+  // One tombstone, not two.
+  assert.deepEqual((await kv.history("d")).map((h) => h.version), [0n, 1n]);
+  // Without it, delete writes a tombstone whatever the state (as before).
+  assert.equal(await kv.delete("d"), 2n);
+});
+
+Deno.test("kv: a key at the last int64 version refuses the next write without sending it", async () => {
+  const acceptors = cluster();
+  const sent: bigint[] = [];
+  const kv = new Kv(watched(acceptors, (_, r) => r !== null && sent.push(r.Id.Ver)));
+  const max = 2n ** 63n - 1n;
+  await kv.setVersion("ovf", max, { Data: "x" });
+  sent.length = 0;
+  for (const write of [() => kv.set("ovf", "y"), () => kv.delete("ovf")]) {
+    await assert.rejects(
+      write(),
+      (e) =>
+        e instanceof RangeError &&
+        e.message === '"ovf" is at version 9223372036854775807, the largest int64: ' +
+            "there is no next version to write",
+    );
+  }
+  assert.ok(sent.every((v) => v <= max), `sent ${sent}`);
+  assert.deepEqual(await kv.get("ovf"), { found: true, version: max, value: "x" });
+});
+
+Deno.test("kv: history pages back with before", async () => {
+  const kv = new Kv(cluster());
+  for (const v of ["a", "b", "c", "d", "e"]) await kv.set("p", v);
+  const page = async (opts: { limit?: number; before?: bigint }) =>
+    (await kv.history("p", opts)).map((h) => h.version);
+  assert.deepEqual(await page({ limit: 2 }), [3n, 4n]);
+  assert.deepEqual(await page({ limit: 2, before: 3n }), [1n, 2n]);
+  assert.deepEqual(await page({ limit: 2, before: 1n }), [0n]);
+  assert.deepEqual(await page({ before: 99n }), [0n, 1n, 2n, 3n, 4n]);
+});
+
+Deno.test("kv: keys are quoted in messages; a key with a lone surrogate is refused", async () => {
+  const kv = new Kv(cluster());
+  await kv.set("", "x");
+  await kv.set("a\nb", "x");
+  await assert.rejects(kv.set("", "y", { ifAbsent: true }), {
+    message: 'version conflict on "": it exists, at version 0',
+  });
+  await assert.rejects(kv.cas("a\nb", 5n, "y"), {
+    message: 'version conflict on "a\\nb": expected latest version 5, found 0',
+  });
+  // "\uD800" alone has no UTF-8 form: it would go out as U+FFFD, as "\uFFFD" does.
+  await assert.rejects(kv.set("k\uD800", "x"), TypeError);
+  await assert.rejects(kv.get("k\uDC00"), /not well-formed Unicode/);
+  assert.deepEqual(await kv.get("k\uFFFD"), { found: false, version: -1n });
+});
+
+// Clients of `acceptors` where those at the indexes in `down` fail every request.
+function withDown(acceptors: readonly PaxosAcceptor[], down: readonly number[]) {
+  const fail = () => Promise.reject(new Deno.errors.ConnectionRefused("down"));
+  return acceptors.map((a, i) =>
+    down.includes(i) ? { name: a.name, latest: fail, request: fail, keys: fail } : {
+      name: a.name,
+      latest: (k: string) => a.latest(k),
+      request: (op: "Prepare" | "Accept", r: Proposer) => a.request(op, r),
+      keys: (from: string, limit: number, end?: string) => a.keys(from, limit, end),
+    }
+  );
+}
+
+Deno.test("kv: list gives every key of a prefix with its latest value, in order, from pages of a majority", async () => {
+  const acceptors = cluster();
+  const key = (i: number) => `k/${String(i).padStart(3, "0")}`;
+  // Keys below 300 are held by a0 and a2 only, the others by a1 and a2: a
+  // majority each. a0's first page (256 keys) ends at k/255, a1's at k/555:
+  // the keys between are known only up to the smaller one.
+  const evens = new Kv(withDown(acceptors, [1]));
+  const odds = new Kv(withDown(acceptors, [0]));
+  for (let i = 0; i < 600; i++) await (i < 300 ? evens : odds).set(key(i), i);
+  await evens.set("k/000", "latest");
+  await evens.set("k/gone", "x");
+  await evens.delete("k/gone");
+  await evens.set("l/other", 1);
+  await evens.set("k", "the prefix itself");
+  // A promise without a chosen value: held, but not a chosen key.
+  await acceptors[0]!.request(
+    "Prepare",
+    req({ Key: "k/promised", Ver: 0n }, { N: 9n, ProposerId: 9n }),
+  );
+  // Listed through a0 and a1 (a2 down): their union holds every key.
+  const kv = new Kv(withDown(acceptors, [2]));
+  const all = [];
+  for await (const e of kv.list({ prefix: "k/" })) all.push(e);
+  assert.equal(all.length, 600);
+  assert.deepEqual(all.map((e) => e.key), Array.from({ length: 600 }, (_, i) => key(i)));
+  assert.deepEqual(all[0], { key: "k/000", version: 1n, value: "latest" });
+  assert.deepEqual(all[599], { key: "k/599", version: 0n, value: 599 });
+  // A range; the prefix "" is every key.
+  const keysOf = async (it: AsyncIterable<{ key: string }>) => {
+    const out = [];
+    for await (const e of it) out.push(e.key);
+    return out;
+  };
+  assert.deepEqual(await keysOf(kv.list({ start: "k/597", end: "k/gone" })), [
+    "k/597",
+    "k/598",
+    "k/599",
+  ]);
+  assert.equal((await keysOf(kv.list({ prefix: "" }))).length, 602);
+  // A majority down: a clear error.
+  const none = new Kv(withDown(acceptors, [0, 1]));
+  await assert.rejects(
+    keysOf(none.list({ prefix: "k/" })),
+    /cannot list keys from "k\/": [01] of 3 acceptors answered, 2 needed/,
+  );
+});
+
+Deno.test("kv: list pages with limit and cursor, forward and in reverse", async () => {
+  const kv = new Kv(cluster());
+  for (const k of ["p/a", "p/b", "p/c", "p/d", "p/e", "q"]) await kv.set(k, k);
+  const page = async (opts: { limit?: number; cursor?: string; reverse?: boolean }) => {
+    const it = kv.list({ prefix: "p/" }, opts);
+    const keys = [];
+    for await (const e of it) keys.push(e.key);
+    return { keys, cursor: it.cursor };
+  };
+  const first = await page({ limit: 2 });
+  assert.deepEqual(first.keys, ["p/a", "p/b"]);
+  const second = await page({ limit: 2, cursor: first.cursor });
+  assert.deepEqual(second.keys, ["p/c", "p/d"]);
+  assert.deepEqual((await page({ cursor: second.cursor })).keys, ["p/e"]);
+  const back = await page({ limit: 3, reverse: true });
+  assert.deepEqual(back.keys, ["p/e", "p/d", "p/c"]);
+  assert.deepEqual((await page({ reverse: true, cursor: back.cursor })).keys, ["p/b", "p/a"]);
+  assert.throws(() => kv.list({ prefix: "p/" }, { cursor: "!!" }), TypeError);
+  assert.throws(() => kv.list({ prefix: "p/" }, { limit: 0 }), RangeError);
 });

@@ -20,7 +20,7 @@ Deno.test("a change that cannot be encoded fails alone; the changes beside and a
     assert.deepEqual(results.map((r) => r.status), ["fulfilled", "rejected", "fulfilled"]);
     const why = (results[1] as PromiseRejectedResult).reason as Error;
     assert.ok(why instanceof TypeError);
-    assert.match(why.message, /bad@0/);
+    assert.match(why.message, /"bad"@0/);
     assert.equal(store.get(inst("bad")), undefined);
     // Later changes are stored as usual.
     await store.put(inst("after"), good);
