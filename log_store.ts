@@ -347,6 +347,11 @@ export class LogStore implements Store {
     return this.#versions.latest(key);
   }
 
+  /** The bytes of data held ({@link Store.usedBytes}). */
+  get usedBytes(): number {
+    return this.#versions.usedBytes;
+  }
+
   /** Writes a change; resolves once it is on disk, rejects when it could not be. */
   put(id: PaxosInstanceId, state: Acceptor): Promise<void> {
     return this.#append({ id, state });
