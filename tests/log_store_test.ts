@@ -627,3 +627,43 @@ Deno.test("the power-cut check sees the loss when a store acknowledges before th
   const lost = await lostByPowerCut(fs, acked);
   assert.ok(lost.length > 0, "a power cut after early replies lost nothing");
 });
+
+Deno.test("states are read back from the log once the cache lets them go, also after compactions moved them", async () => {
+  const fs = new MemFs();
+  const opts = { fs, compactAtBytes: 8 * 1024, cacheStates: 1 };
+  const store = await LogStore.open(MEM_DIR, opts);
+  const want = new Map<string, Acceptor>();
+  const check = (s: LogStore, where: string) => {
+    for (const [k, v] of want) {
+      const [key, ver] = k.split("@");
+      assert.deepEqual(s.get({ Key: key!, Ver: BigInt(ver!) }), v, `${k} ${where}`);
+    }
+    assert.deepEqual(snapshot(s), want, where);
+  };
+  // Some states written once at the start, moved by every compaction after.
+  for (let i = 0; i < 10; i++) {
+    const v = voted(i, { Data: `early${i}` });
+    await store.put(inst(`early${i}`), v);
+    want.set(`early${i}@0`, v);
+  }
+  for (let round = 0; round < 60; round++) {
+    await Promise.all(Array.from({ length: 12 }, (_, i) => {
+      const id = inst(`hot${i}`, round % 3);
+      const v = i % 2 ? promised(round) : voted(round, { Data: "x".repeat(round) });
+      // (Versions below a floor are not kept.)
+      if (!(i === 0 && round > 30 && round % 3 < 2)) want.set(`hot${i}@${round % 3}`, v);
+      return store.put(id, v);
+    }));
+    if (round === 30) {
+      await store.compact("hot0", 2n);
+      for (const k of [...want.keys()]) if (/^hot0@[01]$/.test(k)) want.delete(k);
+    }
+    check(store, `after round ${round}`);
+  }
+  assert.ok(store.stats.compactions >= 3, `${store.stats.compactions} compactions`);
+  await store.close();
+  const again = await LogStore.open(MEM_DIR, opts);
+  check(again, "after reopening");
+  assert.deepEqual(again.latest("hot0"), { Ver: 2n, Floor: 2n });
+  await again.close();
+});

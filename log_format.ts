@@ -1,0 +1,270 @@
+/**
+ * The record format of the acceptor's log (`acceptor.log`), apart from what
+ * the store does with it: the magic bytes, how changes are encoded into a
+ * checksummed record (and where each change lands in it, so that a state can
+ * be read back alone from the file), and how a log is read back record by
+ * record from a file of any size, telling a torn last record from damage.
+ *
+ * File: the 8 magic bytes `PXKVLOG1`, then records
+ * `[u32 length][u32 crc32(length)][u32 crc32(payload)][payload]`
+ * (big-endian). The header checks itself, so a damaged length is told apart
+ * from a write that stopped short. A payload is a MessagePack array of
+ * changes: `{Key, Ver, LastBal, Val?, VBal?}` (a new state, with the wire
+ * protocol's field names) or `{Key, Floor}` (versions below Floor forgotten).
+ * Each change is encoded on its own, so the bytes of one change are a
+ * MessagePack map that decodes alone.
+ *
+ * @module
+ */
+import { crc32 } from "node:zlib";
+import type { Acceptor, PaxosInstanceId } from "./types.ts";
+import {
+  decodeFrame,
+  encodeFrame,
+  parseAcceptor,
+  parseInstanceId,
+  parseInt64,
+  wireAcceptor,
+  wireInt,
+} from "./codec.ts";
+import { scanFrame } from "./msgpack_scan.ts";
+
+/** The first bytes of every log. */
+export const MAGIC: Uint8Array = new TextEncoder().encode("PXKVLOG1");
+/** The bytes of a record's header. */
+export const HEADER = 12;
+/** Most changes in one record (a compaction snapshot is split into several). */
+export const RECORD_CHANGES = 4096;
+
+/** One change to log: a new state of an instance, or a key's new floor. */
+export type Entry =
+  | { readonly id: PaxosInstanceId; readonly state: Acceptor }
+  | { readonly key: string; readonly floor: bigint };
+
+/**
+ * The log holds damage that is not a torn last record: the store refuses to
+ * open rather than forget an acknowledged promise or vote.
+ *
+ * @example
+ * ```ts
+ * import { LogCorruptionError } from "./log_format.ts";
+ * const e = new LogCorruptionError("data/acceptor.log", 4096, "checksum mismatch");
+ * e.offset; // 4096
+ * ```
+ */
+export class LogCorruptionError extends Error {
+  /** The damaged file. */
+  readonly path: string;
+  /** The offset of the damaged record. */
+  readonly offset: number;
+  /** Builds the error from the file, the offset and what is wrong there. */
+  constructor(path: string, offset: number, what: string) {
+    super(
+      `${path}: ${what} at offset ${offset}; refusing to start: ` +
+        `restore this acceptor's data from a backup or rebuild it (see README)`,
+    );
+    this.name = "LogCorruptionError";
+    this.path = path;
+    this.offset = offset;
+  }
+}
+
+/**
+ * The bytes of one change, as it sits inside a record: a MessagePack map.
+ * Throws when the codec cannot write it.
+ *
+ * @example
+ * ```ts
+ * import { encodeChange } from "./log_format.ts";
+ * encodeChange({ key: "k", floor: 3n }).length > 0; // true
+ * ```
+ */
+export function encodeChange(e: Entry): Uint8Array {
+  return encodeFrame(
+    "state" in e
+      ? { Key: e.id.Key, Ver: wireInt(e.id.Ver), ...wireAcceptor(e.state) }
+      : { Key: e.key, Floor: wireInt(e.floor) },
+  );
+}
+
+/** A change read back from the log, with where its bytes are in the payload. */
+export type DecodedChange = Entry & { readonly start: number; readonly end: number };
+
+/**
+ * Reads the change whose bytes are `bytes` (one element of a payload).
+ *
+ * @example
+ * ```ts
+ * import { decodeChange, encodeChange } from "./log_format.ts";
+ * decodeChange(encodeChange({ key: "k", floor: 3n })); // { key: "k", floor: 3n }
+ * ```
+ */
+export function decodeChange(bytes: Uint8Array): Entry {
+  const c = decodeFrame(bytes);
+  if (typeof c === "object" && c !== null && "Floor" in c) {
+    return { key: parseInstanceId(c, "change").Key, floor: parseInt64(c.Floor, "change.Floor") };
+  }
+  return { id: parseInstanceId(c, "change"), state: parseAcceptor(c, "change") };
+}
+
+/**
+ * Builds one record from encoded changes; `at[i]` is set to the offset of
+ * change `i`'s bytes from the record's start.
+ *
+ * @example
+ * ```ts
+ * import { encodeChange, HEADER, recordOf } from "./log_format.ts";
+ * const at: number[] = [];
+ * const rec = recordOf([encodeChange({ key: "k", floor: 1n })], at);
+ * at[0]; // HEADER + 1 (after the array's one-byte header)
+ * ```
+ */
+export function recordOf(changes: readonly Uint8Array[], at: number[]): Uint8Array {
+  const n = changes.length;
+  const head = n < 16 ? 1 : n < 0x10000 ? 3 : 5;
+  let size = head;
+  for (const c of changes) size += c.length;
+  const out = new Uint8Array(HEADER + size);
+  const view = new DataView(out.buffer);
+  let p = HEADER;
+  if (n < 16) out[p] = 0x90 | n;
+  else if (n < 0x10000) {
+    out[p] = 0xdc;
+    view.setUint16(p + 1, n);
+  } else {
+    out[p] = 0xdd;
+    view.setUint32(p + 1, n);
+  }
+  p += head;
+  for (const c of changes) {
+    at.push(p);
+    out.set(c, p);
+    p += c.length;
+  }
+  view.setUint32(0, size);
+  view.setUint32(4, crc32(out.subarray(0, 4)) >>> 0);
+  view.setUint32(8, crc32(out.subarray(HEADER)) >>> 0);
+  return out;
+}
+
+/**
+ * A file opened to read at any position, without moving a shared position:
+ * how the store reads states back from its log.
+ */
+export interface LogReader {
+  /** Reads up to `bytes.length` bytes at `position`; returns how many (0 at the end). */
+  readAt(bytes: Uint8Array, position: number): number;
+  /** The file's size now. */
+  size(): number;
+  /** Releases the file. */
+  close(): void;
+}
+
+/**
+ * Reads exactly `length` bytes at `position`; throws when the file is
+ * shorter.
+ */
+export function readExactly(r: LogReader, position: number, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let got = 0;
+  while (got < length) {
+    const n = r.readAt(out.subarray(got), position + got);
+    if (n <= 0) {
+      throw new RangeError(`short read: ${got} of ${length} bytes at offset ${position}`);
+    }
+    got += n;
+  }
+  return out;
+}
+
+/** What {@link readLog} found: the valid length, and whether a torn tail was found. */
+export interface LogScan {
+  /** The size of the valid part: the offset after the last good record. */
+  readonly validBytes: number;
+  /** The bytes of a torn last record found after it (0 when none). */
+  readonly tornBytes: number;
+}
+
+const CHUNK = 8 * 1024 * 1024;
+const SCAN_LIMITS = { maxDepth: 100, maxElements: 1 << 30, maxCost: Number.MAX_SAFE_INTEGER };
+
+/**
+ * Reads the log through `r`, record by record, a chunk at a time (a log may
+ * be larger than memory), calling `apply` with each change and the offset of
+ * its bytes in the file. Stops at a torn last record (a partial header, a
+ * payload cut short, a bad payload checksum in the very last record, or a
+ * zero-filled tail) and says where; throws a {@link LogCorruptionError} for
+ * any other damage. The caller cuts a torn tail off.
+ */
+export function readLog(
+  r: LogReader,
+  path: string,
+  apply: (change: Entry, offset: number, length: number) => void,
+): LogScan {
+  const size = r.size();
+  const magic = readExactly(r, 0, Math.min(size, MAGIC.length));
+  if (!magic.every((b, i) => b === MAGIC[i])) {
+    throw new LogCorruptionError(path, 0, "not a paxoskv log (bad magic)");
+  }
+  if (size < MAGIC.length) return { validBytes: size, tornBytes: 0 };
+  // A window of the file: `buf` holds the bytes from `bufAt`.
+  let buf: Uint8Array = new Uint8Array(0);
+  let bufAt = 0;
+  const bytesAt = (off: number, n: number): Uint8Array => {
+    if (off < bufAt || off + n > bufAt + buf.length) {
+      const want = Math.min(Math.max(n, CHUNK), size - off);
+      buf = readExactly(r, off, want);
+      bufAt = off;
+    }
+    return buf.subarray(off - bufAt, off - bufAt + n);
+  };
+  let off = MAGIC.length;
+  while (off < size) {
+    const rest = size - off;
+    const torn = { validBytes: off, tornBytes: rest };
+    if (rest < HEADER || allZero(r, off, size)) return torn;
+    const head = bytesAt(off, HEADER);
+    const view = new DataView(head.buffer, head.byteOffset, HEADER);
+    const n = view.getUint32(0);
+    if (view.getUint32(4) !== crc32(head.subarray(0, 4)) >>> 0) {
+      throw new LogCorruptionError(path, off, "damaged record header");
+    }
+    const end = off + HEADER + n;
+    if (end > size) return torn;
+    const crc = view.getUint32(8);
+    const payload = bytesAt(off + HEADER, n);
+    if (crc !== crc32(payload) >>> 0) {
+      if (end === size) return torn;
+      throw new LogCorruptionError(path, off, "checksum mismatch in a record that is not the last");
+    }
+    try {
+      const scan = scanFrame(payload, SCAN_LIMITS);
+      if ("frameError" in scan) throw new TypeError(scan.frameError);
+      if (!scan.batch) throw new TypeError("a record holds an array of changes");
+      for (const el of scan.elements) {
+        apply(
+          decodeChange(payload.subarray(el.start, el.end)),
+          off + HEADER + el.start,
+          el.end - el.start,
+        );
+      }
+    } catch (e) {
+      if (e instanceof LogCorruptionError) throw e;
+      throw new LogCorruptionError(path, off, `unreadable record (${(e as Error).message})`);
+    }
+    off = end;
+  }
+  return { validBytes: off, tornBytes: 0 };
+}
+
+// Whether the file holds only zeros from `off` to `size` (read a chunk at a time).
+function allZero(r: LogReader, off: number, size: number): boolean {
+  // The usual case, a record header, is told at once.
+  const first = readExactly(r, off, Math.min(HEADER, size - off));
+  if (!first.every((b) => b === 0)) return false;
+  for (let at = off; at < size; at += CHUNK) {
+    const part = readExactly(r, at, Math.min(CHUNK, size - at));
+    for (const b of part) if (b !== 0) return false;
+  }
+  return true;
+}
