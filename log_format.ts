@@ -194,12 +194,14 @@ const SCAN_LIMITS = { maxDepth: 100, maxElements: 1 << 30, maxCost: Number.MAX_S
  * its bytes in the file. Stops at a torn last record (a partial header, a
  * payload cut short, a bad payload checksum in the very last record, or a
  * zero-filled tail) and says where; throws a {@link LogCorruptionError} for
- * any other damage. The caller cuts a torn tail off.
+ * any other damage. The caller cuts a torn tail off. `from` is where to
+ * start reading records (after the magic, or where a saved index ends).
  */
 export function readLog(
   r: LogReader,
   path: string,
   apply: (change: Entry, offset: number, length: number) => void,
+  from: number = MAGIC.length,
 ): LogScan {
   const size = r.size();
   const magic = readExactly(r, 0, Math.min(size, MAGIC.length));
@@ -218,7 +220,7 @@ export function readLog(
     }
     return buf.subarray(off - bufAt, off - bufAt + n);
   };
-  let off = MAGIC.length;
+  let off = Math.max(from, MAGIC.length);
   while (off < size) {
     const rest = size - off;
     const torn = { validBytes: off, tornBytes: rest };

@@ -15,6 +15,9 @@
 import type { KeyVersions } from "./types.ts";
 import { keyBytes } from "./store.ts";
 
+// The sections of a saved index, in order: by key, then by entry.
+const HINT_MAGIC = 0x50584831; // "PXH1"
+
 const NO_VERSIONS: KeyVersions = { Ver: -1n, Floor: 0n };
 
 function grown<T extends Float64Array | BigInt64Array | Int32Array | Uint32Array>(
@@ -24,7 +27,7 @@ function grown<T extends Float64Array | BigInt64Array | Int32Array | Uint32Array
   fill?: number,
 ): T {
   if (need <= a.length) return a;
-  const b = make(Math.max(need, a.length * 2, 1024));
+  const b = make(Math.max(need, Math.ceil(a.length * 1.5), 1024));
   b.set(a as never);
   if (fill !== undefined) (b as Int32Array).fill(fill, a.length);
   return b;
@@ -200,6 +203,111 @@ export class LogIndex {
         yield [this.#names[k]!, this.#ver[e]!, e];
       }
     }
+  }
+
+  /**
+   * The index as bytes, to be loaded back by {@link LogIndex.load}: a header,
+   * the keys, and the typed arrays as they are in memory (this machine's
+   * byte order, which the header records). Null when a key cannot be saved
+   * (a string that is not well-formed UTF-16).
+   */
+  saveParts(): Uint8Array[] | null {
+    const names = this.#names;
+    const lengths = new Uint32Array(names.length);
+    for (let k = 0; k < names.length; k++) {
+      const name = names[k]!;
+      if (!name.isWellFormed()) return null;
+      lengths[k] = name.length;
+    }
+    const text = new TextEncoder().encode(names.join(""));
+    const nk = names.length;
+    const ne = this.#entries;
+    const free = Int32Array.from(this.#free);
+    const head = new Float64Array([
+      HINT_MAGIC,
+      new Uint8Array(new Uint16Array([1]).buffer)[0]!, // 1 on a little-endian machine
+      nk,
+      ne,
+      free.length,
+      text.length,
+      this.#live,
+      this.#bytes,
+    ]);
+    const parts: ArrayBufferView[] = [
+      head,
+      lengths,
+      text,
+      this.#head.subarray(0, nk),
+      this.#top.subarray(0, nk),
+      this.#voted.subarray(0, nk),
+      this.#floor.subarray(0, nk),
+      this.#ver.subarray(0, ne),
+      this.#off.subarray(0, ne),
+      this.#len.subarray(0, ne),
+      this.#next.subarray(0, ne),
+      this.#key.subarray(0, ne),
+      free,
+    ];
+    // Each section starts at a multiple of 8 bytes, so it can be read in place.
+    const out: Uint8Array[] = [];
+    for (const p of parts) {
+      const bytes = new Uint8Array(p.buffer, p.byteOffset, p.byteLength);
+      out.push(bytes);
+      const pad = (8 - (bytes.length % 8)) % 8;
+      if (pad > 0) out.push(new Uint8Array(pad));
+    }
+    return out;
+  }
+
+  /**
+   * Loads an index saved by {@link LogIndex.saveParts}; throws a `RangeError` when
+   * the bytes are not one (their checksum is the caller's).
+   */
+  static load(bytes: Uint8Array): LogIndex {
+    if (bytes.byteOffset % 8 !== 0) bytes = bytes.slice();
+    let at = 0;
+    const take = <T>(
+      n: number,
+      size: number,
+      make: (b: ArrayBuffer, o: number, n: number) => T,
+    ) => {
+      const end = at + n * size;
+      if (end > bytes.length) throw new RangeError("a saved index cut short");
+      const v = make(bytes.buffer as ArrayBuffer, bytes.byteOffset + at, n);
+      at = end + ((8 - ((n * size) % 8)) % 8);
+      return v;
+    };
+    const head = take(8, 8, (b, o, n) => new Float64Array(b, o, n));
+    const le = new Uint8Array(new Uint16Array([1]).buffer)[0]!;
+    if (head[0] !== HINT_MAGIC || head[1] !== le) throw new RangeError("not a saved index");
+    const [nk, ne, nf, nt] = [head[2]!, head[3]!, head[4]!, head[5]!];
+    const index = new LogIndex();
+    const lengths = take(nk, 4, (b, o, n) => new Uint32Array(b, o, n));
+    const text = new TextDecoder().decode(take(nt, 1, (b, o, n) => new Uint8Array(b, o, n)));
+    const names: string[] = new Array(nk);
+    let p = 0;
+    for (let k = 0; k < nk; k++) {
+      const name = text.slice(p, p += lengths[k]!);
+      names[k] = name;
+      index.#ids.set(name, k);
+    }
+    if (p !== text.length) throw new RangeError("the keys of a saved index do not add up");
+    index.#names = names;
+    index.#head = take(nk, 4, (b, o, n) => new Int32Array(b, o, n));
+    index.#top = take(nk, 8, (b, o, n) => new BigInt64Array(b, o, n));
+    index.#voted = take(nk, 8, (b, o, n) => new BigInt64Array(b, o, n));
+    index.#floor = take(nk, 8, (b, o, n) => new BigInt64Array(b, o, n));
+    index.#ver = take(ne, 8, (b, o, n) => new BigInt64Array(b, o, n));
+    index.#off = take(ne, 8, (b, o, n) => new Float64Array(b, o, n));
+    index.#len = take(ne, 4, (b, o, n) => new Uint32Array(b, o, n));
+    index.#next = take(ne, 4, (b, o, n) => new Int32Array(b, o, n));
+    index.#key = take(ne, 4, (b, o, n) => new Int32Array(b, o, n));
+    index.#free = Array.from(take(nf, 4, (b, o, n) => new Int32Array(b, o, n)));
+    if (at !== bytes.length) throw new RangeError("a saved index with bytes left over");
+    index.#entries = ne;
+    index.#live = head[6]!;
+    index.#bytes = head[7]!;
+    return index;
   }
 
   #keyNumber(key: string): number {

@@ -36,6 +36,7 @@
  * @module
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { crc32 } from "node:zlib";
 import { join } from "node:path";
 import type { Acceptor, KeyVersions, PaxosInstanceId } from "./types.ts";
 import { valueBytes } from "./codec.ts";
@@ -65,6 +66,12 @@ const CACHE_BYTES = 32 * 1024 * 1024;
 
 /** The log's file name inside the data directory. */
 export const LOG_FILE = "acceptor.log";
+/**
+ * The index hint's file name inside the data directory: the index in memory,
+ * saved when the store closes, so that the next open reads it instead of the
+ * whole log (only the records after it).
+ */
+export const HINT_FILE = "acceptor.hint";
 /** The lock file's name inside the data directory. */
 export const LOCK_FILE = "LOCK";
 
@@ -313,7 +320,6 @@ export class LogStore implements Store {
       // A compaction that did not finish left only a temporary file.
       await fs.remove(join(dir, LOG_FILE + ".tmp")).catch(() => {});
       const path = join(dir, LOG_FILE);
-      const index = new LogIndex();
       try {
         reader = await fs.openReader(path);
       } catch (e) {
@@ -322,7 +328,16 @@ export class LogStore implements Store {
         await fs.syncDir(dir);
         reader = await fs.openReader(path);
       }
-      const size = await recover(fs, path, reader, index, opts.onEvent ?? (() => {}));
+      const onEvent = opts.onEvent ?? (() => {});
+      const hinted = await loadHint(fs, join(dir, HINT_FILE), reader, onEvent);
+      const { size, index } = await recover(fs, path, reader, hinted, onEvent);
+      if (hinted !== null) {
+        onEvent(
+          `${join(dir, HINT_FILE)}: index read, and ${size - hinted.size} bytes of log after it`,
+        );
+      }
+      // The hint is used: from now on the log runs ahead of it.
+      await fs.remove(join(dir, HINT_FILE)).catch(() => {});
       const file = await fs.open(path, { create: false });
       return new LogStore(dir, fs, lock, file, reader, size, index, opts);
     } catch (e) {
@@ -457,9 +472,42 @@ export class LogStore implements Store {
       await c.done;
       await this.#dropCompaction(c);
     }
+    if (this.#failed === null) await this.#saveHint();
     this.#file.close();
     this.#reader.close();
     this.#lock.close();
+  }
+
+  // Saves the index for the next open (HINT_FILE). Nothing depends on it: a
+  // hint missing, damaged or of another log makes the next open read the log.
+  async #saveHint(): Promise<void> {
+    const parts = this.#index.saveParts();
+    if (parts === null) return;
+    const L = this.#size;
+    const from = Math.max(MAGIC.length, L - HINT_TAIL);
+    const head = new Uint8Array(HINT_HEAD);
+    const view = new DataView(head.buffer);
+    head.set(HINT_MAGIC);
+    view.setFloat64(8, L);
+    view.setUint32(16, crc32(readExactly(this.#reader, from, L - from)) >>> 0);
+    let crc = crc32(head);
+    for (const p of parts) crc = crc32(p, crc);
+    const tail = new Uint8Array(4);
+    new DataView(tail.buffer).setUint32(0, crc >>> 0);
+    const path = join(this.#dir, HINT_FILE);
+    try {
+      const f = await this.#fs.open(path + ".tmp", { create: true });
+      try {
+        await writeAll(f, head);
+        for (const p of parts) await writeAll(f, p);
+        await writeAll(f, tail);
+      } finally {
+        f.close();
+      }
+      await this.#fs.rename(path + ".tmp", path);
+    } catch (e) {
+      this.#onEvent(`could not save the index to ${path} (the next start reads the log): ${e}`);
+    }
   }
 
   async #flushLoop(): Promise<void> {
@@ -722,23 +770,69 @@ function encodeRecords(changes: readonly Uint8Array[], at: number[]): Uint8Array
   return concat(parts);
 }
 
-// Reads the log into `index`; returns the size of its valid part, having cut
-// off a torn last record.
+// The bytes of the log before a hint's end that the hint's checksum covers,
+// and the hint's header: magic, the log's size, that checksum, padding.
+const HINT_TAIL = 4096;
+const HINT_HEAD = 24;
+const HINT_MAGIC = new TextEncoder().encode("PXKVHNT1");
+
+// The index saved in the hint file and the size of the log it covers, or
+// null when there is no hint, or it is damaged, or of another log.
+async function loadHint(
+  fs: LogFs,
+  path: string,
+  reader: LogReader,
+  onEvent: (message: string) => void,
+): Promise<{ index: LogIndex; size: number } | null> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await fs.readFile(path);
+  } catch {
+    return null;
+  }
+  try {
+    if (bytes.length < HINT_HEAD + 4) throw new RangeError("too short");
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const crc = view.getUint32(bytes.length - 4);
+    if (crc32(bytes.subarray(0, bytes.length - 4)) >>> 0 !== crc) {
+      throw new RangeError("checksum mismatch");
+    }
+    if (!HINT_MAGIC.every((b, i) => b === bytes[i])) throw new RangeError("bad magic");
+    const size = view.getFloat64(8);
+    const from = Math.max(MAGIC.length, size - HINT_TAIL);
+    if (!(size >= MAGIC.length && size <= reader.size())) {
+      throw new RangeError(`it covers ${size} bytes of a log of ${reader.size()}`);
+    }
+    if (crc32(readExactly(reader, from, size - from)) >>> 0 !== view.getUint32(16)) {
+      throw new RangeError("it is of another log");
+    }
+    const index = LogIndex.load(bytes.subarray(HINT_HEAD, bytes.length - 4));
+    return { index, size };
+  } catch (e) {
+    onEvent(`${path}: not used, the log is read instead (${(e as Error).message})`);
+    return null;
+  }
+}
+
+// Reads the log (after what the hint covers, when there is one) into an
+// index; returns it and the size of the log's valid part, having cut off a
+// torn last record.
 async function recover(
   fs: LogFs,
   path: string,
   reader: LogReader,
-  index: LogIndex,
+  hinted: { index: LogIndex; size: number } | null,
   onEvent: (message: string) => void,
-): Promise<number> {
+): Promise<{ size: number; index: LogIndex }> {
+  const index = hinted?.index ?? new LogIndex();
   const scan = readLog(reader, path, (c, offset, length) => {
     if ("state" in c) index.set(c.id.Key, c.id.Ver, c.state.Val !== null, offset, length);
     else index.compact(c.key, c.floor);
-  });
+  }, hinted?.size);
   if (scan.validBytes < MAGIC.length) {
     // Only a crash while creating the file leaves it shorter than its magic.
     await writeFileSynced(fs, path, MAGIC);
-    return MAGIC.length;
+    return { size: MAGIC.length, index };
   }
   if (scan.tornBytes > 0) {
     await truncateSynced(fs, path, scan.validBytes);
@@ -746,7 +840,7 @@ async function recover(
       `${path}: dropped a torn last record at offset ${scan.validBytes} (${scan.tornBytes} bytes)`,
     );
   }
-  return scan.validBytes;
+  return { size: scan.validBytes, index };
 }
 
 async function writeAll(file: LogFile, bytes: Uint8Array): Promise<void> {
