@@ -107,6 +107,180 @@ export function decodeChange(bytes: Uint8Array): Entry {
   return { id: parseInstanceId(c, "change"), state: parseAcceptor(c, "change") };
 }
 
+/** What recovery needs of a change: its instance and whether it holds a vote, or a floor. */
+export type ChangeSummary =
+  | { readonly key: string; readonly ver: bigint; readonly voted: boolean }
+  | { readonly key: string; readonly floor: bigint };
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Reads only what recovery needs of a change (its key, version, and whether
+ * it holds a vote; or a floor), skipping over its value without decoding
+ * it; falls back to {@link decodeChange} for anything unusual.
+ *
+ * @example
+ * ```ts
+ * import { encodeChange, summarizeChange } from "./log_format.ts";
+ * summarizeChange(encodeChange({ key: "k", floor: 3n })); // { key: "k", floor: 3n }
+ * ```
+ */
+export function summarizeChange(bytes: Uint8Array): ChangeSummary {
+  const quick = quickSummary(bytes);
+  if (quick !== null) return quick;
+  const c = decodeChange(bytes);
+  return "state" in c
+    ? { key: c.id.Key, ver: c.id.Ver, voted: c.state.Val !== null }
+    : { key: c.key, floor: c.floor };
+}
+
+// The MessagePack walk of summarizeChange; null when it meets anything else
+// than a map of string keys with a string Key and integer Ver or Floor.
+function quickSummary(b: Uint8Array): ChangeSummary | null {
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let p = 0;
+  const t = b[p++]!;
+  let n: number;
+  if (t >= 0x80 && t <= 0x8f) n = t & 0x0f;
+  else if (t === 0xde) (n = view.getUint16(p), p += 2);
+  else return null;
+  let key: string | null = null;
+  let ver: bigint | null = null;
+  let floor: bigint | null = null;
+  let voted = false;
+  const str = (): string | null => {
+    const s = b[p++]!;
+    let len: number;
+    if (s >= 0xa0 && s <= 0xbf) len = s & 0x1f;
+    else if (s === 0xd9) len = b[p++]!;
+    else if (s === 0xda) (len = view.getUint16(p), p += 2);
+    else return null;
+    const out = utf8.decode(b.subarray(p, p + len));
+    p += len;
+    return out;
+  };
+  const int = (): bigint | null => {
+    const s = b[p++]!;
+    if (s <= 0x7f) return BigInt(s);
+    if (s >= 0xe0) return BigInt(s - 256);
+    let v: bigint;
+    switch (s) {
+      case 0xcc:
+        v = BigInt(view.getUint8(p)), p += 1;
+        break;
+      case 0xcd:
+        v = BigInt(view.getUint16(p)), p += 2;
+        break;
+      case 0xce:
+        v = BigInt(view.getUint32(p)), p += 4;
+        break;
+      case 0xcf:
+        v = view.getBigUint64(p), p += 8;
+        break;
+      case 0xd0:
+        v = BigInt(view.getInt8(p)), p += 1;
+        break;
+      case 0xd1:
+        v = BigInt(view.getInt16(p)), p += 2;
+        break;
+      case 0xd2:
+        v = BigInt(view.getInt32(p)), p += 4;
+        break;
+      case 0xd3:
+        v = view.getBigInt64(p), p += 8;
+        break;
+      default:
+        return null;
+    }
+    return v;
+  };
+  for (let i = 0; i < n; i++) {
+    const name = str();
+    if (name === null) return null;
+    if (name === "Key") {
+      key = str();
+      if (key === null) return null;
+    } else if (name === "Ver") {
+      ver = int();
+      if (ver === null) return null;
+    } else if (name === "Floor") {
+      floor = int();
+      if (floor === null) return null;
+    } else {
+      if (name === "Val") voted = b[p] !== 0xc0;
+      p = skip(b, view, p);
+      if (p < 0) return null;
+    }
+    if (p > b.length) return null;
+  }
+  if (p !== b.length || key === null) return null;
+  if (floor !== null) return ver === null ? { key, floor } : null;
+  return { key, ver: ver ?? 0n, voted };
+}
+
+// The position after the MessagePack value at `p`, or -1.
+function skip(b: Uint8Array, view: DataView, p: number): number {
+  let todo = 1;
+  while (todo > 0) {
+    if (p >= b.length) return -1;
+    todo--;
+    const t = b[p++]!;
+    if (t <= 0x7f || t >= 0xe0 || t === 0xc0 || t === 0xc2 || t === 0xc3) continue;
+    if (t >= 0x80 && t <= 0x8f) todo += 2 * (t & 0x0f);
+    else if (t >= 0x90 && t <= 0x9f) todo += t & 0x0f;
+    else if (t >= 0xa0 && t <= 0xbf) p += t & 0x1f;
+    else {
+      switch (t) {
+        case 0xc4:
+        case 0xd9:
+          p += 1 + b[p]!;
+          break;
+        case 0xc5:
+        case 0xda:
+          p += 2 + view.getUint16(p);
+          break;
+        case 0xc6:
+        case 0xdb:
+          p += 4 + view.getUint32(p);
+          break;
+        case 0xcc:
+        case 0xd0:
+          p += 1;
+          break;
+        case 0xcd:
+        case 0xd1:
+          p += 2;
+          break;
+        case 0xce:
+        case 0xd2:
+        case 0xca:
+          p += 4;
+          break;
+        case 0xcf:
+        case 0xd3:
+        case 0xcb:
+          p += 8;
+          break;
+        case 0xdc:
+          todo += view.getUint16(p), p += 2;
+          break;
+        case 0xdd:
+          todo += view.getUint32(p), p += 4;
+          break;
+        case 0xde:
+          todo += 2 * view.getUint16(p), p += 2;
+          break;
+        case 0xdf:
+          todo += 2 * view.getUint32(p), p += 4;
+          break;
+        default:
+          return -1; // extensions and 0xc1: not ours
+      }
+    }
+  }
+  return p;
+}
+
 /**
  * Builds one record from encoded changes; `at[i]` is set to the offset of
  * change `i`'s bytes from the record's start.
@@ -200,7 +374,7 @@ const SCAN_LIMITS = { maxDepth: 100, maxElements: 1 << 30, maxCost: Number.MAX_S
 export function readLog(
   r: LogReader,
   path: string,
-  apply: (change: Entry, offset: number, length: number) => void,
+  apply: (change: ChangeSummary, offset: number, length: number) => void,
   from: number = MAGIC.length,
 ): LogScan {
   const size = r.size();
@@ -240,12 +414,12 @@ export function readLog(
       throw new LogCorruptionError(path, off, "checksum mismatch in a record that is not the last");
     }
     try {
-      const scan = scanFrame(payload, SCAN_LIMITS);
+      const scan = elementsOf(payload) ?? scanFrame(payload, SCAN_LIMITS);
       if ("frameError" in scan) throw new TypeError(scan.frameError);
       if (!scan.batch) throw new TypeError("a record holds an array of changes");
       for (const el of scan.elements) {
         apply(
-          decodeChange(payload.subarray(el.start, el.end)),
+          summarizeChange(payload.subarray(el.start, el.end)),
           off + HEADER + el.start,
           el.end - el.start,
         );
@@ -257,6 +431,30 @@ export function readLog(
     off = end;
   }
   return { validBytes: off, tornBytes: 0 };
+}
+
+// The changes of a payload, found by a quick walk; null when the walk meets
+// anything unusual (scanFrame then says what).
+function elementsOf(
+  b: Uint8Array,
+): { batch: true; elements: { start: number; end: number }[] } | null {
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const t = b[0];
+  let n: number;
+  let p: number;
+  if (t === undefined) return null;
+  if (t >= 0x90 && t <= 0x9f) (n = t & 0x0f, p = 1);
+  else if (t === 0xdc && b.length >= 3) (n = view.getUint16(1), p = 3);
+  else if (t === 0xdd && b.length >= 5) (n = view.getUint32(1), p = 5);
+  else return null;
+  const elements: { start: number; end: number }[] = [];
+  for (let i = 0; i < n; i++) {
+    const end = skip(b, view, p);
+    if (end < 0 || end > b.length) return null;
+    elements.push({ start: p, end });
+    p = end;
+  }
+  return p === b.length ? { batch: true, elements } : null;
 }
 
 // Whether the file holds only zeros from `off` to `size` (read a chunk at a time).

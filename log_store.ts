@@ -826,7 +826,7 @@ async function recover(
 ): Promise<{ size: number; index: LogIndex }> {
   const index = hinted?.index ?? new LogIndex();
   const scan = readLog(reader, path, (c, offset, length) => {
-    if ("state" in c) index.set(c.id.Key, c.id.Ver, c.state.Val !== null, offset, length);
+    if ("ver" in c) index.set(c.key, c.ver, c.voted, offset, length);
     else index.compact(c.key, c.floor);
   }, hinted?.size);
   if (scan.validBytes < MAGIC.length) {
