@@ -28,7 +28,7 @@ import {
 } from "./types.ts";
 import { AcceptorError } from "./errors.ts";
 import type { Store, Written } from "./store.ts";
-import { MemoryStore } from "./store.ts";
+import { dataBytes, keyBytes, MemoryStore } from "./store.ts";
 import { MAX_KEYS_PAGE, valueBytes } from "./codec.ts";
 
 // The requests waiting on one key while one of its requests waits for its
@@ -62,7 +62,24 @@ export interface AcceptorOptions {
    * Default {@link DEFAULT_MAX_QUEUED_PER_PEER}.
    */
   readonly maxQueuedPerPeer?: number;
+  /**
+   * The quota: most bytes of data ({@link Store.usedBytes}) the store may
+   * hold. A write that would grow the data past it is refused with
+   * `QuotaExceeded` and changes nothing; writes that do not grow the data
+   * (a new promise on an instance already held, a vote no larger than the
+   * one it replaces) go on, and so do deletes of existing keys (a Prepare of
+   * a key's next version, an Accept of a tombstone) up to a reserve of a
+   * sixteenth of the quota above it, so that an operator can free space.
+   * Default: {@link DEFAULT_QUOTA_BYTES}, or
+   * {@link DEFAULT_MEMORY_QUOTA_BYTES} on a {@link MemoryStore}.
+   */
+  readonly quotaBytes?: number;
 }
+
+/** The quota of an acceptor on a durable store, by default: 4 GiB. */
+export const DEFAULT_QUOTA_BYTES = 4 * 1024 ** 3;
+/** The quota of an acceptor on a {@link MemoryStore}, by default: 512 MiB. */
+export const DEFAULT_MEMORY_QUOTA_BYTES = 512 * 1024 ** 2;
 
 /** Most requests waiting on one key, by default. */
 export const DEFAULT_MAX_QUEUED_PER_KEY = 1024;
@@ -144,6 +161,7 @@ export class PaxosAcceptor {
   readonly #onError: (message: string) => void;
   readonly #maxQueued: number;
   readonly #maxPerPeer: number;
+  readonly #quota: number;
   // The Overloaded refusals, made once: a flood of requests can be refused
   // by the hundred thousand, and an Error costs microseconds to make.
   readonly #refusals: Readonly<Record<"budget" | "key" | "peer", AcceptorError>>;
@@ -162,6 +180,11 @@ export class PaxosAcceptor {
       opts.maxQueuedPerPeer,
       DEFAULT_MAX_QUEUED_PER_PEER,
     );
+    this.#quota = positive(
+      "quotaBytes",
+      opts.quotaBytes,
+      store instanceof MemoryStore ? DEFAULT_MEMORY_QUOTA_BYTES : DEFAULT_QUOTA_BYTES,
+    );
     const overloaded = (why: string) => new AcceptorError("Overloaded", why, name);
     this.#refusals = {
       budget: overloaded(
@@ -178,6 +201,11 @@ export class PaxosAcceptor {
     return this.#store;
   }
 
+  /** The quota in bytes (see {@link AcceptorOptions.quotaBytes}). */
+  get quotaBytes(): number {
+    return this.#quota;
+  }
+
   /**
    * Prepare handles a phase-1 request. It replies the whole state (the
    * promise and the vote) as it was before the request; then, if `r.Bal` is
@@ -189,14 +217,16 @@ export class PaxosAcceptor {
    * nothing.
    */
   prepare(r: Proposer, caller?: Caller): Promise<Acceptor> {
-    return this.#withKey(r.Id, caller, (v) => {
+    return this.#withKey(r.Id, caller, (v, held) => {
       this.#charge(caller, v.Val);
       const reply = v;
       // (The seed promises when r.Bal >= LastBal. At the ballot already
       // promised that changes nothing, so there is nothing to store.)
       if (GE(r.Bal, v.LastBal) && !ballotEquals(r.Bal, v.LastBal)) {
         this.#checkStep(r, v);
-        const promise = this.#store.put(r.Id, { LastBal: r.Bal, Val: v.Val, VBal: v.VBal });
+        const state = { LastBal: r.Bal, Val: v.Val, VBal: v.VBal };
+        if (!held) this.#checkQuota(r.Id, state, true);
+        const promise = this.#store.put(r.Id, state);
         return this.#afterWrites(promise, undefined, () => reply);
       }
       return reply;
@@ -210,7 +240,7 @@ export class PaxosAcceptor {
    * as by {@link PaxosAcceptor.prepare}.
    */
   accept(r: Proposer, caller?: Caller): Promise<Acceptor> {
-    return this.#withKey(r.Id, caller, (v) => {
+    return this.#withKey(r.Id, caller, (v, held) => {
       this.#charge(caller, null);
       const reply: Acceptor = { LastBal: v.LastBal, Val: null, VBal: ZERO_BALLOT };
       if (!GE(r.Bal, v.LastBal)) return reply;
@@ -220,7 +250,10 @@ export class PaxosAcceptor {
       // reuse the stored copy of it, and keep nothing of the request but its
       // value.
       const bal = ballotEquals(r.Bal, v.LastBal) ? v.LastBal : r.Bal;
-      const vote = this.#store.put(r.Id, { LastBal: bal, Val: r.Val, VBal: bal });
+      const state = { LastBal: bal, Val: r.Val, VBal: bal };
+      const growth = dataBytes(state) - (held ? dataBytes(v) : 0);
+      if (growth > 0) this.#checkQuota(r.Id, state, r.Val !== null && "Del" in r.Val, growth);
+      const vote = this.#store.put(r.Id, state);
       // kv extension: the promise for the next version shares the sync.
       const next = r.Next === true ? this.#promiseNext(r.Id, bal) : NO_NEXT;
       return this.#afterWrites(vote, next.written, () => {
@@ -243,6 +276,35 @@ export class PaxosAcceptor {
     );
   }
 
+  // Quota: refuses a write that grows the data by `growth` bytes past the
+  // quota. A deletion of a key that has a version (`deleting`: a Prepare of
+  // a new version, which a delete starts with, or an Accept of a tombstone)
+  // may use a reserve of a sixteenth of the quota above it.
+  #checkQuota(
+    id: PaxosInstanceId,
+    state: Acceptor,
+    deleting: boolean,
+    growth = dataBytes(state),
+  ): void {
+    const used = this.#store.usedBytes;
+    const latest = this.#store.latest(id.Key);
+    const grown = used + growth + (latest.Ver < 0n && latest.Floor === 0n ? keyBytes(id.Key) : 0);
+    if (grown <= this.#quota) return;
+    if (deleting && latest.Ver >= 0n && grown <= this.#quota + this.#quota / 16) return;
+    throw new AcceptorError(
+      "QuotaExceeded",
+      `writing ${JSON.stringify(id.Key)}@${id.Ver} would grow the data to ${grown} bytes, ` +
+        `over the quota of ${this.#quota} bytes (--quota-bytes); reads and deletes still ` +
+        `work: delete keys (their old versions are freed with --keep-versions) or raise the quota`,
+      this.name,
+    );
+  }
+
+  // Whether the quota leaves room for a new instance's promise.
+  #roomFor(id: PaxosInstanceId, state: Acceptor): boolean {
+    return this.#store.usedBytes + dataBytes(state) + keyBytes(id.Key) <= this.#quota;
+  }
+
   // Promises `bal` for version Ver+1 if nobody has touched it (or this very
   // ballot already holds it, unvoted): then it is as if a Prepare at `bal`
   // had found no vote there. Requests on one key are served one at a time,
@@ -253,10 +315,10 @@ export class PaxosAcceptor {
     if (n.Val !== null) return NO_NEXT;
     if (ballotEquals(n.LastBal, bal)) return NEXT_HELD;
     if (!ballotEquals(n.LastBal, ZERO_BALLOT)) return NO_NEXT;
-    return {
-      made: true,
-      written: this.#store.put(next, { LastBal: bal, Val: null, VBal: ZERO_BALLOT }),
-    };
+    const state = { LastBal: bal, Val: null, VBal: ZERO_BALLOT };
+    // Past the quota, no promise ahead: the next write asks with a Prepare.
+    if (!this.#roomFor(next, state)) return NO_NEXT;
+    return { made: true, written: this.#store.put(next, state) };
   }
 
   /**
@@ -350,7 +412,7 @@ export class PaxosAcceptor {
   #withKey<T>(
     id: PaxosInstanceId,
     caller: Caller | undefined,
-    fn: (state: Acceptor) => T | Promise<T>,
+    fn: (state: Acceptor, held: boolean) => T | Promise<T>,
   ): Promise<T> {
     const key = id.Key;
     const q = this.#queues.get(key);
@@ -417,9 +479,9 @@ export class PaxosAcceptor {
     }
   }
 
-  // Runs `fn` on the stored state of `id`; a version below the key's floor
-  // was forgotten, and is refused.
-  #serve<T>(id: PaxosInstanceId, fn: (state: Acceptor) => T): T {
+  // Runs `fn` on the stored state of `id` (and whether the store holds one);
+  // a version below the key's floor was forgotten, and is refused.
+  #serve<T>(id: PaxosInstanceId, fn: (state: Acceptor, held: boolean) => T): T {
     const floor = this.#store.latest(id.Key).Floor;
     if (floor > 0n && id.Ver < floor) {
       throw new AcceptorError(
@@ -430,7 +492,8 @@ export class PaxosAcceptor {
         this.name,
       );
     }
-    return fn(this.#store.get(id) ?? EMPTY_ACCEPTOR);
+    const state = this.#store.get(id);
+    return fn(state ?? EMPTY_ACCEPTOR, state !== undefined);
   }
 }
 

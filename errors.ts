@@ -21,6 +21,9 @@
  *   acceptor's promise; a proposer gets there in steps;
  * - `Unauthorized`: the peer has not proved it knows the cluster's shared
  *   secret (trust extension); the connection is closed;
+ * - `QuotaExceeded`: the write would grow the acceptor's data past its quota
+ *   (`--quota-bytes`); nothing was applied. Reads, deletes and compaction
+ *   still work, and an operator frees space or raises the quota;
  * - `Overloaded`: the acceptor would not serve the request now (too much is
  *   waiting on its key or its connection); nothing was applied, and asking
  *   again later may succeed;
@@ -34,6 +37,7 @@ export type ErrorCode =
   | "Compacted"
   | "BallotTooFar"
   | "Overloaded"
+  | "QuotaExceeded"
   | "Unauthorized"
   | "Internal";
 
@@ -45,6 +49,7 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "Compacted",
   "BallotTooFar",
   "Overloaded",
+  "QuotaExceeded",
   "Unauthorized",
   "Internal",
 ]);
@@ -64,9 +69,11 @@ export function isErrorCode(s: string): s is ErrorCode {
 }
 
 // The codes after which asking again cannot help: the request itself is
-// refused (it is malformed, too large, or for a forgotten version).
+// refused (it is malformed, too large, for a forgotten version, or would
+// grow an acceptor's data past its quota until an operator acts).
 const FINAL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "Compacted",
+  "QuotaExceeded",
   "BadRequest",
   "TooLarge",
   "UnknownOp",

@@ -20,43 +20,58 @@
  *   a crash at any point leaves either the old log or the new one.
  * - **One process per directory.** An exclusive lock on `LOCK` makes a
  *   second acceptor on the same directory fail to open.
+ * - **States stay on disk.** Memory holds an index ({@link LogIndex}: where
+ *   each instance's latest state is in the log) and a small cache of recently
+ *   used states; a state not in the cache is read back from the log with a
+ *   positioned read. So memory grows with the number of instances, not with
+ *   the size of their values, and recovery reads the log a chunk at a time.
  * - **One seam to the disk.** Every file operation (open, write, sync,
- *   truncate, rename, directory sync, lock) goes through a {@link LogFs}:
- *   the real file system ({@link denoFs}) unless the options give another,
- *   so that tests can hold, fail or count syncs, and cut the power.
+ *   truncate, rename, directory sync, lock, positioned reads) goes through a
+ *   {@link LogFs}: the real file system ({@link denoFs}) unless the options
+ *   give another, so that tests can hold, fail or count syncs, and cut the
+ *   power.
  *
- * File format (`acceptor.log`): the 8 magic bytes `PXKVLOG1`, then records
- * `[u32 length][u32 crc32(length)][u32 crc32(payload)][payload]`
- * (big-endian). The header checks itself, so a damaged length is told apart
- * from a write that stopped short. A payload is a MessagePack array of
- * changes: `{Key, Ver, LastBal, Val?, VBal?}` (a new state, with the wire
- * protocol's field names) or `{Key, Floor}` (versions below Floor forgotten).
+ * The file format is in log_format.ts.
  *
  * @module
  */
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { crc32 } from "node:zlib";
 import { join } from "node:path";
 import type { Acceptor, KeyVersions, PaxosInstanceId } from "./types.ts";
+import { valueBytes } from "./codec.ts";
+import type { Store } from "./store.ts";
 import {
-  decodeFrame,
-  encodeFrame,
-  parseAcceptor,
-  parseInstanceId,
-  parseInt64,
-  wireAcceptor,
-  wireInt,
-} from "./codec.ts";
-import { type Store, Versions } from "./store.ts";
+  decodeChange,
+  encodeChange,
+  type Entry,
+  LogCorruptionError,
+  type LogReader,
+  MAGIC,
+  readExactly,
+  readLog,
+  RECORD_CHANGES,
+  recordOf,
+} from "./log_format.ts";
+import { LogIndex } from "./log_index.ts";
 
-const MAGIC = new TextEncoder().encode("PXKVLOG1");
-const HEADER = 12;
-/** Most changes in one record (a compaction snapshot is split into several). */
-const RECORD_CHANGES = 4096;
-/** Changes a compaction encodes and writes at a time, in the background. */
+export { LogCorruptionError, type LogReader } from "./log_format.ts";
+
+/** Changes a compaction copies and writes at a time, in the background. */
 const SNAPSHOT_STEP = 256;
+/** Most states the cache of recently used states holds... */
+const CACHE_STATES = 65_536;
+/** ...and most bytes of their values. */
+const CACHE_BYTES = 32 * 1024 * 1024;
 
 /** The log's file name inside the data directory. */
 export const LOG_FILE = "acceptor.log";
+/**
+ * The index hint's file name inside the data directory: the index in memory,
+ * saved when the store closes, so that the next open reads it instead of the
+ * whole log (only the records after it).
+ */
+export const HINT_FILE = "acceptor.hint";
 /** The lock file's name inside the data directory. */
 export const LOCK_FILE = "LOCK";
 
@@ -101,6 +116,12 @@ export interface LogFs {
   open(path: string, opts: { readonly create: boolean }): Promise<LogFile>;
   /** The whole content of a file; `Deno.errors.NotFound` when it is missing. */
   readFile(path: string): Promise<Uint8Array>;
+  /**
+   * Opens a file to read at any position ({@link LogReader}); it goes on
+   * reading the same file after a rename. `Deno.errors.NotFound` when it is
+   * missing.
+   */
+  openReader(path: string): Promise<LogReader>;
   /** Renames a file, replacing `to`. Durable once the directory is synced. */
   rename(from: string, to: string): Promise<void>;
   /** Deletes a file; `Deno.errors.NotFound` when it is missing. */
@@ -128,6 +149,22 @@ export const denoFs: LogFs = {
   open: (path, { create }) =>
     Deno.open(path, { read: true, write: true, create, truncate: create }),
   readFile: (path) => Deno.readFile(path),
+  openReader(path) {
+    try {
+      const fd = openSync(path, "r");
+      return Promise.resolve({
+        readAt: (bytes: Uint8Array, position: number) =>
+          readSync(fd, bytes, 0, bytes.length, position),
+        size: () => fstatSync(fd).size,
+        close: () => closeSync(fd),
+      });
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      return Promise.reject(
+        code === "ENOENT" ? new Deno.errors.NotFound((e as Error).message) : e,
+      );
+    }
+  },
   rename: (from, to) => Deno.rename(from, to),
   remove: (path) => Deno.remove(path),
   async syncDir(dir) {
@@ -159,6 +196,11 @@ export interface LogStoreOptions {
   readonly onEvent?: (message: string) => void;
   /** The file system (default {@link denoFs}, the real one). */
   readonly fs?: LogFs;
+  /**
+   * Most states kept in memory, the most recently used (default 65,536, and
+   * at most 32 MiB of values); the others are read back from the log.
+   */
+  readonly cacheStates?: number;
 }
 
 /** Counters for benchmarks and tests. */
@@ -173,47 +215,20 @@ export interface LogStoreStats {
   readonly logBytes: number;
 }
 
-/**
- * The log holds damage that is not a torn last record: the store refuses to
- * open rather than forget an acknowledged promise or vote.
- *
- * @example
- * ```ts
- * import { LogCorruptionError } from "./log_store.ts";
- * const e = new LogCorruptionError("data/acceptor.log", 4096, "checksum mismatch");
- * e.offset; // 4096
- * ```
- */
-export class LogCorruptionError extends Error {
-  /** The damaged file. */
-  readonly path: string;
-  /** The offset of the damaged record. */
-  readonly offset: number;
-  /** Builds the error from the file, the offset and what is wrong there. */
-  constructor(path: string, offset: number, what: string) {
-    super(
-      `${path}: ${what} at offset ${offset}; refusing to start: ` +
-        `restore this acceptor's data from a backup or rebuild it (see README)`,
-    );
-    this.name = "LogCorruptionError";
-    this.path = path;
-    this.offset = offset;
-  }
-}
-
-// One change to log: a new state of an instance, or a key's new floor.
-type Entry =
-  | { readonly id: PaxosInstanceId; readonly state: Acceptor }
-  | { readonly key: string; readonly floor: bigint };
-
 type Change = Entry & { readonly resolve: () => void; readonly reject: (e: Error) => void };
 
-// A compaction under way: the snapshot being written to `tmp`, and the
-// records committed to the old log since the snapshot was taken.
+// A compaction under way: the snapshot being written to `tmp` (the states
+// the old log held when it started, copied from it, and where each one went),
+// and the records committed to the old log since then.
 interface Compaction {
   readonly started: number;
+  // The old log's size when it started: states after it are in `tail`.
+  readonly from: number;
   readonly tail: Uint8Array[];
+  // Where each entry's state is in the new file (by entry number).
+  moved: Float64Array;
   file: LogFile | null;
+  reader: LogReader | null;
   snapshotBytes: number;
   ready: boolean;
   done: Promise<void>;
@@ -240,11 +255,17 @@ export class LogStore implements Store {
   readonly #fs: LogFs;
   readonly #lock: { close(): void };
   #file: LogFile;
+  #reader: LogReader;
   #size: number;
   #liveBytes: number;
   readonly #compactAt: number;
   readonly #onEvent: (message: string) => void;
-  readonly #versions: Versions;
+  readonly #index: LogIndex;
+  // Recently used states, by entry, least recently used first; and the
+  // bytes of their values.
+  readonly #cache = new Map<number, Acceptor>();
+  readonly #cacheStates: number;
+  #cacheBytes = 0;
   #queue: Change[] = [];
   #flushing: Promise<void> | null = null;
   #compaction: Compaction | null = null;
@@ -259,8 +280,9 @@ export class LogStore implements Store {
     fs: LogFs,
     lock: { close(): void },
     file: LogFile,
+    reader: LogReader,
     size: number,
-    versions: Versions,
+    index: LogIndex,
     opts: LogStoreOptions,
   ) {
     this.#dir = dir;
@@ -269,11 +291,13 @@ export class LogStore implements Store {
     this.#tmpPath = this.#path + ".tmp";
     this.#lock = lock;
     this.#file = file;
+    this.#reader = reader;
     this.#size = size;
     this.#liveBytes = size;
-    this.#versions = versions;
+    this.#index = index;
     this.#compactAt = opts.compactAtBytes ?? 4 * 1024 * 1024;
     this.#onEvent = opts.onEvent ?? (() => {});
+    this.#cacheStates = opts.cacheStates ?? CACHE_STATES;
   }
 
   /**
@@ -291,27 +315,33 @@ export class LogStore implements Store {
         `data directory ${dir} is in use by another acceptor (${join(dir, LOCK_FILE)} is locked)`,
       );
     }
+    let reader: LogReader | null = null;
     try {
       // A compaction that did not finish left only a temporary file.
       await fs.remove(join(dir, LOG_FILE + ".tmp")).catch(() => {});
       const path = join(dir, LOG_FILE);
-      const versions = new Versions();
-      let size: number;
-      let exists = true;
       try {
-        size = await recover(fs, path, versions, opts.onEvent ?? (() => {}));
+        reader = await fs.openReader(path);
       } catch (e) {
         if (!(e instanceof Deno.errors.NotFound)) throw e;
-        exists = false;
-        size = MAGIC.length;
-      }
-      if (!exists) {
         await writeFileSynced(fs, path, MAGIC);
         await fs.syncDir(dir);
+        reader = await fs.openReader(path);
       }
+      const onEvent = opts.onEvent ?? (() => {});
+      const hinted = await loadHint(fs, join(dir, HINT_FILE), reader, onEvent);
+      const { size, index } = await recover(fs, path, reader, hinted, onEvent);
+      if (hinted !== null) {
+        onEvent(
+          `${join(dir, HINT_FILE)}: index read, and ${size - hinted.size} bytes of log after it`,
+        );
+      }
+      // The hint is used: from now on the log runs ahead of it.
+      await fs.remove(join(dir, HINT_FILE)).catch(() => {});
       const file = await fs.open(path, { create: false });
-      return new LogStore(dir, fs, lock, file, size, versions, opts);
+      return new LogStore(dir, fs, lock, file, reader, size, index, opts);
     } catch (e) {
+      reader?.close();
       lock.close();
       throw e;
     }
@@ -332,24 +362,81 @@ export class LogStore implements Store {
     };
   }
 
-  /** Every instance and its durable state, for inspection and verification. */
-  entries(): IterableIterator<[PaxosInstanceId, Acceptor]> {
-    return this.#versions.entries();
+  /** Every instance and its durable state (read from disk), for inspection and verification. */
+  *entries(): IterableIterator<[PaxosInstanceId, Acceptor]> {
+    for (const [Key, Ver, e] of this.#index.entries()) yield [{ Key, Ver }, this.#state(e)];
   }
 
   /** The durable state of an instance, or undefined when it was never written. */
   get(id: PaxosInstanceId): Acceptor | undefined {
-    return this.#versions.get(id);
+    const e = this.#index.find(id.Key, id.Ver);
+    return e < 0 ? undefined : this.#state(e);
   }
 
   /** The highest voted version and the floor of a key. */
   latest(key: string): KeyVersions {
-    return this.#versions.latest(key);
+    return this.#index.latest(key);
+  }
+
+  /** The bytes of data held ({@link Store.usedBytes}): every state's bytes in the log, and each key's. */
+  get usedBytes(): number {
+    return this.#index.usedBytes;
+  }
+
+  /** How many instances the store holds. */
+  get size(): number {
+    return this.#index.size;
+  }
+
+  // The state of entry `e`: from the cache, or read back from the log.
+  #state(e: number): Acceptor {
+    const hit = this.#cache.get(e);
+    if (hit !== undefined) {
+      // The most recently used goes last.
+      this.#cache.delete(e);
+      this.#cache.set(e, hit);
+      return hit;
+    }
+    const off = this.#index.offset(e);
+    const bytes = readExactly(this.#reader, off, this.#index.length(e));
+    let change: Entry;
+    try {
+      change = decodeChange(bytes);
+    } catch (err) {
+      throw new LogCorruptionError(this.#path, off, `unreadable state (${(err as Error).message})`);
+    }
+    if (!("state" in change)) {
+      throw new LogCorruptionError(this.#path, off, "a floor where a state should be");
+    }
+    this.#remember(e, change.state);
+    return change.state;
+  }
+
+  #remember(e: number, state: Acceptor): void {
+    const old = this.#cache.get(e);
+    if (old !== undefined) {
+      this.#cache.delete(e);
+      this.#cacheBytes -= cachedBytes(old);
+    }
+    this.#cache.set(e, state);
+    this.#cacheBytes += cachedBytes(state);
+    while (this.#cache.size > this.#cacheStates || this.#cacheBytes > CACHE_BYTES) {
+      const [first, s] = this.#cache.entries().next().value!;
+      this.#cache.delete(first);
+      this.#cacheBytes -= cachedBytes(s);
+    }
+  }
+
+  #forget(e: number): void {
+    const old = this.#cache.get(e);
+    if (old === undefined) return;
+    this.#cache.delete(e);
+    this.#cacheBytes -= cachedBytes(old);
   }
 
   /** A page of the keys held, in order (see {@link Store.keys}). */
   keys(from: string, limit: number, end?: string): string[] {
-    return this.#versions.keys(from, limit, end);
+    return this.#index.keys(from, limit, end);
   }
 
   /** Writes a change; resolves once it is on disk, rejects when it could not be. */
@@ -390,8 +477,42 @@ export class LogStore implements Store {
       await c.done;
       await this.#dropCompaction(c);
     }
+    if (this.#failed === null) await this.#saveHint();
     this.#file.close();
+    this.#reader.close();
     this.#lock.close();
+  }
+
+  // Saves the index for the next open (HINT_FILE). Nothing depends on it: a
+  // hint missing, damaged or of another log makes the next open read the log.
+  async #saveHint(): Promise<void> {
+    const parts = this.#index.saveParts();
+    if (parts === null) return;
+    const L = this.#size;
+    const from = Math.max(MAGIC.length, L - HINT_TAIL);
+    const head = new Uint8Array(HINT_HEAD);
+    const view = new DataView(head.buffer);
+    head.set(HINT_MAGIC);
+    view.setFloat64(8, L);
+    view.setUint32(16, crc32(readExactly(this.#reader, from, L - from)) >>> 0);
+    let crc = crc32(head);
+    for (const p of parts) crc = crc32(p, crc);
+    const tail = new Uint8Array(4);
+    new DataView(tail.buffer).setUint32(0, crc >>> 0);
+    const path = join(this.#dir, HINT_FILE);
+    try {
+      const f = await this.#fs.open(path + ".tmp", { create: true });
+      try {
+        await writeAll(f, head);
+        for (const p of parts) await writeAll(f, p);
+        await writeAll(f, tail);
+      } finally {
+        f.close();
+      }
+      await this.#fs.rename(path + ".tmp", path);
+    } catch (e) {
+      this.#onEvent(`could not save the index to ${path} (the next start reads the log): ${e}`);
+    }
   }
 
   async #flushLoop(): Promise<void> {
@@ -427,23 +548,20 @@ export class LogStore implements Store {
       }
       return;
     }
-    let records: Uint8Array;
-    try {
-      records = encodeRecords(batch);
-    } catch {
-      // A change the codec cannot write fails alone: the others go on.
-      batch = batch.filter((c) => {
-        try {
-          encodeRecords([c]);
-          return true;
-        } catch (e) {
-          c.reject(new TypeError(`cannot encode a change of ${describeEntry(c)}: ${e}`));
-          return false;
-        }
-      });
-      if (batch.length === 0) return;
-      records = encodeRecords(batch);
-    }
+    // A change the codec cannot write fails alone: the others go on.
+    const encoded: Uint8Array[] = [];
+    batch = batch.filter((c) => {
+      try {
+        encoded.push(encodeChange(c));
+        return true;
+      } catch (e) {
+        c.reject(new TypeError(`cannot encode a change of ${describeEntry(c)}: ${e}`));
+        return false;
+      }
+    });
+    if (batch.length === 0) return;
+    const at: number[] = [];
+    const records = encodeRecords(encoded, at);
     try {
       await this.#file.seek(this.#size, Deno.SeekMode.Start);
       await writeAll(this.#file, records);
@@ -462,30 +580,42 @@ export class LogStore implements Store {
       for (const c of batch) c.reject(err);
       return;
     }
+    const base = this.#size;
     this.#size += records.length;
     this.#compaction?.tail.push(records);
-    for (const c of batch) {
-      apply(this.#versions, c);
+    batch.forEach((c, i) => {
+      this.#apply(c, base + at[i]!, encoded[i]!.length);
       this.#changes++;
       c.resolve();
+    });
+  }
+
+  #apply(c: Entry, offset: number, length: number): void {
+    if ("state" in c) {
+      const e = this.#index.set(c.id.Key, c.id.Ver, c.state.Val !== null, offset, length);
+      if (e >= 0) this.#remember(e, c.state);
+    } else {
+      for (const e of this.#index.compact(c.key, c.floor)) this.#forget(e);
     }
   }
 
-  // Takes a snapshot of the live state (exactly what the log holds: no
-  // commit is under way) and writes it to a new file in the background.
+  // Starts writing a snapshot of the live state (exactly what the log holds:
+  // no commit is under way) to a new file in the background. The states are
+  // copied from the log as they are; those written after this point are in
+  // the records kept aside (`tail`) and are skipped.
   #startCompaction(): void {
-    const all: Entry[] = [];
-    for (const [id, state] of this.entries()) all.push({ id, state });
-    for (const [key, floor] of this.#versions.floors()) all.push({ key, floor });
     const c: Compaction = {
       started: performance.now(),
+      from: this.#size,
       tail: [],
+      moved: new Float64Array(this.#index.entryLimit).fill(-1),
       file: null,
+      reader: null,
       snapshotBytes: 0,
       ready: false,
       done: Promise.resolve(),
     };
-    c.done = this.#writeSnapshot(c, all).then(() => {
+    c.done = this.#writeSnapshot(c).then(() => {
       c.ready = true;
       // Switch it in now if no commit is coming to do it.
       if (this.#flushing === null && !this.#closed && this.#compaction === c) {
@@ -497,20 +627,48 @@ export class LogStore implements Store {
       if (!this.#closed) this.#compactionFailed(e);
     });
     this.#compaction = c;
-    this.#onEvent(`compacting ${this.#path}: a snapshot of ${all.length} changes`);
+    this.#onEvent(`compacting ${this.#path}: a snapshot of ${this.#index.size} states`);
   }
 
-  async #writeSnapshot(c: Compaction, all: readonly Entry[]): Promise<void> {
+  async #writeSnapshot(c: Compaction): Promise<void> {
     c.file = await this.#fs.open(this.#tmpPath, { create: true });
     await writeAll(c.file, MAGIC);
     let size = MAGIC.length;
+    const index = this.#index;
     // A small record at a time, so that commits and requests run in between.
-    for (let i = 0; i < all.length; i += SNAPSHOT_STEP) {
-      if (this.#closed) throw new Deno.errors.Interrupted("store closed");
-      const bytes = encodeRecords(all.slice(i, i + SNAPSHOT_STEP));
-      await writeAll(c.file, bytes);
+    const flush = async (changes: Uint8Array[], entries: number[]) => {
+      const at: number[] = [];
+      const bytes = recordOf(changes, at);
+      entries.forEach((e, i) => c.moved[e] = size + at[i]!);
+      await writeAll(c.file!, bytes);
       size += bytes.length;
+    };
+    let changes: Uint8Array[] = [];
+    let entries: number[] = [];
+    for (let e = 0; e < c.moved.length; e++) {
+      // A free entry, or one written since the start (it is in the tail).
+      const off = index.offset(e);
+      if (off < 0 || off >= c.from) continue;
+      changes.push(readExactly(this.#reader, off, index.length(e)));
+      entries.push(e);
+      if (changes.length === SNAPSHOT_STEP) {
+        if (this.#closed) throw new Deno.errors.Interrupted("store closed");
+        await flush(changes, entries);
+        changes = [];
+        entries = [];
+      }
     }
+    // The floors (one raised since the start is in the tail too).
+    for (let k = 0; k < index.keyCount; k++) {
+      const floor = index.floorOf(k);
+      if (floor > 0n) changes.push(encodeChange({ key: index.keyName(k), floor }));
+      if (changes.length >= SNAPSHOT_STEP) {
+        await flush(changes, entries);
+        changes = [];
+        entries = [];
+      }
+    }
+    if (changes.length > 0) await flush(changes, entries);
     await c.file.syncData();
     c.snapshotBytes = size;
   }
@@ -527,12 +685,25 @@ export class LogStore implements Store {
       await file.seek(c.snapshotBytes, Deno.SeekMode.Start);
       await writeAll(file, tail);
       await file.syncData();
+      c.reader = await this.#fs.openReader(this.#tmpPath);
       await this.#fs.rename(this.#tmpPath, this.#path);
     } catch (e) {
       await this.#dropCompaction(c);
       return this.#compactionFailed(e);
     }
+    // Every state is now read from the new file: those of the snapshot where
+    // it copied them, those of the tail where the tail went.
+    const index = this.#index;
+    const shift = c.snapshotBytes - c.from;
+    for (let e = 0; e < index.entryLimit; e++) {
+      const off = index.offset(e);
+      if (off < 0) continue;
+      index.move(e, off >= c.from ? off + shift : c.moved[e]!);
+    }
     const before = this.#size;
+    this.#reader.close();
+    this.#reader = c.reader;
+    c.reader = null;
     this.#file.close();
     this.#file = file;
     this.#size = c.snapshotBytes + tail.length;
@@ -556,6 +727,8 @@ export class LogStore implements Store {
   async #dropCompaction(c: Compaction): Promise<void> {
     c.file?.close();
     c.file = null;
+    c.reader?.close();
+    c.reader = null;
     await this.#fs.remove(this.#tmpPath).catch(() => {});
   }
 
@@ -564,6 +737,11 @@ export class LogStore implements Store {
     this.#liveBytes = this.#size;
     this.#onEvent(`compaction of ${this.#path} failed, the log stays as it is: ${e}`);
   }
+}
+
+// What a cached state counts for against CACHE_BYTES.
+function cachedBytes(s: Acceptor): number {
+  return 64 + (s.Val === null ? 0 : valueBytes(s.Val));
 }
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
@@ -581,107 +759,93 @@ function describeEntry(e: Entry): string {
   return "state" in e ? `${JSON.stringify(e.id.Key)}@${e.id.Ver}` : JSON.stringify(e.key);
 }
 
-function apply(versions: Versions, e: Entry): void {
-  if ("state" in e) versions.set(e.id, e.state);
-  else versions.compact(e.key, e.floor);
-}
-
-// Encodes changes as records of at most RECORD_CHANGES changes each: one
-// record for a group commit, several for a compaction snapshot.
-function encodeRecords(changes: readonly Entry[]): Uint8Array {
+// Encodes changes as records of at most RECORD_CHANGES changes each; `at`
+// gets the offset of each change from the start of the result.
+function encodeRecords(changes: readonly Uint8Array[], at: number[]): Uint8Array {
+  if (changes.length <= RECORD_CHANGES) return recordOf(changes, at);
   const parts: Uint8Array[] = [];
+  let base = 0;
   for (let i = 0; i < changes.length; i += RECORD_CHANGES) {
-    const group = changes.slice(i, i + RECORD_CHANGES).map((e) =>
-      "state" in e
-        ? { Key: e.id.Key, Ver: wireInt(e.id.Ver), ...wireAcceptor(e.state) }
-        : { Key: e.key, Floor: wireInt(e.floor) }
-    );
-    parts.push(record(encodeFrame(group)));
+    const local: number[] = [];
+    const rec = recordOf(changes.slice(i, i + RECORD_CHANGES), local);
+    for (const a of local) at.push(base + a);
+    parts.push(rec);
+    base += rec.length;
   }
   return concat(parts);
 }
 
-function record(payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(HEADER + payload.length);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, payload.length);
-  view.setUint32(4, crc32(out.subarray(0, 4)) >>> 0);
-  view.setUint32(8, crc32(payload) >>> 0);
-  out.set(payload, HEADER);
-  return out;
+// The bytes of the log before a hint's end that the hint's checksum covers,
+// and the hint's header: magic, the log's size, that checksum, padding.
+const HINT_TAIL = 4096;
+const HINT_HEAD = 24;
+const HINT_MAGIC = new TextEncoder().encode("PXKVHNT1");
+
+// The index saved in the hint file and the size of the log it covers, or
+// null when there is no hint, or it is damaged, or of another log.
+async function loadHint(
+  fs: LogFs,
+  path: string,
+  reader: LogReader,
+  onEvent: (message: string) => void,
+): Promise<{ index: LogIndex; size: number } | null> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await fs.readFile(path);
+  } catch {
+    return null;
+  }
+  try {
+    if (bytes.length < HINT_HEAD + 4) throw new RangeError("too short");
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const crc = view.getUint32(bytes.length - 4);
+    if (crc32(bytes.subarray(0, bytes.length - 4)) >>> 0 !== crc) {
+      throw new RangeError("checksum mismatch");
+    }
+    if (!HINT_MAGIC.every((b, i) => b === bytes[i])) throw new RangeError("bad magic");
+    const size = view.getFloat64(8);
+    const from = Math.max(MAGIC.length, size - HINT_TAIL);
+    if (!(size >= MAGIC.length && size <= reader.size())) {
+      throw new RangeError(`it covers ${size} bytes of a log of ${reader.size()}`);
+    }
+    if (crc32(readExactly(reader, from, size - from)) >>> 0 !== view.getUint32(16)) {
+      throw new RangeError("it is of another log");
+    }
+    const index = LogIndex.load(bytes.subarray(HINT_HEAD, bytes.length - 4));
+    return { index, size };
+  } catch (e) {
+    onEvent(`${path}: not used, the log is read instead (${(e as Error).message})`);
+    return null;
+  }
 }
 
-function isAllZero(bytes: Uint8Array): boolean {
-  for (const b of bytes) if (b !== 0) return false;
-  return true;
-}
-
-// Reads the log into `states`; returns the size of its valid part, having cut
-// off a torn last record.
+// Reads the log (after what the hint covers, when there is one) into an
+// index; returns it and the size of the log's valid part, having cut off a
+// torn last record.
 async function recover(
   fs: LogFs,
   path: string,
-  versions: Versions,
+  reader: LogReader,
+  hinted: { index: LogIndex; size: number } | null,
   onEvent: (message: string) => void,
-): Promise<number> {
-  const bytes = await fs.readFile(path);
-  if (bytes.length < MAGIC.length) {
+): Promise<{ size: number; index: LogIndex }> {
+  const index = hinted?.index ?? new LogIndex();
+  const scan = readLog(reader, path, (c, offset, length) => {
+    if ("ver" in c) index.set(c.key, c.ver, c.voted, offset, length);
+    else index.compact(c.key, c.floor);
+  }, hinted?.size);
+  if (scan.validBytes < MAGIC.length) {
     // Only a crash while creating the file leaves it shorter than its magic.
-    if (!MAGIC.subarray(0, bytes.length).every((b, i) => b === bytes[i])) {
-      throw new LogCorruptionError(path, 0, "not a paxoskv log (bad magic)");
-    }
     await writeFileSynced(fs, path, MAGIC);
-    return MAGIC.length;
+    return { size: MAGIC.length, index };
   }
-  if (!MAGIC.every((b, i) => b === bytes[i])) {
-    throw new LogCorruptionError(path, 0, "not a paxoskv log (bad magic)");
+  if (scan.tornBytes > 0) {
+    await truncateSynced(fs, path, scan.validBytes);
+    onEvent(
+      `${path}: dropped a torn last record at offset ${scan.validBytes} (${scan.tornBytes} bytes)`,
+    );
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let off = MAGIC.length;
-  while (off < bytes.length) {
-    const rest = bytes.length - off;
-    // A torn last record: the last write stopped short (a partial header, a
-    // payload cut off, a bad payload checksum on the very last record) or
-    // the file was extended with zeros that were never written. It was never
-    // acknowledged, so it is cut off.
-    const torn = async () => {
-      await truncateSynced(fs, path, off);
-      onEvent(`${path}: dropped a torn last record at offset ${off} (${rest} bytes)`);
-      return off;
-    };
-    if (rest < HEADER || isAllZero(bytes.subarray(off))) return await torn();
-    const n = view.getUint32(off);
-    if (view.getUint32(off + 4) !== crc32(bytes.subarray(off, off + 4)) >>> 0) {
-      throw new LogCorruptionError(path, off, "damaged record header");
-    }
-    const end = off + HEADER + n;
-    if (end > bytes.length) return await torn();
-    const payload = bytes.subarray(off + HEADER, end);
-    if (view.getUint32(off + 8) !== crc32(payload) >>> 0) {
-      if (end === bytes.length) return await torn();
-      throw new LogCorruptionError(path, off, "checksum mismatch in a record that is not the last");
-    }
-    try {
-      applyRecord(payload, versions);
-    } catch (e) {
-      throw new LogCorruptionError(path, off, `unreadable record (${(e as Error).message})`);
-    }
-    off = end;
-  }
-  return off;
-}
-
-function applyRecord(payload: Uint8Array, versions: Versions): void {
-  const changes = decodeFrame(payload);
-  if (!Array.isArray(changes)) throw new TypeError("a record holds an array of changes");
-  for (const c of changes) {
-    if (typeof c === "object" && c !== null && "Floor" in c) {
-      const key = parseInstanceId(c, "change").Key;
-      apply(versions, { key, floor: parseInt64(c.Floor, "change.Floor") });
-    } else {
-      apply(versions, { id: parseInstanceId(c, "change"), state: parseAcceptor(c, "change") });
-    }
-  }
+  return { size: scan.validBytes, index };
 }
 
 async function writeAll(file: LogFile, bytes: Uint8Array): Promise<void> {

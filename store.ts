@@ -11,6 +11,7 @@
  */
 import { SortedKeys } from "./sorted_keys.ts";
 import type { Acceptor, KeyVersions, PaxosInstanceId } from "./types.ts";
+import { valueBytes } from "./codec.ts";
 
 /**
  * What {@link Store.put} returns: nothing when the write is already done,
@@ -58,6 +59,12 @@ export interface Store {
    * one that ended at `k` starts at `k + "\0"`.
    */
   keys(from: string, limit: number, end?: string): string[];
+  /**
+   * The bytes of data the store holds, as {@link dataBytes} counts them: what
+   * a quota is measured against. It grows with every new instance, key and
+   * larger value, and shrinks when versions are compacted away.
+   */
+  readonly usedBytes: number;
   /** Releases the store's resources. */
   close(): Promise<void>;
 }
@@ -73,6 +80,41 @@ interface KeyRecord {
   sparse: Map<bigint, Acceptor> | null;
   voted: bigint;
   floor: bigint;
+}
+
+/** What {@link dataBytes} counts for one key, besides its characters. */
+export const KEY_OVERHEAD = 64;
+/** What {@link dataBytes} counts for one instance's state, besides its value. */
+export const STATE_OVERHEAD = 48;
+
+/**
+ * The bytes a store is charged for one instance's state: its value's encoded
+ * size ({@link valueBytes}) and a fixed {@link STATE_OVERHEAD} for its
+ * version and ballots. (A key is charged once more, {@link KEY_OVERHEAD}
+ * plus its length, by {@link keyBytes}.)
+ *
+ * @example
+ * ```ts
+ * import { dataBytes, STATE_OVERHEAD } from "./store.ts";
+ * import { EMPTY_ACCEPTOR } from "./types.ts";
+ * dataBytes(EMPTY_ACCEPTOR) === STATE_OVERHEAD; // true
+ * ```
+ */
+export function dataBytes(state: Acceptor): number {
+  return STATE_OVERHEAD + (state.Val === null ? 0 : valueBytes(state.Val));
+}
+
+/**
+ * The bytes a store is charged for holding a key at all.
+ *
+ * @example
+ * ```ts
+ * import { KEY_OVERHEAD, keyBytes } from "./store.ts";
+ * keyBytes("foo") === KEY_OVERHEAD + 3; // true
+ * ```
+ */
+export function keyBytes(key: string): number {
+  return KEY_OVERHEAD + key.length;
 }
 
 // How far past the end of `dense` a version may be and still go into it.
@@ -97,6 +139,12 @@ function denseIndex(k: KeyRecord, ver: bigint, grow: boolean): number {
 export class Versions {
   readonly #keys = new Map<string, KeyRecord>();
   #ordered: SortedKeys | null = null;
+  #bytes = 0;
+
+  /** The bytes of data held, as {@link Store.usedBytes} counts them. */
+  get usedBytes(): number {
+    return this.#bytes;
+  }
 
   /** The state of an instance, or undefined. */
   get(id: PaxosInstanceId): Acceptor | undefined {
@@ -111,12 +159,16 @@ export class Versions {
     const k = this.#record(id.Key, id.Ver);
     if (id.Ver < k.floor) return;
     const i = denseIndex(k, id.Ver, true);
+    let before: Acceptor | undefined;
     if (i >= 0) {
+      before = k.dense[i] ?? k.sparse?.get(id.Ver);
       k.dense[i] = state;
       k.sparse?.delete(id.Ver); // a version is kept in one place only
     } else {
+      before = k.sparse?.get(id.Ver);
       (k.sparse ??= new Map()).set(id.Ver, state);
     }
+    this.#bytes += dataBytes(state) - (before === undefined ? 0 : dataBytes(before));
     if (state.Val !== null && id.Ver > k.voted) k.voted = id.Ver;
   }
 
@@ -128,6 +180,7 @@ export class Versions {
       k = { base: Number.isSafeInteger(n) ? n : 0, dense: [], sparse: null, voted: -1n, floor: 0n };
       this.#keys.set(key, k);
       this.#ordered?.add(key);
+      this.#bytes += keyBytes(key);
     }
     return k;
   }
@@ -177,6 +230,7 @@ export class Versions {
   /** A copy that shares nothing with this one (states are immutable). */
   clone(): Versions {
     const c = new Versions();
+    c.#bytes = this.#bytes;
     for (const [key, k] of this.#keys) {
       c.#keys.set(key, {
         ...k,
@@ -195,12 +249,19 @@ export class Versions {
     const n = Number(floor);
     const drop = Math.min(k.dense.length, n - k.base);
     if (drop > 0) {
-      k.dense.splice(0, drop);
+      for (const state of k.dense.splice(0, drop)) {
+        if (state !== undefined) this.#bytes -= dataBytes(state);
+      }
       k.base += drop;
     }
     if (k.dense.length === 0 && Number.isSafeInteger(n)) k.base = n;
     if (k.sparse !== null) {
-      for (const ver of k.sparse.keys()) if (ver < floor) k.sparse.delete(ver);
+      for (const [ver, state] of k.sparse) {
+        if (ver < floor) {
+          k.sparse.delete(ver);
+          this.#bytes -= dataBytes(state);
+        }
+      }
     }
   }
 }
@@ -242,6 +303,11 @@ export class MemoryStore implements Store {
   /** How many instances this store holds. */
   get size(): number {
     return this.#versions.size;
+  }
+
+  /** The bytes of data held ({@link Store.usedBytes}). */
+  get usedBytes(): number {
+    return this.#versions.usedBytes;
   }
 
   /** Nothing to release. */

@@ -3,7 +3,12 @@
  *
  * @module
  */
-import { DEFAULT_MAX_QUEUED_PER_KEY, DEFAULT_MAX_QUEUED_PER_PEER } from "../acceptor.ts";
+import {
+  DEFAULT_MAX_QUEUED_PER_KEY,
+  DEFAULT_MAX_QUEUED_PER_PEER,
+  DEFAULT_MEMORY_QUOTA_BYTES,
+  DEFAULT_QUOTA_BYTES,
+} from "../acceptor.ts";
 import { DEFAULT_BASE_PORT } from "../cluster.ts";
 import { DEFAULT_SERVE_LIMITS } from "../server.ts";
 
@@ -140,7 +145,12 @@ on serving everyone else:
   --max-queued-per-key N    requests waiting on one key behind its write; more
                             are answered Overloaded (default ${DEFAULT_MAX_QUEUED_PER_KEY})
   --max-queued-per-peer N   of those, from one connection; the connections
-                            waiting on a key are served in turn (default ${DEFAULT_MAX_QUEUED_PER_PEER})`;
+                            waiting on a key are served in turn (default ${DEFAULT_MAX_QUEUED_PER_PEER})
+  --quota-bytes B           bytes of data (keys, values, promises) the
+                            acceptor holds; a write that would grow them past
+                            it is answered QuotaExceeded, while reads, deletes
+                            and compaction go on (default ${DEFAULT_QUOTA_BYTES}, 4 GiB;
+                            ${DEFAULT_MEMORY_QUOTA_BYTES}, 512 MiB, with --memory)`;
 
 const CLUSTER_HELP = `Usage:
   ${RUN} cluster [--base-port P] [--host H]

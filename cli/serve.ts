@@ -38,6 +38,7 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
     "max-reply-bytes": "string",
     "max-queued-per-key": "string",
     "max-queued-per-peer": "string",
+    "quota-bytes": "string",
     ...IDENTITY_SPEC,
     ...SERVER_TRUST_SPEC,
   });
@@ -62,6 +63,7 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
   const maxPendingReplyBytes = limit("max-reply-bytes");
   const maxQueuedPerKey = limit("max-queued-per-key");
   const maxQueuedPerPeer = limit("max-queued-per-peer");
+  const quotaBytes = limit("quota-bytes");
   const memory = p.opts.has("memory");
   const dir = stringOpt(p, "data");
   if (memory && dir !== undefined) throw new UsageError("give --data or --memory, not both");
@@ -125,6 +127,7 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
     ...(identity.keepVersions === null ? {} : { keepVersions: identity.keepVersions }),
     ...(maxQueuedPerKey === undefined ? {} : { maxQueuedPerKey }),
     ...(maxQueuedPerPeer === undefined ? {} : { maxQueuedPerPeer }),
+    ...(quotaBytes === undefined ? {} : { quotaBytes }),
     onError: log,
   });
   // A durable member keeps on disk the instances clients vouched for.

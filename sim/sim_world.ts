@@ -91,6 +91,10 @@ export class SimStore implements Store {
     return this.#view.keys(from, limit, end);
   }
 
+  get usedBytes(): number {
+    return this.#view.usedBytes;
+  }
+
   put(id: PaxosInstanceId, state: Acceptor): Promise<void> {
     this.#onPut(id, this.#view.get(id), state);
     return this.#write((v) => v.set(id, state));

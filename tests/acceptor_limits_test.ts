@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { type Caller, PaxosAcceptor } from "../acceptor.ts";
 import { AcceptorError } from "../errors.ts";
-import { MemoryStore, type Written } from "../store.ts";
+import { dataBytes, keyBytes, MemoryStore, type Written } from "../store.ts";
 import type { Acceptor, PaxosInstanceId } from "../types.ts";
 import { EMPTY_ACCEPTOR } from "../types.ts";
 import { bal, inst, req, state } from "./builders.ts";
@@ -135,4 +135,104 @@ Deno.test("a reply that does not fit the caller's budget is refused before the r
   assert.deepEqual(a.store.get(id)?.Val, value, "no vote");
   // Without a budget (in process), nothing is limited.
   assert.deepEqual((await a.prepare(req(id, bal(3, 1)))).Val, value);
+});
+
+async function quotaExceeded(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof AcceptorError, String(e));
+    assert.equal(e.code, "QuotaExceeded", e.message);
+    assert.ok(e.isFinal, "asking again at once cannot help");
+    return e.message;
+  }
+  return assert.fail("served, expected QuotaExceeded");
+}
+
+Deno.test("past the quota, writes that grow the data are refused, naming the quota; others go on", async () => {
+  const store = new MemoryStore();
+  const a = new PaxosAcceptor(store, "a", { quotaBytes: 4096 });
+  const big = { Data: "x".repeat(1000) };
+  // Three values of about 1 KB fit; the fourth does not.
+  for (let i = 0; i < 3; i++) {
+    await a.prepare(req(inst(`k${i}`), bal(1, 1)));
+    await a.accept(req(inst(`k${i}`), bal(1, 1), big));
+  }
+  const used = store.usedBytes;
+  assert.ok(used > 3000 && used <= 4096, `${used}`);
+  await a.prepare(req(inst("k3"), bal(1, 1)));
+  const msg = await quotaExceeded(a.accept(req(inst("k3"), bal(1, 1), big)));
+  assert.match(msg, /"k3"@0 would grow the data to \d+ bytes, over the quota of 4096 bytes/);
+  assert.deepEqual(store.get(inst("k3")), state(bal(1, 1)), "nothing was voted");
+  // What does not grow the data goes on: a higher promise on an instance
+  // held, a vote no larger than the one it replaces, reads.
+  await a.prepare(req(inst("k0"), bal(2, 1)));
+  await a.accept(req(inst("k0"), bal(2, 1), { Data: "y".repeat(1000) }));
+  assert.equal((await a.latest("k1")).Val, big);
+  // A delete of an existing key (Prepare of its next version, then a
+  // tombstone) uses the reserve above the quota.
+  await a.prepare(req(inst("k1", 1), bal(1, 1)));
+  await a.accept(req(inst("k1", 1), bal(1, 1), { Del: true }));
+  assert.deepEqual((await a.latest("k1")).Val, { Del: true });
+  // New keys are refused from their Prepare on, and do not make it into the store.
+  let n = 0;
+  while (
+    n < 100 && await a.prepare(req(inst(`new${n}`), bal(1, 1))).then(() => true, () => false)
+  ) {
+    n++;
+  }
+  assert.ok(n < 100, "a Prepare of a new key was refused");
+  await quotaExceeded(a.prepare(req(inst(`new${n}`), bal(1, 1))));
+  assert.equal(store.get(inst(`new${n}`)), undefined);
+  assert.ok(store.usedBytes <= 4096 + 4096 / 16);
+  // No promise ahead past the quota: the next version waits for a Prepare.
+  const r = await a.accept({ ...req(inst("k2"), bal(1, 1), big), Next: true });
+  assert.equal(r.NextOk, undefined);
+  assert.throws(() => new PaxosAcceptor(store, "b", { quotaBytes: 0 }), RangeError);
+});
+
+Deno.test("a flood of Prepares on distinct keys stops at the quota", async () => {
+  const store = new MemoryStore();
+  const a = new PaxosAcceptor(store, "a", { quotaBytes: 64 * 1024 });
+  let refused = 0;
+  for (let i = 0; i < 5000; i++) {
+    await a.prepare(req(inst(`flood-${i}`), bal(1, 1))).catch((e) => {
+      assert.equal((e as AcceptorError).code, "QuotaExceeded");
+      refused++;
+    });
+  }
+  assert.ok(store.usedBytes <= 64 * 1024, `${store.usedBytes}`);
+  assert.ok(refused > 4000, `${refused} refused`);
+  assert.ok(store.size < 1000, `${store.size} instances held`);
+});
+
+Deno.test("retention frees what a delete replaces: writes fit again under the quota", async () => {
+  const store = new MemoryStore();
+  const a = new PaxosAcceptor(store, "a", { quotaBytes: 4096, keepVersions: 1 });
+  const big = { Data: "x".repeat(1500) };
+  for (const k of ["a", "b"]) {
+    await a.prepare(req(inst(k), bal(1, 1)));
+    await a.accept(req(inst(k), bal(1, 1), big));
+  }
+  await a.prepare(req(inst("c"), bal(1, 1)));
+  await quotaExceeded(a.accept(req(inst("c"), bal(1, 1), big)));
+  await a.prepare(req(inst("a", 1), bal(1, 1)));
+  await a.accept(req(inst("a", 1), bal(1, 1), { Del: true }));
+  await a.accept(req(inst("c"), bal(1, 1), big));
+  assert.deepEqual((await a.latest("c")).Val, big);
+  assert.ok(store.usedBytes <= 4096);
+});
+
+Deno.test("the data a store holds is counted as states are written, replaced and compacted", () => {
+  const store = new MemoryStore();
+  assert.equal(store.usedBytes, 0);
+  store.put(inst("k"), state(bal(1, 1)));
+  const one = store.usedBytes;
+  assert.equal(one, keyBytes("k") + dataBytes(EMPTY_ACCEPTOR));
+  store.put(inst("k"), state(bal(1, 1), { Data: "v".repeat(100) }, bal(1, 1)));
+  assert.ok(store.usedBytes > one + 100);
+  store.put(inst("k", 1), state(bal(1, 1)));
+  store.put(inst("k", 1000), state(bal(1, 1))); // a version far off (kept apart)
+  store.compact("k", 2000n);
+  assert.equal(store.usedBytes, keyBytes("k"));
 });

@@ -41,6 +41,10 @@ class GatedStore implements Store {
     return this.inner.latest(key);
   }
 
+  get usedBytes(): number {
+    return this.inner.usedBytes;
+  }
+
   compact(key: string, floor: bigint): Promise<void> {
     return this.inner.compact(key, floor);
   }

@@ -703,3 +703,33 @@ Deno.test("kv: list pages with limit and cursor, forward and in reverse", async 
   assert.throws(() => kv.list({ prefix: "p/" }, { cursor: "!!" }), TypeError);
   assert.throws(() => kv.list({ prefix: "p/" }, { limit: 0 }), RangeError);
 });
+
+Deno.test("kv: past the acceptors' quota a write fails at once with QuotaExceeded; reads and deletes work", async () => {
+  const acceptors = Array.from(
+    { length: 3 },
+    (_, i) => new PaxosAcceptor(new MemoryStore(), `a${i}`, { quotaBytes: 8192, keepVersions: 1 }),
+  );
+  const kv = new Kv(acceptors);
+  const big = "x".repeat(1000);
+  let written = 0;
+  const err = await (async () => {
+    for (; written < 20; written++) {
+      try {
+        await kv.set(`k${written}`, big);
+      } catch (e) {
+        return e;
+      }
+    }
+    return null;
+  })();
+  assert.ok(err instanceof AcceptorError, String(err));
+  assert.equal(err.code, "QuotaExceeded");
+  assert.match(err.message, /answered QuotaExceeded: .* over the quota of 8192 bytes/);
+  assert.ok(written >= 5, `${written} written`);
+  assert.deepEqual(await kv.get("k0"), { found: true, version: 0n, value: big });
+  // Deleting keys frees their values (retention keeps one version): writes fit again.
+  await kv.delete("k0");
+  await kv.delete("k1");
+  assert.equal((await kv.get("k0")).found, false);
+  assert.equal(await kv.set("again", big), 0n);
+});

@@ -11,7 +11,7 @@ import {
   PaxosAcceptor,
   type PaxosInstanceId,
 } from "../mod.ts";
-import { LOG_FILE } from "../log_store.ts";
+import { HINT_FILE, LOG_FILE } from "../log_store.ts";
 import { LineProcess } from "./cli_process.ts";
 import { inst, promised, voted } from "./builders.ts";
 import { MemFs } from "./mem_fs.ts";
@@ -628,4 +628,144 @@ Deno.test("the power-cut check sees the loss when a store acknowledges before th
   await store.close();
   const lost = await lostByPowerCut(fs, acked);
   assert.ok(lost.length > 0, "a power cut after early replies lost nothing");
+});
+
+Deno.test("states are read back from the log once the cache lets them go, also after compactions moved them", async () => {
+  const fs = new MemFs();
+  const opts = { fs, compactAtBytes: 8 * 1024, cacheStates: 1 };
+  const store = await LogStore.open(MEM_DIR, opts);
+  const want = new Map<string, Acceptor>();
+  const check = (s: LogStore, where: string) => {
+    for (const [k, v] of want) {
+      const [key, ver] = k.split("@");
+      assert.deepEqual(s.get({ Key: key!, Ver: BigInt(ver!) }), v, `${k} ${where}`);
+    }
+    assert.deepEqual(snapshot(s), want, where);
+  };
+  // Some states written once at the start, moved by every compaction after.
+  for (let i = 0; i < 10; i++) {
+    const v = voted(i, { Data: `early${i}` });
+    await store.put(inst(`early${i}`), v);
+    want.set(`early${i}@0`, v);
+  }
+  for (let round = 0; round < 60; round++) {
+    await Promise.all(Array.from({ length: 12 }, (_, i) => {
+      const id = inst(`hot${i}`, round % 3);
+      const v = i % 2 ? promised(round) : voted(round, { Data: "x".repeat(round) });
+      // (Versions below a floor are not kept.)
+      if (!(i === 0 && round > 30 && round % 3 < 2)) want.set(`hot${i}@${round % 3}`, v);
+      return store.put(id, v);
+    }));
+    if (round === 30) {
+      await store.compact("hot0", 2n);
+      for (const k of [...want.keys()]) if (/^hot0@[01]$/.test(k)) want.delete(k);
+    }
+    check(store, `after round ${round}`);
+  }
+  assert.ok(store.stats.compactions >= 3, `${store.stats.compactions} compactions`);
+  await store.close();
+  const again = await LogStore.open(MEM_DIR, opts);
+  check(again, "after reopening");
+  assert.deepEqual(again.latest("hot0"), { Ver: 2n, Floor: 2n });
+  await again.close();
+});
+
+// Everything a store tells of its states, to compare two opens.
+function everything(s: LogStore) {
+  return {
+    states: snapshot(s),
+    latest: ["a", "b", "c", "k0", "k1", "k2", "k3"].map((k) => s.latest(k)),
+    usedBytes: s.usedBytes,
+    size: s.size,
+  };
+}
+
+Deno.test("the index saved at close opens the store without reading the log; one that does not fit is not used", async () => {
+  const fs = new MemFs();
+  const HINT = join(MEM_DIR, HINT_FILE);
+  const events: string[] = [];
+  const opts = { fs, onEvent: (m: string) => events.push(m), cacheStates: 1 };
+  let store = await LogStore.open(MEM_DIR, opts);
+  for (let i = 0; i < 40; i++) {
+    await store.put(inst(`k${i % 4}`, i % 5), i % 3 ? promised(i) : voted(i, { Data: `v${i}` }));
+  }
+  await store.compact("k1", 3n);
+  await store.close();
+  const saved = fs.written(HINT)!;
+  assert.ok(saved.length > 0, "an index was saved");
+
+  // Read with the index: the same as read from the log alone.
+  events.length = 0;
+  store = await LogStore.open(MEM_DIR, opts);
+  const hinted = everything(store);
+  assert.match(events.join("\n"), /index read, and 0 bytes of log after it/);
+  assert.equal(fs.written(HINT), undefined, "the index is removed once used");
+  // Changes made after it: the next open reads them from the log, after a
+  // saved index that covers the log as it was.
+  await store.put(inst("c", 7), voted(99, { Data: "after" }));
+  await store.compact("k2", 4n);
+  const later = everything(store);
+  // (A store that stops without closing leaves no newer index.)
+  const reopen = async () => {
+    const f = await fs.open(HINT, { create: true });
+    await f.write(saved);
+    f.close();
+  };
+  await store.close();
+  await fs.remove(HINT);
+  await reopen();
+  events.length = 0;
+  store = await LogStore.open(MEM_DIR, opts);
+  assert.match(events.join("\n"), /index read, and \d+ bytes of log after it/);
+  assert.doesNotMatch(events.join("\n"), / 0 bytes of log after it/);
+  assert.deepEqual(everything(store), later);
+  await store.close();
+  await fs.remove(HINT);
+  store = await LogStore.open(MEM_DIR, opts);
+  assert.deepEqual(everything(store), later, "the same read from the log alone");
+  assert.notDeepEqual(hinted, later);
+  await store.close();
+
+  // A damaged index, or one cut short, is not used.
+  for (
+    const [what, edit] of [
+      ["damaged", (b: Uint8Array) => (b[40]! ^= 1, b)],
+      ["cut short", (b: Uint8Array) => b.subarray(0, b.length - 9)],
+    ] as const
+  ) {
+    await fs.remove(HINT).catch(() => {});
+    const f = await fs.open(HINT, { create: true });
+    await f.write(edit(saved.slice()));
+    f.close();
+    events.length = 0;
+    store = await LogStore.open(MEM_DIR, opts);
+    assert.match(events.join("\n"), /not used, the log is read instead/, what);
+    assert.deepEqual(everything(store), later, what);
+    await store.close();
+  }
+  // The saved index of a log since compacted is not used either.
+  await fs.remove(HINT);
+  const f = await fs.open(HINT, { create: true });
+  await f.write(saved);
+  f.close();
+  const compacting = await LogStore.open(MEM_DIR, { ...opts, compactAtBytes: 1 });
+  for (let i = 1; i <= 500 && compacting.stats.compactions === 0; i++) {
+    await compacting.put(inst("a"), promised(i));
+    await settle();
+  }
+  assert.ok(compacting.stats.compactions >= 1);
+  const a = compacting.get(inst("a"));
+  await compacting.close();
+  await fs.remove(HINT);
+  const g = await fs.open(HINT, { create: true });
+  await g.write(saved);
+  g.close();
+  events.length = 0;
+  store = await LogStore.open(MEM_DIR, opts);
+  assert.match(
+    events.join("\n"),
+    /not used, the log is read instead \(it (is of another log|covers)/,
+  );
+  assert.deepEqual(store.get(inst("a")), a);
+  await store.close();
 });

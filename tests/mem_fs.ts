@@ -21,7 +21,7 @@
  * @module
  */
 import { dirname } from "node:path";
-import type { LogFile, LogFs } from "../log_store.ts";
+import type { LogFile, LogFs, LogReader } from "../log_store.ts";
 
 /** What an operation is about to do: its kind and the path it works on. */
 export interface FsOp {
@@ -29,6 +29,7 @@ export interface FsOp {
     | "mkdir"
     | "open"
     | "readFile"
+    | "openReader"
     | "rename"
     | "remove"
     | "syncDir"
@@ -237,6 +238,27 @@ export class MemFs implements LogFs {
 
   readFile(path: string): Promise<Uint8Array> {
     return this.#do("readFile", path, this.#epoch, () => this.#inode(path).data.slice());
+  }
+
+  // A reader sees what was written (the page cache), and goes on reading its
+  // file after a rename, as an open file does.
+  openReader(path: string): Promise<LogReader> {
+    return this.#do("openReader", path, this.#epoch, () => {
+      const inode = this.#inode(path);
+      let closed = false;
+      return {
+        readAt: (bytes: Uint8Array, position: number) => {
+          if (closed) throw new Deno.errors.BadResource(`${path} is closed (MemFs)`);
+          const part = inode.data.subarray(position, position + bytes.length);
+          bytes.set(part);
+          return part.length;
+        },
+        size: () => inode.data.length,
+        close: () => {
+          closed = true;
+        },
+      };
+    });
   }
 
   rename(from: string, to: string): Promise<void> {

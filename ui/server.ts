@@ -72,6 +72,11 @@ export class ListedStore implements Store {
     return this.#inner.keys(from, limit, end);
   }
 
+  /** The bytes of data held, for the quota. */
+  get usedBytes(): number {
+    return this.#inner.usedBytes;
+  }
+
   /** Releases the store. */
   close(): Promise<void> {
     return this.#inner.close();
