@@ -21,6 +21,9 @@
  *   acceptor's promise; a proposer gets there in steps;
  * - `Unauthorized`: the peer has not proved it knows the cluster's shared
  *   secret (trust extension); the connection is closed;
+ * - `StaleMembership`: the client uses an older membership than the
+ *   acceptor's (membership extension); the message names the current one,
+ *   and the connection is closed;
  * - `Overloaded`: the acceptor would not serve the request now (too much is
  *   waiting on its key or its connection); nothing was applied, and asking
  *   again later may succeed;
@@ -35,6 +38,7 @@ export type ErrorCode =
   | "BallotTooFar"
   | "Overloaded"
   | "Unauthorized"
+  | "StaleMembership"
   | "Internal";
 
 const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
@@ -46,6 +50,7 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "BallotTooFar",
   "Overloaded",
   "Unauthorized",
+  "StaleMembership",
   "Internal",
 ]);
 
@@ -70,6 +75,7 @@ const FINAL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "BadRequest",
   "TooLarge",
   "UnknownOp",
+  "StaleMembership",
 ]);
 
 /**

@@ -43,9 +43,9 @@ import {
   WireError,
 } from "./codec.ts";
 import { AcceptorError, NotEnoughQuorumError } from "./errors.ts";
-import { connectAcceptors, type ConnectOptions } from "./connect.ts";
+import { connectCluster, type ConnectOptions } from "./connect.ts";
 import { PaxosProposer } from "./proposer.ts";
-import { askQuorum, quorumOf } from "./quorum.ts";
+import { askQuorum, majority, type QuorumSystem } from "./quorum.ts";
 import type { KvAcceptorClient } from "./transport.ts";
 import type { BallotNum, DataValue, LatestReply, Value } from "./types.ts";
 import { ballotEquals, isInt64 } from "./types.ts";
@@ -159,6 +159,12 @@ export class UnknownOutcomeError extends Error {
 export interface KvOptions extends ConnectOptions {
   /** How long one operation may take before it fails, in ms (default 10000). */
   readonly deadlineMs?: number;
+  /**
+   * Which of the acceptors make a quorum (default: a majority of them).
+   * While the membership changes: a majority of the old members and of the
+   * new ones (`jointMajority` of quorum.ts; docs/membership.md).
+   */
+  readonly quorum?: QuorumSystem;
 }
 
 /** Options of {@link Kv.getVersion} and {@link Kv.setVersion}. */
@@ -234,6 +240,7 @@ export class Kv {
   readonly #clock: Clock;
   readonly #random: Random;
   readonly #close: () => Promise<void>;
+  readonly #quorum: QuorumSystem;
   // Per key: a ballot a majority promised for one version (see #fastWrite).
   readonly #promised = new Map<string, { ver: bigint; bal: BallotNum }>();
   // The refusal of an acceptor that serves v1 only (see #askLatest).
@@ -251,6 +258,12 @@ export class Kv {
     this.#clock = opts.clock ?? systemClock;
     this.#random = opts.random ?? mathRandom;
     this.#close = close;
+    this.#quorum = opts.quorum ?? majority(acceptors.length);
+    if (this.#quorum.size !== acceptors.length) {
+      throw new RangeError(
+        `the quorum system spans ${this.#quorum.size} acceptors, but ${acceptors.length} are given`,
+      );
+    }
   }
 
   /**
@@ -441,7 +454,7 @@ export class Kv {
       { Id: { Key: key, Ver: ver }, Bal: promised.bal, Val: value },
       { clock: this.#clock, random: this.#random },
     );
-    const r = await p.phase2(this.#acceptors, quorumOf(this.#acceptors.length), {
+    const r = await p.phase2(this.#acceptors, this.#quorum, {
       promiseNext: true,
       onRefused: () => refusals.n++,
     });
@@ -501,12 +514,12 @@ export class Kv {
       if (r.Ver > top) top = r.Ver;
       if (r.Floor > floor) floor = r.Floor;
     }
-    // The usual case: the whole majority holds one vote, at one ballot, at
+    // The usual case: the whole quorum holds one vote, at one ballot, at
     // the top version. Then that value is chosen: nothing more to ask.
+    // (`replies` are a quorum's: #askLatest returns no fewer.)
     const first = replies[0];
     if (
       top >= 0n && first !== undefined && first.Val !== null &&
-      replies.length >= quorumOf(this.#acceptors.length) &&
       replies.every((r) => r.Ver === top && r.Val !== null && ballotEquals(r.VBal, first.VBal))
     ) {
       return { version: top, value: first.Val };
@@ -531,7 +544,7 @@ export class Kv {
     what = `find the latest version of ${key}`,
   ): Promise<readonly LatestReply[]> {
     this.#refuseOverV1();
-    const quorum = quorumOf(this.#acceptors.length);
+    const quorum = this.#quorum;
     const ask = (a: KvAcceptorClient) =>
       a.latest(key).catch((e) => {
         if (e instanceof AcceptorError && e.code === "UnknownOp") {
@@ -551,10 +564,17 @@ export class Kv {
     });
     this.#refuseOverV1();
     if (out.ok) return out.replies;
-    const why = out.why === "" ? "too many failed" : "no majority answered within the deadline";
+    // A member of a newer membership refused this client: say so, naming it.
+    const stale = out.errors.find((e) =>
+      e instanceof AcceptorError && e.code === "StaleMembership"
+    );
+    if (stale !== undefined) throw stale;
+    const why = out.why === "" ? "too many failed" : "no quorum answered within the deadline";
     throw new NotEnoughQuorumError(
-      `cannot ${what}: ${out.replies.length} of ${quorum} ` +
-        `acceptors answered; ${why}${out.failures.length ? `; ${out.failures.join("; ")}` : ""}`,
+      `cannot ${what}: ${out.replies.length} acceptors answered, ` +
+        `${quorum.description} needed; ${why}${
+          out.failures.length ? `; ${out.failures.join("; ")}` : ""
+        }`,
     );
   }
 
@@ -589,11 +609,15 @@ export class Kv {
     try {
       // A read first looks for a value already chosen: no write, one round trip.
       if (val === null) {
-        const chosen = await p.peekChosen(this.#acceptors);
+        const chosen = await p.peekChosen(this.#acceptors, this.#quorum);
         if (chosen !== null) return chosen;
       }
       const left = Math.max(1, deadline - this.#clock.now());
-      const chosen = await p.runPaxos(this.#acceptors, val, { deadlineMs: left, promiseNext });
+      const chosen = await p.runPaxos(this.#acceptors, val, {
+        deadlineMs: left,
+        promiseNext,
+        quorum: this.#quorum,
+      });
       if (promiseNext && p.nextPromised && chosen === val) {
         this.#promised.set(key, { ver: ver + 1n, bal: p.Bal });
       }
@@ -618,11 +642,13 @@ export class Kv {
  * ```
  */
 export async function connect(urls: readonly string[], opts: KvOptions = {}): Promise<Kv> {
-  const clients = await connectAcceptors(urls, opts);
+  const { clients, quorum } = await connectCluster(urls, opts);
   const close = async () => {
     await Promise.all(clients.map((c) => c.close()));
   };
-  const kv = new Kv(clients, opts, close);
+  // While the membership changes, a quorum is a majority of the old members
+  // and of the new (the caller may not ask for less).
+  const kv = new Kv(clients, { ...opts, quorum }, close);
   try {
     await kv.ping();
     return kv;

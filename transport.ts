@@ -16,6 +16,7 @@ import type { Clock, Random } from "./clock.ts";
 import { backoff, mathRandom, systemClock } from "./clock.ts";
 import {
   type Ack,
+  type ConfigRequest,
   decodeReplyFrame,
   encodeRequests,
   type RequestEnvelope,
@@ -87,6 +88,12 @@ export interface WebSocketClientOptions {
    * member of the same cluster.)
    */
   readonly verify?: (hello: HelloReply) => string | null;
+  /**
+   * The membership epoch this client uses, said in each connection's
+   * `Hello` (membership extension): an acceptor whose membership is newer
+   * answers `StaleMembership`. Undefined: the acceptor's own at connect.
+   */
+  readonly epoch?: () => number | undefined;
 }
 
 type Reply = Acceptor | LatestReply | HelloReply | Ack;
@@ -127,6 +134,7 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
   readonly #secret: Secret | undefined;
   readonly #caCerts: readonly string[] | undefined;
   readonly #verify: ((hello: HelloReply) => string | null) | undefined;
+  readonly #epoch: (() => number | undefined) | undefined;
   #hello: HelloReply | null | undefined = undefined;
   #refusal: TrustError | null = null;
 
@@ -156,6 +164,7 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
     this.#secret = opts.secret;
     this.#caCerts = opts.caCerts;
     this.#verify = opts.verify;
+    this.#epoch = opts.epoch;
   }
 
   /**
@@ -216,6 +225,15 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
   /** Sends one request and resolves with the acceptor's reply. */
   request(op: Op, req: Proposer): Promise<Acceptor> {
     return this.#send({ Rid: 0, Op: op, Req: req }) as Promise<Acceptor>;
+  }
+
+  /**
+   * Sends the membership extension's `Config`: the acceptor installs the
+   * configuration, unless it has a newer one (then an AcceptorError of code
+   * `StaleMembership` says which).
+   */
+  async config(req: ConfigRequest): Promise<void> {
+    await this.#send({ Rid: 0, Op: "Config", Req: req });
   }
 
   /** Sends the kv extension's `Latest` for a key and resolves with the reply. */
@@ -340,7 +358,9 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
     const nonce = newNonce();
     let hello: HelloReply;
     try {
-      hello = await this.#call(conn, { Rid: 0, Op: "Hello", Req: { Nonce: nonce } }) as HelloReply;
+      const epoch = this.#epoch?.();
+      const req = epoch === undefined ? { Nonce: nonce } : { Nonce: nonce, Epoch: epoch };
+      hello = await this.#call(conn, { Rid: 0, Op: "Hello", Req: req }) as HelloReply;
     } catch (e) {
       if (!(e instanceof AcceptorError && e.code === "UnknownOp")) throw e;
       // A v1 acceptor: it cannot say who it is, nor prove a secret.
