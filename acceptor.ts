@@ -11,6 +11,7 @@
 import type {
   Acceptor,
   BallotNum,
+  KeysReply,
   LatestReply,
   Op,
   PaxosInstanceId,
@@ -28,7 +29,7 @@ import {
 import { AcceptorError } from "./errors.ts";
 import type { Store, Written } from "./store.ts";
 import { MemoryStore } from "./store.ts";
-import { valueBytes } from "./codec.ts";
+import { MAX_KEYS_PAGE, valueBytes } from "./codec.ts";
 
 // The requests waiting on one key while one of its requests waits for its
 // write: by the peer they come from, in turn (a Map keeps the order in which
@@ -98,6 +99,9 @@ const IN_PROCESS = {};
 
 // What a reply takes besides its value: Rid, keys, ballots (an upper bound).
 const REPLY_BYTES = 64;
+
+/** About how many bytes of keys one `Keys` reply carries at most (one key more may pass it). */
+export const KEYS_PAGE_BYTES = 64 * 1024;
 
 /**
  * The reply to `Latest` from a store: the key's highest voted version, its
@@ -266,6 +270,33 @@ export class PaxosAcceptor {
       const reply = latestReply(this.#store, key);
       this.#charge(caller, reply.Val);
       return Promise.resolve(reply);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Keys (kv extension) tells a page of the keys this acceptor holds any
+   * state for, ascending: what a listing and a membership catch-up walk
+   * through. A page stops early, with `More`, once its keys pass
+   * {@link KEYS_PAGE_BYTES}.
+   */
+  keys(from: string, limit: number, end?: string, caller?: Caller): Promise<KeysReply> {
+    try {
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_KEYS_PAGE) {
+        throw new RangeError(`limit must be an integer from 1 to ${MAX_KEYS_PAGE}, got ${limit}`);
+      }
+      // One more than asked tells whether more remain.
+      const found = this.#store.keys(from, limit + 1, end);
+      const page: string[] = [];
+      let bytes = REPLY_BYTES;
+      for (const k of found) {
+        if (page.length === limit || (page.length > 0 && bytes > KEYS_PAGE_BYTES)) break;
+        page.push(k);
+        bytes += k.length * 3 + 5; // UTF-8 bytes at most, and the string header
+      }
+      if (caller !== undefined && !caller.take(bytes)) throw this.#refusals.budget;
+      return Promise.resolve({ Keys: page, More: found.length > page.length });
     } catch (e) {
       return Promise.reject(e);
     }

@@ -13,6 +13,7 @@ import type {
   Acceptor,
   BallotNum,
   DataValue,
+  KeysReply,
   LatestReply,
   Op,
   PaxosInstanceId,
@@ -49,6 +50,16 @@ export type Rid = number | bigint;
 export interface LatestRequest {
   /** The key whose versions are asked about. */
   readonly Key: string;
+}
+
+/** The request of the kv extension's `Keys`: a page of the keys an acceptor holds. */
+export interface KeysRequest {
+  /** The first key of the page (included; "" for the start). */
+  readonly From: string;
+  /** Where the range ends (excluded); no bound when absent. */
+  readonly End?: string;
+  /** The most keys to return, 1 to {@link MAX_KEYS_PAGE}. */
+  readonly Limit: number;
 }
 
 /** The trust extension's `Hello`: the client's nonce. */
@@ -106,12 +117,13 @@ export const MAX_URL_BYTES = 2048;
 /**
  * A request as it travels to an acceptor: `{Rid, Op, Req}`, where `Req` is
  * the proposer's state for Prepare and Accept, `{Key}` for the kv
- * extension's `Latest`, and the trust extension's handshake for `Hello`,
+ * extension's `Latest` and `{From, End?, Limit}` for its `Keys`, and the trust extension's handshake for `Hello`,
  * `Auth` and `Attest`.
  */
 export type RequestEnvelope =
   | { readonly Rid: Rid; readonly Op: Op; readonly Req: Proposer }
   | { readonly Rid: Rid; readonly Op: "Latest"; readonly Req: LatestRequest }
+  | { readonly Rid: Rid; readonly Op: "Keys"; readonly Req: KeysRequest }
   | { readonly Rid: Rid; readonly Op: "Hello"; readonly Req: HelloRequest }
   | { readonly Rid: Rid; readonly Op: "Auth"; readonly Req: AuthRequest }
   | { readonly Rid: Rid; readonly Op: "Attest"; readonly Req: AttestRequest }
@@ -119,7 +131,7 @@ export type RequestEnvelope =
 
 /** A reply as it travels back: `{Rid, Rep}` or `{Rid, Err}`. */
 export type ReplyEnvelope =
-  | { readonly Rid: Rid; readonly Rep: Acceptor | LatestReply | HelloReply | Ack }
+  | { readonly Rid: Rid; readonly Rep: Acceptor | LatestReply | KeysReply | HelloReply | Ack }
   | { readonly Rid: Rid; readonly Err: WireErrorBody };
 
 /** One decoded item of a request frame: a request to serve, or an error to answer. */
@@ -131,6 +143,8 @@ export const MAX_FRAME_BYTES = 8 * 1024 * 1024;
 export const MAX_VALUE_BYTES = 1024 * 1024;
 /** Largest key, in UTF-8 bytes. */
 export const MAX_KEY_BYTES = 4096;
+/** Most keys one `Keys` reply carries. */
+export const MAX_KEYS_PAGE = 1000;
 /** Deepest nesting of arrays and maps inside a `Data` value. */
 export const MAX_DATA_DEPTH = 64;
 /**
@@ -329,6 +343,10 @@ function wireRequest(r: RequestEnvelope): unknown {
       return wireProposer(r.Req);
     case "Latest":
       return { Key: r.Req.Key };
+    case "Keys":
+      return r.Req.End === undefined
+        ? { From: r.Req.From, Limit: r.Req.Limit }
+        : { From: r.Req.From, End: r.Req.End, Limit: r.Req.Limit };
     case "Hello":
       return r.Req.Epoch === undefined
         ? { Nonce: r.Req.Nonce }
@@ -406,6 +424,8 @@ function wireReply(r: ReplyEnvelope): Record<string, unknown> {
     Rid: r.Rid,
     Rep: "Floor" in rep
       ? wireLatest(rep)
+      : "More" in rep
+      ? { Keys: rep.Keys, More: rep.More }
       : "instance" in rep
       ? wireHello(rep)
       : "Ok" in rep
@@ -668,6 +688,44 @@ export function parseLatest(x: unknown, path: string): LatestReply {
   };
 }
 
+/** Reads a `Keys` request map (kv extension). */
+export function parseKeysRequest(x: unknown, path: string): KeysRequest {
+  const m = asMap(x, path);
+  const from = m.From ?? "";
+  if (typeof from !== "string") bad(`${path}.From`, "a string", from);
+  const limit = typeof m.Limit === "bigint" ? Number(m.Limit) : m.Limit;
+  if (typeof limit !== "number" || !Number.isInteger(limit) || limit < 1 || limit > MAX_KEYS_PAGE) {
+    bad(`${path}.Limit`, `an integer from 1 to ${MAX_KEYS_PAGE}`, limit);
+  }
+  for (const [name, k] of [["From", from], ["End", m.End]] as const) {
+    if (name === "End" && (k === undefined || k === null)) continue;
+    if (typeof k !== "string") bad(`${path}.${name}`, "a string", k);
+    if (keyBytesOverLimit(k) !== undefined) {
+      throw new WireError("TooLarge", `${path}.${name}: longer than ${MAX_KEY_BYTES} bytes`);
+    }
+  }
+  return typeof m.End === "string"
+    ? { From: from, End: m.End, Limit: limit }
+    : { From: from, Limit: limit };
+}
+
+/** Reads a `Keys` reply map (kv extension). */
+export function parseKeysReply(x: unknown, path: string): KeysReply {
+  const m = asMap(x, path);
+  if (!Array.isArray(m.Keys)) bad(`${path}.Keys`, "an array of keys", m.Keys);
+  if (m.Keys.length > MAX_KEYS_PAGE) {
+    bad(`${path}.Keys`, `at most ${MAX_KEYS_PAGE} keys`, `${m.Keys.length} keys`);
+  }
+  const keys: string[] = [];
+  for (const [i, k] of m.Keys.entries()) {
+    if (typeof k !== "string") bad(`${path}.Keys[${i}]`, "a string", k);
+    if (i > 0 && !(keys[i - 1]! < k)) bad(`${path}.Keys[${i}]`, "keys in ascending order", k);
+    keys.push(k);
+  }
+  if (typeof m.More !== "boolean") bad(`${path}.More`, "a boolean", m.More);
+  return { Keys: keys, More: m.More };
+}
+
 /** Reads a Proposer map (a Prepare or Accept request). */
 export function parseProposer(x: unknown, path: string): Proposer {
   const m = asMap(x, path);
@@ -856,14 +914,15 @@ function parseRequestEnvelope(x: unknown): RequestItem {
   const rid = parseRid(x.Rid);
   try {
     if (
-      x.Op !== "Prepare" && x.Op !== "Accept" && x.Op !== "Latest" && x.Op !== "Hello" &&
-      x.Op !== "Auth" && x.Op !== "Attest" && x.Op !== "Config"
+      x.Op !== "Prepare" && x.Op !== "Accept" && x.Op !== "Latest" && x.Op !== "Keys" &&
+      x.Op !== "Hello" && x.Op !== "Auth" && x.Op !== "Attest" && x.Op !== "Config"
     ) {
       if (x.Op === undefined || x.Op === null) bad("Op", '"Prepare" or "Accept"', x.Op);
       throw new WireError("UnknownOp", `Op: unknown operation ${describe(x.Op)}`);
     }
     if (x.Req === undefined || x.Req === null) bad("Req", "a Proposer", x.Req);
     if (x.Op === "Latest") return { Rid: rid, Op: x.Op, Req: { Key: parseKey(x.Req, "Req") } };
+    if (x.Op === "Keys") return { Rid: rid, Op: x.Op, Req: parseKeysRequest(x.Req, "Req") };
     if (x.Op === "Hello") {
       const m = asMap(x.Req, "Req");
       const nonce = parseNonce(m.Nonce, "Req.Nonce");
@@ -1006,6 +1065,8 @@ export function decodeReplyFrame(
     const op = opOf(rid);
     const rep = op === "Latest"
       ? parseLatest(env.Rep, "Rep")
+      : op === "Keys"
+      ? parseKeysReply(env.Rep, "Rep")
       : op === "Hello"
       ? parseHello(env.Rep, "Rep")
       : op === "Auth" || op === "Attest" || op === "Config"

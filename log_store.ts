@@ -347,6 +347,11 @@ export class LogStore implements Store {
     return this.#versions.latest(key);
   }
 
+  /** A page of the keys held, in order (see {@link Store.keys}). */
+  keys(from: string, limit: number, end?: string): string[] {
+    return this.#versions.keys(from, limit, end);
+  }
+
   /** Writes a change; resolves once it is on disk, rejects when it could not be. */
   put(id: PaxosInstanceId, state: Acceptor): Promise<void> {
     return this.#append({ id, state });

@@ -113,6 +113,7 @@ export {
 export { quorumOf } from "./quorum.ts";
 export {
   type AcceptorClient,
+  type KeysAcceptorClient,
   type KvAcceptorClient,
   WebSocketAcceptorClient,
   type WebSocketClientOptions,
@@ -128,6 +129,7 @@ export {
   INT64_MAX,
   INT64_MIN,
   isInt64,
+  type KeysReply,
   type KeyVersions,
   type LatestReply,
   MAX_BALLOT_STEP,

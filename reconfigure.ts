@@ -12,7 +12,7 @@
  *    a client of the old membership is refused (`StaleMembership`) by the
  *    members that have it, so it cannot gather a quorum of the old
  *    membership alone any more.
- * 2. **Catch-up**: for every key (listed by the old members, `Keys`), read
+ * 2. **Catch-up**: for every key (listed by the old members: the kv extension's `Keys`), read
  *    every version they keep with Paxos under the joint quorum: a read
  *    finishes whatever is chosen there on a joint quorum, so a majority of
  *    the new members holds it. The last key done (`cursor`) is installed
@@ -50,14 +50,6 @@ export type MemberChange =
     readonly url: string;
   };
 
-/** A page of an acceptor's keys, ascending, from `from` (included). */
-export interface KeysPage {
-  /** The keys. */
-  readonly Keys: readonly string[];
-  /** Whether more keys follow. */
-  readonly More: boolean;
-}
-
 /** How far a change got, as {@link changeMembership} tells it. */
 export interface ChangeProgress {
   /** The step: the joint configuration installed, keys caught up, or the final one installed. */
@@ -72,15 +64,6 @@ export interface ChangeProgress {
 export interface ChangeOptions extends ConnectOptions {
   /** Told of each step and, during the catch-up, of its progress. */
   readonly onProgress?: (p: ChangeProgress) => void;
-  /**
-   * Lists a page of an acceptor's keys (default: its `Keys` request).
-   * Tests give their own.
-   */
-  readonly listKeys?: (
-    client: WebSocketAcceptorClient,
-    from: string,
-    limit: number,
-  ) => Promise<KeysPage>;
   /** Keys asked per page (default 1000). */
   readonly pageSize?: number;
   /** Keys caught up at once (default 32). */
@@ -372,7 +355,6 @@ async function catchUp(
   const cluster = await connectCluster([...urls.values()], opts);
   const { clients, quorum } = cluster;
   const kv = new Kv(clients, { ...opts, quorum });
-  const list = opts.listKeys ?? defaultListKeys;
   const pageSize = opts.pageSize ?? 1000;
   const concurrency = opts.concurrency ?? 32;
   const ids = [...urls.keys()];
@@ -387,7 +369,7 @@ async function catchUp(
       // the change is on a majority of the old members: a majority's pages
       // together hold it.
       const from = cursor === undefined ? "" : cursor + "\0";
-      const out = await askQuorum(oldClients, (c) => list(c, from, pageSize), {
+      const out = await askQuorum(oldClients, (c) => c.keys(from, pageSize), {
         need: oldMajority,
         clock,
         deadline: clock.now() + (opts.deadlineMs ?? 10_000),
@@ -465,20 +447,4 @@ async function settleKey(
       if (!(e instanceof CompactedError)) throw e;
     }
   }
-}
-
-function defaultListKeys(
-  client: WebSocketAcceptorClient,
-  from: string,
-  limit: number,
-): Promise<KeysPage> {
-  const c = client as unknown as {
-    keys?: (from: string, limit: number) => Promise<KeysPage>;
-  };
-  if (typeof c.keys !== "function") {
-    return Promise.reject(
-      new TypeError(`this client cannot list the keys of ${client.name} (the Keys request)`),
-    );
-  }
-  return c.keys(from, limit);
 }

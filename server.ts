@@ -496,6 +496,8 @@ class Peer {
     try {
       const rep = item.Op === "Latest"
         ? await this.#acceptor.latest(item.Req.Key, caller)
+        : item.Op === "Keys"
+        ? await this.#acceptor.keys(item.Req.From, item.Req.Limit, item.Req.End, caller)
         : await this.#acceptor.request(item.Op, item.Req, caller);
       return { Rid: item.Rid, Rep: rep };
     } catch (e) {

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { SortedKeys } from "./sorted_keys.ts";
 import type { Acceptor, KeyVersions, PaxosInstanceId } from "./types.ts";
 
 /**
@@ -50,6 +51,13 @@ export interface Store {
    * that is as durable as the store makes it. A floor never goes down.
    */
   compact(key: string, floor: bigint): Promise<void>;
+  /**
+   * Up to `limit` of the keys the store holds any state for (a promise, a
+   * vote or a floor), ascending in JavaScript's string order, from `from`
+   * (included) to `end` (excluded; no bound when undefined). The page after
+   * one that ended at `k` starts at `k + "\0"`.
+   */
+  keys(from: string, limit: number, end?: string): string[];
   /** Releases the store's resources. */
   close(): Promise<void>;
 }
@@ -88,6 +96,7 @@ function denseIndex(k: KeyRecord, ver: bigint, grow: boolean): number {
  */
 export class Versions {
   readonly #keys = new Map<string, KeyRecord>();
+  #ordered: SortedKeys | null = null;
 
   /** The state of an instance, or undefined. */
   get(id: PaxosInstanceId): Acceptor | undefined {
@@ -118,6 +127,7 @@ export class Versions {
       const n = Number(ver);
       k = { base: Number.isSafeInteger(n) ? n : 0, dense: [], sparse: null, voted: -1n, floor: 0n };
       this.#keys.set(key, k);
+      this.#ordered?.add(key);
     }
     return k;
   }
@@ -126,6 +136,16 @@ export class Versions {
   latest(key: string): KeyVersions {
     const k = this.#keys.get(key);
     return k === undefined ? NO_VERSIONS : { Ver: k.voted, Floor: k.floor };
+  }
+
+  /** A page of the keys held, in order (see {@link Store.keys}). */
+  keys(from: string, limit: number, end?: string): string[] {
+    // Ordered on first use: a store nobody lists pays nothing for it.
+    if (this.#ordered === null) {
+      this.#ordered = new SortedKeys();
+      for (const key of this.#keys.keys()) this.#ordered.add(key);
+    }
+    return this.#ordered.page(from, limit, end);
   }
 
   /** Every instance and its state. */
@@ -212,6 +232,11 @@ export class MemoryStore implements Store {
   compact(key: string, floor: bigint): Promise<void> {
     this.#versions.compact(key, floor);
     return Promise.resolve();
+  }
+
+  /** A page of the keys held, in order (see {@link Store.keys}). */
+  keys(from: string, limit: number, end?: string): string[] {
+    return this.#versions.keys(from, limit, end);
   }
 
   /** How many instances this store holds. */

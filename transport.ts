@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { Acceptor, LatestReply, Op, Proposer } from "./types.ts";
+import type { Acceptor, KeysReply, LatestReply, Op, Proposer } from "./types.ts";
 import type { Clock, Random } from "./clock.ts";
 import { backoff, mathRandom, systemClock } from "./clock.ts";
 import {
@@ -58,6 +58,19 @@ export interface KvAcceptorClient extends AcceptorClient {
   latest(key: string): Promise<LatestReply>;
 }
 
+/**
+ * An acceptor that also answers the kv extension's `Keys`: what listings and
+ * membership catch-up need to walk through the keys an acceptor holds.
+ */
+export interface KeysAcceptorClient extends KvAcceptorClient {
+  /**
+   * A page of the keys the acceptor holds, ascending, from `from` (included)
+   * to `end` (excluded, when given): at most `limit` of them, fewer when they
+   * are long; `More` tells whether the range holds more.
+   */
+  keys(from: string, limit: number, end?: string): Promise<KeysReply>;
+}
+
 /** Options of {@link WebSocketAcceptorClient}. */
 export interface WebSocketClientOptions {
   /** How long a request may wait for its reply, in ms (default 1000). */
@@ -96,7 +109,7 @@ export interface WebSocketClientOptions {
   readonly epoch?: () => number | undefined;
 }
 
-type Reply = Acceptor | LatestReply | HelloReply | Ack;
+type Reply = Acceptor | LatestReply | KeysReply | HelloReply | Ack;
 
 interface Pending {
   readonly op: RequestEnvelope["Op"];
@@ -121,7 +134,7 @@ interface Pending {
  * await c.close();
  * ```
  */
-export class WebSocketAcceptorClient implements KvAcceptorClient {
+export class WebSocketAcceptorClient implements KeysAcceptorClient {
   /** The acceptor's URL. */
   readonly name: string;
   readonly #timeoutMs: number;
@@ -239,6 +252,14 @@ export class WebSocketAcceptorClient implements KvAcceptorClient {
   /** Sends the kv extension's `Latest` for a key and resolves with the reply. */
   latest(key: string): Promise<LatestReply> {
     return this.#send({ Rid: 0, Op: "Latest", Req: { Key: key } }) as Promise<LatestReply>;
+  }
+
+  /** Sends the kv extension's `Keys` and resolves with a page of the acceptor's keys. */
+  keys(from: string, limit: number, end?: string): Promise<KeysReply> {
+    const req = end === undefined
+      ? { From: from, Limit: limit }
+      : { From: from, End: end, Limit: limit };
+    return this.#send({ Rid: 0, Op: "Keys", Req: req }) as Promise<KeysReply>;
   }
 
   // Queues a request under a fresh request id (replacing the envelope's).

@@ -132,6 +132,17 @@ export interface LatestReply extends KeyVersions {
   readonly VBal: BallotNum;
 }
 
+/**
+ * The reply to the kv extension's `Keys` request: a page of the keys an
+ * acceptor holds any state for, ascending.
+ */
+export interface KeysReply {
+  /** The keys of this page, ascending (JavaScript string order). */
+  readonly Keys: readonly string[];
+  /** Whether keys within the asked range remain after this page. */
+  readonly More: boolean;
+}
+
 /** Smallest int64, the lower bound of every int64 field. */
 export const INT64_MIN: bigint = -(2n ** 63n);
 /** Largest int64, the upper bound of every int64 field. */

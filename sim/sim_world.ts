@@ -87,6 +87,10 @@ export class SimStore implements Store {
     return this.#view.latest(key);
   }
 
+  keys(from: string, limit: number, end?: string): string[] {
+    return this.#view.keys(from, limit, end);
+  }
+
   put(id: PaxosInstanceId, state: Acceptor): Promise<void> {
     this.#onPut(id, this.#view.get(id), state);
     return this.#write((v) => v.set(id, state));

@@ -45,6 +45,10 @@ class GatedStore implements Store {
     return this.inner.compact(key, floor);
   }
 
+  keys(from: string, limit: number, end?: string): string[] {
+    return this.inner.keys(from, limit, end);
+  }
+
   put(id: PaxosInstanceId, state: Acceptor): Written {
     if (!this.gated(id)) return this.inner.put(id, state);
     return new Promise((resolve, reject) => {

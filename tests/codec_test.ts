@@ -999,3 +999,25 @@ Deno.test("a reply that cannot be encoded is an Err Internal alone; Err messages
   );
   assert.ok("Err" in long[0]! && long[0].Err.Msg.length === MAX_ERROR_MESSAGE);
 });
+
+Deno.test("Keys (kv extension): requests and replies round-trip; a bad limit or an unsorted page is refused", () => {
+  const reqs = [
+    { Rid: 1, Op: "Keys" as const, Req: { From: "a", Limit: 10 } },
+    { Rid: 2, Op: "Keys" as const, Req: { From: "", End: "b", Limit: 1000 } },
+  ];
+  assert.deepEqual(decodeRequestFrame(encodeRequests(reqs)), reqs);
+  for (const Limit of [0, 1001, 1.5, "10", -1]) {
+    const [item] = decodeRequestFrame(
+      encodeFrame({ Rid: 3, Op: "Keys", Req: { From: "", Limit } }),
+    );
+    assert.ok(item !== undefined && "Err" in item, `Limit ${JSON.stringify(Limit)} accepted`);
+    assert.equal(item.Err.Code, "BadRequest");
+    assert.match(item.Err.Msg, /Req\.Limit/);
+  }
+  const page = { Keys: ["a", "b\0", "c"], More: true };
+  assert.deepEqual(decodeReplyFrame(encodeReplies([{ Rid: 4, Rep: page }]), () => "Keys"), [
+    { Rid: 4, Rep: page },
+  ]);
+  const unsorted = encodeFrame({ Rid: 5, Rep: { Keys: ["b", "a"], More: false } });
+  assert.throws(() => decodeReplyFrame(unsorted, () => "Keys"), /Rep\.Keys\[1\].*ascending/);
+});

@@ -116,6 +116,8 @@ Deno.test("acknowledged states of every kind survive a reopen", async () => {
         }
       });
       assert.equal(again.get({ Key: "a", Ver: 1n }), undefined);
+      // The keys held come back in order after the reopen.
+      assert.deepEqual(again.keys("", 10), ["", "a", "ключ"]);
     } finally {
       await again.close();
     }

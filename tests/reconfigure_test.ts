@@ -9,25 +9,14 @@ import { currentMembers } from "../connect.ts";
 import { AcceptorError } from "../errors.ts";
 import { type ClusterIdentity, makeIdentity, randomId, VouchedPeers } from "../identity.ts";
 import { connect, type Kv } from "../kv.ts";
-import { changeMembership, type KeysPage, targetMembers } from "../reconfigure.ts";
+import { changeMembership, targetMembers } from "../reconfigure.ts";
 import { type AcceptorServer, serveAcceptor } from "../server.ts";
-import { MemoryStore, type Written } from "../store.ts";
-import type { Acceptor, PaxosInstanceId } from "../types.ts";
+import { MemoryStore } from "../store.ts";
 import { WebSocketAcceptorClient } from "../transport.ts";
-
-// A store that knows its keys, for the catch-up's listing (until acceptors
-// answer `Keys`).
-class KeyedStore extends MemoryStore {
-  readonly keys = new Set<string>();
-  override put(id: PaxosInstanceId, state: Acceptor): Written {
-    this.keys.add(id.Key);
-    return super.put(id, state);
-  }
-}
 
 interface Member {
   identity: ClusterIdentity;
-  store: KeyedStore;
+  store: MemoryStore;
   server: AcceptorServer | null;
   port: number;
 }
@@ -53,7 +42,7 @@ class TestCluster {
       instance: randomId(),
       ...(joining ? { joining: true } : {}),
     });
-    const member: Member = { identity, store: new KeyedStore(), server: null, port: 0 };
+    const member: Member = { identity, store: new MemoryStore(), server: null, port: 0 };
     this.members.set(m, member);
     await this.up(m);
     return this.url(m);
@@ -86,16 +75,6 @@ class TestCluster {
   urls(ms: readonly number[]): string[] {
     return ms.map((m) => this.url(m));
   }
-
-  // The catch-up's listing, straight from the stores.
-  listKeys = (client: WebSocketAcceptorClient, from: string, limit: number): Promise<KeysPage> => {
-    const m = [...this.members.values()].find((x) =>
-      x.server !== null && client.name === `ws://127.0.0.1:${x.port}/paxos`
-    );
-    if (m === undefined) return Promise.reject(new Error(`${client.name} is down`));
-    const keys = [...m.store.keys].filter((k) => k >= from).sort();
-    return Promise.resolve({ Keys: keys.slice(0, limit), More: keys.length > limit });
-  };
 
   async close(): Promise<void> {
     for (const m of this.members.keys()) await this.down(m);
@@ -161,7 +140,7 @@ Deno.test("replace: writes that only the dead member and one other held survive;
       old: 2,
       id: 3,
       url: url3,
-    }, { ...OPTS, listKeys: c.listKeys, pageSize: 7, onProgress: (p) => steps.push(p.step) });
+    }, { ...OPTS, pageSize: 7, onProgress: (p) => steps.push(p.step) });
     assert.deepEqual(report.to.members, [0, 1, 3]);
     assert.equal(report.to.epoch, 2);
     assert.equal(report.keys, 40);
@@ -200,7 +179,7 @@ Deno.test("an interrupted change resumes where it stopped, and a rerun once done
     await kv.close();
     const url3 = await c.add(3, true);
     const change = { kind: "add", id: 3, url: url3 } as const;
-    const opts = { ...OPTS, listKeys: c.listKeys, pageSize: 3 };
+    const opts = { ...OPTS, pageSize: 3 };
     const first = await changeMembership(c.urls([0, 1, 2]), change, {
       ...opts,
       stopAfter: "joint",
@@ -233,7 +212,7 @@ Deno.test("an interrupted change resumes where it stopped, and a rerun once done
 Deno.test("grow 3 to 5 and shrink back to 3: every write stays readable, with two of the first members gone", async () => {
   const c = await new TestCluster([0, 1, 2]).start();
   try {
-    const opts = { ...OPTS, listKeys: c.listKeys };
+    const opts = OPTS;
     let kv = await connect(c.urls([0, 1, 2]), OPTS);
     const written = await writeKeys(kv, 15, "g");
     await kv.close();

@@ -121,3 +121,22 @@ Deno.test("MemoryStore: a put is done at once, and a compacted version is gone",
   store.put(id, voted(3));
   assert.equal(store.get(id), undefined, "below the floor: ignored");
 });
+
+Deno.test("keys: a memory store pages through every key it holds any state for, in order", async () => {
+  const store = new MemoryStore();
+  const want: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    const key = `k${String(i).padStart(2, "0")}`;
+    want.push(key);
+    // A promise alone, a vote, or only a floor: each makes the key held.
+    if (i % 3 === 0) await store.put({ Key: key, Ver: 0n }, promised(1));
+    else if (i % 3 === 1) await store.put({ Key: key, Ver: 4n }, voted(1, { Vi64: 1n }));
+    else await store.compact(key, 2n);
+  }
+  assert.deepEqual(store.keys("", 1000), want);
+  assert.deepEqual(store.keys("k10", 3), ["k10", "k11", "k12"]);
+  assert.deepEqual(store.keys("k4", 100, "k42"), ["k40", "k41"]);
+  // A key written after a page was read shows in the next one.
+  await store.put({ Key: "k10a", Ver: 0n }, promised(1));
+  assert.deepEqual(store.keys("k10\0", 2), ["k10a", "k11"]);
+});

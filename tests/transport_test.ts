@@ -589,3 +589,46 @@ Deno.test("the constructor rejects a bad URL with a TypeError", () => {
     assert.throws(() => new WebSocketAcceptorClient(bad), TypeError, bad);
   }
 });
+
+Deno.test("Keys pages through every key an acceptor holds, and says when more remain", async () => {
+  const acceptor = new PaxosAcceptor();
+  const server = await serveAcceptor(acceptor);
+  const c = new WebSocketAcceptorClient(server.url, { timeoutMs: 10000 });
+  try {
+    const want = Array.from({ length: 2500 }, (_, i) => `key/${String(i).padStart(4, "0")}`);
+    await Promise.all(want.map((k) => c.request("Prepare", req(inst(k, 0n), bal(1n, 1n)))));
+    const got: string[] = [];
+    let from = "";
+    for (;;) {
+      const page = await c.keys(from, 1000);
+      got.push(...page.Keys);
+      if (!page.More) break;
+      from = page.Keys[page.Keys.length - 1]! + "\0";
+    }
+    assert.deepEqual(got, want);
+    // A bounded range: its end is excluded, and nothing past it counts as more.
+    assert.deepEqual(await c.keys("key/0998", 1000, "key/1001"), {
+      Keys: ["key/0998", "key/0999", "key/1000"],
+      More: false,
+    });
+    assert.deepEqual(await c.keys("key/0998", 2, "key/1001"), {
+      Keys: ["key/0998", "key/0999"],
+      More: true,
+    });
+    // Long keys end a page early, below the limit, with More.
+    const long = Array.from({ length: 40 }, (_, i) => `long/${i}/` + "x".repeat(4000));
+    await Promise.all(long.map((k) => c.request("Prepare", req(inst(k, 0n), bal(1n, 1n)))));
+    const page = await c.keys("long/", 1000, "long0");
+    assert.ok(
+      page.More && page.Keys.length < long.length,
+      `${page.Keys.length} long keys in one page`,
+    );
+    // A limit outside 1..1000 is the client's mistake: BadRequest, and the connection serves on.
+    await assert.rejects(c.keys("", 0), /BadRequest.*Limit/);
+    await assert.rejects(c.keys("", 1001), /BadRequest.*Limit/);
+    assert.deepEqual(await c.keys("key/2499", 5, "key0"), { Keys: ["key/2499"], More: false });
+  } finally {
+    c.close();
+    await server.close();
+  }
+});
