@@ -9,16 +9,33 @@
  *
  * @module
  */
-import type { HelloReply } from "./handshake.ts";
+import type { HelloCluster, HelloReply } from "./handshake.ts";
+import { allMembers, describeConfig, type MemberConfig } from "./identity.ts";
 
-// What the view knows of the cluster, from the first acceptor that said.
+// What the view knows of the cluster: the newest configuration seen, and
+// from which acceptor (membership extension: during a change, members may
+// say different epochs; the view follows the newest).
 interface Cluster {
   readonly name: string;
   readonly id: string;
-  readonly members: readonly number[];
+  readonly config: MemberConfig;
   readonly keepVersions: number | null;
   readonly url: string;
 }
+
+function configOfHello(c: HelloCluster): MemberConfig {
+  return {
+    epoch: c.epoch ?? 0,
+    members: c.members,
+    ...(c.joint === undefined ? {} : { joint: c.joint }),
+    ...(c.urls === undefined ? {} : { urls: c.urls }),
+    ...(c.cursor === undefined ? {} : { cursor: c.cursor }),
+  };
+}
+
+const sameMembers = (a: MemberConfig, b: MemberConfig) =>
+  a.members.join(",") === b.members.join(",") &&
+  (a.joint ?? []).join(",") === (b.joint ?? []).join(",");
 
 /**
  * The acceptors a client was given, as they described themselves.
@@ -35,6 +52,8 @@ export class ClusterView {
   readonly #urls: readonly string[];
   #cluster: Cluster | null = null;
   #anonymous: string | null = null;
+  // Once connected (sealed), a newer membership is not followed but refused.
+  #sealed = false;
   // What each URL reached: its instance, and its member id when it has one.
   readonly #byUrl = new Map<string, { instance: string; member: number | null }>();
   // The instance of each member: seen, or vouched for by another member.
@@ -52,6 +71,46 @@ export class ClusterView {
       if (member !== null) out.set(member, instance);
     }
     return out;
+  }
+
+  /**
+   * The newest membership configuration seen (membership extension), or
+   * null when no acceptor stated a cluster identity.
+   */
+  get config(): MemberConfig | null {
+    return this.#cluster?.config ?? null;
+  }
+
+  /** The member id the acceptor at `url` said it is, when it did. */
+  memberAt(url: string): number | null {
+    return this.#byUrl.get(url)?.member ?? null;
+  }
+
+  /**
+   * Ends the connect: checks that the URLs are exactly the members of the
+   * newest configuration seen (during a change: the old and the new ones),
+   * and returns why not, or null. From then on, an acceptor that states a
+   * newer membership is refused (the client uses the one it connected with).
+   */
+  seal(): string | null {
+    this.#sealed = true;
+    const known = this.#cluster;
+    if (known === null) return null;
+    const members = allMembers(known.config);
+    const n = this.#urls.length;
+    if (members.length !== n) {
+      return `${known.url} says cluster ${known.name} has ${members.length} members ` +
+        `(${members.join(",")}), but ${n} ${n === 1 ? "acceptor is" : "acceptors are"} listed: ` +
+        `list exactly the members, each once`;
+    }
+    for (const [url, seen] of this.#byUrl) {
+      if (seen.member !== null && !members.includes(seen.member)) {
+        return `${url} is member ${seen.member}, which is not in ${
+          describeConfig(known.config)
+        } (as ${known.url} says): list exactly the members, each once`;
+      }
+    }
+    return null;
   }
 
   /**
@@ -96,25 +155,35 @@ export class ClusterView {
       return `${url} belongs to cluster ${c.name}, but ${this.#anonymous} has no cluster ` +
         `identity: list the members of one cluster`;
     }
+    if (c.joining === true) {
+      return `${url} (member ${c.member}) is joining cluster ${c.name} and not yet a member: ` +
+        `add it first (member add)`;
+    }
     const known = this.#cluster;
+    const config = configOfHello(c);
     if (known === null) {
-      if (c.members.length !== this.#urls.length) {
-        return `${url} says cluster ${c.name} has ${c.members.length} members ` +
-          `(${c.members.join(",")}), but ${this.#urls.length} ` +
-          `${this.#urls.length === 1 ? "acceptor is" : "acceptors are"} listed: ` +
-          `list exactly the members, each once`;
-      }
-      this.#cluster = { ...c, url };
+      this.#cluster = { name: c.name, id: c.id, config, keepVersions: c.keepVersions, url };
     } else if (c.id !== known.id) {
       return `${known.url} belongs to cluster ${known.name} (id ${known.id}) and ${url} to ` +
         `cluster ${c.name} (id ${c.id}): list the members of one cluster`;
-    } else if (
-      c.members.join(",") !== known.members.join(",") || c.keepVersions !== known.keepVersions
-    ) {
-      return `members of cluster ${c.name} disagree: ${known.url} says members ` +
-        `${known.members.join(",")}, keep-versions ${known.keepVersions ?? "all"}; ${url} says ` +
-        `${c.members.join(",")}, keep-versions ${c.keepVersions ?? "all"}`;
+    } else if (c.keepVersions !== known.keepVersions) {
+      return `members of cluster ${c.name} disagree: ${known.url} says keep-versions ` +
+        `${known.keepVersions ?? "all"}; ${url} says ${c.keepVersions ?? "all"}`;
+    } else if (config.epoch > known.config.epoch) {
+      // A newer membership: followed while connecting, refused after.
+      if (this.#sealed) {
+        return `the membership of cluster ${c.name} changed: ${url} says ${
+          describeConfig(config)
+        }; this client connected with ${describeConfig(known.config)}: connect again with ` +
+          `the new members`;
+      }
+      this.#cluster = { ...known, config, url };
+    } else if (config.epoch === known.config.epoch && !sameMembers(config, known.config)) {
+      return `members of cluster ${c.name} disagree: ${known.url} says ` +
+        `${describeConfig(known.config)}; ${url} says ${describeConfig(config)}`;
     }
+    // (An older membership is an acceptor the change has not reached yet:
+    // it serves a client of a newer one, which counts its quorums itself.)
     for (const [other, seen] of this.#byUrl) {
       if (other !== url && seen.member === c.member) {
         return `${other} and ${url} both reach member ${c.member}: list each member once`;

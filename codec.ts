@@ -66,6 +66,28 @@ export interface KeysRequest {
 export interface HelloRequest {
   /** A fresh random nonce ({@link NONCE_BYTES} bytes). */
   readonly Nonce: Uint8Array;
+  /**
+   * Membership extension: the epoch of the membership the client uses; the
+   * connection is bound to it (absent: the acceptor's current one).
+   */
+  readonly Epoch?: number;
+}
+
+/**
+ * The membership extension's `Config`: a configuration for the acceptor to
+ * install (identity.ts, `MemberConfig`).
+ */
+export interface ConfigRequest {
+  /** The configuration's epoch. */
+  readonly Epoch: number;
+  /** Its members, ascending. */
+  readonly Members: readonly number[];
+  /** While the change is under way: the old members. */
+  readonly Joint?: readonly number[];
+  /** The members' URLs by member id. */
+  readonly Urls?: ReadonlyMap<number, string>;
+  /** The last key the catch-up settled. */
+  readonly Cursor?: string;
 }
 
 /** The trust extension's `Auth`: the client's proof of the shared secret. */
@@ -89,6 +111,9 @@ export interface Ack {
 /** The operations of the trust extension, which a connection uses before the others. */
 export type TrustOp = "Hello" | "Auth" | "Attest";
 
+/** Most bytes of one member's URL in `Config` and `Hello`. */
+export const MAX_URL_BYTES = 2048;
+
 /**
  * A request as it travels to an acceptor: `{Rid, Op, Req}`, where `Req` is
  * the proposer's state for Prepare and Accept, `{Key}` for the kv
@@ -101,7 +126,8 @@ export type RequestEnvelope =
   | { readonly Rid: Rid; readonly Op: "Keys"; readonly Req: KeysRequest }
   | { readonly Rid: Rid; readonly Op: "Hello"; readonly Req: HelloRequest }
   | { readonly Rid: Rid; readonly Op: "Auth"; readonly Req: AuthRequest }
-  | { readonly Rid: Rid; readonly Op: "Attest"; readonly Req: AttestRequest };
+  | { readonly Rid: Rid; readonly Op: "Attest"; readonly Req: AttestRequest }
+  | { readonly Rid: Rid; readonly Op: "Config"; readonly Req: ConfigRequest };
 
 /** A reply as it travels back: `{Rid, Rep}` or `{Rid, Err}`. */
 export type ReplyEnvelope =
@@ -322,7 +348,11 @@ function wireRequest(r: RequestEnvelope): unknown {
         ? { From: r.Req.From, Limit: r.Req.Limit }
         : { From: r.Req.From, End: r.Req.End, Limit: r.Req.Limit };
     case "Hello":
-      return { Nonce: r.Req.Nonce };
+      return r.Req.Epoch === undefined
+        ? { Nonce: r.Req.Nonce }
+        : { Nonce: r.Req.Nonce, Epoch: r.Req.Epoch };
+    case "Config":
+      return wireConfig(r.Req);
     case "Auth":
       return { Proof: r.Req.Proof };
     case "Attest":
@@ -330,17 +360,33 @@ function wireRequest(r: RequestEnvelope): unknown {
   }
 }
 
+function wireConfig(c: ConfigRequest): Record<string, unknown> {
+  const m: Record<string, unknown> = { Epoch: c.Epoch, Members: c.Members };
+  if (c.Joint !== undefined) m.Joint = c.Joint;
+  if (c.Urls !== undefined) m.Urls = Object.fromEntries(c.Urls);
+  if (c.Cursor !== undefined) m.Cursor = c.Cursor;
+  return m;
+}
+
 /** The wire map of a `Hello` reply (trust extension). */
 export function wireHello(h: HelloReply): Record<string, unknown> {
   const m: Record<string, unknown> = { Instance: h.instance };
   if (h.cluster !== undefined) {
-    m.Cluster = {
-      Name: h.cluster.name,
-      Id: h.cluster.id,
-      Member: h.cluster.member,
-      Members: h.cluster.members,
-      KeepVersions: h.cluster.keepVersions,
+    const c = h.cluster;
+    const cluster: Record<string, unknown> = {
+      Name: c.name,
+      Id: c.id,
+      Member: c.member,
+      Members: c.members,
+      KeepVersions: c.keepVersions,
     };
+    // Membership extension: only what differs from a fixed membership.
+    if (c.epoch !== undefined && c.epoch !== 0) cluster.Epoch = c.epoch;
+    if (c.joint !== undefined) cluster.Joint = c.joint;
+    if (c.urls !== undefined && c.urls.size > 0) cluster.Urls = Object.fromEntries(c.urls);
+    if (c.cursor !== undefined) cluster.Cursor = c.cursor;
+    if (c.joining === true) cluster.Joining = true;
+    m.Cluster = cluster;
   }
   if (h.peers.size > 0) m.Peers = Object.fromEntries(h.peers);
   if (h.nonce !== undefined) m.Nonce = h.nonce;
@@ -780,17 +826,77 @@ export function parseHello(x: unknown, path: string): HelloReply {
     ) {
       bad(`${path}.Cluster.KeepVersions`, "a positive integer or nil", keep);
     }
+    const cfg = parseConfigFields(c, `${path}.Cluster`, false);
     out.cluster = {
       name: c.Name,
       id: parseHex128(c.Id, `${path}.Cluster.Id`),
       member: parseMemberId(c.Member, `${path}.Cluster.Member`),
-      members: c.Members.map((x, i) => parseMemberId(x, `${path}.Cluster.Members[${i}]`)),
+      members: cfg.Members,
       keepVersions: typeof keep === "number" ? keep : null,
+      ...(cfg.Epoch === 0 ? {} : { epoch: cfg.Epoch }),
+      ...(cfg.Joint === undefined ? {} : { joint: cfg.Joint }),
+      ...(cfg.Urls === undefined ? {} : { urls: cfg.Urls }),
+      ...(cfg.Cursor === undefined ? {} : { cursor: cfg.Cursor }),
+      ...(c.Joining === true ? { joining: true } : {}),
     };
   }
   if (m.Nonce !== undefined && m.Nonce !== null) out.nonce = parseNonce(m.Nonce, `${path}.Nonce`);
   if (m.Proof !== undefined && m.Proof !== null) out.proof = parseProof(m.Proof, `${path}.Proof`);
   return out;
+}
+
+function parseMemberList(x: unknown, path: string): number[] {
+  if (!Array.isArray(x) || x.length === 0 || x.length > MAX_MEMBERS) {
+    bad(path, `1 to ${MAX_MEMBERS} member ids`, x);
+  }
+  return x.map((m, i) => parseMemberId(m, `${path}[${i}]`));
+}
+
+// The configuration fields of `Config` and of a `Hello` reply's `Cluster`
+// (membership extension). Only shapes are checked here; what they mean
+// together is identity.ts's `checkConfig`.
+function parseConfigFields(m: Record<string, unknown>, path: string, needEpoch: boolean) {
+  let epoch = 0;
+  if (needEpoch || (m.Epoch !== undefined && m.Epoch !== null)) {
+    if (typeof m.Epoch !== "number" || !Number.isSafeInteger(m.Epoch) || m.Epoch < 0) {
+      bad(`${path}.Epoch`, "a non-negative integer", m.Epoch);
+    }
+    epoch = m.Epoch;
+  }
+  const members = parseMemberList(m.Members, `${path}.Members`);
+  const joint = m.Joint === undefined || m.Joint === null
+    ? undefined
+    : parseMemberList(m.Joint, `${path}.Joint`);
+  let urls: Map<number, string> | undefined;
+  if (m.Urls !== undefined && m.Urls !== null) {
+    const u = asMap(m.Urls, `${path}.Urls`);
+    const keys = Object.keys(u);
+    if (keys.length > 2 * MAX_MEMBERS) bad(`${path}.Urls`, `at most ${2 * MAX_MEMBERS} URLs`, u);
+    urls = new Map();
+    for (const k of keys) {
+      if (!/^(0|[1-9][0-9]{0,14})$/.test(k)) bad(`${path}.Urls key`, "a member id", k);
+      const v = u[k];
+      if (typeof v !== "string" || v.length > MAX_URL_BYTES) {
+        bad(`${path}.Urls.${k}`, `a URL of at most ${MAX_URL_BYTES} characters`, v);
+      }
+      urls.set(Number(k), v);
+    }
+  }
+  let cursor: string | undefined;
+  if (m.Cursor !== undefined && m.Cursor !== null) {
+    if (typeof m.Cursor !== "string") bad(`${path}.Cursor`, "a key", m.Cursor);
+    if (keyBytesOverLimit(m.Cursor) !== undefined) {
+      throw new WireError("TooLarge", `${path}.Cursor: longer than ${MAX_KEY_BYTES} bytes`);
+    }
+    cursor = m.Cursor;
+  }
+  return {
+    Epoch: epoch,
+    Members: members,
+    ...(joint === undefined ? {} : { Joint: joint }),
+    ...(urls === undefined ? {} : { Urls: urls }),
+    ...(cursor === undefined ? {} : { Cursor: cursor }),
+  };
 }
 
 function parseAck(x: unknown, path: string): Ack {
@@ -809,7 +915,7 @@ function parseRequestEnvelope(x: unknown): RequestItem {
   try {
     if (
       x.Op !== "Prepare" && x.Op !== "Accept" && x.Op !== "Latest" && x.Op !== "Keys" &&
-      x.Op !== "Hello" && x.Op !== "Auth" && x.Op !== "Attest"
+      x.Op !== "Hello" && x.Op !== "Auth" && x.Op !== "Attest" && x.Op !== "Config"
     ) {
       if (x.Op === undefined || x.Op === null) bad("Op", '"Prepare" or "Accept"', x.Op);
       throw new WireError("UnknownOp", `Op: unknown operation ${describe(x.Op)}`);
@@ -818,11 +924,18 @@ function parseRequestEnvelope(x: unknown): RequestItem {
     if (x.Op === "Latest") return { Rid: rid, Op: x.Op, Req: { Key: parseKey(x.Req, "Req") } };
     if (x.Op === "Keys") return { Rid: rid, Op: x.Op, Req: parseKeysRequest(x.Req, "Req") };
     if (x.Op === "Hello") {
-      return {
-        Rid: rid,
-        Op: x.Op,
-        Req: { Nonce: parseNonce(asMap(x.Req, "Req").Nonce, "Req.Nonce") },
-      };
+      const m = asMap(x.Req, "Req");
+      const nonce = parseNonce(m.Nonce, "Req.Nonce");
+      if (m.Epoch === undefined || m.Epoch === null) {
+        return { Rid: rid, Op: x.Op, Req: { Nonce: nonce } };
+      }
+      if (typeof m.Epoch !== "number" || !Number.isSafeInteger(m.Epoch) || m.Epoch < 0) {
+        bad("Req.Epoch", "a non-negative integer", m.Epoch);
+      }
+      return { Rid: rid, Op: x.Op, Req: { Nonce: nonce, Epoch: m.Epoch } };
+    }
+    if (x.Op === "Config") {
+      return { Rid: rid, Op: x.Op, Req: parseConfigFields(asMap(x.Req, "Req"), "Req", true) };
     }
     if (x.Op === "Auth") {
       return {
@@ -956,7 +1069,7 @@ export function decodeReplyFrame(
       ? parseKeysReply(env.Rep, "Rep")
       : op === "Hello"
       ? parseHello(env.Rep, "Rep")
-      : op === "Auth" || op === "Attest"
+      : op === "Auth" || op === "Attest" || op === "Config"
       ? parseAck(env.Rep, "Rep")
       : parseAcceptor(env.Rep, "Rep");
     return { Rid: rid, Rep: rep };

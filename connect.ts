@@ -11,8 +11,9 @@ import type { Clock, Random } from "./clock.ts";
 import { systemClock } from "./clock.ts";
 import { ClusterView } from "./cluster_view.ts";
 import { NotEnoughQuorumError, TrustError } from "./errors.ts";
-import type { Secret } from "./handshake.ts";
-import { quorumOf } from "./quorum.ts";
+import type { HelloReply, Secret } from "./handshake.ts";
+import { jointMajority, majority, quorumOf, type QuorumSystem } from "./quorum.ts";
+import type { MemberConfig } from "./identity.ts";
 import { WebSocketAcceptorClient } from "./transport.ts";
 
 /** Options of {@link connectAcceptors}. */
@@ -55,6 +56,68 @@ export async function connectAcceptors(
   urls: readonly string[],
   opts: ConnectOptions = {},
 ): Promise<WebSocketAcceptorClient[]> {
+  return (await connectCluster(urls, opts)).clients;
+}
+
+/** A cluster connected: a client per URL, and which of them make a quorum. */
+export interface ConnectedCluster {
+  /** One client per URL, in order. */
+  readonly clients: WebSocketAcceptorClient[];
+  /**
+   * Which of them make a quorum: a majority; while the membership changes,
+   * a majority of the old members and of the new ones.
+   */
+  readonly quorum: QuorumSystem;
+  /** The membership the acceptors stated (the newest), or null when they have no identity. */
+  readonly config: MemberConfig | null;
+}
+
+/**
+ * The quorum system for acceptors at `urls` under configuration `config`:
+ * a majority of the members, or while a change is under way, a majority of
+ * the old members and one of the new. `memberAt` tells the member id of a
+ * URL (as its acceptor said, or as the configuration's URLs list it); an
+ * acceptor whose member is not known counts in neither.
+ *
+ * @example
+ * ```ts
+ * import { quorumFor } from "./connect.ts";
+ * const q = quorumFor(["a", "b", "c", "d"], { epoch: 1, members: [0, 1, 3], joint: [0, 1, 2] },
+ *   (u) => ({ a: 0, b: 1, c: 2, d: 3 } as Record<string, number>)[u] ?? null);
+ * q.isQuorum([0, 3]); // false: one of the old members
+ * ```
+ */
+export function quorumFor(
+  urls: readonly string[],
+  config: MemberConfig | null,
+  memberAt: (url: string) => number | null,
+): QuorumSystem {
+  if (config === null || config.joint === undefined) return majority(urls.length);
+  const ids = urls.map((u) => {
+    const m = memberAt(u);
+    if (m !== null) return m;
+    for (const [id, url] of config.urls ?? []) if (url === u) return id;
+    return null;
+  });
+  const indices = (members: readonly number[]) =>
+    ids.flatMap((m, i) => m !== null && members.includes(m) ? [i] : []);
+  return jointMajority(
+    urls.length,
+    indices(config.joint),
+    indices(config.members),
+    config.joint.length,
+    config.members.length,
+  );
+}
+
+/**
+ * Connects as {@link connectAcceptors} does, and tells which acceptors make
+ * a quorum under the membership they stated (the newest, during a change).
+ */
+export async function connectCluster(
+  urls: readonly string[],
+  opts: ConnectOptions = {},
+): Promise<ConnectedCluster> {
   if (urls.length === 0) throw new RangeError("connect needs at least one acceptor URL");
   if (new Set(urls).size !== urls.length) {
     throw new RangeError(`an acceptor URL is listed twice: ${urls.join(",")}`);
@@ -62,10 +125,13 @@ export async function connectAcceptors(
   // What each acceptor says of itself is checked against the others as it
   // connects, now and at every reconnect.
   const view = new ClusterView(urls);
+  let sealed = false;
   const clients = urls.map((u) =>
     new WebSocketAcceptorClient(u, {
       timeoutMs: opts.timeoutMs ?? 1000,
       verify: (hello) => view.admit(u, hello),
+      // Reconnects say the membership this client connected with.
+      epoch: () => sealed ? view.config?.epoch : undefined,
       ...(opts.clock === undefined ? {} : { clock: opts.clock }),
       ...(opts.random === undefined ? {} : { random: opts.random }),
       ...(opts.secret === undefined ? {} : { secret: opts.secret }),
@@ -94,6 +160,10 @@ export async function connectAcceptors(
     clock.clearTimer(timer);
     const refused = clients.find((c) => c.refusal !== null)?.refusal;
     if (refused !== undefined && refused !== null) throw refused;
+    // The URLs must be exactly the members of the newest membership seen.
+    const wrong = view.seal();
+    sealed = true;
+    if (wrong !== null) throw new TrustError(wrong);
     if (ready < quorum) {
       const why = timedOut ? "no majority answered within the deadline" : "too many failed";
       throw new NotEnoughQuorumError(
@@ -113,9 +183,120 @@ export async function connectAcceptors(
         ),
       );
     }
-    return clients;
+    const config = view.config;
+    return {
+      clients,
+      quorum: quorumFor(urls, config, (u) => view.memberAt(u)),
+      config,
+    };
   } catch (e) {
     await Promise.all(clients.map((c) => c.close()));
     throw e;
   }
+}
+
+/** What {@link discoverCluster} found. */
+export interface DiscoveredCluster {
+  /** The newest membership configuration a member stated, or null when none has an identity. */
+  readonly config: MemberConfig | null;
+  /** The URL of each member that answered, by member id, as given. */
+  readonly urls: ReadonlyMap<number, string>;
+  /** The URLs given whose acceptor did not answer. */
+  readonly unanswered: readonly string[];
+}
+
+/**
+ * Asks the acceptors at `urls` who they are (the handshake alone, checked
+ * as connecting checks it, without asking the list to be the whole
+ * membership): resolves with the newest membership any of them states, so
+ * that a client or an operator given an older list of members can follow
+ * the cluster to its current one.
+ *
+ * @example
+ * ```ts ignore
+ * import { discoverCluster } from "./connect.ts";
+ * const { config } = await discoverCluster(["ws://127.0.0.1:3333/paxos"]);
+ * config?.members; // e.g. [0, 1, 3]
+ * ```
+ */
+export async function discoverCluster(
+  urls: readonly string[],
+  opts: ConnectOptions = {},
+): Promise<DiscoveredCluster> {
+  if (urls.length === 0) throw new RangeError("give at least one acceptor URL");
+  const hellos = new Map<string, HelloReply>();
+  let clusterId: string | null = null;
+  const clients = urls.map((u) =>
+    new WebSocketAcceptorClient(u, {
+      timeoutMs: opts.timeoutMs ?? 1000,
+      verify: (hello) => {
+        const id = hello.cluster?.id;
+        if (id !== undefined) {
+          clusterId ??= id;
+          if (id !== clusterId) {
+            return `${u} belongs to another cluster (id ${id}, not ${clusterId}): list the ` +
+              `members of one cluster`;
+          }
+        }
+        hellos.set(u, hello);
+        return null;
+      },
+      ...(opts.clock === undefined ? {} : { clock: opts.clock }),
+      ...(opts.secret === undefined ? {} : { secret: opts.secret }),
+      ...(opts.caCerts === undefined ? {} : { caCerts: opts.caCerts }),
+    })
+  );
+  try {
+    const failures: string[] = [];
+    await Promise.all(clients.map((c) => c.ready().catch((e: Error) => failures.push(e.message))));
+    const refused = clients.find((c) => c.refusal !== null)?.refusal;
+    if (refused !== undefined && refused !== null) throw refused;
+    if (hellos.size === 0) {
+      throw new NotEnoughQuorumError(`no acceptor answered: ${failures.join("; ")}`);
+    }
+    let config: MemberConfig | null = null;
+    const members = new Map<number, string>();
+    for (const [u, h] of hellos) {
+      const c = h.cluster;
+      if (c === undefined || c.joining === true) continue;
+      members.set(c.member, u);
+      const epoch = c.epoch ?? 0;
+      if (config === null || epoch > config.epoch) {
+        config = {
+          epoch,
+          members: c.members,
+          ...(c.joint === undefined ? {} : { joint: c.joint }),
+          ...(c.urls === undefined ? {} : { urls: c.urls }),
+          ...(c.cursor === undefined ? {} : { cursor: c.cursor }),
+        };
+      }
+    }
+    return { config, urls: members, unanswered: urls.filter((u) => !hellos.has(u)) };
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+  }
+}
+
+/**
+ * The URLs of the newest membership the acceptors at `urls` state: during
+ * a change the old and the new members. Members whose URL the
+ * configuration does not hold keep the URL given. Resolves with `urls`
+ * itself when the acceptors have no identity.
+ */
+export async function currentMembers(
+  urls: readonly string[],
+  opts: ConnectOptions = {},
+): Promise<string[]> {
+  const { config, urls: given } = await discoverCluster(urls, opts);
+  if (config === null) return [...urls];
+  const all = [...new Set([...config.members, ...(config.joint ?? [])])].sort((a, b) => a - b);
+  return all.map((m) => {
+    const u = given.get(m) ?? config.urls?.get(m);
+    if (u === undefined) {
+      throw new RangeError(
+        `the URL of member ${m} is not known (the acceptors listed do not say it): list it`,
+      );
+    }
+    return u;
+  });
 }

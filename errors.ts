@@ -24,6 +24,9 @@
  * - `QuotaExceeded`: the write would grow the acceptor's data past its quota
  *   (`--quota-bytes`); nothing was applied. Reads, deletes and compaction
  *   still work, and an operator frees space or raises the quota;
+ * - `StaleMembership`: the client uses an older membership than the
+ *   acceptor's (membership extension); the message names the current one,
+ *   and the connection is closed;
  * - `Overloaded`: the acceptor would not serve the request now (too much is
  *   waiting on its key or its connection); nothing was applied, and asking
  *   again later may succeed;
@@ -39,6 +42,7 @@ export type ErrorCode =
   | "Overloaded"
   | "QuotaExceeded"
   | "Unauthorized"
+  | "StaleMembership"
   | "Internal";
 
 const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
@@ -51,6 +55,7 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "Overloaded",
   "QuotaExceeded",
   "Unauthorized",
+  "StaleMembership",
   "Internal",
 ]);
 
@@ -77,6 +82,7 @@ const FINAL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "BadRequest",
   "TooLarge",
   "UnknownOp",
+  "StaleMembership",
 ]);
 
 /**

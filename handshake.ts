@@ -42,6 +42,16 @@ export interface HelloCluster {
   readonly members: readonly number[];
   /** Cluster-wide retention, or null to keep every version. */
   readonly keepVersions: number | null;
+  /** The membership's epoch (membership extension; absent: 0). */
+  readonly epoch?: number;
+  /** While a membership change is under way: the old members, ascending. */
+  readonly joint?: readonly number[];
+  /** The members' URLs as the operator gave them, by member id. */
+  readonly urls?: ReadonlyMap<number, string>;
+  /** While a change is under way: the last key its catch-up settled. */
+  readonly cursor?: string;
+  /** A member created to join, not yet in any configuration. */
+  readonly joining?: boolean;
 }
 
 /** What an acceptor says of itself in reply to `Hello`. */

@@ -12,8 +12,18 @@
  * ```json
  * {"format": 1, "cluster": "prod", "clusterId": "<32 hex digits>",
  *  "member": 0, "members": [0, 1, 2], "keepVersions": null,
- *  "instance": "<32 hex digits>", "peers": {"1": "<32 hex digits>"}}
+ *  "instance": "<32 hex digits>", "peers": {"1": "<32 hex digits>"},
+ *  "epoch": 0, "joint": [0, 1, 2], "urls": {"3": "ws://..."}, "cursor": "k"}
  * ```
+ *
+ * The membership changes online (docs/membership.md): each configuration
+ * has an `epoch`, which only goes forward; while a change is under way,
+ * `joint` lists the old members (quorums then need a majority of both), and
+ * `cursor` the last key the catch-up settled. `urls` are the members' URLs
+ * as the operator gave them to `member`. A file without them (an earlier
+ * release's) is epoch 0. A member created to join (`acceptor --init
+ * --join`) has `joining: true` and serves nothing but the handshake and
+ * `Config` until a configuration that lists it is installed.
  *
  * `instance` names this incarnation of the member: fixed for a durable
  * acceptor, new at every start of a memory acceptor. `peers` records the
@@ -40,6 +50,155 @@ export interface ClusterIdentity {
   readonly keepVersions: number | null;
   /** This incarnation of the member: 32 hex digits. */
   readonly instance: string;
+  /** The configuration's epoch (default 0): it only goes forward. */
+  readonly epoch?: number;
+  /** While a membership change is under way: the old members (ascending). */
+  readonly joint?: readonly number[];
+  /** The members' URLs as the operator gave them, by member id. */
+  readonly urls?: ReadonlyMap<number, string>;
+  /** While a change is under way: the last key the catch-up settled (keys before it are too). */
+  readonly cursor?: string;
+  /** A member created to join a cluster, not yet in any configuration. */
+  readonly joining?: boolean;
+}
+
+/**
+ * A membership configuration, as the `Config` request installs it: its
+ * epoch, its members, and while a change is under way the old members and
+ * how far the catch-up got.
+ */
+export interface MemberConfig {
+  /** The epoch: a configuration replaces only one of a lower epoch (or its own, to move the cursor). */
+  readonly epoch: number;
+  /** The members, ascending. */
+  readonly members: readonly number[];
+  /** While the change is under way: the old members, ascending. */
+  readonly joint?: readonly number[];
+  /** The members' URLs, by member id. */
+  readonly urls?: ReadonlyMap<number, string>;
+  /** The last key the catch-up settled. */
+  readonly cursor?: string;
+}
+
+/**
+ * The configuration an identity holds.
+ *
+ * @example
+ * ```ts
+ * import { configOf, makeIdentity, randomId } from "./identity.ts";
+ * const id = makeIdentity({
+ *   cluster: "demo", clusterId: randomId(), member: 0, members: [0, 1, 2],
+ *   keepVersions: null, instance: randomId(),
+ * });
+ * configOf(id).epoch; // 0
+ * ```
+ */
+export function configOf(id: ClusterIdentity): MemberConfig {
+  return {
+    epoch: id.epoch ?? 0,
+    members: id.members,
+    ...(id.joint === undefined ? {} : { joint: id.joint }),
+    ...(id.urls === undefined ? {} : { urls: id.urls }),
+    ...(id.cursor === undefined ? {} : { cursor: id.cursor }),
+  };
+}
+
+/** Every member of a configuration: the new ones and, during a change, the old ones. */
+export function allMembers(c: MemberConfig): number[] {
+  return [...new Set([...c.members, ...(c.joint ?? [])])].sort((a, b) => a - b);
+}
+
+/**
+ * A configuration in one line, for messages: `epoch 3: members 0,1,3`, and
+ * during a change `(changing from 0,1,2, caught up to "k")`, with URLs when
+ * known.
+ */
+export function describeConfig(c: MemberConfig): string {
+  const name = (m: number) => c.urls?.has(m) ? `${m}=${c.urls.get(m)}` : `${m}`;
+  let s = `epoch ${c.epoch}: members ${c.members.map(name).join(",")}`;
+  if (c.joint !== undefined) {
+    s += ` (changing from ${c.joint.join(",")}` +
+      (c.cursor === undefined ? "" : `, caught up to ${JSON.stringify(c.cursor)}`) + ")";
+  }
+  return s;
+}
+
+/** Checks a configuration's members, old members and URLs; returns it with both sorted. */
+export function checkConfig(c: MemberConfig): MemberConfig {
+  if (!(Number.isSafeInteger(c.epoch) && c.epoch >= 0)) {
+    throw new RangeError(`epoch ${c.epoch}: expected a non-negative integer`);
+  }
+  const members = checkMembers(c.members);
+  const joint = c.joint === undefined ? undefined : checkMembers(c.joint);
+  if (joint !== undefined && allMembers({ epoch: 0, members, joint }).length > MAX_MEMBERS) {
+    throw new RangeError(`a change spans at most ${MAX_MEMBERS} members`);
+  }
+  for (const [m, url] of c.urls ?? []) {
+    if (!members.includes(m) && !(joint ?? []).includes(m)) {
+      throw new RangeError(`a URL is given for member ${m}, which is not in the configuration`);
+    }
+    if (typeof url !== "string" || url.length > 2048) {
+      throw new RangeError(`the URL of member ${m} is not a string of at most 2048 characters`);
+    }
+  }
+  return {
+    epoch: c.epoch,
+    members,
+    ...(joint === undefined ? {} : { joint }),
+    ...(c.urls === undefined ? {} : { urls: c.urls }),
+    ...(c.cursor === undefined ? {} : { cursor: c.cursor }),
+  };
+}
+
+/**
+ * Installs configuration `next` over identity `id`: returns the identity
+ * with it, or why it is refused. Only forward: a higher epoch replaces any;
+ * the same epoch (the same members) only moves the catch-up's cursor on;
+ * a lower epoch is refused (the caller is behind).
+ *
+ * @example
+ * ```ts
+ * import { installConfig, makeIdentity, randomId } from "./identity.ts";
+ * const id = makeIdentity({
+ *   cluster: "demo", clusterId: randomId(), member: 0, members: [0, 1, 2],
+ *   keepVersions: null, instance: randomId(),
+ * });
+ * const next = installConfig(id, { epoch: 1, members: [0, 1, 3], joint: [0, 1, 2] });
+ * typeof next === "string" ? next : next.epoch; // 1
+ * ```
+ */
+export function installConfig(id: ClusterIdentity, next: MemberConfig): ClusterIdentity | string {
+  const cur = configOf(id);
+  if (id.joining !== true && next.epoch < cur.epoch) {
+    return `configuration ${describeConfig(next)} is older than this member's: ${
+      describeConfig(cur)
+    }`;
+  }
+  if (id.joining !== true && next.epoch === cur.epoch) {
+    if (
+      next.members.join(",") !== cur.members.join(",") ||
+      (next.joint ?? []).join(",") !== (cur.joint ?? []).join(",")
+    ) {
+      return `configuration ${describeConfig(next)} has the epoch of this member's but other ` +
+        `members: ${describeConfig(cur)}`;
+    }
+    // The same configuration again, or its cursor moved on: never back.
+    if (cur.cursor !== undefined && (next.cursor === undefined || next.cursor < cur.cursor)) {
+      return id;
+    }
+  }
+  if (id.joining === true && !allMembers(next).includes(id.member)) {
+    return `member ${id.member} is not in ${describeConfig(next)}`;
+  }
+  const { epoch: _e, joint: _j, urls: _u, cursor: _c, joining: _n, ...rest } = id;
+  return {
+    ...rest,
+    members: next.members,
+    epoch: next.epoch,
+    ...(next.joint === undefined ? {} : { joint: next.joint }),
+    ...(next.urls === undefined ? {} : { urls: next.urls }),
+    ...(next.cursor === undefined ? {} : { cursor: next.cursor }),
+  };
 }
 
 /** The identity file's name inside a data directory. */
@@ -117,8 +276,9 @@ export function checkMembers(members: readonly number[]): number[] {
  * ```
  */
 export function makeIdentity(x: ClusterIdentity): ClusterIdentity {
-  const members = checkMembers(x.members);
-  if (!members.includes(x.member)) {
+  const c = checkConfig({ ...configOf(x), members: x.members });
+  const members = c.members;
+  if (!allMembers(c).includes(x.member) && x.joining !== true) {
     throw new RangeError(`member ${x.member} is not in the membership ${members.join(",")}`);
   }
   if (
@@ -133,6 +293,11 @@ export function makeIdentity(x: ClusterIdentity): ClusterIdentity {
     members,
     keepVersions: x.keepVersions,
     instance: checkId(x.instance, "instance id"),
+    ...(c.epoch === 0 ? {} : { epoch: c.epoch }),
+    ...(c.joint === undefined ? {} : { joint: c.joint }),
+    ...(c.urls === undefined || c.urls.size === 0 ? {} : { urls: c.urls }),
+    ...(c.cursor === undefined ? {} : { cursor: c.cursor }),
+    ...(x.joining === true ? { joining: true } : {}),
   };
 }
 
@@ -169,6 +334,17 @@ export async function readIdentity(dir: string): Promise<IdentityRecord | null> 
       members: Array.isArray(x.members) ? x.members.map(Number) : [],
       keepVersions: x.keepVersions === null ? null : Number(x.keepVersions),
       instance: String(x.instance),
+      ...(x.epoch === undefined ? {} : { epoch: Number(x.epoch) }),
+      ...(Array.isArray(x.joint) ? { joint: x.joint.map(Number) } : {}),
+      ...(typeof x.urls === "object" && x.urls !== null
+        ? {
+          urls: new Map(
+            Object.entries(x.urls).map(([k, v]) => [Number(k), String(v)] as [number, string]),
+          ),
+        }
+        : {}),
+      ...(typeof x.cursor === "string" ? { cursor: x.cursor } : {}),
+      ...(x.joining === true ? { joining: true } : {}),
     });
     const peers = new Map<number, string>();
     for (const [k, v] of Object.entries(x.peers ?? {})) {
@@ -193,6 +369,11 @@ export async function writeIdentity(dir: string, record: IdentityRecord): Promis
       keepVersions: id.keepVersions,
       instance: id.instance,
       peers: Object.fromEntries(peers),
+      ...(id.epoch === undefined ? {} : { epoch: id.epoch }),
+      ...(id.joint === undefined ? {} : { joint: id.joint }),
+      ...(id.urls === undefined ? {} : { urls: Object.fromEntries(id.urls) }),
+      ...(id.cursor === undefined ? {} : { cursor: id.cursor }),
+      ...(id.joining === true ? { joining: true } : {}),
     },
     null,
     2,
@@ -264,9 +445,10 @@ export class VouchedPeers {
     vouched: ReadonlyMap<number, string>,
   ): Promise<string | null> {
     const added: [number, string][] = [];
+    const members = allMembers(configOf(self));
     for (const [member, inst] of vouched) {
-      if (!self.members.includes(member)) {
-        return `member ${member} is not in the membership ${self.members.join(",")}`;
+      if (!members.includes(member)) {
+        return `member ${member} is not in the membership ${members.join(",")}`;
       }
       const known = member === self.member ? instance : this.#peers.get(member);
       if (known === undefined) added.push([member, inst]);

@@ -43,9 +43,9 @@ import {
   WireError,
 } from "./codec.ts";
 import { AcceptorError, NotEnoughQuorumError } from "./errors.ts";
-import { connectAcceptors, type ConnectOptions } from "./connect.ts";
+import { connectCluster, type ConnectOptions } from "./connect.ts";
 import { PaxosProposer, type ProposerOptions } from "./proposer.ts";
-import { askQuorum, quorumOf } from "./quorum.ts";
+import { askQuorum, majority, quorumNeed, type QuorumSystem } from "./quorum.ts";
 import { type KeyRange, majorityKeys, prefixRange } from "./kv_list.ts";
 import type { KvAcceptorClient } from "./transport.ts";
 import { traceAcceptors, type Tracer } from "./trace.ts";
@@ -200,6 +200,12 @@ export interface KvOptions extends ConnectOptions {
    * every operation (see trace.ts). Default: none, at no cost.
    */
   readonly tracer?: Tracer | undefined;
+  /**
+   * Which of the acceptors make a quorum (default: a majority of them).
+   * While the membership changes: a majority of the old members and of the
+   * new ones (`jointMajority` of quorum.ts; docs/membership.md).
+   */
+  readonly quorum?: QuorumSystem;
 }
 
 /** Options of {@link Kv.getVersion} and {@link Kv.setVersion}. */
@@ -302,6 +308,7 @@ export class Kv {
   readonly #tracer: Tracer | undefined;
   readonly #proposerOpts: ProposerOptions;
   readonly #close: () => Promise<void>;
+  readonly #quorum: QuorumSystem;
   // Per key: a ballot a majority promised for one version (see #fastWrite).
   readonly #promised = new Map<string, { ver: bigint; bal: BallotNum }>();
   // The refusal of an acceptor that serves v1 only (see #askLatest).
@@ -323,6 +330,12 @@ export class Kv {
     this.#random = opts.random ?? mathRandom;
     this.#proposerOpts = { clock: this.#clock, random: this.#random, tracer: opts.tracer };
     this.#close = close;
+    this.#quorum = opts.quorum ?? majority(acceptors.length);
+    if (this.#quorum.size !== acceptors.length) {
+      throw new RangeError(
+        `the quorum system spans ${this.#quorum.size} acceptors, but ${acceptors.length} are given`,
+      );
+    }
   }
 
   /**
@@ -582,7 +595,7 @@ export class Kv {
       { Id: { Key: key, Ver: ver }, Bal: promised.bal, Val: value },
       this.#proposerOpts,
     );
-    const r = await p.phase2(this.#acceptors, quorumOf(this.#acceptors.length), {
+    const r = await p.phase2(this.#acceptors, this.#quorum, {
       promiseNext: true,
       onRefused: () => refusals.n++,
     });
@@ -642,12 +655,12 @@ export class Kv {
       if (r.Ver > top) top = r.Ver;
       if (r.Floor > floor) floor = r.Floor;
     }
-    // The usual case: the whole majority holds one vote, at one ballot, at
+    // The usual case: the whole quorum holds one vote, at one ballot, at
     // the top version. Then that value is chosen: nothing more to ask.
+    // (`replies` are a quorum's: #askLatest returns no fewer.)
     const first = replies[0];
     if (
       top >= 0n && first !== undefined && first.Val !== null &&
-      replies.length >= quorumOf(this.#acceptors.length) &&
       replies.every((r) => r.Ver === top && r.Val !== null && ballotEquals(r.VBal, first.VBal))
     ) {
       return { version: top, value: first.Val };
@@ -672,7 +685,7 @@ export class Kv {
     what = `find the latest version of ${JSON.stringify(key)}`,
   ): Promise<readonly LatestReply[]> {
     this.#refuseOverV1();
-    const quorum = quorumOf(this.#acceptors.length);
+    const quorum = this.#quorum;
     const ask = (a: KvAcceptorClient) =>
       a.latest(key).catch((e) => {
         if (e instanceof AcceptorError && e.code === "UnknownOp") {
@@ -696,14 +709,21 @@ export class Kv {
       key,
       ok: out.ok,
       count: out.replies.length,
-      need: quorum,
+      need: quorumNeed(quorum),
     });
     this.#refuseOverV1();
     if (out.ok) return out.replies;
-    const why = out.why === "" ? "too many failed" : "no majority answered within the deadline";
+    // A member of a newer membership refused this client: say so, naming it.
+    const stale = out.errors.find((e) =>
+      e instanceof AcceptorError && e.code === "StaleMembership"
+    );
+    if (stale !== undefined) throw stale;
+    const why = out.why === "" ? "too many failed" : "no quorum answered within the deadline";
     throw new NotEnoughQuorumError(
       `cannot ${what}: ${out.replies.length} of ${this.#acceptors.length} acceptors answered, ` +
-        `${quorum} needed; ${why}${out.failures.length ? `; ${out.failures.join("; ")}` : ""}`,
+        `${quorum.description} needed; ${why}${
+          out.failures.length ? `; ${out.failures.join("; ")}` : ""
+        }`,
     );
   }
 
@@ -738,11 +758,15 @@ export class Kv {
     try {
       // A read first looks for a value already chosen: no write, one round trip.
       if (val === null) {
-        const chosen = await p.peekChosen(this.#acceptors);
+        const chosen = await p.peekChosen(this.#acceptors, this.#quorum);
         if (chosen !== null) return chosen;
       }
       const left = Math.max(1, deadline - this.#clock.now());
-      const chosen = await p.runPaxos(this.#acceptors, val, { deadlineMs: left, promiseNext });
+      const chosen = await p.runPaxos(this.#acceptors, val, {
+        deadlineMs: left,
+        promiseNext,
+        quorum: this.#quorum,
+      });
       if (promiseNext && p.nextPromised && chosen === val) {
         this.#promised.set(key, { ver: ver + 1n, bal: p.Bal });
       }
@@ -903,11 +927,13 @@ export class KvListIterator implements AsyncIterableIterator<KvListEntry> {
  * ```
  */
 export async function connect(urls: readonly string[], opts: KvOptions = {}): Promise<Kv> {
-  const clients = await connectAcceptors(urls, opts);
+  const { clients, quorum } = await connectCluster(urls, opts);
   const close = async () => {
     await Promise.all(clients.map((c) => c.close()));
   };
-  const kv = new Kv(clients, opts, close);
+  // While the membership changes, a quorum is a majority of the old members
+  // and of the new (the caller may not ask for less).
+  const kv = new Kv(clients, { ...opts, quorum }, close);
   try {
     await kv.ping();
     return kv;

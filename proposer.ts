@@ -11,7 +11,14 @@ import type { Acceptor, BallotNum, PaxosInstanceId, Proposer, Value } from "./ty
 import { formatBallot, GE, INT64_MAX, MAX_BALLOT_STEP, ZERO_BALLOT } from "./types.ts";
 import { AcceptorError, NotEnoughQuorumError } from "./errors.ts";
 import type { AcceptorClient } from "./transport.ts";
-import { askQuorum, quorumOf, type QuorumOutcome } from "./quorum.ts";
+import {
+  askQuorum,
+  majority,
+  quorumNeed,
+  quorumOf,
+  type QuorumOutcome,
+  type QuorumSystem,
+} from "./quorum.ts";
 import type { Clock, Random } from "./clock.ts";
 import { backoff, mathRandom, systemClock } from "./clock.ts";
 import type { Tracer } from "./trace.ts";
@@ -102,6 +109,11 @@ export interface RunPaxosOptions extends Omit<Phase2Options, "deadline"> {
   readonly deadlineMs?: number;
   /** Longest backoff between two rounds, in ms (default 100). */
   readonly maxBackoffMs?: number;
+  /**
+   * Which acceptors make a quorum (default: a majority of them); while the
+   * membership changes, a joint one (`jointMajority` of quorum.ts).
+   */
+  readonly quorum?: QuorumSystem;
 }
 
 /**
@@ -166,7 +178,7 @@ export class PaxosProposer {
     val: Value | null,
     opts: RunPaxosOptions = {},
   ): Promise<Value | null> {
-    const quorum = quorumOf(acceptors.length);
+    const quorum = opts.quorum ?? quorumOf(acceptors.length);
     const deadlineMs = opts.deadlineMs ?? 10_000;
     const deadline = this.#clock.now() + deadlineMs;
     const maxBackoffMs = opts.maxBackoffMs ?? 100;
@@ -212,10 +224,13 @@ export class PaxosProposer {
    * chosen, and it is returned; otherwise (or when too few answer) null,
    * which says nothing: run {@link PaxosProposer.runPaxos} to know.
    */
-  async peekChosen(acceptors: readonly AcceptorClient[]): Promise<Value | null> {
+  async peekChosen(
+    acceptors: readonly AcceptorClient[],
+    quorum: QuorumSystem = majority(acceptors.length),
+  ): Promise<Value | null> {
     const req: Proposer = { Id: this.Id, Bal: ZERO_BALLOT, Val: null };
     const out = await askQuorum(acceptors, (a) => a.request("Prepare", req), {
-      need: quorumOf(acceptors.length),
+      need: quorum,
       clock: this.#clock,
       // Only votes count, and only a quorum of votes at one ballot.
       judge: (rep) => rep.Val !== null || "no vote",
@@ -241,7 +256,7 @@ export class PaxosProposer {
    */
   async phase1(
     acceptors: readonly AcceptorClient[],
-    quorum: number,
+    quorum: number | QuorumSystem,
     opts: PhaseOptions = {},
   ): Promise<Phase1Result> {
     const bal = this.Bal;
@@ -273,7 +288,7 @@ export class PaxosProposer {
       bal,
       ok: out.ok,
       count: out.replies.length,
-      need: quorum,
+      need: quorumNeed(quorum),
     });
     if (!out.ok) {
       return {
@@ -293,7 +308,7 @@ export class PaxosProposer {
    */
   async phase2(
     acceptors: readonly AcceptorClient[],
-    quorum: number,
+    quorum: number | QuorumSystem,
     opts: Phase2Options = {},
   ): Promise<Phase2Result> {
     if (this.Val === null) throw new TypeError("phase2 needs a value to propose: Val is null");
@@ -327,20 +342,23 @@ export class PaxosProposer {
       bal,
       ok: out.ok,
       count: out.replies.length,
-      need: quorum,
+      need: quorumNeed(quorum),
     });
     if (!out.ok) {
       return { higherBal, err: this.#notEnough("Accept", acceptors.length, quorum, out) };
     }
     if (!next) return { higherBal: null, err: null };
-    const promised = out.replies.filter((rep) => rep.NextOk === true).length;
-    return { higherBal: null, err: null, nextPromised: promised >= quorum };
+    const promised = out.from.filter((_, i) => out.replies[i]!.NextOk === true);
+    const nextPromised = typeof quorum === "number"
+      ? promised.length >= quorum
+      : quorum.isQuorum(promised);
+    return { higherBal: null, err: null, nextPromised };
   }
 
   #notEnough(
     op: string,
     acceptorsCount: number,
-    quorum: number,
+    quorum: number | QuorumSystem,
     out: QuorumOutcome<Acceptor>,
   ): NotEnoughQuorumError {
     // An acceptor that refused the request outright: retrying cannot help.
@@ -350,7 +368,7 @@ export class PaxosProposer {
         `${
           formatBallot(this.Bal)
         }: ${out.replies.length} of ${acceptorsCount} acceptors accepted, ` +
-        `${quorum} needed` +
+        `${quorumNeed(quorum)} needed` +
         (out.why ? `; ${out.why}` : "") +
         (out.failures.length ? `; ${out.failures.join("; ")}` : ""),
       cause === undefined ? undefined : { cause },

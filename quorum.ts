@@ -6,6 +6,11 @@
  * extension's `Latest` all wait this way; what differs is which replies
  * count, and each of them says so in its own few lines.
  *
+ * Which sets of acceptors make a quorum is a {@link QuorumSystem}: a
+ * majority of all of them ({@link majority}), or, while the membership
+ * changes, a majority of the old members and a majority of the new ones at
+ * once ({@link jointMajority}, docs/membership.md).
+ *
  * @module
  */
 import type { Clock } from "./clock.ts";
@@ -23,10 +28,142 @@ export function quorumOf(n: number): number {
   return Math.floor(n / 2) + 1;
 }
 
+/**
+ * Which sets of acceptors make a quorum. Acceptors are named by their index
+ * in the list a proposer asks; any two quorums of one system share an
+ * acceptor, and so does a quorum of a joint system with one of either of
+ * its halves.
+ */
+export interface QuorumSystem {
+  /** How many acceptors the system spans (indices 0 to size-1). */
+  readonly size: number;
+  /** Whether the acceptors at these indices (each listed once) make a quorum. */
+  isQuorum(from: readonly number[]): boolean;
+  /** How many are needed, for error messages: `"2"` for a majority of 3, `"2 of [0,1,2] and 2 of [0,1,3]"` for a joint one. */
+  readonly description: string;
+  /** How many acceptors make a quorum when any that many do (a majority); undefined otherwise. */
+  readonly need?: number;
+}
+
+/**
+ * How many replies a quorum needs, for messages and traces: the count, or
+ * the quorum system's description when counting is not enough (a joint
+ * majority).
+ *
+ * @example
+ * ```ts
+ * import { majority, quorumNeed } from "./quorum.ts";
+ * quorumNeed(majority(5)); // 3
+ * ```
+ */
+export function quorumNeed(quorum: number | QuorumSystem): number | string {
+  return typeof quorum === "number" ? quorum : quorum.need ?? quorum.description;
+}
+
+/**
+ * A majority of `n` acceptors: any `floor(n/2)+1` of them.
+ *
+ * @example
+ * ```ts
+ * import { majority } from "./quorum.ts";
+ * majority(3).isQuorum([0, 2]); // true
+ * majority(3).isQuorum([1]); // false
+ * ```
+ */
+export function majority(n: number): QuorumSystem {
+  if (!(Number.isSafeInteger(n) && n > 0)) {
+    throw new RangeError(`a majority needs a positive number of acceptors, got ${n}`);
+  }
+  const need = quorumOf(n);
+  return { size: n, isQuorum: (from) => from.length >= need, description: `${need}`, need };
+}
+
+/**
+ * A majority of the members at the indices `members` only: the others may
+ * answer, but do not count. `of` is how many members there are in all
+ * (default: those listed), for when some are not among the acceptors asked.
+ *
+ * @example
+ * ```ts
+ * import { membersMajority } from "./quorum.ts";
+ * const q = membersMajority(4, [0, 1, 2]); // acceptor 3 does not count
+ * q.isQuorum([0, 3]); // false
+ * q.isQuorum([0, 1]); // true
+ * ```
+ */
+export function membersMajority(
+  size: number,
+  members: readonly number[],
+  of: number = members.length,
+): QuorumSystem {
+  const set = checkIndices(size, members);
+  if (!(Number.isSafeInteger(of) && of >= set.size)) {
+    throw new RangeError(`${set.size} members listed, but the membership has ${of}`);
+  }
+  const need = quorumOf(of);
+  return {
+    size,
+    isQuorum: (from) => {
+      let n = 0;
+      for (const i of from) if (set.has(i)) n++;
+      return n >= need;
+    },
+    description: `${need} of [${[...set].join(",")}]`,
+  };
+}
+
+/**
+ * Joint consensus: a majority of the old members and a majority of the new
+ * ones, both at once (each given as indices into the acceptors asked; a
+ * member of both counts in both; the counts say how many members each
+ * membership has in all, when some are not among the acceptors). A joint quorum shares an acceptor with
+ * every quorum of the old membership and with every quorum of the new one.
+ *
+ * @example
+ * ```ts
+ * import { jointMajority } from "./quorum.ts";
+ * // old members 0,1,2; new members 0,1,3 (2 replaced by 3)
+ * const q = jointMajority(4, [0, 1, 2], [0, 1, 3]);
+ * q.isQuorum([0, 1]); // true: 2 of old, 2 of new
+ * q.isQuorum([0, 3]); // false: 1 of old
+ * ```
+ */
+export function jointMajority(
+  size: number,
+  old: readonly number[],
+  next: readonly number[],
+  oldCount: number = old.length,
+  nextCount: number = next.length,
+): QuorumSystem {
+  const a = membersMajority(size, old, oldCount);
+  const b = membersMajority(size, next, nextCount);
+  return {
+    size,
+    isQuorum: (from) => a.isQuorum(from) && b.isQuorum(from),
+    description: `${a.description} and ${b.description}`,
+  };
+}
+
+function checkIndices(size: number, members: readonly number[]): Set<number> {
+  const set = new Set<number>();
+  for (const i of members) {
+    if (!(Number.isSafeInteger(i) && i >= 0 && i < size) || set.has(i)) {
+      throw new RangeError(
+        `member indices must be distinct integers from 0 to ${size - 1}, got ${members.join(",")}`,
+      );
+    }
+    set.add(i);
+  }
+  return set;
+}
+
 /** How {@link askQuorum} judges replies and when it gives up. */
 export interface QuorumOptions<R> {
-  /** How many counted replies make a quorum. */
-  readonly need: number;
+  /**
+   * Which replies make a quorum: how many counted replies, or a
+   * {@link QuorumSystem} over the acceptors' indices.
+   */
+  readonly need: number | QuorumSystem;
   /**
    * Judges one reply: `true` when it counts toward the quorum, or else a
    * short note of why not, for the error message. Called only for replies
@@ -52,12 +189,19 @@ export interface QuorumOutcome<R> {
   readonly ok: boolean;
   /** The counted replies: those of the group that made the quorum, or of the largest. */
   readonly replies: readonly R[];
+  /** The index of the acceptor each of `replies` came from, in the same order. */
+  readonly from: readonly number[];
   /** Why it failed: `"deadline reached"`, or `""` when too many refused or failed. */
   readonly why: string;
   /** The notes of replies that did not count and the messages of failed requests, in order. */
   readonly failures: readonly string[];
   /** The failed requests' errors, in order. */
   readonly errors: readonly Error[];
+}
+
+interface Group<R> {
+  readonly replies: R[];
+  readonly from: number[];
 }
 
 /**
@@ -77,6 +221,7 @@ export interface QuorumOutcome<R> {
  * });
  * out.ok; // true
  * out.replies; // ["a", "c"]
+ * out.from; // [0, 2]
  * ```
  */
 export function askQuorum<A extends { readonly name: string }, R>(
@@ -85,11 +230,29 @@ export function askQuorum<A extends { readonly name: string }, R>(
   opts: QuorumOptions<R>,
 ): Promise<QuorumOutcome<R>> {
   const { need, clock } = opts;
-  const groups = new Map<string, R[]>();
-  let best: R[] = [];
+  if (typeof need !== "number" && need.size !== acceptors.length) {
+    throw new RangeError(
+      `the quorum system spans ${need.size} acceptors, but ${acceptors.length} are asked`,
+    );
+  }
+  const groups = new Map<string, Group<R>>();
+  let best: Group<R> = { replies: [], from: [] };
   let settled = 0;
+  const unsettled = new Set(acceptors.keys());
   const failures: string[] = [];
   const errors: Error[] = [];
+
+  // Whether a group (its counted replies) is a quorum, and whether it could
+  // still become one with every reply still to come.
+  const isQuorum = (g: Group<R>) =>
+    typeof need === "number" ? g.replies.length >= need : need.isQuorum(g.from);
+  const hopeless = () => {
+    if (typeof need === "number") return best.replies.length + (acceptors.length - settled) < need;
+    const rest = [...unsettled];
+    if (need.isQuorum(rest)) return false; // a new group may still make it
+    for (const g of groups.values()) if (need.isQuorum([...g.from, ...rest])) return false;
+    return true;
+  };
 
   return new Promise((resolve) => {
     let done = false;
@@ -98,13 +261,15 @@ export function askQuorum<A extends { readonly name: string }, R>(
       if (done) return;
       done = true;
       if (timer !== undefined) clock.clearTimer(timer);
-      resolve({ ok, replies: best, why, failures, errors });
+      resolve({ ok, replies: best.replies, from: best.from, why, failures, errors });
     };
     // Done when a group has a quorum; failed when even every reply still to
     // come could not give one.
-    const check = () => {
-      if (best.length >= need) finish(true, "");
-      else if (best.length + (acceptors.length - settled) < need) finish(false, "");
+    const check = (g: Group<R> = best) => {
+      if (isQuorum(g)) {
+        best = g;
+        finish(true, "");
+      } else if (hopeless()) finish(false, "");
     };
 
     if (opts.deadline !== undefined && opts.deadline !== Infinity) {
@@ -114,29 +279,33 @@ export function askQuorum<A extends { readonly name: string }, R>(
       );
     }
     check();
-    for (const a of acceptors) {
+    acceptors.forEach((a, i) => {
       ask(a).then((reply) => {
         settled++;
+        unsettled.delete(i);
         opts.onReply?.(reply);
         if (done) return;
         const verdict = opts.judge === undefined ? true : opts.judge(reply, a.name);
         if (verdict === true) {
           const key = opts.groupOf?.(reply) ?? "";
-          const group = groups.get(key) ?? [];
-          if (group.length === 0) groups.set(key, group);
-          group.push(reply);
-          if (group.length > best.length) best = group;
+          let group = groups.get(key);
+          if (group === undefined) groups.set(key, group = { replies: [], from: [] });
+          group.replies.push(reply);
+          group.from.push(i);
+          if (group.replies.length > best.replies.length) best = group;
+          check(group);
         } else {
           failures.push(verdict);
+          check();
         }
-        check();
       }, (e: Error) => {
         settled++;
+        unsettled.delete(i);
         if (done) return;
         failures.push(e.message);
         errors.push(e);
         check();
       });
-    }
+    });
   });
 }

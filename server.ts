@@ -18,6 +18,7 @@
 import type { Caller, PaxosAcceptor } from "./acceptor.ts";
 import { AcceptorError } from "./errors.ts";
 import {
+  type ConfigRequest,
   decodeRequestFrame,
   encodeReplies,
   MAX_FRAME_BYTES,
@@ -29,7 +30,17 @@ import {
 } from "./codec.ts";
 import { RateLimitedLog } from "./log.ts";
 import { type HelloCluster, type HelloReply, newNonce, type Secret } from "./handshake.ts";
-import { type ClusterIdentity, randomId, type VouchedPeers } from "./identity.ts";
+import {
+  allMembers,
+  checkConfig,
+  type ClusterIdentity,
+  configOf,
+  describeConfig,
+  installConfig,
+  type MemberConfig,
+  randomId,
+  type VouchedPeers,
+} from "./identity.ts";
 import { DEFAULT_WS_LIMITS, serveWebSocket, type WsServerConnection } from "./ws_server.ts";
 
 /**
@@ -84,6 +95,13 @@ export interface ServeAcceptorOptions extends Partial<ServeLimits> {
    * one the acceptor states only an instance id of its own.
    */
   readonly identity?: ClusterIdentity;
+  /**
+   * Keeps the identity once a `Config` request changed its membership
+   * (membership extension): a durable acceptor writes its identity file.
+   * The request is answered once this resolves; when it rejects, the change
+   * is refused (`StorageError`) and not made.
+   */
+  readonly saveIdentity?: (identity: ClusterIdentity) => Promise<void>;
   /**
    * The instances of the other members as clients vouched for them
    * (`Attest`); kept on disk by a durable acceptor. Only with `identity`.
@@ -155,7 +173,9 @@ export async function serveAcceptor(
   }
   const trust: Trust = {
     instance: opts.identity?.instance ?? randomId(),
-    identity: opts.identity,
+    membership: opts.identity === undefined
+      ? undefined
+      : new Membership(opts.identity, opts.saveIdentity),
     peers: opts.peers,
     secret: opts.secret,
   };
@@ -234,9 +254,70 @@ export function isLoopback(hostname: string): boolean {
 // What a server says of itself and checks of its peers (trust extension).
 interface Trust {
   readonly instance: string;
-  readonly identity: ClusterIdentity | undefined;
+  readonly membership: Membership | undefined;
   readonly peers: VouchedPeers | undefined;
   readonly secret: Secret | undefined;
+}
+
+// The acceptor's identity, whose membership `Config` changes (membership
+// extension): one change at a time, kept (saved) before it is told.
+class Membership {
+  #identity: ClusterIdentity;
+  readonly #save: ((identity: ClusterIdentity) => Promise<void>) | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(identity: ClusterIdentity, save?: (identity: ClusterIdentity) => Promise<void>) {
+    this.#identity = identity;
+    this.#save = save;
+  }
+
+  get identity(): ClusterIdentity {
+    return this.#identity;
+  }
+
+  get epoch(): number {
+    return this.#identity.epoch ?? 0;
+  }
+
+  // Installs a configuration: null when done (or nothing to do), else why not.
+  install(
+    next: MemberConfig,
+  ): Promise<{ code: "StaleMembership" | "StorageError"; msg: string } | null> {
+    const run = this.#queue.then(async () => {
+      const id = installConfig(this.#identity, next);
+      if (typeof id === "string") return { code: "StaleMembership" as const, msg: id };
+      if (id === this.#identity) return null;
+      try {
+        await this.#save?.(id);
+      } catch (e) {
+        return {
+          code: "StorageError" as const,
+          msg: `cannot keep configuration ${describeConfig(next)}: ${(e as Error).message}`,
+        };
+      }
+      this.#identity = id;
+      return null;
+    });
+    this.#queue = run;
+    return run;
+  }
+
+  // Why a connection bound to `epoch` may not be served now, or null.
+  staleness(epoch: number): string | null {
+    const id = this.#identity;
+    const c = configOf(id);
+    if (id.joining === true) {
+      return `member ${id.member} is joining: it serves nothing until a configuration lists it ` +
+        `(member add)`;
+    }
+    if (epoch < c.epoch) {
+      return `the membership changed: ${describeConfig(c)}; connect again with its members`;
+    }
+    if (!allMembers(c).includes(id.member)) {
+      return `member ${id.member} was removed: ${describeConfig(c)}`;
+    }
+    return null;
+  }
 }
 
 // One connection's requests: their replies, and the bounds on them.
@@ -252,8 +333,12 @@ class Peer {
   #authed: boolean;
   // The nonces of the last Hello: the peer's and ours.
   #nonces: { readonly peer: Uint8Array; readonly ours: Uint8Array } | null = null;
-  // Close the connection once the replies of this frame are sent.
+  // Close the connection once the replies of this frame are sent, and why.
   #closeAfterReply = false;
+  #closeWhy = "unauthorized";
+  // The membership epoch this connection uses (membership extension): what
+  // its Hello said, or the acceptor's at its Hello or first request.
+  #epoch: number | null = null;
   // The replies of frames served, waiting to be sent, in order; and the one
   // sending them.
   readonly #outbox: { replies: ReplyEnvelope[]; at: number; taken: number }[] = [];
@@ -329,7 +414,7 @@ class Peer {
       : work.then(() => Promise.all(pending));
     const done = all.then((replies) => this.#send(replies, caller.taken))
       .then(() => {
-        if (this.#closeAfterReply) this.#conn.close(1008, "unauthorized");
+        if (this.#closeAfterReply) this.#conn.close(1008, this.#closeWhy);
       })
       .catch((e) => this.#report("reply", `cannot send replies: ${(e as Error).message}`));
     return { done, work };
@@ -383,7 +468,10 @@ class Peer {
 
   async #serveItem(item: RequestItem, caller: Caller): Promise<ReplyEnvelope> {
     if ("Err" in item) return item;
-    if (item.Op === "Hello") return { Rid: item.Rid, Rep: await this.#hello(item.Req.Nonce) };
+    if (item.Op === "Hello") {
+      this.#epoch = item.Req.Epoch ?? this.#trust.membership?.epoch ?? 0;
+      return { Rid: item.Rid, Rep: await this.#hello(item.Req.Nonce) };
+    }
     if (item.Op === "Auth") return await this.#auth(item.Rid, item.Req.Proof);
     if (!this.#authed) {
       this.#closeAfterReply = true;
@@ -394,6 +482,17 @@ class Peer {
       return this.#unauthorized(item.Rid, `${item.Op} before Auth`);
     }
     if (item.Op === "Attest") return await this.#attest(item.Rid, item.Req.Peers);
+    if (item.Op === "Config") return await this.#config(item.Rid, item.Req);
+    const membership = this.#trust.membership;
+    if (membership !== undefined) {
+      this.#epoch ??= membership.epoch;
+      const stale = membership.staleness(this.#epoch);
+      if (stale !== null) {
+        this.#closeAfterReply = true;
+        this.#closeWhy = "stale membership";
+        return { Rid: item.Rid, Err: { Code: "StaleMembership", Msg: stale } };
+      }
+    }
     try {
       const rep = item.Op === "Latest"
         ? await this.#acceptor.latest(item.Req.Key, caller)
@@ -412,9 +511,37 @@ class Peer {
     }
   }
 
+  // Config: install a membership configuration (membership extension).
+  async #config(rid: Rid, req: ConfigRequest): Promise<ReplyEnvelope> {
+    const membership = this.#trust.membership;
+    if (membership === undefined) {
+      return {
+        Rid: rid,
+        Err: { Code: "BadRequest", Msg: "this acceptor has no cluster identity to configure" },
+      };
+    }
+    let next: MemberConfig;
+    try {
+      next = checkConfig({
+        epoch: req.Epoch,
+        members: req.Members,
+        ...(req.Joint === undefined ? {} : { joint: req.Joint }),
+        ...(req.Urls === undefined ? {} : { urls: req.Urls }),
+        ...(req.Cursor === undefined ? {} : { cursor: req.Cursor }),
+      });
+    } catch (e) {
+      return { Rid: rid, Err: { Code: "BadRequest", Msg: `Req: ${(e as Error).message}` } };
+    }
+    const refused = await membership.install(next);
+    if (refused === null) return { Rid: rid, Rep: { Ok: true } };
+    this.#report("config", `refused ${describeConfig(next)}: ${refused.msg}`);
+    return { Rid: rid, Err: { Code: refused.code, Msg: refused.msg } };
+  }
+
   // Hello: who we are, and with a secret our nonce and proof.
   async #hello(peerNonce: Uint8Array): Promise<HelloReply> {
-    const { instance, identity, peers, secret } = this.#trust;
+    const { instance, peers, secret } = this.#trust;
+    const identity = this.#trust.membership?.identity;
     const reply: {
       instance: string;
       peers: ReadonlyMap<number, string>;
@@ -429,6 +556,11 @@ class Peer {
         member: identity.member,
         members: identity.members,
         keepVersions: identity.keepVersions,
+        ...(identity.epoch === undefined ? {} : { epoch: identity.epoch }),
+        ...(identity.joint === undefined ? {} : { joint: identity.joint }),
+        ...(identity.urls === undefined ? {} : { urls: identity.urls }),
+        ...(identity.cursor === undefined ? {} : { cursor: identity.cursor }),
+        ...(identity.joining === true ? { joining: true } : {}),
       };
     }
     if (secret !== undefined) {
@@ -467,7 +599,8 @@ class Peer {
 
   // Attest: a client vouches for the members' instances.
   async #attest(rid: Rid, vouched: ReadonlyMap<number, string>): Promise<ReplyEnvelope> {
-    const { identity, peers, instance } = this.#trust;
+    const { peers, instance } = this.#trust;
+    const identity = this.#trust.membership?.identity;
     if (identity === undefined || peers === undefined) return { Rid: rid, Rep: { Ok: true } };
     const conflict = await peers.vouch(identity, instance, vouched);
     if (conflict === null) return { Rid: rid, Rep: { Ok: true } };

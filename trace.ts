@@ -90,7 +90,7 @@ export type TraceEvent =
     readonly ok: boolean;
     /** How many replies counted, and how many were needed. */
     readonly count: number;
-    readonly need: number;
+    readonly need: number | string;
   }
   | {
     /** The proposer raised its ballot above a higher one it saw. */

@@ -16,6 +16,7 @@ import type { Clock, Random } from "./clock.ts";
 import { backoff, mathRandom, systemClock } from "./clock.ts";
 import {
   type Ack,
+  type ConfigRequest,
   decodeReplyFrame,
   encodeRequests,
   type RequestEnvelope,
@@ -105,6 +106,12 @@ export interface WebSocketClientOptions {
    * TCP). A page in a browser passes `browserSocket` (browser_socket.ts).
    */
   readonly openSocket?: SocketOpener;
+  /**
+   * The membership epoch this client uses, said in each connection's
+   * `Hello` (membership extension): an acceptor whose membership is newer
+   * answers `StaleMembership`. Undefined: the acceptor's own at connect.
+   */
+  readonly epoch?: () => number | undefined;
 }
 
 /**
@@ -172,6 +179,7 @@ export class WebSocketAcceptorClient implements KeysAcceptorClient {
   readonly #caCerts: readonly string[] | undefined;
   readonly #verify: ((hello: HelloReply) => string | null) | undefined;
   readonly #openSocket: SocketOpener;
+  readonly #epoch: (() => number | undefined) | undefined;
   #hello: HelloReply | null | undefined = undefined;
   #refusal: TrustError | null = null;
 
@@ -204,6 +212,7 @@ export class WebSocketAcceptorClient implements KeysAcceptorClient {
     this.#caCerts = opts.caCerts;
     this.#verify = opts.verify;
     this.#openSocket = opts.openSocket ?? ((url, o) => WsConnection.connect(url, o));
+    this.#epoch = opts.epoch;
   }
 
   /**
@@ -264,6 +273,15 @@ export class WebSocketAcceptorClient implements KeysAcceptorClient {
   /** Sends one request and resolves with the acceptor's reply. */
   request(op: Op, req: Proposer): Promise<Acceptor> {
     return this.#send({ Rid: 0, Op: op, Req: req }) as Promise<Acceptor>;
+  }
+
+  /**
+   * Sends the membership extension's `Config`: the acceptor installs the
+   * configuration, unless it has a newer one (then an AcceptorError of code
+   * `StaleMembership` says which).
+   */
+  async config(req: ConfigRequest): Promise<void> {
+    await this.#send({ Rid: 0, Op: "Config", Req: req });
   }
 
   /** Sends the kv extension's `Latest` for a key and resolves with the reply. */
@@ -405,7 +423,9 @@ export class WebSocketAcceptorClient implements KeysAcceptorClient {
     const nonce = newNonce();
     let hello: HelloReply;
     try {
-      hello = await this.#call(conn, { Rid: 0, Op: "Hello", Req: { Nonce: nonce } }) as HelloReply;
+      const epoch = this.#epoch?.();
+      const req = epoch === undefined ? { Nonce: nonce } : { Nonce: nonce, Epoch: epoch };
+      hello = await this.#call(conn, { Rid: 0, Op: "Hello", Req: req }) as HelloReply;
     } catch (e) {
       if (!(e instanceof AcceptorError && e.code === "UnknownOp")) throw e;
       // A v1 acceptor: it cannot say who it is, nor prove a secret.

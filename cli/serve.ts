@@ -12,7 +12,7 @@ import { isLoopback, serveAcceptor } from "../server.ts";
 import { MemoryStore, type Store } from "../store.ts";
 import { hostOpt, intOpt, parseArgs, positionals, required, stringOpt } from "./args.ts";
 import { EXIT_FAILURE, messageOf, UsageError } from "./exit.ts";
-import { VouchedPeers, writeIdentity } from "../identity.ts";
+import { configOf, describeConfig, VouchedPeers, writeIdentity } from "../identity.ts";
 import {
   type AcceptorIdentity,
   durableIdentity,
@@ -130,11 +130,18 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
     ...(quotaBytes === undefined ? {} : { quotaBytes }),
     onError: log,
   });
-  // A durable member keeps on disk the instances clients vouched for.
+  // A durable member keeps on disk the instances clients vouched for, and
+  // its membership as `member` changes it: one file, written whole.
+  let current = identity;
   const peers = new VouchedPeers(
     who.record.peers,
-    dir === undefined ? undefined : (m) => writeIdentity(dir, { identity, peers: m }),
+    dir === undefined ? undefined : (m) => writeIdentity(dir, { identity: current, peers: m }),
   );
+  const saveIdentity = async (next: typeof identity) => {
+    if (dir !== undefined) await writeIdentity(dir, { identity: next, peers: peers.map });
+    current = next;
+    log(`membership: ${describeConfig(configOf(next))}`);
+  };
   let server;
   try {
     server = await serveAcceptor(acceptor, {
@@ -142,6 +149,7 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
       port: Number(port),
       onError: log,
       identity,
+      saveIdentity,
       peers,
       allowOrigins,
       ...(secret === undefined ? {} : { secret }),

@@ -3,6 +3,7 @@
 // within one group only.
 import assert from "node:assert/strict";
 import { askQuorum, quorumOf } from "../quorum.ts";
+import * as systems from "../quorum.ts";
 import { systemClock } from "../clock.ts";
 
 const names = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `a${i}` }));
@@ -102,4 +103,50 @@ Deno.test("askQuorum fails at once when there are fewer acceptors than it needs"
   }, { need: 2, clock: systemClock });
   assert.equal(out.ok, false);
   assert.equal(asked, 1);
+});
+
+Deno.test("quorum systems: a majority, a majority of some members, and a joint majority of old and new", () => {
+  const { majority, membersMajority, jointMajority } = systems;
+  assert.equal(majority(3).isQuorum([2, 0]), true);
+  assert.equal(majority(4).isQuorum([0, 1]), false);
+  // Acceptor 3 answers but is not a member.
+  assert.equal(membersMajority(4, [0, 1, 2]).isQuorum([0, 3]), false);
+  // Members 0..4, of which only 0..2 are among the acceptors asked: 3 needed.
+  assert.equal(membersMajority(3, [0, 1, 2], 5).isQuorum([0, 1]), false);
+  assert.equal(membersMajority(3, [0, 1, 2], 5).isQuorum([0, 1, 2]), true);
+  // Replace 2 by 3: old 0,1,2 and new 0,1,3.
+  const q = jointMajority(4, [0, 1, 2], [0, 1, 3]);
+  assert.equal(q.isQuorum([0, 1]), true);
+  assert.equal(q.isQuorum([0, 3]), false, "one old member only");
+  assert.equal(q.isQuorum([0, 2]), false, "one new member only");
+  // Grow 3 to 5: a majority of 3 and of 5.
+  const g = jointMajority(5, [0, 1, 2], [0, 1, 2, 3, 4]);
+  assert.equal(g.isQuorum([0, 3, 4]), false);
+  assert.equal(g.isQuorum([0, 1, 3]), true);
+  assert.throws(() => jointMajority(3, [0, 1, 5], [0]), RangeError);
+});
+
+Deno.test("askQuorum with a joint quorum waits for a majority of both, and fails once one is out of reach", async () => {
+  const q = systems.jointMajority(4, [0, 1, 2], [0, 1, 3]);
+  // 0 and 2 answer first (2 of old, 1 of new): not yet; 3 makes it.
+  const order = [0, 2, 3];
+  const acceptors = names(4);
+  const out = await askQuorum(acceptors, (a) => {
+    const i = Number(a.name.slice(1));
+    const at = order.indexOf(i);
+    return at < 0 ? never() : new Promise((r) => setTimeout(() => r(i), 5 * at));
+  }, { need: q, clock: systemClock });
+  assert.equal(out.ok, true);
+  assert.deepEqual(out.from, [0, 2, 3]);
+  // 1 and 3 fail: of the new members 0,1,3 only 0 is left, no majority.
+  const bad = await askQuorum(
+    acceptors,
+    (a) =>
+      a.name === "a1" || a.name === "a3"
+        ? Promise.reject(new Error(`${a.name} down`))
+        : Promise.resolve(a.name),
+    { need: q, clock: systemClock },
+  );
+  assert.equal(bad.ok, false);
+  assert.equal(bad.why, "");
 });

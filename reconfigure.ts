@@ -1,0 +1,450 @@
+/**
+ * Changing the membership online (docs/membership.md): add a member, remove
+ * one, or replace one (the usual repair of a member whose disk is gone),
+ * without stopping the clients and without losing an acknowledged write.
+ *
+ * The steps, each safe to interrupt and to run again (the next run reads
+ * how far the last one got from the members themselves and rolls forward):
+ *
+ * 1. **Joint**: install configuration `epoch+1` = the new members, with the
+ *    old ones as `joint`, on a majority of the old members and of the new.
+ *    From then on a quorum is a majority of the old AND of the new members;
+ *    a client of the old membership is refused (`StaleMembership`) by the
+ *    members that have it, so it cannot gather a quorum of the old
+ *    membership alone any more.
+ * 2. **Catch-up**: for every key (listed by the old members: the kv extension's `Keys`), read
+ *    every version they keep with Paxos under the joint quorum: a read
+ *    finishes whatever is chosen there on a joint quorum, so a majority of
+ *    the new members holds it. The last key done (`cursor`) is installed
+ *    with the configuration from time to time: a rerun resumes there.
+ * 3. **Final**: install configuration `epoch+2` = the new members alone, on
+ *    a majority of them (and on every other member that answers). Clients
+ *    of the joint membership are refused from then on.
+ *
+ * @module
+ */
+import type { Clock } from "./clock.ts";
+import { systemClock } from "./clock.ts";
+import type { ConfigRequest } from "./codec.ts";
+import { connectCluster, type ConnectOptions, discoverCluster } from "./connect.ts";
+import { AcceptorError, NotEnoughQuorumError } from "./errors.ts";
+import {
+  allMembers,
+  checkConfig,
+  checkMembers,
+  describeConfig,
+  type MemberConfig,
+} from "./identity.ts";
+import { CompactedError, Kv } from "./kv.ts";
+import { askQuorum, jointMajority, membersMajority, type QuorumSystem } from "./quorum.ts";
+import { WebSocketAcceptorClient } from "./transport.ts";
+
+/** A change of membership: add a member, remove one, or replace one by another. */
+export type MemberChange =
+  | { readonly kind: "add"; readonly id: number; readonly url: string }
+  | { readonly kind: "remove"; readonly id: number }
+  | {
+    readonly kind: "replace";
+    readonly old: number;
+    readonly id: number;
+    readonly url: string;
+  };
+
+/** How far a change got, as {@link changeMembership} tells it. */
+export interface ChangeProgress {
+  /** The step: the joint configuration installed, keys caught up, or the final one installed. */
+  readonly step: "joint" | "catch-up" | "final";
+  /** The configuration installed last. */
+  readonly config: MemberConfig;
+  /** Keys caught up so far by this run. */
+  readonly keys: number;
+}
+
+/** Options of {@link changeMembership}. */
+export interface ChangeOptions extends ConnectOptions {
+  /** Told of each step and, during the catch-up, of its progress. */
+  readonly onProgress?: (p: ChangeProgress) => void;
+  /** Keys asked per page (default 1000). */
+  readonly pageSize?: number;
+  /** Keys caught up at once (default 32). */
+  readonly concurrency?: number;
+  /** Stop after this step, as an interrupted run would (tests). */
+  readonly stopAfter?: "joint" | "catch-up";
+}
+
+/** What {@link changeMembership} did. */
+export interface ChangeReport {
+  /** The membership found at the start. */
+  readonly from: MemberConfig;
+  /** The membership at the end. */
+  readonly to: MemberConfig;
+  /** Keys caught up by this run. */
+  readonly keys: number;
+  /** Whether there was nothing to change (the change was done already). */
+  readonly nothingToDo: boolean;
+}
+
+/**
+ * The members a change leads to from `members`; throws a RangeError when it
+ * makes no sense there (adding a member, or a replacement, that is one
+ * already; removing one that is not; removing the last).
+ *
+ * @example
+ * ```ts
+ * import { targetMembers } from "./reconfigure.ts";
+ * targetMembers([0, 1, 2], { kind: "replace", old: 2, id: 3, url: "ws://h:3336/paxos" }); // [0, 1, 3]
+ * ```
+ */
+export function targetMembers(members: readonly number[], change: MemberChange): number[] {
+  const has = (m: number) => members.includes(m);
+  switch (change.kind) {
+    case "add":
+      if (has(change.id)) throw new RangeError(`member ${change.id} is a member already`);
+      return checkMembers([...members, change.id]);
+    case "remove":
+      if (!has(change.id)) throw new RangeError(`member ${change.id} is not a member`);
+      if (members.length === 1) throw new RangeError(`member ${change.id} is the last member`);
+      return checkMembers(members.filter((m) => m !== change.id));
+    case "replace":
+      if (!has(change.old)) throw new RangeError(`member ${change.old} is not a member`);
+      if (has(change.id)) throw new RangeError(`member ${change.id} is a member already`);
+      return checkMembers([...members.filter((m) => m !== change.old), change.id]);
+  }
+}
+
+/** Describes a change in a few words: `add 3 at ws://...`. */
+export function describeChange(change: MemberChange): string {
+  switch (change.kind) {
+    case "add":
+      return `add member ${change.id} at ${change.url}`;
+    case "remove":
+      return `remove member ${change.id}`;
+    case "replace":
+      return `replace member ${change.old} by member ${change.id} at ${change.url}`;
+  }
+}
+
+/**
+ * Changes the membership of the cluster whose members (some of them) are at
+ * `urls`, as the module's description says, and resolves with what it did.
+ * Rejects when a step cannot gather its quorum (the message says how far it
+ * got; run it again once enough members are up), with a
+ * `TrustError` when the acceptors do not belong together, and with a
+ * RangeError when the change makes no sense for the membership found, or
+ * another change is under way.
+ *
+ * @example
+ * ```ts ignore
+ * import { changeMembership } from "./reconfigure.ts";
+ * const r = await changeMembership(["ws://a:3333/paxos", "ws://b:3334/paxos", "ws://c:3335/paxos"],
+ *   { kind: "replace", old: 2, id: 3, url: "ws://d:3336/paxos" });
+ * r.to.members; // [0, 1, 3]
+ * ```
+ */
+export async function changeMembership(
+  urls: readonly string[],
+  change: MemberChange,
+  opts: ChangeOptions = {},
+): Promise<ChangeReport> {
+  const clock = opts.clock ?? systemClock;
+  // Where the membership stands: the newest configuration any member states,
+  // and every member's URL.
+  const found = await discoverCluster(urls, opts);
+  const start = found.config;
+  if (start === null) {
+    throw new TypeError(
+      `the acceptors at ${urls.join(",")} have no cluster identity: their membership is fixed`,
+    );
+  }
+  let joint: MemberConfig;
+  if (start.joint !== undefined) {
+    // A change is under way: this run finishes it, if it is this change.
+    const wanted = targetMembers(start.joint, change);
+    if (wanted.join(",") !== start.members.join(",")) {
+      throw new RangeError(
+        `another change is under way: ${describeConfig(start)}; finish it first (run the ` +
+          `command that started it again)`,
+      );
+    }
+    joint = start;
+  } else {
+    let target: number[];
+    try {
+      target = targetMembers(start.members, change);
+    } catch (e) {
+      // Done already (a rerun after the last step)? Then make sure every
+      // member that answers has the final configuration.
+      if (doneAlready(start, change)) {
+        await install(found.urls, start, membersOf(start), opts, clock, "final");
+        return { from: start, to: start, keys: 0, nothingToDo: true };
+      }
+      throw e;
+    }
+    const urlsOf = new Map(start.urls ?? []);
+    for (const [m, u] of found.urls) urlsOf.set(m, u);
+    // One member down, one URL given that did not answer: that is its URL.
+    const missing = start.members.filter((m) => !urlsOf.has(m));
+    if (missing.length === 1 && found.unanswered.length === 1) {
+      urlsOf.set(missing[0]!, found.unanswered[0]!);
+    }
+    if (change.kind !== "remove") urlsOf.set(change.id, change.url);
+    joint = checkConfig({
+      epoch: start.epoch + 1,
+      members: target,
+      joint: start.members,
+      urls: new Map([...urlsOf].filter(([m]) => target.includes(m) || start.members.includes(m))),
+    });
+  }
+  const urlOf = (m: number) => {
+    const u = joint.urls?.get(m);
+    if (u === undefined) {
+      throw new RangeError(
+        `the URL of member ${m} is not known: list every member's URL (--acceptors)`,
+      );
+    }
+    return u;
+  };
+  const jointUrls = new Map(allMembers(joint).map((m) => [m, urlOf(m)]));
+
+  // 1. The joint configuration, on a majority of the old members and of the new.
+  await install(jointUrls, joint, jointOf(joint), opts, clock, "joint");
+  opts.onProgress?.({ step: "joint", config: joint, keys: 0 });
+  if (opts.stopAfter === "joint") return { from: start, to: joint, keys: 0, nothingToDo: false };
+
+  // 2. The catch-up, from where the last run stopped.
+  const keys = await catchUp(jointUrls, joint, opts, clock);
+  if (opts.stopAfter === "catch-up") return { from: start, to: joint, keys, nothingToDo: false };
+
+  // 3. The final configuration, on a majority of the new members.
+  const final = checkConfig({
+    epoch: joint.epoch + 1,
+    members: joint.members,
+    urls: new Map([...jointUrls].filter(([m]) => joint.members.includes(m))),
+  });
+  await install(jointUrls, final, membersOf(final), opts, clock, "final");
+  opts.onProgress?.({ step: "final", config: final, keys });
+  return { from: start, to: final, keys, nothingToDo: false };
+}
+
+function doneAlready(c: MemberConfig, change: MemberChange): boolean {
+  switch (change.kind) {
+    case "add":
+      return c.members.includes(change.id);
+    case "remove":
+      return !c.members.includes(change.id);
+    case "replace":
+      return c.members.includes(change.id) && !c.members.includes(change.old);
+  }
+}
+
+// Which members must have a configuration: a quorum over member ids.
+type MemberQuorum = (ids: readonly (number | null)[]) => QuorumSystem;
+
+function jointOf(c: MemberConfig): MemberQuorum {
+  return (ids) =>
+    jointMajority(
+      ids.length,
+      indices(ids, c.joint ?? c.members),
+      indices(ids, c.members),
+      (c.joint ?? c.members).length,
+      c.members.length,
+    );
+}
+
+function membersOf(c: MemberConfig): MemberQuorum {
+  return (ids) => membersMajority(ids.length, indices(ids, c.members), c.members.length);
+}
+
+function indices(ids: readonly (number | null)[], members: readonly number[]): number[] {
+  return ids.flatMap((m, i) => m !== null && members.includes(m) ? [i] : []);
+}
+
+function configRequest(c: MemberConfig): ConfigRequest {
+  return {
+    Epoch: c.epoch,
+    Members: c.members,
+    ...(c.joint === undefined ? {} : { Joint: c.joint }),
+    ...(c.urls === undefined ? {} : { Urls: c.urls }),
+    ...(c.cursor === undefined ? {} : { Cursor: c.cursor }),
+  };
+}
+
+// Installs `config` on the members at `urls` (each checked to be the member
+// it is listed as, of the cluster), waiting for the quorum `need` and
+// then a little for the others; throws when the quorum cannot be had.
+async function install(
+  urls: ReadonlyMap<number, string>,
+  config: MemberConfig,
+  need: MemberQuorum,
+  opts: ChangeOptions,
+  clock: Clock,
+  step: string,
+): Promise<void> {
+  const { clients, close } = openMembers(urls, opts);
+  try {
+    const ids = [...urls.keys()];
+    const req = configRequest(config);
+    const asked = clients.map((c) => c.ready().then(() => c.config(req)));
+    const out = await askQuorum(clients, (c) => asked[clients.indexOf(c)]!, {
+      need: need(ids),
+      clock,
+      deadline: clock.now() + (opts.deadlineMs ?? 10_000),
+    });
+    // The others may still answer: a member that has it is one fewer behind.
+    await Promise.race([
+      Promise.allSettled(asked),
+      new Promise<void>((r) => {
+        const t = clock.setTimer(r, 200);
+        Promise.allSettled(asked).then(() => clock.clearTimer(t));
+      }),
+    ]);
+    if (!out.ok) {
+      const stale = out.errors.find((e) =>
+        e instanceof AcceptorError && e.code === "StaleMembership"
+      );
+      const why = out.why === "" ? "too many failed" : out.why;
+      throw new NotEnoughQuorumError(
+        `cannot install the ${step} configuration ${describeConfig(config)}: ` +
+          `${out.replies.length} members took it, ${need(ids).description} needed; ${why}` +
+          (out.failures.length ? `; ${out.failures.join("; ")}` : "") +
+          (stale === undefined ? "" : " (another change went further: list the members again)"),
+      );
+    }
+  } finally {
+    await close();
+  }
+}
+
+// A client for each member, checked to be that member of one cluster.
+function openMembers(urls: ReadonlyMap<number, string>, opts: ConnectOptions) {
+  let clusterId: string | null = null;
+  const clients = [...urls].map(([m, url]) =>
+    new WebSocketAcceptorClient(url, {
+      timeoutMs: opts.timeoutMs ?? 1000,
+      verify: (hello) => {
+        const c = hello.cluster;
+        if (c === undefined) return `${url} has no cluster identity`;
+        if (c.member !== m) return `${url} is member ${c.member}, not member ${m}`;
+        clusterId ??= c.id;
+        if (c.id !== clusterId) {
+          return `${url} belongs to another cluster (id ${c.id}, not ${clusterId})`;
+        }
+        return null;
+      },
+      ...(opts.clock === undefined ? {} : { clock: opts.clock }),
+      ...(opts.secret === undefined ? {} : { secret: opts.secret }),
+      ...(opts.caCerts === undefined ? {} : { caCerts: opts.caCerts }),
+    })
+  );
+  return {
+    clients,
+    close: async () => {
+      await Promise.all(clients.map((c) => c.close()));
+    },
+  };
+}
+
+// Step 2: every key the old members hold, read under the joint quorum.
+async function catchUp(
+  urls: ReadonlyMap<number, string>,
+  joint: MemberConfig,
+  opts: ChangeOptions,
+  clock: Clock,
+): Promise<number> {
+  const old = joint.joint ?? [];
+  const cluster = await connectCluster([...urls.values()], opts);
+  const { clients, quorum } = cluster;
+  const kv = new Kv(clients, { ...opts, quorum });
+  const pageSize = opts.pageSize ?? 1000;
+  const concurrency = opts.concurrency ?? 32;
+  const ids = [...urls.keys()];
+  const oldClients = clients.filter((_, i) => old.includes(ids[i]!));
+  const oldMajority = membersMajority(oldClients.length, oldClients.map((_, i) => i));
+  let cursor = joint.cursor;
+  let done = 0;
+  let lastSaved = clock.now();
+  try {
+    for (;;) {
+      // A page from each old member, past the cursor. A key chosen before
+      // the change is on a majority of the old members: a majority's pages
+      // together hold it.
+      const from = cursor === undefined ? "" : cursor + "\0";
+      const out = await askQuorum(oldClients, (c) => c.keys(from, pageSize), {
+        need: oldMajority,
+        clock,
+        deadline: clock.now() + (opts.deadlineMs ?? 10_000),
+      });
+      if (!out.ok) {
+        throw new NotEnoughQuorumError(
+          `catch-up: cannot list the keys past ${JSON.stringify(cursor ?? "")} on a majority of ` +
+            `the old members: ${out.failures.join("; ")}`,
+        );
+      }
+      // Up to where every page that has more is complete.
+      let bound: string | null = null;
+      for (const p of out.replies) {
+        const last = p.Keys.at(-1);
+        if (p.More && last !== undefined && (bound === null || last < bound)) bound = last;
+      }
+      const keys = [...new Set(out.replies.flatMap((p) => p.Keys))]
+        .filter((k) => bound === null || k <= bound)
+        .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      for (let i = 0; i < keys.length; i += concurrency) {
+        await Promise.all(
+          keys.slice(i, i + concurrency).map((k) => settleKey(kv, clients, quorum, k, clock, opts)),
+        );
+      }
+      done += keys.length;
+      if (bound === null) {
+        opts.onProgress?.({ step: "catch-up", config: joint, keys: done });
+        return done;
+      }
+      // How far it got, kept by the members about once a second: a rerun
+      // starts there.
+      cursor = bound;
+      const at = { ...joint, cursor };
+      if (clock.now() - lastSaved > 1000) {
+        await install(urls, at, jointOf(joint), opts, clock, "joint");
+        lastSaved = clock.now();
+      }
+      opts.onProgress?.({ step: "catch-up", config: at, keys: done });
+    }
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+  }
+}
+
+// One key: every version the members keep, read with Paxos under the joint
+// quorum, which finishes what is chosen there on a joint quorum.
+async function settleKey(
+  kv: Kv,
+  clients: readonly WebSocketAcceptorClient[],
+  quorum: QuorumSystem,
+  key: string,
+  clock: Clock,
+  opts: ChangeOptions,
+): Promise<void> {
+  const out = await askQuorum(clients, (c) => c.latest(key), {
+    need: quorum,
+    clock,
+    deadline: clock.now() + (opts.deadlineMs ?? 10_000),
+  });
+  if (!out.ok) {
+    throw new NotEnoughQuorumError(
+      `catch-up of ${JSON.stringify(key)}: no joint quorum answered: ${out.failures.join("; ")}`,
+    );
+  }
+  let top = -1n;
+  let floor = 0n;
+  for (const r of out.replies) {
+    if (r.Ver > top) top = r.Ver;
+    if (r.Floor > floor) floor = r.Floor;
+  }
+  for (let v = floor; v <= top; v++) {
+    try {
+      await kv.getVersion(key, v);
+    } catch (e) {
+      if (!(e instanceof CompactedError)) throw e;
+    }
+  }
+}
