@@ -213,6 +213,12 @@ export interface LogStoreStats {
   readonly compactions: number;
   /** Current log size in bytes. */
   readonly logBytes: number;
+  /**
+   * How the open found the states: from the index saved at the last close
+   * and the log after it, or by reading the whole log (and why the saved
+   * index was not used).
+   */
+  readonly opened: string;
 }
 
 type Change = Entry & { readonly resolve: () => void; readonly reject: (e: Error) => void };
@@ -260,6 +266,7 @@ export class LogStore implements Store {
   #liveBytes: number;
   readonly #compactAt: number;
   readonly #onEvent: (message: string) => void;
+  readonly #opened: string;
   readonly #index: LogIndex;
   // Recently used states, by entry, least recently used first; and the
   // bytes of their values.
@@ -283,8 +290,10 @@ export class LogStore implements Store {
     reader: LogReader,
     size: number,
     index: LogIndex,
+    opened: string,
     opts: LogStoreOptions,
   ) {
+    this.#opened = opened;
     this.#dir = dir;
     this.#fs = fs;
     this.#path = join(dir, LOG_FILE);
@@ -329,17 +338,16 @@ export class LogStore implements Store {
         reader = await fs.openReader(path);
       }
       const onEvent = opts.onEvent ?? (() => {});
-      const hinted = await loadHint(fs, join(dir, HINT_FILE), reader, onEvent);
+      const hint = await loadHint(fs, join(dir, HINT_FILE), reader);
+      const hinted = "index" in hint ? hint : null;
       const { size, index } = await recover(fs, path, reader, hinted, onEvent);
-      if (hinted !== null) {
-        onEvent(
-          `${join(dir, HINT_FILE)}: index read, and ${size - hinted.size} bytes of log after it`,
-        );
-      }
+      const opened = "reason" in hint
+        ? `the log read (${hint.reason})`
+        : `${join(dir, HINT_FILE)}: index read, and ${size - hint.size} bytes of log after it`;
       // The hint is used: from now on the log runs ahead of it.
       await fs.remove(join(dir, HINT_FILE)).catch(() => {});
       const file = await fs.open(path, { create: false });
-      return new LogStore(dir, fs, lock, file, reader, size, index, opts);
+      return new LogStore(dir, fs, lock, file, reader, size, index, opened, opts);
     } catch (e) {
       reader?.close();
       lock.close();
@@ -359,6 +367,7 @@ export class LogStore implements Store {
       syncs: this.#syncs,
       compactions: this.#compactions,
       logBytes: this.#size,
+      opened: this.#opened,
     };
   }
 
@@ -782,18 +791,17 @@ const HINT_HEAD = 24;
 const HINT_MAGIC = new TextEncoder().encode("PXKVHNT1");
 
 // The index saved in the hint file and the size of the log it covers, or
-// null when there is no hint, or it is damaged, or of another log.
+// why it is not used: there is none, or it is damaged, or of another log.
 async function loadHint(
   fs: LogFs,
   path: string,
   reader: LogReader,
-  onEvent: (message: string) => void,
-): Promise<{ index: LogIndex; size: number } | null> {
+): Promise<{ index: LogIndex; size: number } | { reason: string }> {
   let bytes: Uint8Array;
   try {
     bytes = await fs.readFile(path);
   } catch {
-    return null;
+    return { reason: "no saved index" };
   }
   try {
     if (bytes.length < HINT_HEAD + 4) throw new RangeError("too short");
@@ -814,8 +822,7 @@ async function loadHint(
     const index = LogIndex.load(bytes.subarray(HINT_HEAD, bytes.length - 4));
     return { index, size };
   } catch (e) {
-    onEvent(`${path}: not used, the log is read instead (${(e as Error).message})`);
-    return null;
+    return { reason: `${path}: not used, the log is read instead (${(e as Error).message})` };
   }
 }
 

@@ -100,11 +100,12 @@ export {
   LogCorruptionError,
   type LogFile,
   type LogFs,
+  type LogReader,
   LogStore,
   type LogStoreOptions,
   type LogStoreStats,
 } from "./log_store.ts";
-export { MAX_KEY_BYTES, MAX_VALUE_BYTES } from "./codec.ts";
+export { type ConfigRequest, MAX_KEY_BYTES, MAX_VALUE_BYTES } from "./codec.ts";
 
 // The Paxos underneath: the seed's proposer and the acceptors it talks to.
 export {
@@ -116,11 +117,13 @@ export {
   type ProposerOptions,
   type RunPaxosOptions,
 } from "./proposer.ts";
-export { quorumOf } from "./quorum.ts";
+export { jointMajority, majority, membersMajority, quorumOf, type QuorumSystem } from "./quorum.ts";
 export {
   type AcceptorClient,
+  type AcceptorSocket,
   type KeysAcceptorClient,
   type KvAcceptorClient,
+  type SocketOpener,
   WebSocketAcceptorClient,
   type WebSocketClientOptions,
 } from "./transport.ts";

@@ -683,8 +683,7 @@ function everything(s: LogStore) {
 Deno.test("the index saved at close opens the store without reading the log; one that does not fit is not used", async () => {
   const fs = new MemFs();
   const HINT = join(MEM_DIR, HINT_FILE);
-  const events: string[] = [];
-  const opts = { fs, onEvent: (m: string) => events.push(m), cacheStates: 1 };
+  const opts = { fs, cacheStates: 1 };
   let store = await LogStore.open(MEM_DIR, opts);
   for (let i = 0; i < 40; i++) {
     await store.put(inst(`k${i % 4}`, i % 5), i % 3 ? promised(i) : voted(i, { Data: `v${i}` }));
@@ -695,10 +694,9 @@ Deno.test("the index saved at close opens the store without reading the log; one
   assert.ok(saved.length > 0, "an index was saved");
 
   // Read with the index: the same as read from the log alone.
-  events.length = 0;
   store = await LogStore.open(MEM_DIR, opts);
   const hinted = everything(store);
-  assert.match(events.join("\n"), /index read, and 0 bytes of log after it/);
+  assert.match(store.stats.opened, /index read, and 0 bytes of log after it/);
   assert.equal(fs.written(HINT), undefined, "the index is removed once used");
   // Changes made after it: the next open reads them from the log, after a
   // saved index that covers the log as it was.
@@ -714,10 +712,9 @@ Deno.test("the index saved at close opens the store without reading the log; one
   await store.close();
   await fs.remove(HINT);
   await reopen();
-  events.length = 0;
   store = await LogStore.open(MEM_DIR, opts);
-  assert.match(events.join("\n"), /index read, and \d+ bytes of log after it/);
-  assert.doesNotMatch(events.join("\n"), / 0 bytes of log after it/);
+  assert.match(store.stats.opened, /index read, and \d+ bytes of log after it/);
+  assert.doesNotMatch(store.stats.opened, / 0 bytes of log after it/);
   assert.deepEqual(everything(store), later);
   await store.close();
   await fs.remove(HINT);
@@ -737,9 +734,8 @@ Deno.test("the index saved at close opens the store without reading the log; one
     const f = await fs.open(HINT, { create: true });
     await f.write(edit(saved.slice()));
     f.close();
-    events.length = 0;
     store = await LogStore.open(MEM_DIR, opts);
-    assert.match(events.join("\n"), /not used, the log is read instead/, what);
+    assert.match(store.stats.opened, /not used, the log is read instead/, what);
     assert.deepEqual(everything(store), later, what);
     await store.close();
   }
@@ -760,10 +756,9 @@ Deno.test("the index saved at close opens the store without reading the log; one
   const g = await fs.open(HINT, { create: true });
   await g.write(saved);
   g.close();
-  events.length = 0;
   store = await LogStore.open(MEM_DIR, opts);
   assert.match(
-    events.join("\n"),
+    store.stats.opened,
     /not used, the log is read instead \(it (is of another log|covers)/,
   );
   assert.deepEqual(store.get(inst("a")), a);
