@@ -402,7 +402,10 @@ Deno.test(`fuzz: ${FRAMES} frames at a durable and a memory acceptor: no exit, n
     );
 
     for (const p of procs) assert.ok(!p.server.ended, `${p.name} exited`);
-    assert.ok(slowest < 200, `another connection waited ${Math.round(slowest)} ms`);
+    // The stalls this guards against lasted seconds (3.3 s for one 600 KB
+    // frame of RegExp extensions); on this 2-core machine with other work
+    // running, a bystander's round trip has been seen at 346 ms.
+    assert.ok(slowest < 1000, `another connection waited ${Math.round(slowest)} ms`);
     maxRss = maxRss.map((m, j) => m - idle[j]!);
     for (const grew of maxRss) {
       assert.ok(grew < 256 * 1024 * 1024, `RSS grew by ${Math.round(grew / 1048576)} MiB`);
