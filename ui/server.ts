@@ -7,7 +7,7 @@
  * types as they are asked for (`stripTypeScriptTypes` of `node:module`,
  * which Deno implements); the one npm import, msgpackr, is served from
  * Deno's npm cache, where its browser build is (`index.js` and the files
- * it imports).
+ * it imports), and `node:path` as a one-function shim.
  *
  * Besides the files, a few endpoints for the page only (docs/protocol.md,
  * "The web page's endpoints"): the acceptors' URLs, each acceptor's state
@@ -33,6 +33,18 @@ const ROOT = join(import.meta.dirname!, "..");
 const SERVED = new Set(["", "demo", "cli", "ui"]);
 /** The one npm import of the library, as codec.ts spells it. */
 const NPM_IMPORT = /(["'])npm:msgpackr@[0-9.]+\/pack\1/g;
+/** A library module's import of `node:path`, which no browser has. */
+const NODE_PATH_IMPORT = /(["'])node:path\1/g;
+/**
+ * What the page gets for `node:path`: `join`, the one function of it the
+ * modules the page loads import (identity.ts names its file with it; the
+ * page never calls that). Any other `node:` import is left as it is, and
+ * the browser refuses it (tests/ui_server_test.ts walks the page's imports).
+ */
+const NODE_PATH_SHIM = `export function join(...parts) {
+  return parts.filter((p) => p !== "").join("/").replace(/\\/+/g, "/");
+}
+`;
 /** Most instances listed per acceptor in a state answer. */
 export const MAX_LISTED = 200;
 
@@ -183,6 +195,9 @@ async function handle(
   if (path === "/api/state") {
     return cluster === null ? text(503, "starting") : json(state(cluster));
   }
+  if (path === "/vendor/node/path.js") {
+    return new Response(NODE_PATH_SHIM, { headers: { "content-type": JS } });
+  }
   const vendor = path.match(/^\/vendor\/msgpackr\/([a-z_-]+\.js)$/);
   if (vendor !== null) return file(join(msgpackr, vendor[1]!), JS);
   const lib = path.match(/^\/lib\/(?:([a-z_]+)\/)?([a-z_]+\.ts)$/);
@@ -196,10 +211,9 @@ async function handle(
       } catch {
         return text(404, "not found");
       }
-      js = stripTypeScriptTypes(ts, { mode: "transform" }).replace(
-        NPM_IMPORT,
-        '"/vendor/msgpackr/index.js"',
-      );
+      js = stripTypeScriptTypes(ts, { mode: "transform" })
+        .replace(NPM_IMPORT, '"/vendor/msgpackr/index.js"')
+        .replace(NODE_PATH_IMPORT, '"/vendor/node/path.js"');
       cache.set(source, js);
     }
     return new Response(js, { headers: { "content-type": JS, "cache-control": "no-cache" } });

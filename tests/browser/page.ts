@@ -95,7 +95,10 @@ Deno.test({
       assert.equal(await cellText(page, 2, "i@0"), "last (2,11) vote 200@(2,11)");
       // Let the animation finish before the picture.
       await new Promise((r) => setTimeout(r, 6000));
-      await page.screenshot({ path: join(OUT, "slide-33.png"), fullPage: true });
+      const shot = join(OUT, "slide-33.png");
+      await page.screenshot({ path: shot, fullPage: true });
+      // deno-lint-ignore no-console
+      console.log(`screenshot: ${shot}`);
 
       // A0 stopped: a set still gets a majority; restarted: it serves again.
       await page.click('button[data-acceptor="0"][data-op="stop"]');
