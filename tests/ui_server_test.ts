@@ -1,11 +1,11 @@
 // ui/server.ts: what the page server serves (the page, the library's .ts
 // files stripped to JavaScript, msgpackr's browser build, the state), what
 // it refuses (paths outside what it serves, however spelled; requests that
-// change something from another origin), and the Origin rule of
-// `cluster --ui`: the acceptors let in the page's own origin only.
+// change something from another origin). The --ui options of the command
+// line, and their Origin rule, are tested in cli_ui_test.ts.
 import assert from "node:assert/strict";
 import { ListedStore, serveUi, type UiCluster } from "../ui/server.ts";
-import { Server } from "./cli_process.ts";
+import { MemoryStore } from "../store.ts";
 
 const DENO_JSON_NAME = "@paxoskv/paxoskv";
 
@@ -233,47 +233,55 @@ Deno.test("ui server: the state is 503 until the acceptors are there", async () 
   }
 });
 
-/** The first line of the answer to a WebSocket upgrade of `url` with `origin`. */
-export async function upgradeStatus(url: string, origin: string | null): Promise<string> {
-  const u = new URL(url);
-  const conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port) });
+Deno.test("ui server: ListedStore lists what the store it wraps held, and what is written since", async () => {
+  const inner = new MemoryStore();
+  const bal = { N: 1n, ProposerId: 1n };
+  const voted = (d: string) => ({ LastBal: bal, VBal: bal, Val: { Data: d } });
+  for (let v = 0n; v < 12n; v++) inner.put({ Key: "a", Ver: v }, voted(`a${v}`));
+  // A promise above the last vote.
+  inner.put({ Key: "a", Ver: 12n }, { LastBal: bal, VBal: { N: 0n, ProposerId: 0n }, Val: null });
+  inner.put({ Key: "b", Ver: 0n }, voted("b0"));
+  const listed = new ListedStore(inner);
+  listed.put({ Key: "c", Ver: 5n }, voted("c5"));
+  const names = listed.instances(1000).map(({ id }) => `${id.Key}@${id.Ver}`);
+  // The last ten versions of a key and the promise above them; then what came since.
+  assert.deepEqual(names.sort(), [
+    "a@10",
+    "a@11",
+    "a@12",
+    "a@2",
+    "a@3",
+    "a@4",
+    "a@5",
+    "a@6",
+    "a@7",
+    "a@8",
+    "a@9",
+    "b@0",
+    "c@5",
+  ]);
+  assert.equal(listed.instances(1)[0]!.id.Key, "c", "the latest written first");
+  assert.deepEqual(inner.get({ Key: "c", Ver: 5n }), voted("c5"), "written through");
+  await listed.close();
+});
+
+Deno.test("ui server: a page that cannot stop its acceptor says so (405) and tells the page", async () => {
+  const store = new ListedStore();
+  const ui = await serveUi(() => ({
+    urls: ["ws://127.0.0.1:1/paxos"],
+    stores: [store],
+    running: () => true,
+  }));
   try {
-    const head = `GET ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\n` +
-      `Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n` +
-      `Sec-WebSocket-Version: 13\r\n${origin === null ? "" : `Origin: ${origin}\r\n`}\r\n`;
-    await conn.write(new TextEncoder().encode(head));
-    const buf = new Uint8Array(1024);
-    const n = await conn.read(buf);
-    return new TextDecoder().decode(buf.subarray(0, n ?? 0)).split("\r\n")[0]!;
+    const state = await (await fetch(`${ui.origin}/api/state`)).json();
+    assert.equal(state.controls, false);
+    const r = await fetch(`${ui.origin}/api/acceptor/0/stop`, {
+      method: "POST",
+      headers: { origin: ui.origin },
+    });
+    assert.equal(r.status, 405);
+    assert.equal(await r.text(), "the page cannot stop this acceptor: its operator does");
   } finally {
-    conn.close();
-  }
-}
-
-Deno.test("cluster --ui: the acceptors let in the page's own origin, refuse a foreign one (403)", async () => {
-  const server = new Server(["cluster", "--base-port", "0", "--ui"]);
-  try {
-    const lines = await server.waitFor((ls) => ls.some((l) => /^The web page/.test(l)), 15_000);
-    const page = lines.find((l) => /^The web page/.test(l))!.match(/http:\/\/\S+/)![0];
-    const origin = new URL(page).origin;
-    const acceptors = lines.flatMap((l) => l.match(/^ {2}acceptor [0-9]: (ws:\S+)$/)?.[1] ?? []);
-    assert.equal(acceptors.length, 3);
-
-    const index = await fetch(page);
-    assert.equal(index.status, 200);
-    await index.body?.cancel();
-    const state = await (await fetch(`${origin}/api/state`)).json();
-    assert.deepEqual(state.urls, acceptors);
-
-    for (const url of acceptors) {
-      assert.equal(await upgradeStatus(url, origin), "HTTP/1.1 101 Switching Protocols");
-      assert.equal(await upgradeStatus(url, "http://evil.example"), "HTTP/1.1 403 Forbidden");
-      // Another port on the same host is another origin.
-      const other = `http://127.0.0.1:${Number(new URL(origin).port) === 1 ? 2 : 1}`;
-      assert.equal(await upgradeStatus(url, other), "HTTP/1.1 403 Forbidden");
-    }
-  } finally {
-    const { status } = await server.stop("SIGINT");
-    assert.equal(status.code, 0);
+    await ui.close();
   }
 });

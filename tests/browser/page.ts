@@ -3,7 +3,8 @@
 // the page of `cli.ts cluster --ui`, runs slide 33 with the browser as the
 // proposer, checks the chart and the acceptors' states, stops and restarts
 // an acceptor, and saves screenshots into the test's output folder
-// (PAXOSKV_TEST_OUT, default test-output/ui).
+// (PAXOSKV_TEST_OUT, default test-output/ui), printing its path. Then the
+// page of `acceptor --ui` sets and gets through its one acceptor.
 //
 // Without a Chromium (PAXOSKV_CHROMIUM, or chromium on the PATH), the test
 // is skipped, and says why.
@@ -119,6 +120,46 @@ Deno.test({
     } finally {
       await browser?.close();
       await cluster.stop("SIGINT");
+    }
+  },
+});
+
+Deno.test({
+  name: "ui: the page of acceptor --ui sets and gets through that one acceptor in Chromium",
+  ignore: chromium === null,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const acceptor = new Server(["acceptor", "--memory", "--id", "0", "--port", "0", "--ui"]);
+    let browser: Browser | null = null;
+    try {
+      const [, pageLine] = await acceptor.waitFor((ls) => ls.length >= 2, 20_000);
+      const url = pageLine!.match(/http:\/\/\S+/)![0];
+      browser = await puppeteer.launch({
+        executablePath: chromium!,
+        headless: true,
+        args: ["--no-sandbox", "--disable-gpu"],
+      });
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on("pageerror", (e) => errors.push(String(e)));
+      await page.goto(url);
+      await page.waitForSelector("body[data-ready=true]", { timeout: 20_000 });
+      assert.equal(
+        await page.$eval("#slide-33", (e) => (e as unknown as { disabled: boolean }).disabled),
+        true,
+      );
+      assert.equal(await page.$$eval('button[data-op="stop"]', (bs) => bs.length), 0);
+      assert.equal(await press(page, "set", "set greeting"), "set greeting = hello: version 0");
+      assert.equal(await press(page, "get", "get greeting"), "get greeting: version 0 = hello");
+      assert.match(
+        await cellText(page, 0, "greeting@0"),
+        /^last \(([0-9]+,[0-9]+)\) vote hello@\(\1\)$/,
+      );
+      assert.deepEqual(errors, [], "no error in the page");
+    } finally {
+      await browser?.close();
+      await acceptor.stop("SIGINT");
     }
   },
 });
