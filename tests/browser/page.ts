@@ -43,6 +43,13 @@ async function cellText(page: Page, acceptor: number, instance: string): Promise
   );
 }
 
+// Clicks what `selector` finds in one step in the page: the acceptors' table
+// is redrawn every 400 ms, so a button found first and clicked after may be
+// gone ("Node is detached from document").
+async function clickNow(page: Page, selector: string): Promise<void> {
+  await page.$eval(selector, (e) => (e as unknown as { click(): void }).click());
+}
+
 // Runs a button's scenario and waits until the page says it is done.
 async function press(page: Page, id: string, done: string): Promise<string> {
   await page.click(`#${id}`);
@@ -102,7 +109,7 @@ Deno.test({
       console.log(`screenshot: ${shot}`);
 
       // A0 stopped: a set still gets a majority; restarted: it serves again.
-      await page.click('button[data-acceptor="0"][data-op="stop"]');
+      await clickNow(page, 'button[data-acceptor="0"][data-op="stop"]');
       await page.waitForSelector('button[data-acceptor="0"][data-op="start"]', { timeout: 10_000 });
       await page.$eval("#key", (e) => {
         (e as unknown as { value: string }).value = "after-stop";
@@ -110,7 +117,7 @@ Deno.test({
       const set = await press(page, "set", "set after-stop");
       assert.equal(set, "set after-stop = hello: version 0");
       assert.equal(await cellText(page, 0, "after-stop@0"), "-");
-      await page.click('button[data-acceptor="0"][data-op="start"]');
+      await clickNow(page, 'button[data-acceptor="0"][data-op="start"]');
       await page.waitForSelector('button[data-acceptor="0"][data-op="stop"]', { timeout: 10_000 });
 
       // Two dueling proposers agree on one value.
