@@ -2,11 +2,12 @@
  * The paxoskv command line.
  *
  * - `cli.ts acceptor --id N [--host H] [--port P] [--data DIR | --memory]
- *   [--keep-versions K]` runs one acceptor on a durable store in DIR (default
- *   `data/acceptor-N`) and prints its URL, `ws://HOST:PORT/paxos`, once it
- *   listens.
- * - `cli.ts cluster [--base-port P] [--host H]` runs three acceptors in one
- *   process and prints their URLs and example commands (`deno task start`).
+ *   [--keep-versions K] [--ui]` runs one acceptor on a durable store in DIR
+ *   (default `data/acceptor-N`) and prints its URL, `ws://HOST:PORT/paxos`,
+ *   once it listens (with `--ui`, then the URL of its web page).
+ * - `cli.ts cluster [--base-port P] [--host H] [--ui]` runs three acceptors
+ *   in one process and prints their URLs and example commands (`deno task
+ *   start`); `--ui` serves the web page, whose browser is a proposer.
  * - The key-value commands, through the KV layer (kv.ts): `set KEY VALUE`
  *   writes the next version and prints it (`--if-ver N`, `--if-absent` make
  *   it conditional), `get KEY` prints the latest value, `delete KEY` writes a

@@ -129,6 +129,17 @@ Serving options:
   --allow-origin O    web pages of origin O (https://host:port; several
                       comma-separated) may connect; any other request that
                       carries an Origin header (every browser's) is refused
+  --ui                also serve the web page (docs/protocol.md, "The web
+                      page's endpoints") at http://HOST:PORT/, on a port of
+                      its own, printed on a second line after the URL: this
+                      acceptor's state per key and version, live, and set and
+                      get with the browser as the proposer and this acceptor
+                      as its one acceptor (so a write needs a one-member
+                      cluster; the slides need three acceptors: cluster
+                      --ui). The page's origin is let in, no other (besides
+                      --allow-origin). Not with --secret-file: the page could
+                      not prove it
+  --ui-port P         the page's port (default 0: a free one)
 
 Limits: what one peer can make the acceptor hold (docs/security.md). Each is a
 positive integer; past it the peer gets a clear refusal and the acceptor goes
@@ -153,7 +164,7 @@ on serving everyone else:
                             ${DEFAULT_MEMORY_QUOTA_BYTES}, 512 MiB, with --memory)`;
 
 const CLUSTER_HELP = `Usage:
-  ${RUN} cluster [--base-port P] [--host H]
+  ${RUN} cluster [--base-port P] [--host H] [--ui [--ui-port P]]
 
 Runs acceptors 0, 1 and 2 in this process, on ports P, P+1 and P+2, each with
 its state in memory only. Prints their URLs and example commands, then runs
@@ -163,6 +174,12 @@ Options:
   --base-port P   port of acceptor 0; 0 gives each acceptor a free port
                   (default ${DEFAULT_BASE_PORT})
   --host H        interface to listen on (default 127.0.0.1)
+  --ui            also serve the web page, and print its URL: the acceptors'
+                  states per key and version, live; set, get, the two slides
+                  and two dueling proposers, with the browser as the
+                  proposer; stop and restart an acceptor. The acceptors let
+                  in the page's origin, and no other web page
+  --ui-port P     the page's port (default 0: a free one)
   -h, --help      show this help`;
 
 function netOptions(withVer: boolean): string {

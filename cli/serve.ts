@@ -4,11 +4,11 @@
  *
  * @module
  */
-import { PaxosAcceptor } from "../acceptor.ts";
+import { DEFAULT_MEMORY_QUOTA_BYTES, DEFAULT_QUOTA_BYTES, PaxosAcceptor } from "../acceptor.ts";
 import { DEFAULT_BASE_PORT, type LocalCluster, startCluster } from "../cluster.ts";
 import { ListedStore, serveUi, type UiServer } from "../ui/server.ts";
 import { LogStore } from "../log_store.ts";
-import { isLoopback, serveAcceptor } from "../server.ts";
+import { type AcceptorServer, isLoopback, serveAcceptor } from "../server.ts";
 import { MemoryStore, type Store } from "../store.ts";
 import { hostOpt, intOpt, parseArgs, positionals, required, stringOpt } from "./args.ts";
 import { EXIT_FAILURE, messageOf, UsageError } from "./exit.ts";
@@ -39,6 +39,8 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
     "max-queued-per-key": "string",
     "max-queued-per-peer": "string",
     "quota-bytes": "string",
+    ui: "boolean",
+    "ui-port": "string",
     ...IDENTITY_SPEC,
     ...SERVER_TRUST_SPEC,
   });
@@ -76,6 +78,15 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
   const secret = await secretOpt(p);
   const tls = await tlsOpt(p);
   const allowOrigins = originsOpt(p);
+  const withUi = p.opts.has("ui");
+  const uiPort = intOpt(p, "ui-port", 0n, 65535n, "a port number in 0..65535");
+  if (uiPort !== undefined && !withUi) throw new UsageError("--ui-port goes with --ui");
+  if (withUi && secret !== undefined) {
+    throw new UsageError(
+      "--ui with --secret-file: the page could not prove the secret, so this acceptor would " +
+        "refuse it; run the page against acceptors without a secret, on loopback",
+    );
+  }
 
   // Which member of which cluster this is, decided before anything is written.
   let who: AcceptorIdentity;
@@ -123,11 +134,20 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
     io.err(`paxoskv: acceptor ${id} cannot open its data: ${messageOf(e)}`);
     return EXIT_FAILURE;
   }
-  const acceptor = new PaxosAcceptor(store, `acceptor ${id}`, {
+  // With --ui the page lists the store's instances: a ListedStore wraps it,
+  // with the quota the store's kind has by default.
+  const listed = withUi ? new ListedStore(store) : null;
+  const quota = quotaBytes ??
+    (listed === null
+      ? undefined
+      : store instanceof MemoryStore
+      ? DEFAULT_MEMORY_QUOTA_BYTES
+      : DEFAULT_QUOTA_BYTES);
+  const acceptor = new PaxosAcceptor(listed ?? store, `acceptor ${id}`, {
     ...(identity.keepVersions === null ? {} : { keepVersions: identity.keepVersions }),
     ...(maxQueuedPerKey === undefined ? {} : { maxQueuedPerKey }),
     ...(maxQueuedPerPeer === undefined ? {} : { maxQueuedPerPeer }),
-    ...(quotaBytes === undefined ? {} : { quotaBytes }),
+    ...(quota === undefined ? {} : { quotaBytes: quota }),
     onError: log,
   });
   // A durable member keeps on disk the instances clients vouched for, and
@@ -142,7 +162,28 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
     current = next;
     log(`membership: ${describeConfig(configOf(next))}`);
   };
-  let server;
+  // With --ui: the page first, for its origin, which the acceptor lets in.
+  let server: AcceptorServer | undefined;
+  let ui: UiServer | null = null;
+  if (listed !== null) {
+    try {
+      ui = await serveUi(
+        () =>
+          server === undefined
+            ? null
+            : { urls: [server.url], stores: [listed], running: () => true },
+        { hostname, port: Number(uiPort ?? 0n) },
+      );
+    } catch (e) {
+      io.err(
+        `paxoskv: acceptor ${id} cannot serve its page on ${hostname}:${uiPort ?? 0n}: ${
+          messageOf(e)
+        }`,
+      );
+      await store.close();
+      return EXIT_FAILURE;
+    }
+  }
   try {
     server = await serveAcceptor(acceptor, {
       hostname,
@@ -151,7 +192,7 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
       identity,
       saveIdentity,
       peers,
-      allowOrigins,
+      allowOrigins: ui === null ? allowOrigins : [...allowOrigins, ui.origin],
       ...(secret === undefined ? {} : { secret }),
       ...(tls === undefined ? {} : { tls }),
       ...(maxConnections === undefined ? {} : { maxConnections }),
@@ -160,11 +201,14 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
     });
   } catch (e) {
     io.err(`paxoskv: acceptor ${id} cannot listen on ${hostname}:${port}: ${messageOf(e)}`);
+    await ui?.close();
     await store.close();
     return EXIT_FAILURE;
   }
   io.out(server.url);
+  if (ui !== null) io.out(`The web page (the browser is a proposer there): ${ui.url}`);
   await stop;
+  await ui?.close();
   await server.close();
   await store.close();
   await io.flushLog?.();

@@ -32,6 +32,8 @@ interface Instance {
 /** What /api/state answers. */
 interface ClusterState {
   urls: string[];
+  /** Whether the page may stop and restart the acceptors (not with `acceptor --ui`). */
+  controls: boolean;
   acceptors: { running: boolean; instances: Instance[] }[];
 }
 
@@ -68,9 +70,12 @@ function render(s: ClusterState): void {
   }
   const head = s.acceptors.map((a, i) =>
     `<th>A${i} <span class="${a.running ? "up" : "down"}" data-running="${a.running}">` +
-    `${a.running ? "serving" : "stopped"}</span> ` +
-    `<button data-acceptor="${i}" data-op="${a.running ? "stop" : "start"}">` +
-    `${a.running ? "stop" : "restart"}</button></th>`
+    `${a.running ? "serving" : "stopped"}</span>` +
+    (s.controls
+      ? ` <button data-acceptor="${i}" data-op="${a.running ? "stop" : "start"}">` +
+        `${a.running ? "stop" : "restart"}</button>`
+      : "") +
+    `</th>`
   ).join("");
   const cells = new Map<string, string>();
   const body = [...rows.entries()].map(([name, { key, ver }]) => {
@@ -92,7 +97,7 @@ function render(s: ClusterState): void {
   }).join("");
   lastCells = cells;
   $("acceptors").innerHTML = `<thead><tr><th>key@version</th>${head}</tr></thead>` +
-    `<tbody>${body || `<tr><td colspan="4">nothing yet</td></tr>`}</tbody>`;
+    `<tbody>${body || `<tr><td colspan="${1 + s.acceptors.length}">nothing yet</td></tr>`}</tbody>`;
 }
 
 function escape(s: string): string {
@@ -259,6 +264,13 @@ $("get").addEventListener("click", () => {
 // ---- the slides
 
 for (const name of ["slide-32", "slide-33"] as const) {
+  // The slides are drawn for three acceptors (an acceptor --ui page has one).
+  if (urls.length !== 3) {
+    Object.assign($<HTMLButtonElement>(name), {
+      disabled: true,
+      title: `the slides need three acceptors; this page has ${urls.length}`,
+    });
+  }
   $(name).addEventListener("click", () =>
     run(name, async () => {
       const slide = SLIDES[name];

@@ -7,7 +7,7 @@
  * types as they are asked for (`stripTypeScriptTypes` of `node:module`,
  * which Deno implements); the one npm import, msgpackr, is served from
  * Deno's npm cache, where its browser build is (`index.js` and the files
- * it imports).
+ * it imports), and `node:path` as a one-function shim.
  *
  * Besides the files, a few endpoints for the page only (docs/protocol.md,
  * "The web page's endpoints"): the acceptors' URLs, each acceptor's state
@@ -33,16 +33,60 @@ const ROOT = join(import.meta.dirname!, "..");
 const SERVED = new Set(["", "demo", "cli", "ui"]);
 /** The one npm import of the library, as codec.ts spells it. */
 const NPM_IMPORT = /(["'])npm:msgpackr@[0-9.]+\/pack\1/g;
+/** A library module's import of `node:path`, which no browser has. */
+const NODE_PATH_IMPORT = /(["'])node:path\1/g;
+/**
+ * What the page gets for `node:path`: `join`, the one function of it the
+ * modules the page loads import (identity.ts names its file with it; the
+ * page never calls that). Any other `node:` import is left as it is, and
+ * the browser refuses it (tests/ui_server_test.ts walks the page's imports).
+ */
+const NODE_PATH_SHIM = `export function join(...parts) {
+  return parts.filter((p) => p !== "").join("/").replace(/\\/+/g, "/");
+}
+`;
 /** Most instances listed per acceptor in a state answer. */
 export const MAX_LISTED = 200;
 
+/** Most instances a {@link ListedStore} remembers. */
+const MAX_REMEMBERED = 100_000;
+/** Of a key the store held before, how many of its latest versions are listed. */
+const SEEDED_VERSIONS = 10n;
+
 /**
- * A {@link MemoryStore} that also remembers which instances it holds, for
- * the page's state view (a store lists nothing by itself).
+ * A store (a {@link MemoryStore} unless given another) that also remembers
+ * which instances it holds, for the page's state view (a store lists
+ * nothing by itself). Of what `inner` held before, the last versions of
+ * each key are listed too.
  */
 export class ListedStore implements Store {
-  readonly #inner = new MemoryStore();
+  readonly #inner: Store;
   readonly #ids = new Map<string, PaxosInstanceId>();
+
+  /** Wraps `inner`, and lists what it holds already. */
+  constructor(inner: Store = new MemoryStore()) {
+    this.#inner = inner;
+    for (let from = "";;) {
+      const page = inner.keys(from, 1000);
+      for (const key of page) {
+        const { Ver, Floor } = inner.latest(key);
+        const low = Ver - SEEDED_VERSIONS + 1n;
+        // Ver + 1: a promise made above the last vote.
+        for (let v = low < Floor ? Floor : low; v <= Ver + 1n; v++) {
+          if (v >= 0n && inner.get({ Key: key, Ver: v }) !== undefined) {
+            this.#remember({ Key: key, Ver: v });
+          }
+        }
+      }
+      if (page.length < 1000 || this.#ids.size >= MAX_REMEMBERED) break;
+      from = page[page.length - 1]! + "\0";
+    }
+  }
+
+  #remember(id: PaxosInstanceId): void {
+    const k = `${id.Ver} ${id.Key}`;
+    if (!this.#ids.has(k) && this.#ids.size < MAX_REMEMBERED) this.#ids.set(k, id);
+  }
 
   /** The state of an instance. */
   get(id: PaxosInstanceId): Acceptor | undefined {
@@ -51,8 +95,7 @@ export class ListedStore implements Store {
 
   /** Records a state, and the instance. */
   put(id: PaxosInstanceId, state: Acceptor): Written {
-    const k = `${id.Ver} ${id.Key}`;
-    if (!this.#ids.has(k) && this.#ids.size < 100_000) this.#ids.set(k, id);
+    this.#remember(id);
     return this.#inner.put(id, state);
   }
 
@@ -94,7 +137,10 @@ export class ListedStore implements Store {
   }
 }
 
-/** What the page shows and controls: the cluster of `cli.ts cluster --ui`. */
+/**
+ * What the page shows and controls: the cluster of `cli.ts cluster --ui`,
+ * or the one acceptor of `cli.ts acceptor --ui`.
+ */
 export interface UiCluster {
   /** The acceptors' URLs. */
   readonly urls: readonly string[];
@@ -102,10 +148,13 @@ export interface UiCluster {
   readonly stores: readonly ListedStore[];
   /** Whether acceptor `i` is serving. */
   running(i: number): boolean;
-  /** Stops acceptor `i` (its state stays). */
-  stopAcceptor(i: number): Promise<void>;
-  /** Serves acceptor `i` again. */
-  startAcceptor(i: number): Promise<void>;
+  /**
+   * Stops acceptor `i` (its state stays). Absent when the page cannot stop
+   * the acceptors (`acceptor --ui`: its operator does).
+   */
+  readonly stopAcceptor?: (i: number) => Promise<void>;
+  /** Serves acceptor `i` again; absent together with `stopAcceptor`. */
+  readonly startAcceptor?: (i: number) => Promise<void>;
 }
 
 /** A running page server. */
@@ -172,8 +221,11 @@ async function handle(
     if (m === null || cluster === null) return text(404, "not found");
     const i = Number(m[1]);
     if (i >= cluster.urls.length) return text(404, `no acceptor ${i}`);
-    if (m[2] === "stop") await cluster.stopAcceptor(i);
-    else await cluster.startAcceptor(i);
+    const change = m[2] === "stop" ? cluster.stopAcceptor : cluster.startAcceptor;
+    if (change === undefined) {
+      return text(405, `the page cannot ${m[2]} this acceptor: its operator does`);
+    }
+    await change(i);
     return json(state(cluster));
   }
   if (req.method !== "GET") return text(405, "method not allowed");
@@ -182,6 +234,9 @@ async function handle(
   }
   if (path === "/api/state") {
     return cluster === null ? text(503, "starting") : json(state(cluster));
+  }
+  if (path === "/vendor/node/path.js") {
+    return new Response(NODE_PATH_SHIM, { headers: { "content-type": JS } });
   }
   const vendor = path.match(/^\/vendor\/msgpackr\/([a-z_-]+\.js)$/);
   if (vendor !== null) return file(join(msgpackr, vendor[1]!), JS);
@@ -196,10 +251,9 @@ async function handle(
       } catch {
         return text(404, "not found");
       }
-      js = stripTypeScriptTypes(ts, { mode: "transform" }).replace(
-        NPM_IMPORT,
-        '"/vendor/msgpackr/index.js"',
-      );
+      js = stripTypeScriptTypes(ts, { mode: "transform" })
+        .replace(NPM_IMPORT, '"/vendor/msgpackr/index.js"')
+        .replace(NODE_PATH_IMPORT, '"/vendor/node/path.js"');
       cache.set(source, js);
     }
     return new Response(js, { headers: { "content-type": JS, "cache-control": "no-cache" } });
@@ -212,6 +266,7 @@ async function handle(
 function state(c: UiCluster): string {
   return toJson({
     urls: [...c.urls],
+    controls: c.stopAcceptor !== undefined,
     acceptors: c.stores.map((s, i) => ({
       running: c.running(i),
       instances: s.instances(MAX_LISTED).map(({ id, state }) => ({
