@@ -54,8 +54,12 @@ import {
   recordOf,
 } from "./log_format.ts";
 import { LogIndex } from "./log_index.ts";
+import { Histogram } from "./metrics.ts";
 
 export { LogCorruptionError, type LogReader } from "./log_format.ts";
+
+// The buckets of the changes per group commit.
+const COMMIT_SIZE_BOUNDS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 
 /** Changes a compaction copies and writes at a time, in the background. */
 const SNAPSHOT_STEP = 256;
@@ -281,6 +285,7 @@ export class LogStore implements Store {
   #changes = 0;
   #syncs = 0;
   #compactions = 0;
+  readonly #commitSizes = new Histogram(COMMIT_SIZE_BOUNDS);
 
   private constructor(
     dir: string,
@@ -395,6 +400,28 @@ export class LogStore implements Store {
   /** How many instances the store holds. */
   get size(): number {
     return this.#index.size;
+  }
+
+  /** How many keys the store holds any state for. */
+  get keyCount(): number {
+    return this.#index.keyCount;
+  }
+
+  /**
+   * Changes per group commit (one write and one sync each): a histogram
+   * counted in place, for metrics.
+   */
+  get commitSizes(): Histogram {
+    return this.#commitSizes;
+  }
+
+  /**
+   * Why the store cannot take writes (closed, or a failure it stopped on),
+   * or null when it can: what an acceptor's health check reports.
+   */
+  get failure(): string | null {
+    if (this.#closed) return `store ${this.#path} is closed`;
+    return this.#failed === null ? null : `store ${this.#path} failed: ${this.#failed.message}`;
   }
 
   // The state of entry `e`: from the cache, or read back from the log.
@@ -576,6 +603,7 @@ export class LogStore implements Store {
       await writeAll(this.#file, records);
       await this.#file.syncData();
       this.#syncs++;
+      this.#commitSizes.observe(batch.length);
     } catch (e) {
       // Nothing of this batch is acknowledged. Cut the partial write off so
       // that later records do not follow garbage; if even that fails, stop.
