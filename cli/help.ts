@@ -62,6 +62,8 @@ Commands:
   delete     delete a key (write a tombstone version), print that version
   history    print the versions of a key, oldest first
   list       print the keys that begin with a prefix, and their values
+  status     show every acceptor: member, reachable, round trip, log size,
+             keys, uptime
   help       show the help of a command: help <command>
 
 Run "cli.ts <command> --help" for a command's options, "cli.ts --version" for
@@ -401,6 +403,47 @@ ${JSON_HELP}
 
 ${EXIT_HELP}`;
 
+const STATUS_HELP = `Usage:
+  ${RUN} status --acceptors URL,URL,... [--json] [options]
+
+Asks every acceptor listed for its health report (GET /healthz on its port, a
+new connection each, all at once) and prints one row per acceptor: its member
+id, URL, whether it answered, the round trip of that request, the size of its
+log ("memory" for an acceptor without one), how many keys it holds, and how
+long it has run. An acceptor that does not answer, or answers that it cannot
+serve (its store failed, or it is shutting down), is a row that says why in
+ERROR; the others are still shown.
+
+The health report needs no secret (it shows counts only); --secret-file is
+accepted like in the other commands, and --ca-file is used for wss:// URLs.
+
+Options:
+  --acceptors URLS   the acceptors, comma-separated ws://HOST:PORT/paxos (or
+                     wss://) URLs (required, or env PAXOSKV_ACCEPTORS, read
+                     with --allow-env)
+  --secret-file FILE the cluster's shared secret (or env PAXOSKV_SECRET_FILE)
+  --ca-file FILE     trust the certificates in FILE (PEM) for wss://, besides
+                     the system's roots (or env PAXOSKV_CA_FILE)
+  --timeout MS       how long each acceptor may take to answer, in ms
+                     (default 1000)
+  --deadline MS      at most this long in all, in ms (default 10000)
+  --json             one line of JSON per acceptor instead of the table
+  -h, --help         show this help
+
+Output:
+  MEMBER  URL                        REACHABLE  RTT     LOG      KEYS  UPTIME  ERROR
+  0       ws://127.0.0.1:3333/paxos  yes        1.1 ms  2.3 KiB  3     2m05s
+  -       ws://127.0.0.1:3335/paxos  no         -       -        -     -       Connection refused (os error 111)
+  --json: {"url":"ws://127.0.0.1:3333/paxos","member":0,"reachable":true,
+  "healthy":true,"error":null,"rttMs":1.1,"logBytes":2355,"dataBytes":700,
+  "keys":3,"uptimeSeconds":125,"connections":1}
+  (logBytes is null for an acceptor in memory)
+
+Exit status:
+  0  at least one acceptor answered (even one that cannot serve)
+  1  none of them answered
+  2  bad usage`;
+
 /** The help of each command, by name. */
 export const HELP: Readonly<Record<string, string>> = {
   acceptor: ACCEPTOR_HELP,
@@ -410,4 +453,5 @@ export const HELP: Readonly<Record<string, string>> = {
   delete: DELETE_HELP,
   history: HISTORY_HELP,
   list: LIST_HELP,
+  status: STATUS_HELP,
 };

@@ -982,3 +982,51 @@ Deno.test("cli: list prints the keys of a prefix and their values, pages with --
     assert.deepEqual(await stopAll(servers), ["", "", ""]);
   }
 });
+
+Deno.test("cli: status shows a row per acceptor, a down one included; exits 1 only when none answers", async () => {
+  const data = await Deno.makeTempDir({ prefix: "paxoskv-cli-" });
+  const { servers, urls } = await startAcceptors([["--memory"], ["--data", data], ["--memory"]]);
+  let running = servers;
+  try {
+    const acc = ["--acceptors", urls.join(",")];
+    okOut(await cli("set", "a", "1", ...acc), "set a");
+    okOut(await cli("set", "b", "2", ...acc), "set b");
+    await stopAll(servers.slice(2));
+    running = servers.slice(0, 2);
+    const table = okOut(await cli("status", ...acc, "--timeout", "2000"), "status").trimEnd()
+      .split("\n");
+    assert.equal(table.length, 4, table.join("\n"));
+    assert.match(table[0]!, /^MEMBER +URL +REACHABLE +RTT +LOG +KEYS +UPTIME +ERROR$/);
+    const cells = table.slice(1).map((l) => l.split(/ {2,}/));
+    assert.deepEqual(cells[0]!.slice(0, 3), ["0", urls[0], "yes"]);
+    assert.match(cells[0]![3]!, /^[0-9.]+ ms$/);
+    assert.equal(cells[0]![4], "memory");
+    assert.equal(cells[0]![5], "2");
+    assert.match(cells[0]![6]!, /^[0-9]+s$/);
+    assert.deepEqual(cells[1]!.slice(0, 3), ["1", urls[1], "yes"]);
+    assert.match(cells[1]![4]!, /^[0-9.]+ (B|KiB)$/);
+    assert.equal(cells[1]![5], "2");
+    assert.deepEqual(cells[2]!.slice(0, 3), ["-", urls[2], "no"]);
+    assert.match(cells[2]!.at(-1)!, /refused/i);
+
+    const json = okOut(await cli("status", ...acc, "--json"), "status --json").trimEnd()
+      .split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(json.map((j) => [j.url, j.member, j.reachable, j.keys]), [
+      [urls[0], 0, true, 2],
+      [urls[1], 1, true, 2],
+      [urls[2], null, false, null],
+    ]);
+    assert.ok(json[1].logBytes > 0 && json[0].logBytes === null);
+    assert.match(json[2].error, /refused/i);
+
+    await stopAll(running);
+    running = [];
+    const none = await cli("status", ...acc, "--timeout", "500");
+    assert.equal(none.code, 1, none.stderr);
+    assert.equal(none.stderr, "paxoskv: status: none of the 3 acceptors answered\n");
+    assert.equal(none.stdout.trimEnd().split("\n").length, 4);
+  } finally {
+    await stopAll(running);
+    await Deno.remove(data, { recursive: true });
+  }
+});
