@@ -128,9 +128,13 @@ export interface ServeAcceptorOptions extends Partial<ServeLimits> {
   readonly port?: number;
   /**
    * Told about what peers did wrong and what the server refused, at most a
-   * few lines per cause every 10 s and then a count (default: ignore).
+   * few lines per cause every 10 s and then a count (default: ignore). The
+   * cause is a fixed string ("connections": refused at the connection
+   * limit; "handshake", "protocol", "bad frame", "unauthorized", "accept",
+   * "reply", "config"); `held` is given on the line that counts those not
+   * shown.
    */
-  readonly onError?: (message: string) => void;
+  readonly onError?: (message: string, cause: string, held?: number) => void;
 }
 
 /** A running acceptor server. */

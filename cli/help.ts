@@ -131,6 +131,18 @@ Serving options:
   --allow-origin O    web pages of origin O (https://host:port; several
                       comma-separated) may connect; any other request that
                       carries an Origin header (every browser's) is refused
+  --log-format F      text (default): lines "paxoskv: acceptor N: ..." on
+                      stderr; json: one JSON object per line, {"time",
+                      "level", "event", "member", "message", ...}, for the
+                      events listening, shutdown, stopped, identity,
+                      connection_refused, upgrade_refused, bad_frame,
+                      protocol_error, unauthorized, torn_record_dropped,
+                      compaction_started, compaction_done, compaction_failed,
+                      membership_changed, open_failed, listen_failed (README)
+
+On the same port: GET /healthz (200 and a JSON report when it can serve, 503
+otherwise) and GET /metrics (Prometheus text); neither needs the secret, and
+they show counts only (docs/protocol.md). cli.ts status reads /healthz.
 
 Limits: what one peer can make the acceptor hold (docs/security.md). Each is a
 positive integer; past it the peer gets a clear refusal and the acceptor goes
@@ -155,7 +167,7 @@ on serving everyone else:
                             ${DEFAULT_MEMORY_QUOTA_BYTES}, 512 MiB, with --memory)`;
 
 const CLUSTER_HELP = `Usage:
-  ${RUN} cluster [--base-port P] [--host H]
+  ${RUN} cluster [--base-port P] [--host H] [--log-format text|json]
 
 Runs acceptors 0, 1 and 2 in this process, on ports P, P+1 and P+2, each with
 its state in memory only. Prints their URLs and example commands, then runs
@@ -165,6 +177,8 @@ Options:
   --base-port P   port of acceptor 0; 0 gives each acceptor a free port
                   (default ${DEFAULT_BASE_PORT})
   --host H        interface to listen on (default 127.0.0.1)
+  --log-format F  text (default) or json: one JSON object per line on stderr
+                  (see acceptor --help)
   -h, --help      show this help`;
 
 function netOptions(withVer: boolean): string {

@@ -21,6 +21,8 @@ import {
 } from "./cli_process.ts";
 import { PaxosProposer } from "../proposer.ts";
 import { WebSocketAcceptorClient } from "../transport.ts";
+import { LOG_FILE } from "../log_store.ts";
+import { RawClient } from "./raw_client.ts";
 
 function assertOneLineError(r: RunResult, what: string): void {
   assert.notEqual(r.code, 0, `${what}: exit status 0; stdout: ${r.stdout}`);
@@ -1027,6 +1029,99 @@ Deno.test("cli: status shows a row per acceptor, a down one included; exits 1 on
     assert.equal(none.stdout.trimEnd().split("\n").length, 4);
   } finally {
     await stopAll(running);
+    await Deno.remove(data, { recursive: true });
+  }
+});
+
+/** Reads what the server answers on `conn` until it closes it. */
+async function readToEnd(conn: Deno.Conn): Promise<string> {
+  const buf = new Uint8Array(4096);
+  let text = "";
+  for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
+    text += new TextDecoder().decode(buf.subarray(0, n));
+  }
+  return text;
+}
+
+Deno.test("cli: acceptor --log-format json writes one JSON object per line for each event an operator needs", async () => {
+  const data = await Deno.makeTempDir({ prefix: "paxoskv-cli-" });
+  const json = ["--log-format", "json"];
+  try {
+    // The first start: --init, one member; a key is written, then the log
+    // gets a torn last record (a crash in the middle of a write).
+    const first = new Server([
+      "acceptor",
+      "--port",
+      "0",
+      ...memberFlags(0, [0], { data }),
+      ...json,
+    ]);
+    const [url0] = await first.waitFor((l) => l.length >= 1);
+    okOut(await cli("set", "k", "v", "--acceptors", url0!), "set");
+    const [firstErr] = await stopAll([first]);
+    for (const line of firstErr!.trimEnd().split("\n")) JSON.parse(line);
+    const log = await Deno.open(join(data, LOG_FILE), { append: true });
+    await log.write(new Uint8Array([0x00, 0x00, 0x01]));
+    log.close();
+
+    const server = new Server([
+      "acceptor",
+      "--port",
+      "0",
+      "--data",
+      data,
+      "--max-connections",
+      "1",
+      "--handshake-timeout",
+      "1000",
+      ...json,
+    ]);
+    let stderr = "";
+    try {
+      const [url] = await server.waitFor((l) => l.length >= 1);
+      // A bad frame: the connection is closed.
+      const c = await RawClient.open(url!);
+      c.send(new Uint8Array([0xc1]));
+      await c.closedWith;
+      await c.close();
+      // At the limit of one connection: the second is refused (503).
+      const port = Number(new URL(url!).port);
+      const held = await Deno.connect({ hostname: "127.0.0.1", port });
+      try {
+        const refused = await Deno.connect({ hostname: "127.0.0.1", port });
+        try {
+          // 408 in the rare case where the first one was refused instead.
+          assert.match(await readToEnd(refused), /^HTTP\/1\.1 (503|408) /);
+        } finally {
+          refused.close();
+        }
+      } finally {
+        held.close();
+      }
+    } finally {
+      stderr = (await stopAll([server]))[0]!;
+    }
+    const lines = stderr.trimEnd().split("\n");
+    const events = lines.map((l) => {
+      const o = JSON.parse(l);
+      assert.equal(typeof o.time, "string", l);
+      assert.ok(!Number.isNaN(Date.parse(o.time)), l);
+      assert.match(o.level, /^(info|warn|error)$/, l);
+      assert.equal(o.member, 0, l);
+      return o;
+    });
+    const byName = new Map(events.map((e) => [e.event, e]));
+    assert.equal(byName.get("torn_record_dropped")?.bytes, 3, stderr);
+    assert.match(byName.get("listening")?.url, URL_LINE);
+    assert.match(byName.get("bad_frame")?.message, /closing/);
+    assert.match(byName.get("connection_refused")?.message, /1 are open/);
+    assert.equal(byName.get("shutdown")?.signal, "SIGTERM");
+    assert.equal(events.at(-1)!.event, "stopped");
+
+    // A format other than text or json is bad usage.
+    const bad = await cli("acceptor", "--data", data, "--port", "0", "--log-format", "xml");
+    assertFails(bad, 2, /--log-format must be text or json, got "xml"/, "--log-format xml");
+  } finally {
     await Deno.remove(data, { recursive: true });
   }
 });
