@@ -43,50 +43,103 @@ export async function acceptorStatus(
   caCerts: readonly string[] | undefined,
 ): Promise<AcceptorStatus> {
   const target = healthUrl(url);
-  const client = caCerts === undefined
-    ? undefined
-    : Deno.createHttpClient({ caCerts: [...caCerts] });
-  const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), timeoutMs);
   const start = performance.now();
+  let r: { status: number; body: string };
   try {
-    const r = await fetch(target, {
-      signal: abort.signal,
-      ...(client === undefined ? {} : { client }),
-    });
-    const body = await r.text();
-    const rttMs = performance.now() - start;
-    let health: Health | undefined;
-    try {
-      const h = JSON.parse(body);
-      if (typeof h === "object" && h !== null && typeof h.status === "string") health = h;
-    } catch { /* not ours: told below */ }
-    if (health === undefined) {
-      return {
-        url,
-        reachable: true,
-        rttMs,
-        error: `HTTP ${r.status} without a health report at ${target} (not a paxoskv acceptor, ` +
-          `or an older one)`,
-      };
-    }
+    r = await httpGet(target, timeoutMs, caCerts);
+  } catch (e) {
+    return { url, reachable: false, error: shortError(innermost(e)) };
+  }
+  const rttMs = performance.now() - start;
+  let health: Health | undefined;
+  try {
+    const h = JSON.parse(r.body);
+    if (typeof h === "object" && h !== null && typeof h.status === "string") health = h;
+  } catch { /* not ours: told below */ }
+  if (health === undefined) {
     return {
       url,
       reachable: true,
       rttMs,
-      health,
-      ...(health.status === "ok" ? {} : { error: `unavailable: ${health.reason ?? r.status}` }),
+      error: `HTTP ${r.status} without a health report at ${target} (not a paxoskv acceptor, ` +
+        `or an older one)`,
     };
+  }
+  return {
+    url,
+    reachable: true,
+    rttMs,
+    health,
+    ...(health.status === "ok" ? {} : { error: `unavailable: ${health.reason ?? r.status}` }),
+  };
+}
+
+// Most bytes of an answer read.
+const MAX_ANSWER_BYTES = 64 * 1024;
+
+// One HTTP/1.1 GET on a new connection, read until the server closes it (an
+// acceptor answers with Connection: close). Not fetch: its first request in
+// a process takes tens of ms to set up, which would be counted as the round
+// trip.
+async function httpGet(
+  target: string,
+  timeoutMs: number,
+  caCerts: readonly string[] | undefined,
+): Promise<{ status: number; body: string }> {
+  const u = new URL(target);
+  const hostname = u.hostname.replace(/^\[|\]$/g, "");
+  const port = Number(u.port || (u.protocol === "https:" ? 443 : 80));
+  let conn: Deno.Conn | undefined;
+  let timedOut = false;
+  let expire: (e: Error) => void = () => {};
+  const expired = new Promise<never>((_, reject) => expire = reject);
+  expired.catch(() => {}); // raced only while connecting
+  const timer = setTimeout(() => {
+    timedOut = true;
+    expire(new Error(`no answer in ${timeoutMs} ms`));
+    try {
+      conn?.close(); // a read under way fails
+    } catch { /* closed already */ }
+  }, timeoutMs);
+  try {
+    const connecting = u.protocol === "https:"
+      ? Deno.connectTls({
+        hostname,
+        port,
+        ...(caCerts === undefined ? {} : { caCerts: [...caCerts] }),
+      })
+      : Deno.connect({ hostname, port });
+    // A connection made after the time is up is closed at once.
+    connecting.then((c) => timedOut && c.close(), () => {});
+    conn = await Promise.race([connecting, expired]);
+    const request = `GET ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nConnection: close\r\n\r\n`;
+    const bytes = new TextEncoder().encode(request);
+    for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+    const buf = new Uint8Array(MAX_ANSWER_BYTES);
+    let len = 0;
+    for (;;) {
+      const n = await conn.read(buf.subarray(len));
+      if (n === null) break;
+      len += n;
+      if (len === buf.length) break;
+    }
+    const text = new TextDecoder().decode(buf.subarray(0, len));
+    const status = /^HTTP\/1\.[01] (\d{3}) /.exec(text);
+    if (status === null) throw new Error(`not an HTTP answer from ${u.host}`);
+    const at = text.indexOf("\r\n\r\n");
+    return { status: Number(status[1]), body: at < 0 ? "" : text.slice(at + 4) };
   } catch (e) {
-    const error = abort.signal.aborted ? `no answer in ${timeoutMs} ms` : shortError(innermost(e));
-    return { url, reachable: false, error };
+    if (timedOut) throw new Error(`no answer in ${timeoutMs} ms`);
+    throw e;
   } finally {
     clearTimeout(timer);
-    client?.close();
+    try {
+      conn?.close();
+    } catch { /* closed already */ }
   }
 }
 
-// fetch fails with "fetch failed", and the why in its cause (and theirs).
+// The innermost cause of an error.
 function innermost(e: unknown): string {
   let m = e instanceof Error ? e.message : String(e);
   for (let c = e instanceof Error ? e.cause : undefined; c !== undefined;) {
@@ -97,9 +150,8 @@ function innermost(e: unknown): string {
   return m;
 }
 
-// fetch's messages nest every layer ("error sending request for url (...):
-// client error (Connect): tcp connect error: Connection refused (os error
-// 111)"): the last one says what happened.
+// Messages that nest layers ("...: tcp connect error: Connection refused (os
+// error 111)"): the last one says what happened.
 function shortError(message: string): string {
   const parts = message.split(": ");
   return parts[parts.length - 1] ?? message;

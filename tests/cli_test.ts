@@ -1023,10 +1023,19 @@ Deno.test("cli: status shows a row per acceptor, a down one included; exits 1 on
 
     await stopAll(running);
     running = [];
-    const none = await cli("status", ...acc, "--timeout", "500");
-    assert.equal(none.code, 1, none.stderr);
-    assert.equal(none.stderr, "paxoskv: status: none of the 3 acceptors answered\n");
-    assert.equal(none.stdout.trimEnd().split("\n").length, 4);
+    // One more that takes the connection and never answers.
+    const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    try {
+      const all = [...urls, `ws://127.0.0.1:${silent.addr.port}/paxos`].join(",");
+      const none = await cli("status", "--acceptors", all, "--timeout", "500");
+      assert.equal(none.code, 1, none.stderr);
+      assert.equal(none.stderr, "paxoskv: status: none of the 4 acceptors answered\n");
+      const lines = none.stdout.trimEnd().split("\n");
+      assert.equal(lines.length, 5);
+      assert.match(lines[4]!, / no +- .* no answer in 500 ms$/);
+    } finally {
+      silent.close();
+    }
   } finally {
     await stopAll(running);
     await Deno.remove(data, { recursive: true });

@@ -8,6 +8,11 @@ import { LogStore } from "../log_store.ts";
 import { Histogram, PromText } from "../metrics.ts";
 import { MemoryStore } from "../store.ts";
 import { bal, env, inst, req } from "./builders.ts";
+import { makeCerts, opensslUnavailable } from "./certs.ts";
+import { PaxosAcceptor } from "../acceptor.ts";
+import { serveAcceptor } from "../server.ts";
+import { Secret } from "../handshake.ts";
+import { acceptorStatus } from "../cli/status_command.ts";
 import { err, rep, withClients, withServer } from "./raw_client.ts";
 
 /** The value of the sample `line` (name and labels as printed), or undefined. */
@@ -156,6 +161,38 @@ Deno.test("on a log store: syncs, group commits and log bytes; /healthz is 503 o
     }, store);
   } finally {
     await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("over wss:// with a secret: /healthz answers without it, to a client that trusts the CA", async (t) => {
+  const why = await opensslUnavailable();
+  if (why !== null) {
+    t.step({ name: `skipped: ${why}`, ignore: true, fn: () => {} });
+    return;
+  }
+  const dir = await Deno.makeTempDir({ prefix: "paxoskv-tls-" });
+  try {
+    const certs = await makeCerts(dir, ["127.0.0.1"]);
+    const secret = await Secret.import(new TextEncoder().encode("the cluster's shared secret"));
+    const server = await serveAcceptor(new PaxosAcceptor(), {
+      secret,
+      tls: { cert: certs.cert, key: certs.key },
+    });
+    try {
+      assert.ok(server.url.startsWith("wss://"));
+      const ok = await acceptorStatus(server.url, 5000, [certs.ca]);
+      assert.equal(ok.reachable, true, ok.error);
+      assert.equal(ok.health?.status, "ok");
+      assert.ok(ok.rttMs! > 0);
+      // Without the CA, the certificate is not trusted: unreachable, and why.
+      const untrusted = await acceptorStatus(server.url, 5000, undefined);
+      assert.equal(untrusted.reachable, false);
+      assert.match(untrusted.error!, /certificate|UnknownIssuer/i);
+    } finally {
+      await server.close();
+    }
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
