@@ -92,7 +92,7 @@ export interface Health {
   readonly dataBytes: number;
   /** The log's size in bytes (null for a store in memory). */
   readonly logBytes: number | null;
-  /** Open connections. */
+  /** Open connections, this request's included. */
   readonly connections: number;
 }
 

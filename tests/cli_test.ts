@@ -1134,3 +1134,22 @@ Deno.test("cli: acceptor --log-format json writes one JSON object per line for e
     await Deno.remove(data, { recursive: true });
   }
 });
+
+Deno.test("cli: cluster --log-format json: each acceptor's events, one JSON object per line", async () => {
+  const cluster = new Server(["cluster", "--base-port", "0", "--log-format", "json"]);
+  let stopped = false;
+  try {
+    await cluster.waitFor((ls) => ls.some((l) => /Ctrl-C/.test(l)));
+    const { status, stderr } = await cluster.stop("SIGTERM");
+    stopped = true;
+    assert.equal(status.code, 0, stderr);
+    const events = stderr.trimEnd().split("\n").map((l) => JSON.parse(l));
+    const of = (name: string) => events.filter((e) => e.event === name).map((e) => e.member);
+    assert.deepEqual(of("listening"), [0, 1, 2]);
+    assert.deepEqual(of("shutdown"), [0, 1, 2]);
+    assert.deepEqual(of("stopped"), [0, 1, 2]);
+    for (const e of events.filter((e) => e.event === "listening")) assert.match(e.url, URL_LINE);
+  } finally {
+    if (!stopped) await cluster.stop("SIGKILL");
+  }
+});
