@@ -157,6 +157,8 @@ export class PaxosAcceptor {
   readonly #store: Store;
   // The keys with a request waiting for its write, and what waits behind it.
   readonly #queues = new Map<string, KeyQueue>();
+  // Requests waiting behind another of their key, over all keys.
+  #waiting = 0;
   readonly #keep: bigint | null;
   readonly #onError: (message: string) => void;
   readonly #maxQueued: number;
@@ -199,6 +201,11 @@ export class PaxosAcceptor {
   /** The store behind this acceptor. */
   get store(): Store {
     return this.#store;
+  }
+
+  /** Requests waiting behind a write of their key, over all keys (a gauge for metrics). */
+  get queued(): number {
+    return this.#waiting;
   }
 
   /** The quota in bytes (see {@link AcceptorOptions.quotaBytes}). */
@@ -451,6 +458,7 @@ export class PaxosAcceptor {
       if (mine === undefined) (q.peers ??= new Map()).set(peer, [job]);
       else mine.push(job);
       q.size++;
+      this.#waiting++;
     });
   }
 
@@ -467,6 +475,7 @@ export class PaxosAcceptor {
       const [peer, jobs] = turn.value;
       const job = jobs.shift()!;
       q.size--;
+      this.#waiting--;
       // This peer goes to the back of the line.
       peers.delete(peer);
       if (jobs.length > 0) peers.set(peer, jobs);

@@ -27,7 +27,7 @@ export interface ClusterOptions {
   /** How many acceptors (default 3). */
   readonly size?: number;
   /** Called for each connection error worth logging, with the acceptor's index. */
-  readonly onError?: (index: number, message: string) => void;
+  readonly onError?: (index: number, message: string, cause: string, held?: number) => void;
   /** The store of acceptor `index` (default: a new {@link MemoryStore}). */
   readonly store?: (index: number) => Store;
   /** The web origins whose pages may connect (see `serveAcceptor`; default none). */
@@ -105,7 +105,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<LocalClus
     serveAcceptor(acceptors[i]!, {
       hostname,
       port,
-      onError: (m) => onError(i, m),
+      onError: (m, cause, held) => onError(i, m, cause, held),
       identity: identities[i]!,
       peers: new VouchedPeers(),
       ...(opts.allowOrigins === undefined ? {} : { allowOrigins: opts.allowOrigins }),

@@ -40,15 +40,21 @@ interface Window {
  * ```
  */
 export class RateLimitedLog {
-  readonly #sink: (line: string) => void;
+  readonly #sink: (line: string, cause: string, held?: number) => void;
   readonly #burst: number;
   readonly #windowMs: number;
   readonly #clock: Clock;
   readonly #windows = new Map<string, Window>();
   #timer: unknown = null;
 
-  /** Builds a log writing its lines to `sink`. */
-  constructor(sink: (line: string) => void, opts: RateLimitOptions = {}) {
+  /**
+   * Builds a log writing its lines to `sink`, with each line's cause, and
+   * for a line that counts what was held back, that count.
+   */
+  constructor(
+    sink: (line: string, cause: string, held?: number) => void,
+    opts: RateLimitOptions = {},
+  ) {
     this.#sink = sink;
     this.#burst = opts.burst ?? 5;
     this.#windowMs = opts.windowMs ?? 10_000;
@@ -76,7 +82,7 @@ export class RateLimitedLog {
     }
     if (w.shown < this.#burst) {
       w.shown++;
-      this.#sink(message);
+      this.#sink(message, cause);
       return;
     }
     w.held++;
@@ -93,7 +99,7 @@ export class RateLimitedLog {
   #report(cause: string, w: Window): void {
     if (w.held === 0) return;
     const s = Math.round(this.#windowMs / 1000);
-    this.#sink(`${cause}: ${w.held} more not shown in the last ${s} s`);
+    this.#sink(`${cause}: ${w.held} more not shown in the last ${s} s`, cause, w.held);
     w.held = 0;
   }
 

@@ -54,8 +54,12 @@ import {
   recordOf,
 } from "./log_format.ts";
 import { LogIndex } from "./log_index.ts";
+import { Histogram } from "./metrics.ts";
 
 export { LogCorruptionError, type LogReader } from "./log_format.ts";
+
+// The buckets of the changes per group commit.
+const COMMIT_SIZE_BOUNDS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 
 /** Changes a compaction copies and writes at a time, in the background. */
 const SNAPSHOT_STEP = 256;
@@ -192,8 +196,11 @@ export const denoFs: LogFs = {
 export interface LogStoreOptions {
   /** Compact once the log exceeds max(this, 2 x the live state) bytes (default 4 MiB). */
   readonly compactAtBytes?: number;
-  /** Told about notable events: a dropped torn record, a compaction. */
-  readonly onEvent?: (message: string) => void;
+  /**
+   * Told about notable events: a dropped torn record, a compaction; with
+   * the event's name and its numbers (see {@link LogStoreEvent}).
+   */
+  readonly onEvent?: (message: string, event: LogStoreEvent, fields: LogEventFields) => void;
   /** The file system (default {@link denoFs}, the real one). */
   readonly fs?: LogFs;
   /**
@@ -202,6 +209,22 @@ export interface LogStoreOptions {
    */
   readonly cacheStates?: number;
 }
+
+/**
+ * The events a {@link LogStore} tells of: a torn last record dropped at
+ * open, a compaction started, done or failed, the index not saved at close.
+ */
+export type LogStoreEvent =
+  | "torn_record_dropped"
+  | "compaction_started"
+  | "compaction_done"
+  | "compaction_failed"
+  | "index_not_saved";
+
+/** The numbers and names of a {@link LogStoreEvent}, for a structured log. */
+export type LogEventFields = Readonly<Record<string, string | number>>;
+
+type OnLogEvent = (message: string, event: LogStoreEvent, fields: LogEventFields) => void;
 
 /** Counters for benchmarks and tests. */
 export interface LogStoreStats {
@@ -265,7 +288,7 @@ export class LogStore implements Store {
   #size: number;
   #liveBytes: number;
   readonly #compactAt: number;
-  readonly #onEvent: (message: string) => void;
+  readonly #onEvent: OnLogEvent;
   readonly #opened: string;
   readonly #index: LogIndex;
   // Recently used states, by entry, least recently used first; and the
@@ -281,6 +304,7 @@ export class LogStore implements Store {
   #changes = 0;
   #syncs = 0;
   #compactions = 0;
+  readonly #commitSizes = new Histogram(COMMIT_SIZE_BOUNDS);
 
   private constructor(
     dir: string,
@@ -395,6 +419,28 @@ export class LogStore implements Store {
   /** How many instances the store holds. */
   get size(): number {
     return this.#index.size;
+  }
+
+  /** How many keys the store holds any state for. */
+  get keyCount(): number {
+    return this.#index.keyCount;
+  }
+
+  /**
+   * Changes per group commit (one write and one sync each): a histogram
+   * counted in place, for metrics.
+   */
+  get commitSizes(): Histogram {
+    return this.#commitSizes;
+  }
+
+  /**
+   * Why the store cannot take writes (closed, or a failure it stopped on),
+   * or null when it can: what an acceptor's health check reports.
+   */
+  get failure(): string | null {
+    if (this.#closed) return `store ${this.#path} is closed`;
+    return this.#failed === null ? null : `store ${this.#path} failed: ${this.#failed.message}`;
   }
 
   // The state of entry `e`: from the cache, or read back from the log.
@@ -520,7 +566,11 @@ export class LogStore implements Store {
       }
       await this.#fs.rename(path + ".tmp", path);
     } catch (e) {
-      this.#onEvent(`could not save the index to ${path} (the next start reads the log): ${e}`);
+      this.#onEvent(
+        `could not save the index to ${path} (the next start reads the log): ${e}`,
+        "index_not_saved",
+        { path, error: String(e) },
+      );
     }
   }
 
@@ -576,6 +626,7 @@ export class LogStore implements Store {
       await writeAll(this.#file, records);
       await this.#file.syncData();
       this.#syncs++;
+      this.#commitSizes.observe(batch.length);
     } catch (e) {
       // Nothing of this batch is acknowledged. Cut the partial write off so
       // that later records do not follow garbage; if even that fails, stop.
@@ -636,7 +687,11 @@ export class LogStore implements Store {
       if (!this.#closed) this.#compactionFailed(e);
     });
     this.#compaction = c;
-    this.#onEvent(`compacting ${this.#path}: a snapshot of ${this.#index.size} states`);
+    this.#onEvent(
+      `compacting ${this.#path}: a snapshot of ${this.#index.size} states`,
+      "compaction_started",
+      { path: this.#path, states: this.#index.size, logBytes: this.#size },
+    );
   }
 
   async #writeSnapshot(c: Compaction): Promise<void> {
@@ -726,10 +781,12 @@ export class LogStore implements Store {
       return;
     }
     this.#compactions++;
+    const ms = Math.round(performance.now() - c.started);
     this.#onEvent(
-      `compacted ${this.#path}: ${before} -> ${this.#size} bytes in ${
-        Math.round(performance.now() - c.started)
-      } ms, writes going on meanwhile`,
+      `compacted ${this.#path}: ${before} -> ${this.#size} bytes in ${ms} ms, writes going on ` +
+        `meanwhile`,
+      "compaction_done",
+      { path: this.#path, beforeBytes: before, afterBytes: this.#size, ms },
     );
   }
 
@@ -744,7 +801,11 @@ export class LogStore implements Store {
   #compactionFailed(e: unknown): void {
     // Try again once the log has doubled.
     this.#liveBytes = this.#size;
-    this.#onEvent(`compaction of ${this.#path} failed, the log stays as it is: ${e}`);
+    this.#onEvent(
+      `compaction of ${this.#path} failed, the log stays as it is: ${e}`,
+      "compaction_failed",
+      { path: this.#path, error: String(e) },
+    );
   }
 }
 
@@ -834,7 +895,7 @@ async function recover(
   path: string,
   reader: LogReader,
   hinted: { index: LogIndex; size: number } | null,
-  onEvent: (message: string) => void,
+  onEvent: OnLogEvent,
 ): Promise<{ size: number; index: LogIndex }> {
   const index = hinted?.index ?? new LogIndex();
   const scan = readLog(reader, path, (c, offset, length) => {
@@ -850,6 +911,8 @@ async function recover(
     await truncateSynced(fs, path, scan.validBytes);
     onEvent(
       `${path}: dropped a torn last record at offset ${scan.validBytes} (${scan.tornBytes} bytes)`,
+      "torn_record_dropped",
+      { path, offset: scan.validBytes, bytes: scan.tornBytes },
     );
   }
   return { size: scan.validBytes, index };

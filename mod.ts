@@ -88,6 +88,9 @@ export {
   type ServeAcceptorOptions,
   type ServeLimits,
 } from "./server.ts";
+export { type Health, type ServerGauges, ServerMetrics } from "./server_metrics.ts";
+export { Histogram } from "./metrics.ts";
+export type { HttpResponse } from "./ws_server.ts";
 export {
   type ClusterOptions,
   DEFAULT_BASE_PORT,
@@ -98,10 +101,12 @@ export { MemoryStore, type Store, type Written } from "./store.ts";
 export {
   denoFs,
   LogCorruptionError,
+  type LogEventFields,
   type LogFile,
   type LogFs,
   type LogReader,
   LogStore,
+  type LogStoreEvent,
   type LogStoreOptions,
   type LogStoreStats,
 } from "./log_store.ts";

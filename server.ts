@@ -42,6 +42,7 @@ import {
   type VouchedPeers,
 } from "./identity.ts";
 import { DEFAULT_WS_LIMITS, serveWebSocket, type WsServerConnection } from "./ws_server.ts";
+import { ServerMetrics } from "./server_metrics.ts";
 
 /**
  * What an acceptor server lets one peer make it hold. Each has a default
@@ -127,9 +128,13 @@ export interface ServeAcceptorOptions extends Partial<ServeLimits> {
   readonly port?: number;
   /**
    * Told about what peers did wrong and what the server refused, at most a
-   * few lines per cause every 10 s and then a count (default: ignore).
+   * few lines per cause every 10 s and then a count (default: ignore). The
+   * cause is a fixed string ("connections": refused at the connection
+   * limit; "handshake", "protocol", "bad frame", "unauthorized", "accept",
+   * "reply", "config"); `held` is given on the line that counts those not
+   * shown.
    */
-  readonly onError?: (message: string) => void;
+  readonly onError?: (message: string, cause: string, held?: number) => void;
 }
 
 /** A running acceptor server. */
@@ -138,6 +143,8 @@ export interface AcceptorServer {
   readonly url: string;
   /** The port it listens on. */
   readonly port: number;
+  /** What it counts: served at `/metrics` and `/healthz` on its port too. */
+  readonly metrics: ServerMetrics;
   /** Stops listening, closes every connection and resolves when all is down. */
   close(): Promise<void>;
 }
@@ -183,7 +190,20 @@ export async function serveAcceptor(
   const log = new RateLimitedLog(opts.onError ?? (() => {}));
   // The frames being served, each until its replies are sent.
   const serving = new Set<Promise<void>>();
-  const report = (cause: string, message: string) => log.log(cause, message);
+  let closing = false;
+  let connections = () => 0;
+  const metrics = new ServerMetrics(acceptor, {
+    connections: () => connections(),
+    closing: () => closing,
+    member: () => {
+      const id = trust.membership?.identity;
+      return id === undefined ? undefined : { cluster: id.cluster, member: id.member };
+    },
+  });
+  const report = (cause: string, message: string) => {
+    metrics.event(cause);
+    log.log(cause, message);
+  };
   const server = await serveWebSocket({
     hostname,
     port: opts.port ?? 0,
@@ -202,8 +222,9 @@ export async function serveAcceptor(
     maxMessageBytes: MAX_FRAME_BYTES,
     maxQueuedBytes: limits.maxPendingReplyBytes,
     onEvent: report,
+    onHttpGet: (target) => metrics.http(target),
     onConnection: (conn) => {
-      const peer = new Peer(acceptor, conn, limits, report, trust);
+      const peer = new Peer(acceptor, conn, limits, report, trust, metrics);
       conn.onMessage = (bytes) => {
         const { done, work } = peer.serveFrame(bytes);
         serving.add(done);
@@ -212,13 +233,16 @@ export async function serveAcceptor(
       };
     },
   });
+  connections = () => server.connections;
   const host = server.addr.hostname.includes(":")
     ? `[${server.addr.hostname}]`
     : server.addr.hostname;
   return {
     url: `${opts.tls === undefined ? "ws" : "wss"}://${host}:${server.addr.port}/paxos`,
     port: server.addr.port,
+    metrics,
     async close() {
+      closing = true;
       await server.close();
       // What is still being served finds its connection closed.
       while (serving.size > 0) await Promise.all(serving);
@@ -329,6 +353,7 @@ class Peer {
   // Reply bytes taken by requests whose reply frame is not queued yet.
   #reserved = 0;
   readonly #trust: Trust;
+  readonly #metrics: ServerMetrics;
   // Whether the peer proved it knows the secret (or none is needed).
   #authed: boolean;
   // The nonces of the last Hello: the peer's and ours.
@@ -351,8 +376,10 @@ class Peer {
     limits: ServeLimits,
     report: (cause: string, message: string) => void,
     trust: Trust,
+    metrics: ServerMetrics,
   ) {
     this.#trust = trust;
+    this.#metrics = metrics;
     this.#authed = trust.secret === undefined;
     this.#acceptor = acceptor;
     this.#conn = conn;
@@ -374,6 +401,8 @@ class Peer {
   // promise of the turn in which the last of them was handed to the
   // acceptor: only then does the connection read on.
   serveFrame(bytes: Uint8Array): { done: Promise<void>; work: number | Promise<void> } {
+    const start = performance.now();
+    this.#metrics.frame();
     let items: RequestItem[];
     try {
       items = decodeRequestFrame(bytes);
@@ -412,7 +441,20 @@ class Peer {
     const all = typeof work === "number"
       ? Promise.all(pending)
       : work.then(() => Promise.all(pending));
-    const done = all.then((replies) => this.#send(replies, caller.taken))
+    const done = all.then((replies) => {
+      // Each request's time is its frame's: its reply goes out with theirs.
+      const seconds = (performance.now() - start) / 1000;
+      for (let i = 0; i < replies.length; i++) {
+        const item = items[i]!;
+        const reply = replies[i]!;
+        this.#metrics.request(
+          "Err" in item ? "invalid" : item.Op,
+          "Err" in reply ? reply.Err.Code : "ok",
+          seconds,
+        );
+      }
+      return this.#send(replies, caller.taken);
+    })
       .then(() => {
         if (this.#closeAfterReply) this.#conn.close(1008, this.#closeWhy);
       })

@@ -65,6 +65,8 @@ export interface Store {
    * larger value, and shrinks when versions are compacted away.
    */
   readonly usedBytes: number;
+  /** How many keys the store holds any state for, when it can tell at no cost (for metrics). */
+  readonly keyCount?: number;
   /** Releases the store's resources. */
   close(): Promise<void>;
 }
@@ -212,6 +214,11 @@ export class Versions {
     }
   }
 
+  /** How many keys it holds any state for. */
+  get keyCount(): number {
+    return this.#keys.size;
+  }
+
   /** How many instances have a state. */
   get size(): number {
     let n = 0;
@@ -303,6 +310,11 @@ export class MemoryStore implements Store {
   /** How many instances this store holds. */
   get size(): number {
     return this.#versions.size;
+  }
+
+  /** How many keys this store holds any state for. */
+  get keyCount(): number {
+    return this.#versions.keyCount;
   }
 
   /** The bytes of data held ({@link Store.usedBytes}). */

@@ -85,6 +85,11 @@ export interface WsServerOptions extends Partial<WsLimits> {
    * it is refused (answered 403 Forbidden), or null to accept it.
    */
   readonly checkUpgrade?: (headers: ReadonlyMap<string, string>) => string | null;
+  /**
+   * Answers a plain HTTP `GET` of a path other than `path` (e.g. `/healthz`,
+   * `/metrics`): the response, or null for 404. The connection then closes.
+   */
+  readonly onHttpGet?: (target: string) => HttpResponse | null;
   /** Called with each upgraded connection: set its `onMessage` there. */
   readonly onConnection: (conn: WsServerConnection) => void;
   /**
@@ -92,6 +97,18 @@ export interface WsServerOptions extends Partial<WsLimits> {
    * cause (a fixed string: "accept", "connections", "handshake", "protocol").
    */
   readonly onEvent?: (cause: string, message: string) => void;
+}
+
+/** A plain HTTP response of a {@link serveWebSocket} server (see `onHttpGet`). */
+export interface HttpResponse {
+  /** The status code, e.g. 200. */
+  readonly status: number;
+  /** The reason phrase, e.g. "OK". */
+  readonly reason: string;
+  /** The Content-Type, e.g. "text/plain; version=0.0.4". */
+  readonly contentType: string;
+  /** The body. */
+  readonly body: string;
 }
 
 /** A running server. */
@@ -176,6 +193,7 @@ export function serveWebSocket(opts: WsServerOptions): Promise<WsServer> {
         onEvent,
         () => peers.size > 1,
         opts.checkUpgrade,
+        opts.onHttpGet,
       );
       peers.add(peer);
       track(peer.serve(opts.path, opts.onConnection).finally(() => peers.delete(peer)));
@@ -218,6 +236,7 @@ export class WsServerConnection {
 
   readonly #tcp: Deno.Conn;
   readonly #checkUpgrade: ((headers: ReadonlyMap<string, string>) => string | null) | undefined;
+  readonly #onHttpGet: ((target: string) => HttpResponse | null) | undefined;
   readonly #limits: WsLimits;
   readonly #onEvent: (cause: string, message: string) => void;
   #reader: FrameReader | null = null;
@@ -243,8 +262,10 @@ export class WsServerConnection {
     onEvent: (cause: string, message: string) => void,
     crowded: () => boolean = () => true,
     checkUpgrade?: (headers: ReadonlyMap<string, string>) => string | null,
+    onHttpGet?: (target: string) => HttpResponse | null,
   ) {
     this.#tcp = tcp;
+    this.#onHttpGet = onHttpGet;
     this.#checkUpgrade = checkUpgrade;
     this.#crowded = crowded;
     this.#limits = limits;
@@ -383,6 +404,13 @@ export class WsServerConnection {
       return null;
     }
     const target = request[2]!.split("?")[0];
+    const http = target !== path && request[1] === "GET" ? this.#onHttpGet?.(target!) : null;
+    if (http !== undefined && http !== null) {
+      await this.#respond(http.status, http.reason, http.body, [
+        `Content-Type: ${http.contentType}`,
+      ]);
+      return null;
+    }
     if (target !== path) {
       await this.#respond(404, "Not Found", `not found: this server serves ${path}\n`);
       return null;
@@ -600,9 +628,10 @@ async function respond(
   linger = true,
 ): Promise<void> {
   const b = new TextEncoder().encode(body);
+  const typed = headers.some((h) => h.toLowerCase().startsWith("content-type:"));
   const head = [
     `HTTP/1.1 ${status} ${reason}`,
-    "Content-Type: text/plain; charset=utf-8",
+    ...(typed ? [] : ["Content-Type: text/plain; charset=utf-8"]),
     `Content-Length: ${b.length}`,
     "Connection: close",
     ...headers,

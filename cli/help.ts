@@ -62,6 +62,8 @@ Commands:
   delete     delete a key (write a tombstone version), print that version
   history    print the versions of a key, oldest first
   list       print the keys that begin with a prefix, and their values
+  status     show every acceptor: member, reachable, round trip, log size,
+             keys, uptime
   help       show the help of a command: help <command>
 
 Run "cli.ts <command> --help" for a command's options, "cli.ts --version" for
@@ -140,6 +142,18 @@ Serving options:
                       --allow-origin). Not with --secret-file: the page could
                       not prove it
   --ui-port P         the page's port (default 0: a free one)
+  --log-format F      text (default): lines "paxoskv: acceptor N: ..." on
+                      stderr; json: one JSON object per line, {"time",
+                      "level", "event", "member", "message", ...}, for the
+                      events listening, shutdown, stopped, identity,
+                      connection_refused, upgrade_refused, bad_frame,
+                      protocol_error, unauthorized, torn_record_dropped,
+                      compaction_started, compaction_done, compaction_failed,
+                      membership_changed, open_failed, listen_failed (README)
+
+On the same port: GET /healthz (200 and a JSON report when it can serve, 503
+otherwise) and GET /metrics (Prometheus text); neither needs the secret, and
+they show counts only (docs/protocol.md). cli.ts status reads /healthz.
 
 Limits: what one peer can make the acceptor hold (docs/security.md). Each is a
 positive integer; past it the peer gets a clear refusal and the acceptor goes
@@ -164,7 +178,7 @@ on serving everyone else:
                             ${DEFAULT_MEMORY_QUOTA_BYTES}, 512 MiB, with --memory)`;
 
 const CLUSTER_HELP = `Usage:
-  ${RUN} cluster [--base-port P] [--host H] [--ui [--ui-port P]]
+  ${RUN} cluster [--base-port P] [--host H] [--ui [--ui-port P]] [--log-format text|json]
 
 Runs acceptors 0, 1 and 2 in this process, on ports P, P+1 and P+2, each with
 its state in memory only. Prints their URLs and example commands, then runs
@@ -180,6 +194,8 @@ Options:
                   proposer; stop and restart an acceptor. The acceptors let
                   in the page's origin, and no other web page
   --ui-port P     the page's port (default 0: a free one)
+  --log-format F  text (default) or json: one JSON object per line on stderr
+                  (see acceptor --help)
   -h, --help      show this help`;
 
 function netOptions(withVer: boolean): string {
@@ -418,6 +434,47 @@ ${JSON_HELP}
 
 ${EXIT_HELP}`;
 
+const STATUS_HELP = `Usage:
+  ${RUN} status --acceptors URL,URL,... [--json] [options]
+
+Asks every acceptor listed for its health report (GET /healthz on its port, a
+new connection each, all at once) and prints one row per acceptor: its member
+id, URL, whether it answered, the round trip of that request, the size of its
+log ("memory" for an acceptor without one), how many keys it holds, and how
+long it has run. An acceptor that does not answer, or answers that it cannot
+serve (its store failed, or it is shutting down), is a row that says why in
+ERROR; the others are still shown.
+
+The health report needs no secret (it shows counts only); --secret-file is
+accepted like in the other commands, and --ca-file is used for wss:// URLs.
+
+Options:
+  --acceptors URLS   the acceptors, comma-separated ws://HOST:PORT/paxos (or
+                     wss://) URLs (required, or env PAXOSKV_ACCEPTORS, read
+                     with --allow-env)
+  --secret-file FILE the cluster's shared secret (or env PAXOSKV_SECRET_FILE)
+  --ca-file FILE     trust the certificates in FILE (PEM) for wss://, besides
+                     the system's roots (or env PAXOSKV_CA_FILE)
+  --timeout MS       how long each acceptor may take to answer, in ms
+                     (default 1000)
+  --deadline MS      at most this long in all, in ms (default 10000)
+  --json             one line of JSON per acceptor instead of the table
+  -h, --help         show this help
+
+Output:
+  MEMBER  URL                        REACHABLE  RTT     LOG      KEYS  UPTIME  ERROR
+  0       ws://127.0.0.1:3333/paxos  yes        1.1 ms  2.3 KiB  3     2m05s
+  -       ws://127.0.0.1:3335/paxos  no         -       -        -     -       Connection refused (os error 111)
+  --json: {"url":"ws://127.0.0.1:3333/paxos","member":0,"reachable":true,
+  "healthy":true,"error":null,"rttMs":1.1,"logBytes":2355,"dataBytes":700,
+  "keys":3,"uptimeSeconds":125,"connections":1}
+  (logBytes is null for an acceptor in memory)
+
+Exit status:
+  0  at least one acceptor answered (even one that cannot serve)
+  1  none of them answered
+  2  bad usage`;
+
 /** The help of each command, by name. */
 export const HELP: Readonly<Record<string, string>> = {
   acceptor: ACCEPTOR_HELP,
@@ -427,4 +484,5 @@ export const HELP: Readonly<Record<string, string>> = {
   delete: DELETE_HELP,
   history: HISTORY_HELP,
   list: LIST_HELP,
+  status: STATUS_HELP,
 };

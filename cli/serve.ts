@@ -23,6 +23,17 @@ import {
 import { originsOpt, secretOpt, SERVER_TRUST_SPEC, tlsOpt } from "./trust.ts";
 import type { CliIo } from "./io.ts";
 import { denoCommand } from "./help.ts";
+import { AcceptorLog, logFormatOpt } from "./acceptor_log.ts";
+import type { LogStoreEvent } from "../log_store.ts";
+
+// How bad each event of a log store is.
+const STORE_LEVELS: Readonly<Record<LogStoreEvent, "info" | "warn" | "error">> = {
+  torn_record_dropped: "warn",
+  compaction_started: "info",
+  compaction_done: "info",
+  compaction_failed: "error",
+  index_not_saved: "warn",
+};
 
 /** `acceptor --data DIR ...`: one acceptor on a durable (or memory) store. */
 export async function runAcceptor(args: readonly string[], io: CliIo): Promise<number> {
@@ -41,6 +52,7 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
     "quota-bytes": "string",
     ui: "boolean",
     "ui-port": "string",
+    "log-format": "string",
     ...IDENTITY_SPEC,
     ...SERVER_TRUST_SPEC,
   });
@@ -87,6 +99,7 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
         "refuse it; run the page against acceptors without a secret, on loopback",
     );
   }
+  const format = logFormatOpt(p);
 
   // Which member of which cluster this is, decided before anything is written.
   let who: AcceptorIdentity;
@@ -101,7 +114,7 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
       );
   } catch (e) {
     if (!(e instanceof StartRefused)) throw e;
-    io.err(`paxoskv: acceptor: ${e.message}`);
+    new AcceptorLog(io.err, format, null).event("error", "start_refused", e.message);
     return EXIT_FAILURE;
   }
   const identity = who.record.identity;
@@ -123,15 +136,23 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
   }
   // Never blocks, even when nobody reads stderr; the server's own lines are
   // also rate-limited per cause.
-  const log = (m: string) => (io.log ?? io.err)(`paxoskv: acceptor ${id}: ${m}`);
-  if (who.note !== undefined) log(who.note);
+  const alog = new AcceptorLog((l) => (io.log ?? io.err)(l), format, id);
+  // A failure to start: one line on stderr, written at once.
+  const fatal = (event: string, text: string, message: string) => {
+    if (format === "text") io.err(text);
+    else new AcceptorLog(io.err, format, id).event("error", event, message);
+  };
+  if (who.note !== undefined) alog.event("info", "identity", who.note);
   const stop = io.waitForStop();
   let store: Store;
   try {
-    store = dir === undefined ? new MemoryStore() : await LogStore.open(dir, { onEvent: log });
+    store = dir === undefined ? new MemoryStore() : await LogStore.open(dir, {
+      onEvent: (m, event, fields) => alog.event(STORE_LEVELS[event], event, m, fields),
+    });
     if (dir !== undefined && who.create) await writeIdentity(dir, who.record);
   } catch (e) {
-    io.err(`paxoskv: acceptor ${id} cannot open its data: ${messageOf(e)}`);
+    const m = `cannot open its data: ${messageOf(e)}`;
+    fatal("open_failed", `paxoskv: acceptor ${id} ${m}`, m);
     return EXIT_FAILURE;
   }
   // With --ui the page lists the store's instances: a ListedStore wraps it,
@@ -148,7 +169,7 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
     ...(maxQueuedPerKey === undefined ? {} : { maxQueuedPerKey }),
     ...(maxQueuedPerPeer === undefined ? {} : { maxQueuedPerPeer }),
     ...(quota === undefined ? {} : { quotaBytes: quota }),
-    onError: log,
+    onError: (m) => alog.event("error", "retention_failed", m),
   });
   // A durable member keeps on disk the instances clients vouched for, and
   // its membership as `member` changes it: one file, written whole.
@@ -160,7 +181,9 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
   const saveIdentity = async (next: typeof identity) => {
     if (dir !== undefined) await writeIdentity(dir, { identity: next, peers: peers.map });
     current = next;
-    log(`membership: ${describeConfig(configOf(next))}`);
+    alog.event("info", "membership_changed", `membership: ${describeConfig(configOf(next))}`, {
+      epoch: next.epoch ?? 0,
+    });
   };
   // With --ui: the page first, for its origin, which the acceptor lets in.
   let server: AcceptorServer | undefined;
@@ -175,11 +198,8 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
         { hostname, port: Number(uiPort ?? 0n) },
       );
     } catch (e) {
-      io.err(
-        `paxoskv: acceptor ${id} cannot serve its page on ${hostname}:${uiPort ?? 0n}: ${
-          messageOf(e)
-        }`,
-      );
+      const m = `cannot serve its page on ${hostname}:${uiPort ?? 0n}: ${messageOf(e)}`;
+      fatal("listen_failed", `paxoskv: acceptor ${id} ${m}`, m);
       await store.close();
       return EXIT_FAILURE;
     }
@@ -188,7 +208,7 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
     server = await serveAcceptor(acceptor, {
       hostname,
       port: Number(port),
-      onError: log,
+      onError: (m, cause, held) => alog.server(m, cause, held),
       identity,
       saveIdentity,
       peers,
@@ -200,17 +220,26 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
       ...(maxPendingReplyBytes === undefined ? {} : { maxPendingReplyBytes }),
     });
   } catch (e) {
-    io.err(`paxoskv: acceptor ${id} cannot listen on ${hostname}:${port}: ${messageOf(e)}`);
+    const m = `cannot listen on ${hostname}:${port}: ${messageOf(e)}`;
+    fatal("listen_failed", `paxoskv: acceptor ${id} ${m}`, m);
     await ui?.close();
     await store.close();
     return EXIT_FAILURE;
   }
   io.out(server.url);
   if (ui !== null) io.out(`The web page (the browser is a proposer there): ${ui.url}`);
-  await stop;
+  alog.event("info", "listening", null, {
+    url: server.url,
+    store: dir ?? "memory",
+    cluster: identity.cluster,
+    ...(ui === null ? {} : { ui: ui.url }),
+  });
+  const signal = await stop;
+  alog.event("info", "shutdown", null, { signal });
   await ui?.close();
   await server.close();
   await store.close();
+  alog.event("info", "stopped", null);
   await io.flushLog?.();
   return 0;
 }
@@ -222,8 +251,11 @@ export async function runCluster(args: readonly string[], io: CliIo): Promise<nu
     host: "string",
     ui: "boolean",
     "ui-port": "string",
+    "log-format": "string",
   });
   positionals(p, []);
+  const format = logFormatOpt(p);
+  const logs = [0, 1, 2].map((i) => new AcceptorLog((l) => (io.log ?? io.err)(l), format, i));
   const basePort = intOpt(p, "base-port", 0n, 65533n, "a port number in 0..65533") ??
     BigInt(DEFAULT_BASE_PORT);
   const hostname = hostOpt(p);
@@ -251,12 +283,13 @@ export async function runCluster(args: readonly string[], io: CliIo): Promise<nu
     cluster = await startCluster({
       hostname,
       basePort: Number(basePort),
-      onError: (i, m) => (io.log ?? io.err)(`paxoskv: acceptor ${i}: ${m}`),
+      onError: (i, m, cause, held) => logs[i]?.server(m, cause, held),
       ...(ui === null ? {} : { store: (i: number) => stores[i]!, allowOrigins: [ui.origin] }),
     });
   } catch (e) {
     await ui?.close();
-    io.err(`paxoskv: ${messageOf(e)}`);
+    if (format === "text") io.err(`paxoskv: ${messageOf(e)}`);
+    else new AcceptorLog(io.err, format, null).event("error", "start_failed", messageOf(e));
     return EXIT_FAILURE;
   }
   const urls = cluster.urls;
@@ -273,9 +306,12 @@ export async function runCluster(args: readonly string[], io: CliIo): Promise<nu
   io.out(`  ${run} get foo --ver 0 --acceptors ${list}`);
   if (ui !== null) io.out(`The web page (the browser is a proposer there): ${ui.url}`);
   io.out(`Press Ctrl-C to stop.`);
-  await stop;
+  urls.forEach((url, i) => logs[i]!.event("info", "listening", null, { url, store: "memory" }));
+  const signal = await stop;
+  for (const l of logs) l.event("info", "shutdown", null, { signal });
   await ui?.close();
   await cluster.close();
+  for (const l of logs) l.event("info", "stopped", null);
   await io.flushLog?.();
   return 0;
 }
