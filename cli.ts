@@ -12,8 +12,9 @@
  *   it conditional), `get KEY` prints the latest value, `delete KEY` writes a
  *   tombstone and prints its version, `history KEY [--limit N]` prints the
  *   versions, oldest first, `list [PREFIX]` prints the keys that begin
- *   with PREFIX and their values. All take `--acceptors URL,...` and
- *   `--json`.
+ *   with PREFIX and their values, `watch KEY... | --prefix P` prints each
+ *   version of the keys as it is chosen, until SIGINT or SIGTERM. All take
+ *   `--acceptors URL,...` and `--json`.
  * - `set KEY VALUE --ver N` and `get KEY --ver N` run Paxos on version N
  *   from this process as the proposer and print the chosen value (the seed's
  *   calls).
@@ -39,6 +40,7 @@ import { type CliIo, oneLine, processIo } from "./cli/io.ts";
 import { type KeyCommand, runKeyCommand } from "./cli/key_commands.ts";
 import { runAcceptor, runCluster } from "./cli/serve.ts";
 import { runList } from "./cli/list_command.ts";
+import { runWatch } from "./cli/watch_command.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 export {
@@ -51,7 +53,7 @@ export {
 } from "./cli/exit.ts";
 export type { CliIo } from "./cli/io.ts";
 
-const COMMANDS = "acceptor, cluster, set, get, delete, history or list";
+const COMMANDS = "acceptor, cluster, set, get, delete, history, list or watch";
 
 /**
  * Runs the command line `args` (without the program name) and resolves with
@@ -111,6 +113,8 @@ export async function main(args: readonly string[], io: CliIo = processIo): Prom
           return await runCluster(rest, safeIo);
         case "list":
           return await runList(rest, safeIo);
+        case "watch":
+          return await runWatch(rest, safeIo);
         default:
           return await runKeyCommand(cmd as KeyCommand, rest, safeIo);
       }

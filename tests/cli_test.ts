@@ -397,7 +397,9 @@ Deno.test("cli: --help of the program and of every command", async () => {
   assert.equal(results[10]!.stdout, results[9]!.stdout);
   // The program's help lists every command; the help of each key command
   // documents every exit status and --json.
-  for (const cmd of ["acceptor", "cluster", "set", "get", "delete", "history", "list", "help"]) {
+  for (
+    const cmd of ["acceptor", "cluster", "set", "get", "delete", "history", "list", "watch", "help"]
+  ) {
     assert.match(results[0]!.stdout, new RegExp(`^  ${cmd} `, "m"), `top help lists ${cmd}`);
   }
   for (const i of [0, 6, 7, 8, 9]) {
@@ -979,6 +981,34 @@ Deno.test("cli: list prints the keys of a prefix and their values, pages with --
       "cursor",
     );
   } finally {
+    assert.deepEqual(await stopAll(servers), ["", "", ""]);
+  }
+});
+
+Deno.test("cli: watch prints a line per version as it is chosen, until SIGINT", async () => {
+  const { servers, urls } = await startAcceptors([["--memory"], ["--memory"], ["--memory"]]);
+  const acc = ["--acceptors", urls.join(",")];
+  // From version 0: no version can be missed while the watch starts.
+  const watch = new Server(["watch", "w", "--from-version", "0", ...acc]);
+  let stopped = false;
+  try {
+    okOut(await cli("set", "w", "one", ...acc), "set");
+    okOut(await cli("set", "w", "2", ...acc), "set");
+    assert.deepEqual(await watch.waitFor((l) => l.length >= 2, 10_000), ["w\t0\tone", "w\t1\t2"]);
+    okOut(await cli("delete", "w", ...acc), "delete");
+    assert.equal((await watch.waitFor((l) => l.length >= 3, 10_000))[2], "w\t2\t(deleted)");
+    const { status, stderr } = await watch.stop("SIGINT");
+    stopped = true;
+    assert.equal(status.code, 0, `exit status ${status.code}; stderr: ${stderr}`);
+    assert.equal(stderr, "");
+    assertFails(
+      await cli("watch", "w", "--prefix", "p", ...acc),
+      2,
+      /^paxoskv: watch: watch takes KEY\.\.\. or --prefix P, not both/,
+      "both",
+    );
+  } finally {
+    if (!stopped) await watch.stop("SIGKILL");
     assert.deepEqual(await stopAll(servers), ["", "", ""]);
   }
 });
