@@ -77,7 +77,9 @@ export interface WatchSource {
 // Polls of one key at an unsettled top vote before a Paxos read settles it.
 const STUCK_POLLS = 2;
 // Keys polled at once.
-const BATCH_KEYS = 32;
+const BATCH_KEYS = 64;
+// Versions of one key peeked at once.
+const PEEKS_AT_ONCE = 32;
 
 function eventOf(key: string, version: bigint, v: Value): KvWatchEvent {
   if ("Del" in v) return { key, version, deleted: true };
@@ -206,32 +208,50 @@ export class KvWatchIterator implements AsyncIterableIterator<KvWatchEvent> {
       if (r.Floor > floor) floor = r.Floor;
     }
     const out: KvWatchEvent[] = [];
-    for (; v <= top && !this.#done; v++) {
-      let val: Value | null;
-      const first = replies[0]!;
-      if (v < floor) {
-        // Some acceptor dropped it: the others may still hold it.
-        val = await this.#src.read(key, v);
-        if (val === null) throw this.#src.compacted(key, v);
-      } else if (
-        v === top && first.Val !== null &&
-        replies.every((r) => r.Ver === top && r.Val !== null && ballotEquals(r.VBal, first.VBal))
-      ) {
-        val = first.Val; // The whole quorum voted it at one ballot: chosen.
-      } else {
-        val = await this.#src.peek(key, v);
-        if (val === null) {
-          const stuck = (this.#stuck.get(key) ?? 0) + 1;
-          if (v < top || stuck > STUCK_POLLS) val = await this.#src.read(key, v);
+    const first = replies[0]!;
+    while (v <= top && !this.#done) {
+      // Versions at or above the floor, up to PEEKS_AT_ONCE, peeked at once.
+      const end = v + BigInt(PEEKS_AT_ONCE) - 1n < top ? v + BigInt(PEEKS_AT_ONCE) - 1n : top;
+      const peeked = v < floor ? [] : await Promise.all(
+        Array.from({ length: Number(end - v) + 1 }, (_, i) => {
+          const ver = v + BigInt(i);
+          if (
+            ver === top && first.Val !== null &&
+            replies.every((r) =>
+              r.Ver === top && r.Val !== null && ballotEquals(r.VBal, first.VBal)
+            )
+          ) {
+            // The whole quorum voted it at one ballot: chosen.
+            return Promise.resolve(first.Val);
+          }
+          return this.#src.peek(key, ver);
+        }),
+      );
+      for (let i = 0; v <= end && !this.#done; v++, i++) {
+        let val: Value | null;
+        if (v < floor) {
+          // Some acceptor dropped it: the others may still hold it.
+          val = await this.#src.read(key, v);
+          if (val === null) throw this.#src.compacted(key, v);
+        } else {
+          val = peeked[i] ?? null;
           if (val === null) {
-            this.#stuck.set(key, stuck);
-            break; // Not chosen yet.
+            const stuck = (this.#stuck.get(key) ?? 0) + 1;
+            if (v < top || stuck > STUCK_POLLS) val = await this.#src.read(key, v);
+            if (val === null) {
+              this.#stuck.set(key, stuck);
+              return out; // Not chosen yet.
+            }
           }
         }
+        this.#stuck.delete(key);
+        out.push(eventOf(key, v, val));
+        this.#next.set(key, v + 1n);
+        if (v < floor) {
+          v++;
+          break; // (Peek again from here.)
+        }
       }
-      this.#stuck.delete(key);
-      out.push(eventOf(key, v, val));
-      this.#next.set(key, v + 1n);
     }
     return out;
   }
