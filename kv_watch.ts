@@ -81,6 +81,14 @@ const BATCH_KEYS = 64;
 // Versions of one key peeked at once.
 const PEEKS_AT_ONCE = 32;
 
+// Waits for every one of `work`; then throws the first failure, if any.
+async function settled<T>(work: readonly Promise<T>[]): Promise<T[]> {
+  const out = await Promise.allSettled(work);
+  const failed = out.find((r) => r.status === "rejected");
+  if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+  return out.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
+
 function eventOf(key: string, version: bigint, v: Value): KvWatchEvent {
   if ("Del" in v) return { key, version, deleted: true };
   // (A write id, `Wid`, is the KV's own bookkeeping: never shown.)
@@ -166,39 +174,46 @@ export class KvWatchIterator implements AsyncIterableIterator<KvWatchEvent> {
   // One poll of every key; whether it found a version to deliver.
   async #poll(): Promise<boolean> {
     if (!this.#started) {
-      for (const k of this.#given) if (!this.#next.has(k)) await this.#add(k);
+      await this.#addAll(this.#given, true);
       this.#started = true;
     }
     const list = this.#src.keys;
     if (list !== null && this.#src.clock.now() - this.#listedAt >= this.#relistMs) {
-      const first = this.#listedAt === -Infinity;
+      const found: string[] = [];
       for await (const k of list()) {
         if (this.#done) return false;
-        if (!this.#next.has(k)) await this.#add(k, first);
+        if (!this.#next.has(k)) found.push(k);
       }
+      await this.#addAll(found, this.#listedAt === -Infinity);
       this.#listedAt = this.#src.clock.now();
     }
     const keys = [...this.#next.keys()];
     let news = false;
     for (let i = 0; i < keys.length && !this.#done; i += BATCH_KEYS) {
-      const got = await Promise.all(keys.slice(i, i + BATCH_KEYS).map((k) => this.#advance(k)));
-      for (const events of got) {
-        if (events.length > 0) news = true;
-        this.#ready.push(...events);
-      }
+      const got = await settled(keys.slice(i, i + BATCH_KEYS).map((k) => this.#advance(k)));
+      if (got.some((n) => n > 0)) news = true;
     }
     return news;
   }
 
-  // Starts watching a key: from the given version; else, for a key there at
+  // Starts watching keys: from the given version; else, for a key there at
   // the start, after its latest version; for one found later, from 0.
-  async #add(key: string, atStart = true): Promise<void> {
-    const from = this.#from ?? (atStart ? (await this.#src.latestVersion(key)) + 1n : 0n);
-    this.#next.set(key, from);
+  async #addAll(keys: readonly string[], atStart: boolean): Promise<void> {
+    for (let i = 0; i < keys.length; i += BATCH_KEYS) {
+      await settled(
+        keys.slice(i, i + BATCH_KEYS).map(async (key) => {
+          if (this.#next.has(key)) return;
+          const from = this.#from ?? (atStart ? (await this.#src.latestVersion(key)) + 1n : 0n);
+          this.#next.set(key, from);
+        }),
+      );
+    }
   }
 
-  // The versions of `key` from the next one to deliver that are chosen now.
-  async #advance(key: string): Promise<KvWatchEvent[]> {
+  // Makes ready the versions of `key` from the next one to deliver that are
+  // chosen now, each as soon as it is read (so that a failure after some
+  // leaves no gap); returns how many.
+  async #advance(key: string): Promise<number> {
     let v = this.#next.get(key)!;
     const replies = await this.#src.latest(key);
     let top = -1n;
@@ -207,7 +222,7 @@ export class KvWatchIterator implements AsyncIterableIterator<KvWatchEvent> {
       if (r.Ver > top) top = r.Ver;
       if (r.Floor > floor) floor = r.Floor;
     }
-    const out: KvWatchEvent[] = [];
+    let n = 0;
     const first = replies[0]!;
     while (v <= top && !this.#done) {
       // Versions at or above the floor, up to PEEKS_AT_ONCE, peeked at once.
@@ -240,20 +255,22 @@ export class KvWatchIterator implements AsyncIterableIterator<KvWatchEvent> {
             if (v < top || stuck > STUCK_POLLS) val = await this.#src.read(key, v);
             if (val === null) {
               this.#stuck.set(key, stuck);
-              return out; // Not chosen yet.
+              return n; // Not chosen yet.
             }
           }
         }
         this.#stuck.delete(key);
-        out.push(eventOf(key, v, val));
+        if (this.#done) return n;
+        this.#ready.push(eventOf(key, v, val));
         this.#next.set(key, v + 1n);
+        n++;
         if (v < floor) {
           v++;
           break; // (Peek again from here.)
         }
       }
     }
-    return out;
+    return n;
   }
 
   // Waits `ms`, or less when the watch ends.

@@ -68,13 +68,27 @@ Deno.test("kv watch: versions in order from a version on, deletions as deletions
 });
 
 Deno.test("kv watch: by default, only versions chosen after it starts", async () => {
-  const kv = new Kv(cluster());
+  const acceptors = cluster();
+  const kv = new Kv(acceptors);
   await kv.set("k", "old");
-  const it = kv.watch(["k", "other"]);
-  const first = it.next(); // starts the watch: reads the latest versions
+  // The watch's client: tells when the watch asks for k's Latest the second
+  // time, its first poll, after it found where k was when it started.
+  let asked = 0;
+  let polling: () => void;
+  const polled = new Promise<void>((r) => polling = r);
+  const clients = acceptors.map((a) => ({
+    name: a.name,
+    latest: (k: string) => {
+      if (k === "k" && ++asked === 2 * acceptors.length) polling();
+      return a.latest(k);
+    },
+    request: (op: "Prepare" | "Accept", r: Proposer) => a.request(op, r),
+  }));
+  const it = new Kv(clients).watch(["k", "other"]);
+  const first = it.next();
+  await within(polled, "the first poll");
   await kv.set("k", "new");
-  const e = (await within(first, "an event")).value as KvWatchEvent;
-  assert.equal(short(e), "k@1=new");
+  assert.equal(short((await within(first, "an event")).value!), "k@1=new");
   await it.return();
 });
 
