@@ -155,6 +155,27 @@ Deno.test("kv watch: goes on while one acceptor is down, and after it is back", 
   await it.return();
 });
 
+Deno.test("kv watch: a key that fails halfway through a poll costs no other key a version", async () => {
+  const acceptors = cluster();
+  const kv = new Kv(acceptors);
+  await kv.set("a", "a0");
+  await kv.set("b", "b0");
+  // b's Latest fails on two acceptors for the first poll: no quorum for b.
+  let failB = true;
+  const clients = acceptors.map((a, i) => ({
+    name: a.name,
+    latest: (k: string) =>
+      failB && k === "b" && i > 0 ? Promise.reject(new Error("b down")) : a.latest(k),
+    request: (op: "Prepare" | "Accept", r: Proposer) => a.request(op, r),
+  }));
+  const it = new Kv(clients).watch(["a", "b"], { fromVersion: 0n, maxPollMs: 5 });
+  const first = await within(it.next(), "a's version");
+  failB = false;
+  const second = await within(it.next(), "b's version");
+  assert.deepEqual([first.value, second.value].map((e) => short(e!)), ["a@0=a0", "b@0=b0"]);
+  await it.return();
+});
+
 Deno.test("kv watch: a prefix finds keys written after it started", async () => {
   const kv = new Kv(cluster());
   await kv.set("p/old", 1);
