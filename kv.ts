@@ -517,9 +517,10 @@ export class Kv {
    * It goes on through the loss and return of any minority of the acceptors
    * (and waits, polling, while no majority answers). A version the acceptors
    * no longer keep (`--keep-versions`) ends it with a {@link CompactedError}
-   * rather than a silent gap. It polls: each watched key costs a `Latest`
-   * request to a majority every `maxPollMs` (default 100 ms) while quiet,
-   * and a version is delivered that long after it is chosen, at worst. It
+   * rather than a silent gap. It polls: while a watched key is quiet, it is
+   * asked of the acceptors (`Latest`) at random intervals of up to
+   * `maxPollMs` (default 100 ms; half that on average), and a version is
+   * delivered about that long after it is chosen, at worst. It
    * ends when `signal` aborts, or at `return()` (a `break` out of the loop).
    * Keys written with {@link Kv.setVersion} (which may leave gaps) are not
    * for it: it waits at a gap.

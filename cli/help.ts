@@ -416,8 +416,9 @@ Each key's versions come in version order, without gaps or duplicates (the
 lines of two keys interleave in no promised order), and only once chosen: a
 version printed stays chosen, and get --ver prints the same value for it. It
 goes on while a minority of the acceptors is down, and waits while no majority
-answers. It polls: a quiet key costs a request to a majority every 100 ms, and
-a version is printed up to that long after it is chosen. With --prefix, the
+answers. It polls: a quiet key is asked of the acceptors at random intervals
+of up to 100 ms (50 ms on average), so a version is printed about 100 ms after
+it is chosen at worst. With --prefix, the
 keys under P are listed again every second, to find new ones.
 
 A version the acceptors no longer keep (they run with --keep-versions) is not
