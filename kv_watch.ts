@@ -120,6 +120,8 @@ export class KvWatchIterator implements AsyncIterableIterator<KvWatchEvent> {
   #idle = 0;
   #listedAt = -Infinity;
   #wake: (() => void) | null = null;
+  // The call of next() under way: calls wait for the one before them.
+  #turn: Promise<unknown> = Promise.resolve();
 
   /** Builds the watch of `keys` (or of the source's prefix, with `keys` empty). */
   constructor(src: WatchSource, keys: readonly string[], opts: KvWatchOptions = {}) {
@@ -131,8 +133,17 @@ export class KvWatchIterator implements AsyncIterableIterator<KvWatchEvent> {
     this.#relistMs = opts.relistMs ?? 1000;
   }
 
-  /** The next chosen version of a watched key, waiting for one. */
-  async next(): Promise<IteratorResult<KvWatchEvent>> {
+  /**
+   * The next chosen version of a watched key, waiting for one. Calls made
+   * before the last one resolved are answered in turn.
+   */
+  next(): Promise<IteratorResult<KvWatchEvent>> {
+    const mine = this.#turn.then(() => this.#nextInTurn());
+    this.#turn = mine.catch(() => {});
+    return mine;
+  }
+
+  async #nextInTurn(): Promise<IteratorResult<KvWatchEvent>> {
     try {
       while (!this.#done && this.#signal?.aborted !== true) {
         const e = this.#ready.shift();

@@ -216,3 +216,18 @@ Deno.test("kv watch: abort ends a waiting watch; bad arguments are refused", asy
   assert.throws(() => kv.watch(["k"], { fromVersion: -1n }), /fromVersion must be a version/);
   assert.throws(() => kv.watch(["k"], { maxPollMs: 0 }), /maxPollMs must be a positive/);
 });
+
+Deno.test("kv watch: next() called again before the last one resolved answers in turn", async () => {
+  const kv = new Kv(cluster());
+  const n = 10;
+  for (let i = 0; i < n / 2; i++) await kv.set("k", i);
+  const it = kv.watch(["k"], { fromVersion: 0n, maxPollMs: 5 });
+  const calls = Array.from({ length: n }, () => it.next());
+  for (let i = n / 2; i < n; i++) await kv.set("k", i);
+  const got = await within(Promise.all(calls), `${n} events`);
+  assert.deepEqual(
+    got.map((r) => short(r.value!)),
+    Array.from({ length: n }, (_, i) => `k@${i}=${i}`),
+  );
+  await it.return();
+});
