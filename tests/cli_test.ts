@@ -1001,6 +1001,17 @@ Deno.test("cli: watch prints a line per version as it is chosen, until SIGINT", 
     stopped = true;
     assert.equal(status.code, 0, `exit status ${status.code}; stderr: ${stderr}`);
     assert.equal(stderr, "");
+    // A prefix, from a version on, in JSON.
+    const json = new Server(["watch", "--prefix", "w", "--from-version", "1", "--json", ...acc]);
+    try {
+      assert.deepEqual(await json.waitFor((l) => l.length >= 2, 10_000), [
+        '{"key":"w","version":1,"value":2}',
+        '{"key":"w","version":2,"deleted":true}',
+      ]);
+    } finally {
+      const { status } = await json.stop("SIGTERM");
+      assert.equal(status.code, 0);
+    }
     assertFails(
       await cli("watch", "w", "--prefix", "p", ...acc),
       2,
