@@ -13,8 +13,9 @@
  *   it conditional), `get KEY` prints the latest value, `delete KEY` writes a
  *   tombstone and prints its version, `history KEY [--limit N]` prints the
  *   versions, oldest first, `list [PREFIX]` prints the keys that begin
- *   with PREFIX and their values. All take `--acceptors URL,...` and
- *   `--json`.
+ *   with PREFIX and their values, `watch KEY... | --prefix P` prints each
+ *   version of the keys as it is chosen, until SIGINT or SIGTERM. All take
+ *   `--acceptors URL,...` and `--json`.
  * - `status` prints a row per acceptor (member, reachable, round trip, log
  *   size, keys, uptime) from each one's `GET /healthz`.
  * - `set KEY VALUE --ver N` and `get KEY --ver N` run Paxos on version N
@@ -43,6 +44,7 @@ import { type KeyCommand, runKeyCommand } from "./cli/key_commands.ts";
 import { runAcceptor, runCluster } from "./cli/serve.ts";
 import { runList } from "./cli/list_command.ts";
 import { runStatus } from "./cli/status_command.ts";
+import { runWatch } from "./cli/watch_command.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 export {
@@ -55,7 +57,7 @@ export {
 } from "./cli/exit.ts";
 export type { CliIo } from "./cli/io.ts";
 
-const COMMANDS = "acceptor, cluster, set, get, delete, history, list or status";
+const COMMANDS = "acceptor, cluster, set, get, delete, history, list, watch or status";
 
 /**
  * Runs the command line `args` (without the program name) and resolves with
@@ -117,6 +119,8 @@ export async function main(args: readonly string[], io: CliIo = processIo): Prom
           return await runList(rest, safeIo);
         case "status":
           return await runStatus(rest, safeIo);
+        case "watch":
+          return await runWatch(rest, safeIo);
         default:
           return await runKeyCommand(cmd as KeyCommand, rest, safeIo);
       }

@@ -47,10 +47,18 @@ import { connectCluster, type ConnectOptions } from "./connect.ts";
 import { PaxosProposer, type ProposerOptions } from "./proposer.ts";
 import { askQuorum, majority, quorumNeed, type QuorumSystem } from "./quorum.ts";
 import { type KeyRange, majorityKeys, prefixRange } from "./kv_list.ts";
+import {
+  type KvWatchEvent,
+  KvWatchIterator,
+  type KvWatchOptions,
+  type KvWatchSelector,
+} from "./kv_watch.ts";
 import type { KvAcceptorClient } from "./transport.ts";
 import { traceAcceptors, type Tracer } from "./trace.ts";
 import type { BallotNum, DataValue, LatestReply, Value } from "./types.ts";
-import { ballotEquals, INT64_MAX, isInt64 } from "./types.ts";
+import { ballotEquals, INT64_MAX, isInt64, ZERO_BALLOT } from "./types.ts";
+
+export { type KvWatchEvent, KvWatchIterator, type KvWatchOptions, type KvWatchSelector };
 
 /**
  * A value the KV stores: any MessagePack value but nil. A `bigint` is stored
@@ -492,6 +500,79 @@ export class Kv {
     }
     const keys = majorityKeys(this.#acceptors, range, this.#clock, this.#deadlineMs);
     return new KvListIterator(keys, (k) => this.get(k), limit, reverse);
+  }
+
+  /**
+   * The chosen versions of some keys, or of every key under a prefix, as
+   * they are chosen: an async iterator of {@link KvWatchEvent}s, each key's
+   * versions in version order, without gaps or duplicates (across keys, in
+   * no promised order). A deletion comes as an event with `deleted: true`.
+   * `fromVersion` starts each key there (default: after its latest version
+   * when the watch starts; a key a prefix watch finds later, from 0). A
+   * prefix watch lists the keys again every `relistMs` (default 1000 ms) to
+   * find new ones.
+   *
+   * What it promises: a version is delivered only once it is chosen, so it
+   * stays chosen, and it is what every {@link Kv.get} of that version reads.
+   * It goes on through the loss and return of any minority of the acceptors
+   * (and waits, polling, while no majority answers). A version the acceptors
+   * no longer keep (`--keep-versions`) ends it with a {@link CompactedError}
+   * rather than a silent gap. It polls: while a watched key is quiet, it is
+   * asked of the acceptors (`Latest`) at random intervals of up to
+   * `maxPollMs` (default 100 ms; half that on average), and a version is
+   * delivered about that long after it is chosen, at worst. It
+   * ends when `signal` aborts, or at `return()` (a `break` out of the loop).
+   * Keys written with {@link Kv.setVersion} (which may leave gaps) are not
+   * for it: it waits at a gap.
+   *
+   * @example
+   * ```ts ignore
+   * const stop = new AbortController();
+   * for await (const e of kv.watch(["config"], { fromVersion: 0n, signal: stop.signal })) {
+   *   console.log(e.key, e.version, e.deleted ? "(deleted)" : e.value);
+   * }
+   * ```
+   */
+  watch(selector: KvWatchSelector, opts: KvWatchOptions = {}): KvWatchIterator {
+    let keys: string[] = [];
+    let prefix: string | null = null;
+    if (Array.isArray(selector)) {
+      if (selector.length === 0) throw new RangeError("watch needs at least one key");
+      for (const k of selector) checkKey(k);
+      keys = [...new Set(selector as readonly string[])];
+    } else {
+      prefix = (selector as { readonly prefix: string }).prefix;
+      checkKey(prefix);
+    }
+    const from = opts.fromVersion;
+    if (from !== undefined && !(typeof from === "bigint" && from >= 0n && isInt64(from))) {
+      throw new RangeError(`fromVersion must be a version (an int64 from 0), got ${from}`);
+    }
+    for (const name of ["maxPollMs", "relistMs"] as const) {
+      const ms = opts[name];
+      if (ms !== undefined && !(Number.isFinite(ms) && ms > 0)) {
+        throw new RangeError(`${name} must be a positive number of ms, got ${ms}`);
+      }
+    }
+    const deadline = () => this.#clock.now() + this.#deadlineMs;
+    return new KvWatchIterator(
+      {
+        clock: this.#clock,
+        random: this.#random,
+        latest: (key) => this.#askLatest(key, deadline()),
+        peek: (key, ver) =>
+          new PaxosProposer({ Id: { Key: key, Ver: ver }, Bal: ZERO_BALLOT }, this.#proposerOpts)
+            .peekChosen(this.#acceptors, this.#quorum),
+        read: (key, ver) => this.#run(key, ver, null, deadline()),
+        latestVersion: async (key) => (await this.#latest(key, deadline())).version,
+        keys: prefix === null
+          ? null
+          : () => majorityKeys(this.#acceptors, prefixRange(prefix), this.#clock, this.#deadlineMs),
+        compacted: (key, ver) => new CompactedError(key, ver),
+      },
+      keys,
+      opts,
+    );
   }
 
   /** Resolves once a majority of the acceptors answer; throws a {@link NotEnoughQuorumError} otherwise. */

@@ -29,6 +29,25 @@
  * await Promise.all(servers.map((s) => s.close()));
  * ```
  *
+ * @example Watching a key: each version as it is chosen, deletions too
+ * ```ts
+ * import { Kv, MemoryStore, PaxosAcceptor } from "./mod.ts";
+ *
+ * const kv = new Kv([0, 1, 2].map((i) => new PaxosAcceptor(new MemoryStore(), `a${i}`)));
+ * const stop = new AbortController();
+ * const seen: string[] = [];
+ * const watching = (async () => {
+ *   for await (const e of kv.watch(["color"], { fromVersion: 0n, signal: stop.signal })) {
+ *     seen.push(e.deleted ? `${e.version}: deleted` : `${e.version}: ${e.value}`);
+ *     if (seen.length === 3) stop.abort();
+ *   }
+ * })();
+ * await kv.set("color", "red");
+ * await kv.set("color", "blue");
+ * await kv.delete("color");
+ * await watching; // seen: ["0: red", "1: blue", "2: deleted"]
+ * ```
+ *
  * @module
  */
 // The key-value store: what most users need.
@@ -45,12 +64,17 @@ export {
   type KvListSelector,
   type KvOptions,
   type KvValue,
+  type KvWatchEvent,
+  KvWatchIterator,
+  type KvWatchOptions,
+  type KvWatchSelector,
   NotFoundError,
   type SetOptions,
   UnknownOutcomeError,
   VersionConflictError,
   type VersionOptions,
 } from "./kv.ts";
+export { type WatchSource } from "./kv_watch.ts";
 export { AcceptorError, type ErrorCode, NotEnoughQuorumError, TrustError } from "./errors.ts";
 
 // Trust: who talks to whom (docs/protocol.md, extension trust).

@@ -62,12 +62,13 @@ Commands:
   delete     delete a key (write a tombstone version), print that version
   history    print the versions of a key, oldest first
   list       print the keys that begin with a prefix, and their values
+  watch      print each version of some keys (or of a prefix) as it is chosen
   status     show every acceptor: member, reachable, round trip, log size,
              keys, uptime
   help       show the help of a command: help <command>
 
 Run "cli.ts <command> --help" for a command's options, "cli.ts --version" for
-the version. set, get, delete, history and list take --json to print JSON
+the version. set, get, delete, history, list and watch take --json to print JSON
 instead. The acceptors' URLs can come from the environment
 (PAXOSKV_ACCEPTORS), read with --allow-env.
 
@@ -474,6 +475,48 @@ Exit status:
   0  at least one acceptor answered (even one that cannot serve)
   1  none of them answered
   2  bad usage`;
+const WATCH_HELP = `Usage:
+  ${RUN} watch KEY [KEY...] --acceptors URL,URL,...
+      [--from-version V] [options]
+  ${RUN} watch --prefix P --acceptors URL,URL,...
+      [--from-version V] [options]
+
+Prints each version of the keys as it is chosen, one line each: the key, a tab,
+the version, a tab, and its value (see Values below), or (deleted) for a
+delete. It runs until SIGINT or SIGTERM (Ctrl-C), then exits with 0.
+
+Each key's versions come in version order, without gaps or duplicates (the
+lines of two keys interleave in no promised order), and only once chosen: a
+version printed stays chosen, and get --ver prints the same value for it. It
+goes on while a minority of the acceptors is down, and waits while no majority
+answers. It polls: a quiet key is asked of the acceptors at random intervals
+of up to 100 ms (50 ms on average), so a version is printed about 100 ms after
+it is chosen at worst. With --prefix, the
+keys under P are listed again every second, to find new ones.
+
+A version the acceptors no longer keep (they run with --keep-versions) is not
+skipped: the watch stops with exit status 5; watch again from a later
+--from-version.
+
+Options:
+${netOptions(false)}
+  --prefix P         watch every key that begins with P, also keys written later
+  --from-version V   print each key's versions from V on (default: the versions
+                     chosen after the watch starts; for a key --prefix finds
+                     later, from 0)
+  -h, --help         show this help
+
+Output:
+  user/1<TAB>3<TAB>alice
+  user/1<TAB>4<TAB>(deleted)
+  --json: {"key":"user/1","version":3,"value":"alice"},
+          {"key":"user/1","version":4,"deleted":true}
+
+${VALUE_HELP}
+
+${JSON_HELP}
+
+${EXIT_HELP}`;
 
 /** The help of each command, by name. */
 export const HELP: Readonly<Record<string, string>> = {
@@ -485,4 +528,5 @@ export const HELP: Readonly<Record<string, string>> = {
   history: HISTORY_HELP,
   list: LIST_HELP,
   status: STATUS_HELP,
+  watch: WATCH_HELP,
 };

@@ -399,7 +399,9 @@ Deno.test("cli: --help of the program and of every command", async () => {
   assert.equal(results[10]!.stdout, results[9]!.stdout);
   // The program's help lists every command; the help of each key command
   // documents every exit status and --json.
-  for (const cmd of ["acceptor", "cluster", "set", "get", "delete", "history", "list", "help"]) {
+  for (
+    const cmd of ["acceptor", "cluster", "set", "get", "delete", "history", "list", "watch", "help"]
+  ) {
     assert.match(results[0]!.stdout, new RegExp(`^  ${cmd} `, "m"), `top help lists ${cmd}`);
   }
   for (const i of [0, 6, 7, 8, 9]) {
@@ -1151,5 +1153,44 @@ Deno.test("cli: cluster --log-format json: each acceptor's events, one JSON obje
     for (const e of events.filter((e) => e.event === "listening")) assert.match(e.url, URL_LINE);
   } finally {
     if (!stopped) await cluster.stop("SIGKILL");
+  }
+});
+
+Deno.test("cli: watch prints a line per version as it is chosen, until SIGINT", async () => {
+  const { servers, urls } = await startAcceptors([["--memory"], ["--memory"], ["--memory"]]);
+  const acc = ["--acceptors", urls.join(",")];
+  // From version 0: no version can be missed while the watch starts.
+  const watch = new Server(["watch", "w", "--from-version", "0", ...acc]);
+  let stopped = false;
+  try {
+    okOut(await cli("set", "w", "one", ...acc), "set");
+    okOut(await cli("set", "w", "2", ...acc), "set");
+    assert.deepEqual(await watch.waitFor((l) => l.length >= 2, 10_000), ["w\t0\tone", "w\t1\t2"]);
+    okOut(await cli("delete", "w", ...acc), "delete");
+    assert.equal((await watch.waitFor((l) => l.length >= 3, 10_000))[2], "w\t2\t(deleted)");
+    const { status, stderr } = await watch.stop("SIGINT");
+    stopped = true;
+    assert.equal(status.code, 0, `exit status ${status.code}; stderr: ${stderr}`);
+    assert.equal(stderr, "");
+    // A prefix, from a version on, in JSON.
+    const json = new Server(["watch", "--prefix", "w", "--from-version", "1", "--json", ...acc]);
+    try {
+      assert.deepEqual(await json.waitFor((l) => l.length >= 2, 10_000), [
+        '{"key":"w","version":1,"value":2}',
+        '{"key":"w","version":2,"deleted":true}',
+      ]);
+    } finally {
+      const { status } = await json.stop("SIGTERM");
+      assert.equal(status.code, 0);
+    }
+    assertFails(
+      await cli("watch", "w", "--prefix", "p", ...acc),
+      2,
+      /^paxoskv: watch: watch takes KEY\.\.\. or --prefix P, not both/,
+      "both",
+    );
+  } finally {
+    if (!stopped) await watch.stop("SIGKILL");
+    assert.deepEqual(await stopAll(servers), ["", "", ""]);
   }
 });
