@@ -14,6 +14,9 @@
  *   versions, oldest first, `list [PREFIX]` prints the keys that begin
  *   with PREFIX and their values. All take `--acceptors URL,...` and
  *   `--json`.
+ * - `member list`, `member add ID URL`, `member remove ID`, `member replace
+ *   OLD NEW URL`: the membership, and changing it online
+ *   (docs/membership.md).
  * - `set KEY VALUE --ver N` and `get KEY --ver N` run Paxos on version N
  *   from this process as the proposer and print the chosen value (the seed's
  *   calls).
@@ -39,6 +42,7 @@ import { type CliIo, oneLine, processIo } from "./cli/io.ts";
 import { type KeyCommand, runKeyCommand } from "./cli/key_commands.ts";
 import { runAcceptor, runCluster } from "./cli/serve.ts";
 import { runList } from "./cli/list_command.ts";
+import { runMember } from "./cli/member_command.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 export {
@@ -51,7 +55,7 @@ export {
 } from "./cli/exit.ts";
 export type { CliIo } from "./cli/io.ts";
 
-const COMMANDS = "acceptor, cluster, set, get, delete, history or list";
+const COMMANDS = "acceptor, cluster, set, get, delete, history, list or member";
 
 /**
  * Runs the command line `args` (without the program name) and resolves with
@@ -111,6 +115,8 @@ export async function main(args: readonly string[], io: CliIo = processIo): Prom
           return await runCluster(rest, safeIo);
         case "list":
           return await runList(rest, safeIo);
+        case "member":
+          return await runMember(rest, safeIo);
         default:
           return await runKeyCommand(cmd as KeyCommand, rest, safeIo);
       }
