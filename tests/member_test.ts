@@ -150,6 +150,7 @@ Deno.test("member replace on processes: a dead, wiped member is replaced under l
       wait();
     });
     await load.stop();
+    // deno-lint-ignore no-console
     console.log(
       `member replace: ${Math.round(changeMs)} ms (process included), writer refused stale ` +
         `${load.stats().refusedStale} time(s), ${load.acked.size} load keys acknowledged`,
