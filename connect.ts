@@ -313,11 +313,15 @@ export async function currentMembers(
   urls: readonly string[],
   opts: ConnectOptions = {},
 ): Promise<string[]> {
-  const { config, urls: given } = await discoverCluster(urls, opts);
+  const { config, urls: given, unanswered } = await discoverCluster(urls, opts);
   if (config === null) return [...urls];
   const all = [...new Set([...config.members, ...(config.joint ?? [])])].sort((a, b) => a - b);
+  // One member down whose URL the configuration does not hold (a cluster
+  // never changed), and one URL given that did not answer: that is its URL.
+  const unknown = all.filter((m) => !given.has(m) && !config.urls?.has(m));
+  const guess = unknown.length === 1 && unanswered.length === 1 ? unanswered[0] : undefined;
   return all.map((m) => {
-    const u = given.get(m) ?? config.urls?.get(m);
+    const u = given.get(m) ?? config.urls?.get(m) ?? (m === unknown[0] ? guess : undefined);
     if (u === undefined) {
       throw new RangeError(
         `the URL of member ${m} is not known (the acceptors listed do not say it): list it`,

@@ -7,20 +7,30 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { currentMembers } from "../connect.ts";
-import { AcceptorError } from "../errors.ts";
+import { AcceptorError, TrustError } from "../errors.ts";
 import { connect, type Kv } from "../kv.ts";
-import { cli, Server, startDurableAcceptor, TEST_CLUSTER_ID, URL_LINE } from "./cli_process.ts";
+import { main } from "../cli.ts";
+import { changeMembership } from "../reconfigure.ts";
+import {
+  cli,
+  Server,
+  startAcceptors,
+  startDurableAcceptor,
+  TEST_CLUSTER_ID,
+  URL_LINE,
+} from "./cli_process.ts";
 
 const OPTS = { timeoutMs: 1000, deadlineMs: 8000 };
 
-async function startJoining(id: number, dir: string): Promise<{ server: Server; url: string }> {
+async function startJoining(
+  id: number,
+  dir: string | "memory",
+): Promise<{ server: Server; url: string }> {
   const server = new Server([
     "acceptor",
     "--port",
     "0",
-    "--data",
-    dir,
-    "--init",
+    ...(dir === "memory" ? ["--memory"] : ["--data", dir, "--init"]),
     "--join",
     "--cluster",
     "test",
@@ -45,8 +55,22 @@ function writer(urls: string[]) {
   const acked = new Map<string, string>();
   let stop = false;
   let refusedStale = 0;
+  let ackCount = 0;
+  // The current members, connected to; the membership may move on between
+  // the look and the connect (refused then): look again.
+  const follow = async (): Promise<Kv> => {
+    for (let tries = 0;; tries++) {
+      try {
+        return await connect(await currentMembers(urls, OPTS), OPTS);
+      } catch (e) {
+        const moved = e instanceof TrustError ||
+          (e instanceof AcceptorError && e.code === "StaleMembership");
+        if (!moved || tries >= 20) throw e;
+      }
+    }
+  };
   const done = (async () => {
-    let kv: Kv = await connect(urls, OPTS);
+    let kv: Kv = await follow();
     try {
       for (let i = 0; !stop; i++) {
         const key = `load-${i % 50}`;
@@ -54,15 +78,15 @@ function writer(urls: string[]) {
         try {
           await kv.set(key, value);
           acked.set(key, value);
+          ackCount++;
         } catch (e) {
+          // Not acknowledged: its outcome is unknown, and that key's later
+          // acknowledged write (if any) is what must be read.
+          acked.delete(key);
           if (e instanceof AcceptorError && e.code === "StaleMembership") {
             refusedStale++;
             await kv.close();
-            kv = await connect(await currentMembers(urls, OPTS), OPTS);
-          } else {
-            // Not acknowledged: its outcome is unknown, and that key's later
-            // acknowledged write (if any) is what must be read.
-            acked.delete(key);
+            kv = await follow();
           }
         }
       }
@@ -70,8 +94,26 @@ function writer(urls: string[]) {
       await kv.close();
     }
   })();
+  // Its failure is the test's, when it stops.
+  done.catch(() => {});
+  let failure: unknown = null;
+  done.catch((e) => failure = e);
+  // Resolves once `n` keys are acknowledged; rejects if the writer failed or
+  // it takes more than 10 s.
+  const waitAcked = async (n: number) => {
+    const t0 = performance.now();
+    while (ackCount < n) {
+      if (failure !== null) throw failure;
+      if (performance.now() - t0 > 10_000) {
+        throw new Error(`the writer acknowledged ${ackCount} of ${n} keys in 10 s`);
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
   return {
     acked,
+    waitAcked,
+    count: () => ackCount,
     stats: () => ({ refusedStale }),
     stop: async () => {
       stop = true;
@@ -122,10 +164,7 @@ Deno.test("member replace on processes: a dead, wiped member is replaced under l
 
     // The replacement, while a writer goes on.
     const load = writer(oldUrls);
-    await new Promise<void>((r) => {
-      const wait = () => (load.acked.size >= 5 ? r() : setTimeout(wait, 10));
-      wait();
-    });
+    await load.waitAcked(5);
     const t0 = performance.now();
     const r = await cli("member", "replace", "2", "3", fresh.url, "--acceptors", acceptors);
     const changeMs = performance.now() - t0;
@@ -141,19 +180,12 @@ Deno.test("member replace on processes: a dead, wiped member is replaced under l
       /^replace member 2 by member 3 at ws:\S+: done, \d+ keys caught up; epoch 2: members 0=ws:\S+,1=ws:\S+,3=ws:\S+\n$/,
     );
     // Some more writes after the change, then the writer stops.
-    const before = load.acked.size;
-    await new Promise<void>((r) => {
-      const t = performance.now();
-      const wait = () => (load.acked.size > before || performance.now() - t > 3000
-        ? r()
-        : setTimeout(wait, 10));
-      wait();
-    });
+    await load.waitAcked(load.count() + 5);
     await load.stop();
     // deno-lint-ignore no-console
     console.log(
       `member replace: ${Math.round(changeMs)} ms (process included), writer refused stale ` +
-        `${load.stats().refusedStale} time(s), ${load.acked.size} load keys acknowledged`,
+        `${load.stats().refusedStale} time(s), ${load.count()} writes acknowledged`,
     );
     assert.ok(load.stats().refusedStale >= 1, "the writer of the old membership was never refused");
 
@@ -235,4 +267,116 @@ Deno.test("member: usage errors name what is wrong", async () => {
   );
   assert.equal(t.code, 2);
   assert.match(t.stderr, /ID must be a member id, a non-negative integer, got "x"/);
+});
+
+// cli.ts main in this process, its lines kept.
+async function run(...args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(args, {
+    out: (l) => out.push(l),
+    err: (l) => err.push(l),
+    waitForStop: () => new Promise<string>(() => {}),
+  });
+  return { code, out, err };
+}
+
+Deno.test("member: an interrupted change is shown by member list and finished by running the command again; grow 3 to 5 and shrink to 3 under a writer, the old list refused", async () => {
+  const { servers, urls } = await startAcceptors([["--memory"], ["--memory"], ["--memory"]]);
+  const joiners: Server[] = [];
+  try {
+    const kv = await connect(urls, OPTS);
+    const written = new Map<string, string>();
+    try {
+      for (let i = 0; i < 30; i++) {
+        await kv.set(`k${i}`, `v${i}`);
+        written.set(`k${i}`, `v${i}`);
+      }
+    } finally {
+      await kv.close();
+    }
+    const j3 = await startJoining(3, "memory");
+    const j4 = await startJoining(4, "memory");
+    joiners.push(j3.server, j4.server);
+    const acceptors = ["--acceptors", urls.join(",")];
+
+    // A would-be member serves nothing yet.
+    const early = await run("get", "k0", "--acceptors", j3.url);
+    assert.notEqual(early.code, 0);
+    assert.match(early.err.join("\n"), /joining/);
+
+    // A change that stopped after its first step (as a killed run would).
+    await changeMembership(urls, { kind: "add", id: 3, url: j3.url }, {
+      ...OPTS,
+      stopAfter: "joint",
+    });
+    // (A would-be member shows when it is listed.)
+    const mid = await run("member", "list", "--acceptors", [...urls, j4.url].join(","));
+    assert.equal(mid.code, 0, mid.err.join("\n"));
+    assert.match(mid.out[0]!, /epoch 1: members 0=.*,3=ws:\S+ \(changing from 0,1,2\)$/);
+    assert.match(mid.out[4]!, /^3\tws:\S+\tjoining member \(new\)\tup, epoch 1$/);
+    assert.match(mid.out[5]!, /^4\tws:\S+\twould-be member/);
+    assert.match(
+      mid.err[0]!,
+      /a change from members 0,1,2 to 0,1,2,3 is under way: run the member command/,
+    );
+    const other = await run("member", "remove", "0", ...acceptors);
+    assert.equal(other.code, 1);
+    assert.match(other.err.at(-1)!, /another change is under way: epoch 1.*finish it first/);
+
+    const load = writer(urls);
+    try {
+      // The same command again rolls it forward.
+      const again = await run("member", "add", "3", j3.url, ...acceptors);
+      assert.equal(again.code, 0, again.err.join("\n"));
+      assert.match(
+        again.err.join("\n"),
+        /1\/3 joint.*\n.*2\/3 catch-up: \d+ keys settled, done\n.*3\/3 final configuration installed: epoch 2/,
+      );
+      assert.match(
+        again.out[0]!,
+        /^add member 3 at ws:\S+: done, \d+ keys caught up; epoch 2: members 0=.*,3=ws:\S+$/,
+      );
+      // Grow to 5 through the old list, then shrink to 2,3,4.
+      for (const args of [["add", "4", j4.url], ["remove", "0"], ["remove", "1"]]) {
+        const r = await run("member", ...args, ...acceptors, "--json");
+        assert.equal(r.code, 0, `member ${args.join(" ")}: ${r.err.join("\n")}`);
+        assert.equal(JSON.parse(r.out[0]!).nothingToDo, false);
+      }
+    } finally {
+      await load.stop();
+    }
+    assert.ok(load.stats().refusedStale >= 4, `refused stale ${load.stats().refusedStale} times`);
+
+    // The old list, whose members 0 and 1 are up but no longer members: refused, naming the members.
+    const stale = await run("get", "k0", ...acceptors);
+    assert.equal(stale.code, 6, stale.err.join("\n"));
+    assert.equal(stale.err.length, 1);
+    assert.match(
+      stale.err[0]!,
+      /is member [01], which is not in epoch 8: members 2=ws:\S+,3=ws:\S+,4=ws:\S+ /,
+    );
+
+    // 0 and 1 stop; the new members hold every acknowledged write.
+    await servers[0]!.stop("SIGTERM");
+    await servers[1]!.stop("SIGTERM");
+    const list = await run("member", "list", "--acceptors", urls[2]!, "--json");
+    assert.equal(list.code, 0, list.err.join("\n"));
+    const l = JSON.parse(list.out[0]!);
+    assert.deepEqual(l.members, [2, 3, 4]);
+    assert.equal(l.epoch, 8);
+    const now = [urls[2]!, j3.url, j4.url];
+    const check = await connect(now, OPTS);
+    try {
+      for (const [k, v] of [...written, ...load.acked]) {
+        const got = await check.get(k);
+        assert.ok(got.found, `${k} lost`);
+        assert.equal(got.value, v, k);
+      }
+    } finally {
+      await check.close();
+    }
+  } finally {
+    await Promise.all([...servers, ...joiners].map((s) => s.ended ? null : s.stop("SIGKILL")));
+  }
 });
