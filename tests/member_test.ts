@@ -380,3 +380,79 @@ Deno.test("member: an interrupted change is shown by member list and finished by
     await Promise.all([...servers, ...joiners].map((s) => s.ended ? null : s.stop("SIGKILL")));
   }
 });
+
+Deno.test("member remove on processes: refused while too few members are up, after leaving the joint configuration on some; the same command finishes it once they are back", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "paxoskv-member-" });
+  const servers: Server[] = [];
+  try {
+    const dirs = [0, 1, 2, 3].map((i) => join(tmp, `a${i}`));
+    const started = [];
+    for (const i of [0, 1, 2]) started.push(await startDurableAcceptor(i, dirs[i]!));
+    servers.push(...started.map((s) => s.server));
+    const fresh = await startJoining(3, dirs[3]!);
+    servers.push(fresh.server);
+    const urls = [...started.map((s) => s.url), fresh.url];
+    const acceptors = ["--acceptors", urls.join(",")];
+    const quick = ["--timeout", "300", "--deadline", "1500"];
+    const grown = await cli(
+      "member",
+      "add",
+      "3",
+      fresh.url,
+      ...acceptors.slice(0, 1),
+      urls.slice(0, 3).join(","),
+    );
+    assert.equal(grown.code, 0, grown.stderr);
+    const kv = await connect(urls, OPTS);
+    try {
+      for (let i = 0; i < 20; i++) await kv.set(`k${i}`, `v${i}`);
+    } finally {
+      await kv.close();
+    }
+    // 2's disk is gone, and 1 is down for now: two of the four members are up.
+    await started[2]!.server.stop("SIGKILL");
+    await Deno.remove(dirs[2]!, { recursive: true });
+    await started[1]!.server.stop("SIGKILL");
+    const failed = await cli("member", "remove", "2", ...acceptors, ...quick);
+    assert.equal(failed.code, 1, failed.stderr);
+    assert.match(
+      failed.stderr,
+      /\npaxoskv: remove member 2 stopped before the joint configuration was installed: cannot install the joint configuration epoch 3: .*; once enough members are up, run the same command again: it resumes\n$/,
+    );
+    // Members 0 and 3 took the joint configuration: the change is under way.
+    const mid = await cli("member", "list", ...acceptors, ...quick);
+    assert.equal(mid.code, 0, mid.stderr);
+    assert.match(mid.stdout, /epoch 3: members 0=\S+,1=\S+,3=\S+ \(changing from 0,1,2,3\)\n/);
+    assert.match(mid.stderr, /a change from members 0,1,2,3 to 0,1,3 is under way/);
+    // Another change meanwhile is refused.
+    const other = await cli("member", "remove", "3", ...acceptors, ...quick);
+    assert.equal(other.code, 1);
+    assert.match(other.stderr, /another change is under way/);
+
+    // 1 comes back with its data, where it was: the same command finishes the change.
+    const port = new URL(urls[1]!).port;
+    const back = new Server(["acceptor", "--port", port, "--data", dirs[1]!]);
+    servers.push(back);
+    assert.deepEqual(await back.waitFor((l) => l.length >= 1, 10_000), [urls[1]]);
+    const done = await cli("member", "remove", "2", ...acceptors);
+    assert.equal(done.code, 0, done.stderr);
+    assert.match(
+      done.stdout,
+      /^remove member 2: done, \d+ keys caught up; epoch 4: members 0=\S+,1=\S+,3=\S+\n$/,
+    );
+    // Member 0 goes: 1 and 3 hold every key.
+    await started[0]!.server.stop("SIGKILL");
+    const check = await connect([urls[0]!, urls[1]!, fresh.url], OPTS);
+    try {
+      for (let i = 0; i < 20; i++) {
+        const got = await check.get(`k${i}`);
+        assert.ok(got.found && got.value === `v${i}`, `k${i}: found ${got.found}, ${got.found ? String(got.value) : "-"}`);
+      }
+    } finally {
+      await check.close();
+    }
+  } finally {
+    await Promise.all(servers.map((s) => s.ended ? null : s.stop("SIGKILL")));
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
