@@ -423,7 +423,9 @@ states wins, and the members it names are asked too.
 add, remove and replace change the membership online, while clients go on
 (docs/membership.md). A new member (add ID URL; replace OLD NEW URL, for a
 member whose disk is gone, which comes back empty under a new id) must be
-running first, started empty with acceptor --init --join. A change takes three
+running first, started empty with acceptor --init --join; it is checked to be
+of this cluster, to have that id and to keep as many versions as the cluster
+before anything changes. A change takes three
 steps, each printed on stderr as it finishes:
   1/3 joint: old and new members both count; a quorum is a majority of each
   2/3 catch-up: every key is read again under the joint quorums, so that a

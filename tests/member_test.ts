@@ -25,6 +25,7 @@ const OPTS = { timeoutMs: 1000, deadlineMs: 8000 };
 async function startJoining(
   id: number,
   dir: string | "memory",
+  more: string[] = [],
 ): Promise<{ server: Server; url: string }> {
   const server = new Server([
     "acceptor",
@@ -38,6 +39,7 @@ async function startJoining(
     TEST_CLUSTER_ID,
     "--id",
     `${id}`,
+    ...more,
   ]);
   try {
     const [url] = await server.waitFor((lines) => lines.length >= 1, 10_000);
@@ -305,6 +307,19 @@ Deno.test("member: an interrupted change is shown by member list and finished by
     assert.notEqual(early.code, 0);
     assert.match(early.err.join("\n"), /joining/);
 
+    // A new member that does not fit is refused before anything changes.
+    const j5 = await startJoining(5, "memory", ["--keep-versions", "2"]);
+    joiners.push(j5.server);
+    const keeps = await run("member", "add", "5", j5.url, ...acceptors);
+    assert.equal(keeps.code, 1);
+    assert.match(
+      keeps.err.at(-1)!,
+      /^paxoskv: add member 5 at ws:\S+: ws:\S+ keeps 2 versions, the cluster every version: start it on an empty directory with --init --join without --keep-versions; nothing was changed$/,
+    );
+    const wrongId = await run("member", "add", "6", j4.url, ...acceptors);
+    assert.equal(wrongId.code, 1);
+    assert.match(wrongId.err.at(-1)!, /ws:\S+ is member 4, not member 6; nothing was changed$/);
+
     // A change that stopped after its first step (as a killed run would).
     await changeMembership(urls, { kind: "add", id: 3, url: j3.url }, {
       ...OPTS,
@@ -446,7 +461,10 @@ Deno.test("member remove on processes: refused while too few members are up, aft
     try {
       for (let i = 0; i < 20; i++) {
         const got = await check.get(`k${i}`);
-        assert.ok(got.found && got.value === `v${i}`, `k${i}: found ${got.found}, ${got.found ? String(got.value) : "-"}`);
+        assert.ok(
+          got.found && got.value === `v${i}`,
+          `k${i}: found ${got.found}, ${got.found ? String(got.value) : "-"}`,
+        );
       }
     } finally {
       await check.close();
