@@ -18,6 +18,9 @@
  *   `--acceptors URL,...` and `--json`.
  * - `status` prints a row per acceptor (member, reachable, round trip, log
  *   size, keys, uptime) from each one's `GET /healthz`.
+ * - `member list`, `member add ID URL`, `member remove ID`, `member replace
+ *   OLD NEW URL`: the membership, and changing it online
+ *   (docs/membership.md).
  * - `set KEY VALUE --ver N` and `get KEY --ver N` run Paxos on version N
  *   from this process as the proposer and print the chosen value (the seed's
  *   calls).
@@ -43,6 +46,7 @@ import { type CliIo, oneLine, processIo } from "./cli/io.ts";
 import { type KeyCommand, runKeyCommand } from "./cli/key_commands.ts";
 import { runAcceptor, runCluster } from "./cli/serve.ts";
 import { runList } from "./cli/list_command.ts";
+import { runMember } from "./cli/member_command.ts";
 import { runStatus } from "./cli/status_command.ts";
 import { runWatch } from "./cli/watch_command.ts";
 import denoJson from "./deno.json" with { type: "json" };
@@ -57,7 +61,7 @@ export {
 } from "./cli/exit.ts";
 export type { CliIo } from "./cli/io.ts";
 
-const COMMANDS = "acceptor, cluster, set, get, delete, history, list, watch or status";
+const COMMANDS = "acceptor, cluster, set, get, delete, history, list, watch, status or member";
 
 /**
  * Runs the command line `args` (without the program name) and resolves with
@@ -121,6 +125,8 @@ export async function main(args: readonly string[], io: CliIo = processIo): Prom
           return await runStatus(rest, safeIo);
         case "watch":
           return await runWatch(rest, safeIo);
+        case "member":
+          return await runMember(rest, safeIo);
         default:
           return await runKeyCommand(cmd as KeyCommand, rest, safeIo);
       }

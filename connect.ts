@@ -203,6 +203,16 @@ export interface DiscoveredCluster {
   readonly urls: ReadonlyMap<number, string>;
   /** The URLs given whose acceptor did not answer. */
   readonly unanswered: readonly string[];
+  /** The cluster's name, id and retention, as its members state them; null when none has an identity. */
+  readonly cluster: {
+    readonly name: string;
+    readonly id: string;
+    readonly keepVersions: number | null;
+  } | null;
+  /** The epoch of the configuration each member that answered holds, by member id. */
+  readonly epochs: ReadonlyMap<number, number>;
+  /** The would-be members that answered (started with `--init --join`, in no configuration yet), by member id. */
+  readonly joining: ReadonlyMap<number, string>;
 }
 
 /**
@@ -256,11 +266,20 @@ export async function discoverCluster(
     }
     let config: MemberConfig | null = null;
     const members = new Map<number, string>();
+    const epochs = new Map<number, number>();
+    const joining = new Map<number, string>();
+    let cluster: DiscoveredCluster["cluster"] = null;
     for (const [u, h] of hellos) {
       const c = h.cluster;
-      if (c === undefined || c.joining === true) continue;
+      if (c === undefined) continue;
+      cluster ??= { name: c.name, id: c.id, keepVersions: c.keepVersions };
+      if (c.joining === true) {
+        joining.set(c.member, u);
+        continue;
+      }
       members.set(c.member, u);
       const epoch = c.epoch ?? 0;
+      epochs.set(c.member, epoch);
       if (config === null || epoch > config.epoch) {
         config = {
           epoch,
@@ -271,7 +290,14 @@ export async function discoverCluster(
         };
       }
     }
-    return { config, urls: members, unanswered: urls.filter((u) => !hellos.has(u)) };
+    return {
+      config,
+      urls: members,
+      unanswered: urls.filter((u) => !hellos.has(u)),
+      cluster,
+      epochs,
+      joining,
+    };
   } finally {
     await Promise.all(clients.map((c) => c.close()));
   }
@@ -287,11 +313,15 @@ export async function currentMembers(
   urls: readonly string[],
   opts: ConnectOptions = {},
 ): Promise<string[]> {
-  const { config, urls: given } = await discoverCluster(urls, opts);
+  const { config, urls: given, unanswered } = await discoverCluster(urls, opts);
   if (config === null) return [...urls];
   const all = [...new Set([...config.members, ...(config.joint ?? [])])].sort((a, b) => a - b);
+  // One member down whose URL the configuration does not hold (a cluster
+  // never changed), and one URL given that did not answer: that is its URL.
+  const unknown = all.filter((m) => !given.has(m) && !config.urls?.has(m));
+  const guess = unknown.length === 1 && unanswered.length === 1 ? unanswered[0] : undefined;
   return all.map((m) => {
-    const u = given.get(m) ?? config.urls?.get(m);
+    const u = given.get(m) ?? config.urls?.get(m) ?? (m === unknown[0] ? guess : undefined);
     if (u === undefined) {
       throw new RangeError(
         `the URL of member ${m} is not known (the acceptors listed do not say it): list it`,

@@ -166,7 +166,11 @@ export async function changeMembership(
           `command that started it again)`,
       );
     }
-    joint = start;
+    // A member that answered at another URL than the one recorded (it
+    // moved while the change was stopped) is reached where it answered.
+    const urlsOf = new Map(start.urls ?? []);
+    for (const [m, u] of found.urls) if (allMembers(start).includes(m)) urlsOf.set(m, u);
+    joint = checkConfig({ ...start, urls: urlsOf });
   } else {
     let target: number[];
     try {

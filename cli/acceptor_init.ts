@@ -3,8 +3,11 @@
  * `--init` creates a member's identity in a data directory that has none;
  * a start without `--init` needs one there already, so that an acceptor
  * restarted on an empty or wrong directory refuses to start instead of
- * voting as if it remembered its promises. A memory acceptor gets its
- * identity from the command line and a new instance id every start.
+ * voting as if it remembered its promises. `--init --join` creates a
+ * would-be member of a running cluster: it serves nothing until a
+ * membership change (`member add` or `member replace`) lists it. A memory
+ * acceptor gets its identity from the command line and a new instance id
+ * every start.
  *
  * @module
  */
@@ -25,6 +28,7 @@ import { messageOf, UsageError } from "./exit.ts";
 /** The options of {@link acceptorIdentity}. */
 export const IDENTITY_SPEC = {
   init: "boolean",
+  join: "boolean",
   cluster: "string",
   "cluster-id": "string",
   members: "string",
@@ -93,6 +97,7 @@ export function memoryIdentity(
     throw new UsageError("--init is for a data directory: a memory acceptor has none");
   }
   const o = clusterOpts(p);
+  if (p.opts.has("join")) return joiningIdentity(o, member, keepVersions, "memory");
   const members = o.members ?? [member];
   if (!members.includes(member)) {
     throw new UsageError(`--id ${member} is not in --members ${members.join(",")}`);
@@ -138,6 +143,9 @@ export async function durableIdentity(
     throw new StartRefused(`${messageOf(e)}; refusing to start`);
   }
   const hasLog = await exists(join(dir, LOG_FILE));
+  if (p.opts.has("join") && !p.opts.has("init")) {
+    throw new UsageError("--join goes with --init: it creates a new member's identity");
+  }
   if (p.opts.has("init")) {
     if (found !== null) {
       const id = found.identity;
@@ -145,6 +153,18 @@ export async function durableIdentity(
         `${dir} already holds member ${id.member} of cluster ${id.cluster} (id ${id.clusterId}): ` +
           `--init is for a new member; start it without --init`,
       );
+    }
+    if (hasLog) {
+      // Only an empty directory can join: a log of an earlier release holds
+      // votes of another membership.
+      if (p.opts.has("join")) {
+        throw new StartRefused(
+          `${dir} holds an acceptor log: --init --join needs an empty directory`,
+        );
+      }
+    }
+    if (p.opts.has("join")) {
+      return joiningIdentity(o, member, keepVersions ?? null, undefined);
     }
     if (o.name === undefined) throw new UsageError("--init needs --cluster NAME");
     if (o.members === undefined) throw new UsageError("--init needs --members IDS, e.g. 0,1,2");
@@ -188,7 +208,8 @@ export async function durableIdentity(
       `${dir} holds no acceptor state: an empty acceptor that joins a running cluster can ` +
         `lose acknowledged writes. For a member of a new cluster add --init --cluster NAME ` +
         `--members IDS (and --cluster-id ID for all but the first); to bring back a member ` +
-        `whose data is lost, see README (replacing a member)`,
+        `whose data is lost, start it under a new id with --init --join and run member ` +
+        `replace (docs/membership.md)`,
     );
   }
   const id = found.identity;
@@ -215,6 +236,42 @@ export async function durableIdentity(
     );
   }
   return { record: found, create: false };
+}
+
+// `--init --join`: a would-be member of a running cluster, in no
+// configuration yet: it answers nothing but the handshake and Config until a
+// membership change lists it (server.ts), so it never votes empty.
+function joiningIdentity(
+  o: ReturnType<typeof clusterOpts>,
+  member: number | undefined,
+  keepVersions: number | null,
+  memory: "memory" | undefined,
+): AcceptorIdentity {
+  if (o.name === undefined) throw new UsageError("--join needs --cluster NAME");
+  if (o.id === undefined) {
+    throw new UsageError(
+      "--join needs --cluster-id ID, the running cluster's (member list shows it)",
+    );
+  }
+  if (member === undefined) throw new UsageError("--join needs --id N, a new member id");
+  if (o.members !== undefined) {
+    throw new UsageError("--join takes no --members: the membership change sets them");
+  }
+  const identity = makeIdentity({
+    cluster: o.name,
+    clusterId: o.id,
+    member,
+    members: [member],
+    keepVersions,
+    instance: randomId(),
+    joining: true,
+  });
+  return {
+    record: { identity, peers: new Map() },
+    create: memory === undefined,
+    note: `joining cluster ${o.name} as member ${member}: it serves nothing until member add ` +
+      `or member replace lists it`,
+  };
 }
 
 async function exists(path: string): Promise<boolean> {

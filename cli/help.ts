@@ -65,6 +65,7 @@ Commands:
   watch      print each version of some keys (or of a prefix) as it is chosen
   status     show every acceptor: member, reachable, round trip, log size,
              keys, uptime
+  member     list the members, or change them online: add, remove, replace
   help       show the help of a command: help <command>
 
 Run "cli.ts <command> --help" for a command's options, "cli.ts --version" for
@@ -77,6 +78,8 @@ ${EXIT_HELP}`;
 const ACCEPTOR_HELP = `Usage:
   ${RUN} acceptor --data DIR --init --cluster NAME --members IDS --id N
       [--cluster-id ID] [--keep-versions K] [SERVING OPTIONS]
+  ${RUN} acceptor --data DIR --init --join --cluster NAME --cluster-id ID
+      --id N [--keep-versions K] [SERVING OPTIONS]
   ${RUN} acceptor --data DIR [SERVING OPTIONS]
   ${RUN} acceptor --memory --id N [--members IDS --cluster-id ID]
       [--keep-versions K] [SERVING OPTIONS]
@@ -104,6 +107,11 @@ the acceptor refuse to start, naming the file and offset.
 Options:
   --data DIR          where the state and identity live (required, or --memory)
   --init              create this member's identity in DIR, which must have none
+  --join              with --init: a new member of a running cluster (give its
+                      --cluster and --cluster-id, from member list, and its
+                      --keep-versions). It answers nothing but the handshake
+                      until member add or member replace lists it, so it never
+                      votes empty (docs/membership.md)
   --cluster NAME      the cluster's name: letters, digits, ".", "_", "-"
   --members IDS       every member's id, comma-separated, e.g. 0,1,2
   --id N              this member's id, one of IDS
@@ -515,6 +523,57 @@ Output:
 ${VALUE_HELP}
 
 ${JSON_HELP}
+const MEMBER_HELP = `Usage:
+  ${RUN} member list --acceptors URL,URL,... [options]
+  ${RUN} member add ID URL --acceptors URL,URL,... [options]
+  ${RUN} member remove ID --acceptors URL,URL,... [options]
+  ${RUN} member replace OLD NEW URL --acceptors URL,URL,... [options]
+
+list prints the cluster's name, id and membership (its epoch), then one line
+per member: its id, URL, role and whether it answered. --acceptors may be any
+members, also a list from before a change: the newest membership any of them
+states wins, and the members it names are asked too.
+
+add, remove and replace change the membership online, while clients go on
+(docs/membership.md). A new member (add ID URL; replace OLD NEW URL, for a
+member whose disk is gone, which comes back empty under a new id) must be
+running first, started empty with acceptor --init --join; it is checked to be
+of this cluster, to have that id and to keep as many versions as the cluster
+before anything changes. A change takes three
+steps, each printed on stderr as it finishes:
+  1/3 joint: old and new members both count; a quorum is a majority of each
+  2/3 catch-up: every key is read again under the joint quorums, so that a
+      majority of the new members holds it (progress about once a second)
+  3/3 final: the new members alone
+Then one line on stdout says what was done. It needs a majority of the old
+and of the new members up. Interrupted at any point (killed, an acceptor
+down), the same command run again finds how far it got and finishes it; run
+once done, it says there is nothing to do. Another change is refused until
+that one is finished.
+
+Clients of the old membership are refused with one line naming the new one;
+give them the new list (member list prints it).
+
+Options:
+  --acceptors URLS   the members (or some of them), comma-separated (required,
+                     or env PAXOSKV_ACCEPTORS, read with --allow-env)
+  --secret-file FILE the cluster's shared secret (or env PAXOSKV_SECRET_FILE)
+  --ca-file FILE     trust the certificates in FILE (PEM) for wss:// (or env
+                     PAXOSKV_CA_FILE)
+  --timeout MS       how long to wait for each reply, in ms (default 1000)
+  --deadline MS      how long each step may wait for its quorum (default 10000)
+  --json             print one line of JSON on stdout
+  -h, --help         show this help
+
+Output:
+  member replace 2 3 ws://127.0.0.1:3336/paxos:
+    replace member 2 by member 3 at ws://127.0.0.1:3336/paxos: done, 1200 keys
+    caught up; epoch 2: members 0=ws://...,1=ws://...,3=ws://...
+  --json: {"change":"replace","from":{...},"to":{"epoch":2,"members":[0,1,3],
+    "urls":{"0":"ws://..."}},"keys":1200,"nothingToDo":false}
+  member list --json: {"cluster":"prod","clusterId":"...","epoch":2,
+    "members":[0,1,3],"urls":{...},"state":[{"member":0,"url":"ws://...",
+    "role":"member","up":true,"epoch":2}],"joining":[],"unanswered":[]}
 
 ${EXIT_HELP}`;
 
@@ -529,4 +588,5 @@ export const HELP: Readonly<Record<string, string>> = {
   list: LIST_HELP,
   status: STATUS_HELP,
   watch: WATCH_HELP,
+  member: MEMBER_HELP,
 };

@@ -195,10 +195,16 @@ Deno.test("an interrupted change resumes where it stopped, and a rerun once done
       changeMembership(c.urls([0, 1, 2, 3]), { kind: "remove", id: 0 }, opts),
       /another change is under way: epoch 1: members 0=.*,1=.*,2=.*,3=.* \(changing from 0,1,2\)/,
     );
+    // Member 1 moves to another port while the change is stopped: the rerun,
+    // given its new URL, reaches it there.
+    await c.down(1);
+    c.members.get(1)!.port = 0;
+    await c.up(1);
     const second = await changeMembership(c.urls([0, 1, 2]), change, opts);
     assert.equal(second.nothingToDo, false);
     assert.deepEqual(second.to.members, [0, 1, 2, 3]);
     assert.equal(second.to.joint, undefined);
+    assert.equal(second.to.urls?.get(1), c.url(1));
     const third = await changeMembership(c.urls([0, 1, 2, 3]), change, opts);
     assert.equal(third.nothingToDo, true);
     const kv4 = await connect(c.urls([0, 1, 2, 3]), OPTS);
