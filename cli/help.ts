@@ -523,6 +523,9 @@ Output:
 ${VALUE_HELP}
 
 ${JSON_HELP}
+
+${EXIT_HELP}`;
+
 const MEMBER_HELP = `Usage:
   ${RUN} member list --acceptors URL,URL,... [options]
   ${RUN} member add ID URL --acceptors URL,URL,... [options]
