@@ -45,7 +45,8 @@ export type ErrorCode =
   | "StaleMembership"
   | "Internal";
 
-const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
+/** Every {@link ErrorCode}, in the order the type lists them. */
+export const ALL_ERROR_CODES: readonly ErrorCode[] = [
   "BadRequest",
   "UnknownOp",
   "TooLarge",
@@ -57,7 +58,8 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "Unauthorized",
   "StaleMembership",
   "Internal",
-]);
+];
+const ERROR_CODES: ReadonlySet<string> = new Set(ALL_ERROR_CODES);
 
 /**
  * Tells whether a string is one of the {@link ErrorCode}s.

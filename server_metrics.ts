@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { ALL_ERROR_CODES } from "./errors.ts";
 import type { PaxosAcceptor } from "./acceptor.ts";
 import { LogStore } from "./log_store.ts";
 import { Histogram, type Labels, PromText } from "./metrics.ts";
@@ -29,20 +30,7 @@ export const COUNTED_OPS = [
 ] as const;
 
 // Outcomes: "ok", or the error code replied.
-const OUTCOMES = [
-  "ok",
-  "BadRequest",
-  "UnknownOp",
-  "TooLarge",
-  "StorageError",
-  "Compacted",
-  "BallotTooFar",
-  "Overloaded",
-  "QuotaExceeded",
-  "Unauthorized",
-  "StaleMembership",
-  "Internal",
-] as const;
+const OUTCOMES: readonly string[] = ["ok", ...ALL_ERROR_CODES];
 const OUTCOME_INDEX = new Map<string, number>(OUTCOMES.map((o, i) => [o, i]));
 const OP_INDEX = new Map<string, number>(COUNTED_OPS.map((o, i) => [o, i]));
 
