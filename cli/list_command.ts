@@ -4,12 +4,11 @@
  *
  * @module
  */
-import { connect, type Kv } from "../kv.ts";
 import { intOpt, parseArgs, positionals, stringOpt } from "./args.ts";
-import { reportFailure, UsageError } from "./exit.ts";
+import { UsageError } from "./exit.ts";
 import { formatKvValue, toJson } from "./format.ts";
 import type { CliIo } from "./io.ts";
-import { connectOptions, NET_SPEC, parseNetOptions } from "./net.ts";
+import { NET_SPEC, parseNetOptions, withKv } from "./net.ts";
 
 /** `list [PREFIX] [--limit N] [--cursor C] [--reverse] [--keys-only] [--json]`. */
 export async function runList(args: readonly string[], io: CliIo): Promise<number> {
@@ -31,13 +30,7 @@ export async function runList(args: readonly string[], io: CliIo): Promise<numbe
     ...(cursor === undefined ? {} : { cursor }),
     ...(p.opts.has("reverse") ? { reverse: true } : {}),
   };
-  let kv: Kv;
-  try {
-    kv = await connect(net.urls, connectOptions(net));
-  } catch (e) {
-    return reportFailure(e, io);
-  }
-  try {
+  return await withKv(net, io, async (kv) => {
     let it;
     try {
       it = kv.list({ prefix }, opts);
@@ -65,10 +58,5 @@ export async function runList(args: readonly string[], io: CliIo): Promise<numbe
       }
     }
     return 0;
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    return reportFailure(e, io);
-  } finally {
-    await kv.close();
-  }
+  });
 }

@@ -9,7 +9,9 @@
 import type { ConnectOptions } from "../connect.ts";
 import type { Secret } from "../handshake.ts";
 import { intOpt, MAX_TIMER_MS, type OptSpec, parseAcceptorUrls, type Parsed } from "./args.ts";
-import { UsageError } from "./exit.ts";
+import { connect, type Kv } from "../kv.ts";
+import { reportFailure, UsageError } from "./exit.ts";
+import type { CliIo } from "./io.ts";
 import { caOpt, CLIENT_TRUST_SPEC, optOrEnv, secretOpt } from "./trust.ts";
 
 /** The options of every command that talks to the acceptors. */
@@ -60,4 +62,30 @@ export function connectOptions(net: NetOptions): ConnectOptions {
     ...(net.secret === undefined ? {} : { secret: net.secret }),
     ...(net.caCerts === undefined ? {} : { caCerts: net.caCerts }),
   };
+}
+
+/**
+ * Connects a KV to the acceptors of `net`, runs `use` with it and closes it:
+ * a failure to connect, or one while `use` runs, is reported as one line and
+ * its exit status; a {@link UsageError} goes on up (exit status 2).
+ */
+export async function withKv(
+  net: NetOptions,
+  io: CliIo,
+  use: (kv: Kv) => Promise<number>,
+): Promise<number> {
+  let kv: Kv;
+  try {
+    kv = await connect(net.urls, connectOptions(net));
+  } catch (e) {
+    return reportFailure(e, io);
+  }
+  try {
+    return await use(kv);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    return reportFailure(e, io);
+  } finally {
+    await kv.close();
+  }
 }

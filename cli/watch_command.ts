@@ -5,12 +5,12 @@
  *
  * @module
  */
-import { connect, type Kv, type KvWatchSelector } from "../kv.ts";
+import type { KvWatchSelector } from "../kv.ts";
 import { intOpt, parseArgs, quote, stringOpt } from "./args.ts";
-import { reportFailure, UsageError } from "./exit.ts";
+import { UsageError } from "./exit.ts";
 import { formatKvValue, toJson } from "./format.ts";
 import type { CliIo } from "./io.ts";
-import { connectOptions, NET_SPEC, parseNetOptions } from "./net.ts";
+import { NET_SPEC, parseNetOptions, withKv } from "./net.ts";
 
 /** `watch KEY... | --prefix P [--from-version V] [--json]`. */
 export async function runWatch(args: readonly string[], io: CliIo): Promise<number> {
@@ -36,13 +36,7 @@ export async function runWatch(args: readonly string[], io: CliIo): Promise<numb
   // Listen for the stop before the watch starts, so that no early signal is lost.
   const stop = new AbortController();
   void io.waitForStop().then(() => stop.abort());
-  let kv: Kv;
-  try {
-    kv = await connect(net.urls, connectOptions(net));
-  } catch (e) {
-    return reportFailure(e, io);
-  }
-  try {
+  return await withKv(net, io, async (kv) => {
     let it;
     try {
       it = kv.watch(selector, {
@@ -66,10 +60,5 @@ export async function runWatch(args: readonly string[], io: CliIo): Promise<numb
       }
     }
     return 0;
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    return reportFailure(e, io);
-  } finally {
-    await kv.close();
-  }
+  });
 }
