@@ -51,6 +51,24 @@ async function startJoining(
   }
 }
 
+// Reads each key through the acceptors at `urls` and asserts that it holds
+// its value: nothing acknowledged was lost.
+async function assertAllReadable(
+  urls: string[],
+  entries: Iterable<readonly [string, string]>,
+): Promise<void> {
+  const check = await connect(urls, OPTS);
+  try {
+    for (const [k, v] of entries) {
+      const got = await check.get(k);
+      assert.ok(got.found, `${k} lost`);
+      assert.equal(got.value, v, k);
+    }
+  } finally {
+    await check.close();
+  }
+}
+
 // Writes `load-N` keys one after another until told to stop, following the
 // membership when it is refused as stale; keeps what was acknowledged.
 function writer(urls: string[]) {
@@ -225,16 +243,7 @@ Deno.test("member replace on processes: a dead, wiped member is replaced under l
     // Member 0 dies too: 1 and 3 are a majority of 0,1,3, and hold everything.
     await started[0]!.server.stop("SIGKILL");
     const newUrls = [oldUrls[0]!, oldUrls[1]!, fresh.url];
-    const check = await connect(newUrls, OPTS);
-    try {
-      for (const [k, v] of [...written, ...load.acked]) {
-        const got = await check.get(k);
-        assert.ok(got.found, `${k} lost`);
-        assert.equal(got.value, v, k);
-      }
-    } finally {
-      await check.close();
-    }
+    await assertAllReadable(newUrls, [...written, ...load.acked]);
     const viaCli = await cli("get", "k59", "--acceptors", newUrls.join(","));
     assert.equal(viaCli.code, 0, viaCli.stderr);
     assert.equal(viaCli.stdout, "v59\n");
@@ -381,16 +390,7 @@ Deno.test("member: an interrupted change is shown by member list and finished by
     assert.deepEqual(l.members, [2, 3, 4]);
     assert.equal(l.epoch, 8);
     const now = [urls[2]!, j3.url, j4.url];
-    const check = await connect(now, OPTS);
-    try {
-      for (const [k, v] of [...written, ...load.acked]) {
-        const got = await check.get(k);
-        assert.ok(got.found, `${k} lost`);
-        assert.equal(got.value, v, k);
-      }
-    } finally {
-      await check.close();
-    }
+    await assertAllReadable(now, [...written, ...load.acked]);
   } finally {
     await Promise.all([...servers, ...joiners].map((s) => s.ended ? null : s.stop("SIGKILL")));
   }
@@ -457,18 +457,10 @@ Deno.test("member remove on processes: refused while too few members are up, aft
     );
     // Member 0 goes: 1 and 3 hold every key.
     await started[0]!.server.stop("SIGKILL");
-    const check = await connect([urls[0]!, urls[1]!, fresh.url], OPTS);
-    try {
-      for (let i = 0; i < 20; i++) {
-        const got = await check.get(`k${i}`);
-        assert.ok(
-          got.found && got.value === `v${i}`,
-          `k${i}: found ${got.found}, ${got.found ? String(got.value) : "-"}`,
-        );
-      }
-    } finally {
-      await check.close();
-    }
+    await assertAllReadable(
+      [urls[0]!, urls[1]!, fresh.url],
+      Array.from({ length: 20 }, (_, i) => [`k${i}`, `v${i}`] as const),
+    );
   } finally {
     await Promise.all(servers.map((s) => s.ended ? null : s.stop("SIGKILL")));
     await Deno.remove(tmp, { recursive: true });
