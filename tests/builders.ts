@@ -7,6 +7,8 @@
 import type { RequestEnvelope } from "../codec.ts";
 import type { Acceptor, BallotNum, Op, PaxosInstanceId, Proposer, Value } from "../types.ts";
 import { ZERO_BALLOT } from "../types.ts";
+import { PaxosAcceptor } from "../acceptor.ts";
+import { MemoryStore } from "../store.ts";
 
 /** A ballot. */
 export function bal(N: number | bigint, ProposerId: number | bigint): BallotNum {
@@ -47,4 +49,17 @@ let nextRid = 1;
 /** A request envelope with a fresh Rid (unique in this process). */
 export function env(op: Op, r: Proposer): RequestEnvelope {
   return { Rid: nextRid++, Op: op, Req: r };
+}
+
+/** `n` memory acceptors named a0, a1, ..., keeping `keepVersions` versions when given. */
+export function cluster(n = 3, keepVersions?: number): PaxosAcceptor[] {
+  return Array.from(
+    { length: n },
+    (_, i) =>
+      new PaxosAcceptor(
+        new MemoryStore(),
+        `a${i}`,
+        keepVersions === undefined ? {} : { keepVersions },
+      ),
+  );
 }

@@ -20,20 +20,8 @@ import {
   WebSocketAcceptorClient,
   ZERO_BALLOT,
 } from "../mod.ts";
-import { inst, req } from "./builders.ts";
+import { cluster, inst, req } from "./builders.ts";
 import { MemFs } from "./mem_fs.ts";
-
-function cluster(n = 3, keepVersions?: number): PaxosAcceptor[] {
-  return Array.from(
-    { length: n },
-    (_, i) =>
-      new PaxosAcceptor(
-        new MemoryStore(),
-        `a${i}`,
-        keepVersions === undefined ? {} : { keepVersions },
-      ),
-  );
-}
 
 // The acceptors, with every request and every Latest shown to `see` first.
 function watched(

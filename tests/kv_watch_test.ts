@@ -6,23 +6,11 @@ import {
   CompactedError,
   Kv,
   type KvWatchEvent,
-  MemoryStore,
   PaxosAcceptor,
   type Proposer,
 } from "../mod.ts";
+import { cluster } from "./builders.ts";
 import { within } from "./waits.ts";
-
-function cluster(n = 3, keepVersions?: number): PaxosAcceptor[] {
-  return Array.from(
-    { length: n },
-    (_, i) =>
-      new PaxosAcceptor(
-        new MemoryStore(),
-        `a${i}`,
-        keepVersions === undefined ? {} : { keepVersions },
-      ),
-  );
-}
 
 // The acceptors, each of which can be taken down (refusing connections) and
 // brought back.
