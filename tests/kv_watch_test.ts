@@ -2,13 +2,7 @@
 // from a version on, through a minority of acceptors down and back; deletes;
 // compacted versions; abort ends it with nothing left running.
 import assert from "node:assert/strict";
-import {
-  CompactedError,
-  Kv,
-  type KvWatchEvent,
-  PaxosAcceptor,
-  type Proposer,
-} from "../mod.ts";
+import { CompactedError, Kv, type KvWatchEvent, PaxosAcceptor, type Proposer } from "../mod.ts";
 import { cluster } from "./builders.ts";
 import { within } from "./waits.ts";
 
