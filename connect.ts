@@ -269,10 +269,16 @@ export async function discoverCluster(
     const epochs = new Map<number, number>();
     const joining = new Map<number, string>();
     let cluster: DiscoveredCluster["cluster"] = null;
+    // The cluster's settings as a member states them: a would-be member's
+    // only when no member answered (it may have been started with others).
+    let fromMember = false;
     for (const [u, h] of hellos) {
       const c = h.cluster;
       if (c === undefined) continue;
-      cluster ??= { name: c.name, id: c.id, keepVersions: c.keepVersions };
+      if (cluster === null || (!fromMember && c.joining !== true)) {
+        cluster = { name: c.name, id: c.id, keepVersions: c.keepVersions };
+        fromMember = c.joining !== true;
+      }
       if (c.joining === true) {
         joining.set(c.member, u);
         continue;

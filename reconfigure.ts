@@ -124,6 +124,72 @@ export function describeChange(change: MemberChange): string {
   }
 }
 
+/** What is wrong with a would-be member, as {@link checkNewMember} finds it. */
+export interface NewMemberMismatch {
+  /** Which setting disagrees. */
+  readonly what: "identity" | "cluster" | "member" | "keepVersions";
+  /** One line naming the URL and both values. */
+  readonly message: string;
+}
+
+/**
+ * Asks the would-be member at `url` who it is and compares it with the
+ * cluster's settings: the same cluster id, the member id `id`, and the same
+ * retention (`keepVersions`; a member that keeps another number of versions
+ * would make every client refuse the members once it is one). Resolves with
+ * null when it fits or does not answer (the change then says what it can do
+ * without it), and otherwise with what disagrees.
+ *
+ * @example
+ * ```ts ignore
+ * import { checkNewMember } from "./reconfigure.ts";
+ * const m = await checkNewMember("ws://d:3336/paxos", 3, { id: "c1", keepVersions: null });
+ * m?.message; // e.g. "ws://d:3336/paxos keeps 2 versions, the cluster every version"
+ * ```
+ */
+export async function checkNewMember(
+  url: string,
+  id: number,
+  cluster: { readonly id: string; readonly keepVersions: number | null },
+  opts: ConnectOptions = {},
+): Promise<NewMemberMismatch | null> {
+  const client = new WebSocketAcceptorClient(url, {
+    timeoutMs: opts.timeoutMs ?? 1000,
+    ...(opts.clock === undefined ? {} : { clock: opts.clock }),
+    ...(opts.secret === undefined ? {} : { secret: opts.secret }),
+    ...(opts.caCerts === undefined ? {} : { caCerts: opts.caCerts }),
+  });
+  try {
+    await client.ready();
+  } catch {
+    return null;
+  } finally {
+    await client.close();
+  }
+  const c = client.hello?.cluster;
+  if (c === undefined) return { what: "identity", message: `${url} has no cluster identity` };
+  if (c.id !== cluster.id) {
+    return {
+      what: "cluster",
+      message: `${url} belongs to another cluster (${c.name}, id ${c.id}, not ${cluster.id})`,
+    };
+  }
+  if (c.member !== id) {
+    return { what: "member", message: `${url} is member ${c.member}, not member ${id}` };
+  }
+  if (c.keepVersions !== cluster.keepVersions) {
+    return {
+      what: "keepVersions",
+      message: `${url} keeps ${keeps(c.keepVersions)}, the cluster ${keeps(cluster.keepVersions)}`,
+    };
+  }
+  return null;
+}
+
+function keeps(k: number | null): string {
+  return k === null ? "every version" : `${k} versions`;
+}
+
 /**
  * Changes the membership of the cluster whose members (some of them) are at
  * `urls`, as the module's description says, and resolves with what it did.
@@ -151,10 +217,19 @@ export async function changeMembership(
   // and every member's URL.
   const found = await discoverCluster(urls, opts);
   const start = found.config;
-  if (start === null) {
+  if (start === null || found.cluster === null) {
     throw new TypeError(
       `the acceptors at ${urls.join(",")} have no cluster identity: their membership is fixed`,
     );
+  }
+  const cluster = found.cluster;
+  const run: Run = { ...opts, keepVersions: cluster.keepVersions };
+  // A would-be member that does not fit is refused before anything changes.
+  if (change.kind !== "remove") {
+    const wrong = await checkNewMember(change.url, change.id, cluster, opts);
+    if (wrong !== null) {
+      throw new RangeError(`${describeChange(change)}: ${wrong.message}; nothing was changed`);
+    }
   }
   let joint: MemberConfig;
   if (start.joint !== undefined) {
@@ -179,7 +254,7 @@ export async function changeMembership(
       // Done already (a rerun after the last step)? Then make sure every
       // member that answers has the final configuration.
       if (doneAlready(start, change)) {
-        await install(found.urls, start, membersOf(start), opts, clock, "final");
+        await install(found.urls, start, membersOf(start), run, clock, "final");
         return { from: start, to: start, keys: 0, nothingToDo: true };
       }
       throw e;
@@ -211,12 +286,12 @@ export async function changeMembership(
   const jointUrls = new Map(allMembers(joint).map((m) => [m, urlOf(m)]));
 
   // 1. The joint configuration, on a majority of the old members and of the new.
-  await install(jointUrls, joint, jointOf(joint), opts, clock, "joint");
+  await install(jointUrls, joint, jointOf(joint), run, clock, "joint");
   opts.onProgress?.({ step: "joint", config: joint, keys: 0 });
   if (opts.stopAfter === "joint") return { from: start, to: joint, keys: 0, nothingToDo: false };
 
   // 2. The catch-up, from where the last run stopped.
-  const keys = await catchUp(jointUrls, joint, opts, clock);
+  const keys = await catchUp(jointUrls, joint, run, clock);
   if (opts.stopAfter === "catch-up") return { from: start, to: joint, keys, nothingToDo: false };
 
   // 3. The final configuration, on a majority of the new members.
@@ -225,7 +300,7 @@ export async function changeMembership(
     members: joint.members,
     urls: new Map([...jointUrls].filter(([m]) => joint.members.includes(m))),
   });
-  await install(jointUrls, final, membersOf(final), opts, clock, "final");
+  await install(jointUrls, final, membersOf(final), run, clock, "final");
   opts.onProgress?.({ step: "final", config: final, keys });
   return { from: start, to: final, keys, nothingToDo: false };
 }
@@ -240,6 +315,10 @@ function doneAlready(c: MemberConfig, change: MemberChange): boolean {
       return c.members.includes(change.id) && !c.members.includes(change.old);
   }
 }
+
+// The options of a run, with the cluster's retention, which every member
+// taking a configuration must share.
+type Run = ChangeOptions & { readonly keepVersions: number | null };
 
 // Which members must have a configuration: a quorum over member ids.
 type MemberQuorum = (ids: readonly (number | null)[]) => QuorumSystem;
@@ -280,7 +359,7 @@ async function install(
   urls: ReadonlyMap<number, string>,
   config: MemberConfig,
   need: MemberQuorum,
-  opts: ChangeOptions,
+  opts: Run,
   clock: Clock,
   step: string,
 ): Promise<void> {
@@ -320,7 +399,7 @@ async function install(
 }
 
 // A client for each member, checked to be that member of one cluster.
-function openMembers(urls: ReadonlyMap<number, string>, opts: ConnectOptions) {
+function openMembers(urls: ReadonlyMap<number, string>, opts: Run) {
   let clusterId: string | null = null;
   const clients = [...urls].map(([m, url]) =>
     new WebSocketAcceptorClient(url, {
@@ -332,6 +411,9 @@ function openMembers(urls: ReadonlyMap<number, string>, opts: ConnectOptions) {
         clusterId ??= c.id;
         if (c.id !== clusterId) {
           return `${url} belongs to another cluster (id ${c.id}, not ${clusterId})`;
+        }
+        if (c.keepVersions !== opts.keepVersions) {
+          return `${url} keeps ${keeps(c.keepVersions)}, the cluster ${keeps(opts.keepVersions)}`;
         }
         return null;
       },
@@ -352,7 +434,7 @@ function openMembers(urls: ReadonlyMap<number, string>, opts: ConnectOptions) {
 async function catchUp(
   urls: ReadonlyMap<number, string>,
   joint: MemberConfig,
-  opts: ChangeOptions,
+  opts: Run,
   clock: Clock,
 ): Promise<number> {
   const old = joint.joint ?? [];

@@ -14,10 +14,10 @@ import { allMembers, describeConfig, type MemberConfig } from "../identity.ts";
 import {
   changeMembership,
   type ChangeProgress,
+  checkNewMember,
   describeChange,
   type MemberChange,
 } from "../reconfigure.ts";
-import { WebSocketAcceptorClient } from "../transport.ts";
 import { parseAcceptorUrls, parseArgs, quote } from "./args.ts";
 import { EXIT_FAILURE, messageOf, reportFailure, UsageError } from "./exit.ts";
 import { toJson } from "./format.ts";
@@ -203,7 +203,7 @@ async function runChange(net: NetOptions, change: MemberChange, io: CliIo): Prom
   };
   say(`${describeChange(change)}, through ${net.urls.join(",")}`);
   if (change.kind !== "remove") {
-    const wrong = await checkNewMember(net, change.id, change.url);
+    const wrong = await checkJoiner(net, change.id, change.url);
     if (wrong !== null) {
       io.err(`paxoskv: ${describeChange(change)}: ${wrong}; nothing was changed`);
       return EXIT_FAILURE;
@@ -240,41 +240,26 @@ async function runChange(net: NetOptions, change: MemberChange, io: CliIo): Prom
   }
 }
 
-// What the new member at `url` says of itself, against the cluster: the
-// same cluster, the member id given, and the cluster-wide retention (a
-// member that disagrees on it would make every client refuse the members
-// once it is one). Null when it fits, or when it does not answer (the change
-// itself then says what it can do without it).
-async function checkNewMember(net: NetOptions, id: number, url: string): Promise<string | null> {
-  const found = await discover(net);
-  const cluster = found.cluster;
+// What the new member at `url` says of itself, against the cluster
+// (reconfigure.ts's checkNewMember), with how to start it instead. Null
+// when it fits, or when it does not answer (the change itself then says
+// what it can do without it).
+async function checkJoiner(net: NetOptions, id: number, url: string): Promise<string | null> {
+  const cluster = (await discover(net)).cluster;
   if (cluster === null) return null;
-  const client = new WebSocketAcceptorClient(url, {
-    timeoutMs: net.timeoutMs,
-    ...(net.secret === undefined ? {} : { secret: net.secret }),
-    ...(net.caCerts === undefined ? {} : { caCerts: net.caCerts }),
-  });
-  try {
-    await client.ready();
-  } catch {
-    return null;
-  } finally {
-    await client.close();
+  const wrong = await checkNewMember(url, id, cluster, connectOptions(net));
+  switch (wrong?.what) {
+    case undefined:
+    case "member":
+      return wrong?.message ?? null;
+    case "identity":
+      return `${wrong.message}: start it with --init --join`;
+    case "cluster":
+      return `${wrong.message}: start it on an empty directory with --init --join --cluster-id ${cluster.id}`;
+    case "keepVersions":
+      return `${wrong.message}: start it on an empty directory with --init --join ` +
+        (cluster.keepVersions === null
+          ? "without --keep-versions"
+          : `--keep-versions ${cluster.keepVersions}`);
   }
-  const c = client.hello?.cluster;
-  if (c === undefined) return `${url} has no cluster identity: start it with --init --join`;
-  if (c.id !== cluster.id) {
-    return `${url} belongs to another cluster (${c.name}, id ${c.id}, not ${cluster.id}): start ` +
-      `it on an empty directory with --init --join --cluster-id ${cluster.id}`;
-  }
-  if (c.member !== id) return `${url} is member ${c.member}, not member ${id}`;
-  if (c.keepVersions !== cluster.keepVersions) {
-    const keeps = (k: number | null) => k === null ? "every version" : `${k} versions`;
-    return `${url} keeps ${keeps(c.keepVersions)}, the cluster ${keeps(cluster.keepVersions)}: ` +
-      `start it on an empty directory with --init --join ` +
-      (cluster.keepVersions === null
-        ? "without --keep-versions"
-        : `--keep-versions ${cluster.keepVersions}`);
-  }
-  return null;
 }

@@ -5,7 +5,7 @@
 // one; an interrupted change resumes; grow 3 to 5 and shrink back.
 import assert from "node:assert/strict";
 import { PaxosAcceptor } from "../acceptor.ts";
-import { currentMembers } from "../connect.ts";
+import { currentMembers, discoverCluster } from "../connect.ts";
 import { AcceptorError } from "../errors.ts";
 import { type ClusterIdentity, makeIdentity, randomId, VouchedPeers } from "../identity.ts";
 import { connect, type Kv } from "../kv.ts";
@@ -13,6 +13,7 @@ import { changeMembership, targetMembers } from "../reconfigure.ts";
 import { type AcceptorServer, serveAcceptor } from "../server.ts";
 import { MemoryStore } from "../store.ts";
 import { WebSocketAcceptorClient } from "../transport.ts";
+import { errorOf } from "./waits.ts";
 
 interface Member {
   identity: ClusterIdentity;
@@ -32,13 +33,13 @@ class TestCluster {
   }
 
   // Serves member `m` (a new, empty one that is `joining` when asked).
-  async add(m: number, joining: boolean): Promise<string> {
+  async add(m: number, joining: boolean, keepVersions: number | null = null): Promise<string> {
     const identity = makeIdentity({
       cluster: "t",
       clusterId: this.clusterId,
       member: m,
       members: joining ? [m] : this.initial,
-      keepVersions: null,
+      keepVersions,
       instance: randomId(),
       ...(joining ? { joining: true } : {}),
     });
@@ -253,6 +254,38 @@ Deno.test("grow 3 to 5 and shrink back to 3: every write stays readable, with tw
     kv = await connect(c.urls([2, 3, 4]), OPTS);
     await assertAll(kv, written);
     await kv.close();
+  } finally {
+    await c.close();
+  }
+});
+
+Deno.test("changeMembership as a library refuses a new member whose retention differs from the cluster's, changing nothing", async () => {
+  const c = await new TestCluster([0, 1, 2]).start();
+  try {
+    const url3 = await c.add(3, true, 2);
+    const e = await errorOf(
+      changeMembership(c.urls([0, 1, 2]), { kind: "add", id: 3, url: url3 }, OPTS),
+    );
+    assert.ok(e instanceof RangeError, e.message);
+    assert.equal(
+      e.message,
+      `add member 3 at ${url3}: ${url3} keeps 2 versions, the cluster every version; ` +
+        `nothing was changed`,
+    );
+    const url4 = await c.add(4, true);
+    await assert.rejects(
+      changeMembership(c.urls([0, 1, 2]), { kind: "replace", old: 2, id: 5, url: url4 }, OPTS),
+      new RangeError(
+        `replace member 2 by member 5 at ${url4}: ${url4} is member 4, not member 5; ` +
+          `nothing was changed`,
+      ),
+    );
+    // Nothing changed: every member still has epoch 0, and the change with
+    // a fitting member goes through.
+    const found = await discoverCluster(c.urls([0, 1, 2]), OPTS);
+    assert.deepEqual([...found.epochs.values()], [0, 0, 0]);
+    const r = await changeMembership(c.urls([0, 1, 2]), { kind: "add", id: 4, url: url4 }, OPTS);
+    assert.deepEqual(r.to.members, [0, 1, 2, 4]);
   } finally {
     await c.close();
   }
