@@ -779,10 +779,13 @@ export class Kv {
         }
         throw e;
       });
+    // When the quorum is out of reach, the replies still out are waited
+    // for: a member's StaleMembership then wins over "too many failed".
     const out = await askQuorum(this.#acceptors, ask, {
       need: quorum,
       deadline,
       clock: this.#clock,
+      settleOnFailure: true,
     });
     this.#tracer?.event({
       kind: "quorum",

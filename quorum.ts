@@ -177,6 +177,15 @@ export interface QuorumOptions<R> {
   readonly groupOf?: (reply: R) => string;
   /** Called for every reply, also for those after the outcome. */
   readonly onReply?: (reply: R) => void;
+  /**
+   * When a quorum can no longer be had, wait (until the deadline) for the
+   * replies still out before failing, so that every refusal is in
+   * {@link QuorumOutcome.errors}: one that explains the failure (an
+   * acceptor saying the client's membership is stale) is not lost to a
+   * generic "too many failed" because the other acceptors failed first.
+   * Default false: fail as soon as the quorum is out of reach.
+   */
+  readonly settleOnFailure?: boolean;
   /** Clock time at which to give up (default: never). */
   readonly deadline?: number;
   /** The clock the deadline is on. */
@@ -264,12 +273,14 @@ export function askQuorum<A extends { readonly name: string }, R>(
       resolve({ ok, replies: best.replies, from: best.from, why, failures, errors });
     };
     // Done when a group has a quorum; failed when even every reply still to
-    // come could not give one.
+    // come could not give one (once they all came, with settleOnFailure).
     const check = (g: Group<R> = best) => {
       if (isQuorum(g)) {
         best = g;
         finish(true, "");
-      } else if (hopeless()) finish(false, "");
+      } else if (hopeless() && !(opts.settleOnFailure === true && unsettled.size > 0)) {
+        finish(false, "");
+      }
     };
 
     if (opts.deadline !== undefined && opts.deadline !== Infinity) {

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { askQuorum, quorumOf } from "../quorum.ts";
 import * as systems from "../quorum.ts";
 import { systemClock } from "../clock.ts";
+import { settle } from "./waits.ts";
 
 const names = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `a${i}` }));
 
@@ -41,6 +42,32 @@ Deno.test("askQuorum fails as soon as too many refused or failed, naming them in
   assert.deepEqual(out.replies, []);
   assert.deepEqual(out.failures, ["a0 is down", "a1 said no"]);
   assert.equal(out.errors.length, 1);
+});
+
+Deno.test("askQuorum with settleOnFailure waits for the replies still out once the quorum is out of reach, so their refusals are seen", async () => {
+  // a0 and a1 fail at once; a2's refusal comes only when the test says so.
+  let refuse!: () => void;
+  const late = new Promise<never>((_, reject) => {
+    refuse = () => reject(new Error("a2: StaleMembership"));
+  });
+  const ask = (a: { name: string }) =>
+    a.name === "a2" ? late : Promise.reject(new Error(`${a.name} is down`));
+  // Without: it fails without a2's answer.
+  const quick = await askQuorum(names(3), ask, { need: 2, clock: systemClock });
+  assert.equal(quick.ok, false);
+  assert.deepEqual(quick.failures, ["a0 is down", "a1 is down"]);
+  // With: still pending after both failures came; then fails with a2's refusal too.
+  let outcome: systems.QuorumOutcome<never> | null = null;
+  const p = askQuorum(names(3), ask, { need: 2, clock: systemClock, settleOnFailure: true })
+    .then((o) => outcome = o);
+  await settle();
+  assert.equal(outcome, null, "it failed before a2 answered");
+  refuse();
+  await p;
+  assert.equal(outcome!.ok, false);
+  assert.equal(outcome!.why, "");
+  assert.deepEqual(outcome!.failures, ["a0 is down", "a1 is down", "a2: StaleMembership"]);
+  assert.equal(outcome!.errors.at(-1)!.message, "a2: StaleMembership");
 });
 
 Deno.test("askQuorum gives up at its deadline", async () => {
