@@ -13,9 +13,12 @@ import { main } from "../cli.ts";
 import { changeMembership } from "../reconfigure.ts";
 import {
   cli,
+  LineProcess,
+  RUN,
   Server,
   startAcceptors,
   startDurableAcceptor,
+  stopAll,
   TEST_CLUSTER_ID,
   URL_LINE,
 } from "./cli_process.ts";
@@ -59,10 +62,15 @@ async function assertAllReadable(
 ): Promise<void> {
   const check = await connect(urls, OPTS);
   try {
-    for (const [k, v] of entries) {
-      const got = await check.get(k);
-      assert.ok(got.found, `${k} lost`);
-      assert.equal(got.value, v, k);
+    const all = [...entries];
+    for (let i = 0; i < all.length; i += 64) {
+      await Promise.all(
+        all.slice(i, i + 64).map(async ([k, v]) => {
+          const got = await check.get(k);
+          assert.ok(got.found, `${k} lost`);
+          assert.equal(got.value, v, k);
+        }),
+      );
     }
   } finally {
     await check.close();
@@ -461,6 +469,155 @@ Deno.test("member remove on processes: refused while too few members are up, aft
       [urls[0]!, urls[1]!, fresh.url],
       Array.from({ length: 20 }, (_, i) => [`k${i}`, `v${i}`] as const),
     );
+  } finally {
+    await Promise.all(servers.map((s) => s.ended ? null : s.stop("SIGKILL")));
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+// `count` keys `f00000`, `f00001`, ... written 64 at a time; returns them.
+async function fill(urls: string[], count: number): Promise<Map<string, string>> {
+  const written = new Map<string, string>();
+  const kv = await connect(urls, OPTS);
+  try {
+    for (let i = 0; i < count; i += 64) {
+      await Promise.all(
+        Array.from({ length: Math.min(64, count - i) }, async (_, j) => {
+          const k = `f${String(i + j).padStart(5, "0")}`;
+          await kv.set(k, `v${i + j}`);
+          written.set(k, `v${i + j}`);
+        }),
+      );
+    }
+  } finally {
+    await kv.close();
+  }
+  return written;
+}
+
+Deno.test("member add and remove on durable processes: grow 3 to 5 and shrink back to 3 under a writer; the removed members stop and one of the three left dies, and every acknowledged write is read back", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "paxoskv-member-" });
+  const servers: Server[] = [];
+  try {
+    const dirs = [0, 1, 2, 3, 4].map((i) => join(tmp, `a${i}`));
+    const started = [];
+    for (const i of [0, 1, 2]) started.push(await startDurableAcceptor(i, dirs[i]!));
+    servers.push(...started.map((s) => s.server));
+    const j3 = await startJoining(3, dirs[3]!);
+    const j4 = await startJoining(4, dirs[4]!);
+    servers.push(j3.server, j4.server);
+    const oldUrls = started.map((s) => s.url);
+    const acceptors = ["--acceptors", oldUrls.join(",")];
+    const written = await fill(oldUrls, 300);
+
+    const load = writer(oldUrls);
+    const steps: [string[], number[]][] = [
+      [["add", "3", j3.url], [0, 1, 2, 3]],
+      [["add", "4", j4.url], [0, 1, 2, 3, 4]],
+      [["remove", "0"], [1, 2, 3, 4]],
+      [["remove", "1"], [2, 3, 4]],
+    ];
+    try {
+      await load.waitAcked(5);
+      for (const [args, members] of steps) {
+        const r = await cli("member", ...args, ...acceptors, "--json");
+        assert.equal(r.code, 0, `member ${args.join(" ")}: ${r.stderr}`);
+        const j = JSON.parse(r.stdout);
+        assert.equal(j.nothingToDo, false);
+        assert.deepEqual(j.to.members, members);
+        assert.match(r.stderr, /2\/3 catch-up: \d+ keys settled, done/);
+        // The writer goes on after each change (following the membership).
+        await load.waitAcked(load.count() + 5);
+      }
+    } finally {
+      await load.stop();
+    }
+    assert.ok(load.stats().refusedStale >= 4, `refused stale ${load.stats().refusedStale} times`);
+
+    // The removed members stop; then member 2, the last of the first three,
+    // dies: 3 and 4, a majority of 2,3,4, serve every acknowledged write.
+    await stopAll([started[0]!.server, started[1]!.server]);
+    await started[2]!.server.stop("SIGKILL");
+    const left = [oldUrls[2]!, j3.url, j4.url];
+    await assertAllReadable(left, [...written, ...load.acked]);
+    const set = await cli("set", "after", "x", "--acceptors", left.join(","));
+    assert.equal(set.code, 0, set.stderr);
+    const get = await cli("get", "after", "--acceptors", left.join(","));
+    assert.equal(get.stdout, "x\n", get.stderr);
+  } finally {
+    await Promise.all(servers.map((s) => s.ended ? null : s.stop("SIGKILL")));
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("member replace killed (SIGKILL) during its catch-up: the writer goes on, the same command resumes from the saved cursor and finishes, and every acknowledged write is read back", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "paxoskv-member-" });
+  const servers: Server[] = [];
+  try {
+    const dirs = [0, 1, 2, 3].map((i) => join(tmp, `a${i}`));
+    const started = [];
+    for (const i of [0, 1, 2]) started.push(await startDurableAcceptor(i, dirs[i]!));
+    servers.push(...started.map((s) => s.server));
+    const oldUrls = started.map((s) => s.url);
+    const acceptors = ["--acceptors", oldUrls.join(",")];
+    // Enough keys that the catch-up takes a few seconds.
+    const KEYS = 12_000;
+    const written = await fill(oldUrls, KEYS);
+    // Member 2's disk dies; member 3, empty, is to replace it.
+    await started[2]!.server.stop("SIGKILL");
+    await Deno.remove(dirs[2]!, { recursive: true });
+    const fresh = await startJoining(3, dirs[3]!);
+    servers.push(fresh.server);
+
+    const load = writer(oldUrls);
+    try {
+      await load.waitAcked(5);
+      // The command, its stderr read line by line (through sh, which execs
+      // deno: the pid killed is the command's).
+      const change = ["member", "replace", "2", "3", fresh.url, ...acceptors];
+      const proc = new LineProcess(
+        ["-c", 'exec "$@" 2>&1', "sh", Deno.execPath(), ...RUN, ...change],
+        { command: "sh" },
+      );
+      // Killed at its second progress line: at least a second into the
+      // catch-up, when the cursor has been saved with the members.
+      const progress = /2\/3 catch-up: (\d+) keys settled \(up to "f\d+"\)$/;
+      let lines: string[];
+      try {
+        lines = await proc.waitFor((l) => l.filter((x) => progress.test(x)).length >= 2, 20_000);
+      } finally {
+        const { status } = await proc.stop("SIGKILL");
+        assert.equal(status.signal, "SIGKILL", "the command ended before it was killed");
+      }
+      const settled = Number(lines.findLast((x) => progress.test(x))!.match(progress)![1]);
+      assert.ok(settled < KEYS, `${settled} keys settled before the kill`);
+
+      // Stopped mid-change: member list says so, with the saved cursor.
+      const mid = await cli("member", "list", ...acceptors, "--json");
+      assert.equal(mid.code, 0, mid.stderr);
+      const m = JSON.parse(mid.stdout);
+      assert.deepEqual([m.members, m.changingFrom], [[0, 1, 3], [0, 1, 2]]);
+      assert.match(m.caughtUpTo, /^f\d{5}$/);
+      // 0 and 1 (a majority of the old and, with 3, of the new members) are
+      // up: the cluster goes on while the change is stopped.
+      await load.waitAcked(load.count() + 20);
+
+      // Run again: it resumes at the cursor and finishes.
+      const again = await cli(...change);
+      assert.equal(again.code, 0, again.stderr);
+      const done = again.stdout.match(
+        /^replace member 2 by member 3 at ws:\S+: done, (\d+) keys caught up; epoch 2: members 0=\S+,1=\S+,3=\S+\n$/,
+      );
+      assert.ok(done !== null, again.stdout);
+      const rest = Number(done[1]);
+      assert.ok(rest < KEYS, `the rerun caught up ${rest} keys: it did not resume`);
+      await load.waitAcked(load.count() + 5);
+    } finally {
+      await load.stop();
+    }
+    // Member 0 dies too: 1 and 3 hold every acknowledged write.
+    await started[0]!.server.stop("SIGKILL");
+    await assertAllReadable([oldUrls[0]!, oldUrls[1]!, fresh.url], [...written, ...load.acked]);
   } finally {
     await Promise.all(servers.map((s) => s.ended ? null : s.stop("SIGKILL")));
     await Deno.remove(tmp, { recursive: true });
