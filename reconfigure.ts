@@ -38,6 +38,7 @@ import {
 import { CompactedError, Kv } from "./kv.ts";
 import { askQuorum, jointMajority, membersMajority, type QuorumSystem } from "./quorum.ts";
 import { WebSocketAcceptorClient } from "./transport.ts";
+import { ballotEquals } from "./types.ts";
 
 /** A change of membership: add a member, remove one, or replace one by another. */
 export type MemberChange =
@@ -475,11 +476,22 @@ async function catchUp(
       const keys = [...new Set(out.replies.flatMap((p) => p.Keys))]
         .filter((k) => bound === null || k <= bound)
         .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-      for (let i = 0; i < keys.length; i += concurrency) {
-        await Promise.all(
-          keys.slice(i, i + concurrency).map((k) => settleKey(kv, clients, quorum, k, clock, opts)),
-        );
-      }
+      // `concurrency` keys at a time, each next key started as one is done
+      // (not in batches, which waited for the slowest of each).
+      let next = 0;
+      let failed = false;
+      const worker = async () => {
+        while (next < keys.length && !failed) {
+          const k = keys[next++]!;
+          try {
+            await settleKey(kv, clients, quorum, k, clock, opts);
+          } catch (e) {
+            failed = true;
+            throw e;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(concurrency, keys.length) }, worker));
       done += keys.length;
       if (bound === null) {
         opts.onProgress?.({ step: "catch-up", config: joint, keys: done });
@@ -501,7 +513,8 @@ async function catchUp(
 }
 
 // One key: every version the members keep, read with Paxos under the joint
-// quorum, which finishes what is chosen there on a joint quorum.
+// quorum, which finishes what is chosen there on a joint quorum (but for
+// the top version when the joint quorum's Latest replies show it chosen there).
 async function settleKey(
   kv: Kv,
   clients: readonly WebSocketAcceptorClient[],
@@ -526,7 +539,19 @@ async function settleKey(
     if (r.Ver > top) top = r.Ver;
     if (r.Floor > floor) floor = r.Floor;
   }
-  for (let v = floor; v <= top; v++) {
+  // The usual case: members that make a joint quorum voted for one value
+  // at one ballot at the top version (a new member that has nothing yet
+  // may answer too). That value is chosen, and on a majority of the new
+  // members already: no need to read it again (which took a second round
+  // trip to every member for every key).
+  const vote = out.replies.find((r) => r.Ver === top && r.Val !== null);
+  const voters = out.from.filter((_, i) => {
+    const r = out.replies[i]!;
+    return vote !== undefined && r.Ver === top && r.Val !== null &&
+      ballotEquals(r.VBal, vote.VBal);
+  });
+  const topHeld = top >= 0n && quorum.isQuorum(voters);
+  for (let v = floor; v <= (topHeld ? top - 1n : top); v++) {
     try {
       await kv.getVersion(key, v);
     } catch (e) {

@@ -6,7 +6,10 @@
  * the catch-up's keys per second (and so the time per million keys), and the
  * writer's acknowledged writes per second before and during the change.
  *
- * `deno task bench:member [KEYS]` (default 20000).
+ * `deno task bench:member [KEYS] [CONCURRENCY]` (default 20000 keys, the
+ * catch-up's default concurrency). The writer's rate is given for the whole
+ * change (which includes its two reconnects, when it is refused as stale)
+ * and for the catch-up alone.
  *
  * @module
  */
@@ -17,6 +20,7 @@ import { connect, type Kv } from "../kv.ts";
 import { changeMembership } from "../reconfigure.ts";
 
 const KEYS = Number(Deno.args[0] ?? 20_000);
+const CONCURRENCY = Deno.args[1] === undefined ? undefined : Number(Deno.args[1]);
 const CLI = join(import.meta.dirname!, "..", "cli.ts");
 const CLUSTER_ID = "be4c4be4".repeat(4);
 const OPTS = { timeoutMs: 2000, deadlineMs: 20_000 };
@@ -47,6 +51,7 @@ async function start(args: string[]): Promise<Proc> {
 function writer(urls: string[]) {
   let stop = false;
   let acked = 0;
+  let reconnects = 0;
   const follow = async (): Promise<Kv> => {
     for (;;) {
       try {
@@ -69,6 +74,7 @@ function writer(urls: string[]) {
         if (e instanceof AcceptorError && e.code === "StaleMembership") {
           await kv.close();
           kv = await follow();
+          reconnects++;
         }
       }
     }
@@ -76,6 +82,7 @@ function writer(urls: string[]) {
   })();
   return {
     acked: () => acked,
+    reconnects: () => reconnects,
     stop: async () => {
       stop = true;
       await done;
@@ -148,11 +155,17 @@ try {
   const steps: string[] = [];
   t = performance.now();
   let last = t;
+  // The writer's count when the catch-up started and ended.
+  let ackedAtJoint = 0;
+  let ackedAtCatchUp = 0;
   const report = await changeMembership(urls, { kind: "replace", old: 2, id: 3, url: fresh.url }, {
     ...OPTS,
+    ...(CONCURRENCY === undefined ? {} : { concurrency: CONCURRENCY }),
     onProgress: (p) => {
       const now = performance.now();
+      if (p.step === "joint") ackedAtJoint = w.acked();
       if (p.step !== "catch-up" || p.config.cursor === undefined) {
+        if (p.step === "catch-up") ackedAtCatchUp = w.acked();
         steps.push(`${p.step} ${Math.round(now - last)} ms`);
         last = now;
       }
@@ -160,8 +173,10 @@ try {
   });
   const changeMs = performance.now() - t;
   const during = w.acked() / (changeMs / 1000);
+  const reconnects = w.reconnects();
   await w.stop();
   const catchUpMs = Number(steps.find((s) => s.startsWith("catch-up"))!.split(" ")[1]);
+  const duringCatchUp = (ackedAtCatchUp - ackedAtJoint) / (catchUpMs / 1000);
   const rate = report.keys / (catchUpMs / 1000);
   const lines = [
     `keys: ${KEYS} (filled in ${Math.round(fillMs)} ms, ${Math.round(KEYS / (fillMs / 1000))}/s)`,
@@ -170,7 +185,10 @@ try {
     `${(1e6 / rate / 60).toFixed(1)} min per million keys`,
     `writer (1 at a time): ${Math.round(baseline)} writes/s before, ${
       Math.round(during)
-    } writes/s during the change`,
+    } writes/s during the change (${reconnects} reconnects), ${
+      Math.round(duringCatchUp)
+    } writes/s during the catch-up (${(duringCatchUp / baseline).toFixed(2)}x before)`,
+    `catch-up concurrency: ${CONCURRENCY ?? "default"}`,
   ];
   // deno-lint-ignore no-console
   console.log(lines.join("\n"));
