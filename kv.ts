@@ -780,12 +780,13 @@ export class Kv {
         throw e;
       });
     // When the quorum is out of reach, the replies still out are waited
-    // for: a member's StaleMembership then wins over "too many failed".
+    // for, until one is a StaleMembership: that then wins over "too many
+    // failed" also when the unreachable members failed first.
     const out = await askQuorum(this.#acceptors, ask, {
       need: quorum,
       deadline,
       clock: this.#clock,
-      settleOnFailure: true,
+      explainsFailure: (e) => e instanceof AcceptorError && e.code === "StaleMembership",
     });
     this.#tracer?.event({
       kind: "quorum",

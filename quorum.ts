@@ -178,14 +178,14 @@ export interface QuorumOptions<R> {
   /** Called for every reply, also for those after the outcome. */
   readonly onReply?: (reply: R) => void;
   /**
-   * When a quorum can no longer be had, wait (until the deadline) for the
-   * replies still out before failing, so that every refusal is in
-   * {@link QuorumOutcome.errors}: one that explains the failure (an
-   * acceptor saying the client's membership is stale) is not lost to a
-   * generic "too many failed" because the other acceptors failed first.
-   * Default false: fail as soon as the quorum is out of reach.
+   * Which failed requests explain a failure better than "too many failed"
+   * (an acceptor saying the client's membership is stale). When given and
+   * a quorum can no longer be had, the replies still out are waited for
+   * (until the deadline) unless such an error is in hand already, so that
+   * one is not lost because other acceptors failed first. Default: fail as
+   * soon as the quorum is out of reach.
    */
-  readonly settleOnFailure?: boolean;
+  readonly explainsFailure?: (e: Error) => boolean;
   /** Clock time at which to give up (default: never). */
   readonly deadline?: number;
   /** The clock the deadline is on. */
@@ -272,15 +272,17 @@ export function askQuorum<A extends { readonly name: string }, R>(
       if (timer !== undefined) clock.clearTimer(timer);
       resolve({ ok, replies: best.replies, from: best.from, why, failures, errors });
     };
+    const explains = opts.explainsFailure;
+    const waitForExplanation = () =>
+      explains !== undefined && unsettled.size > 0 && !errors.some(explains);
     // Done when a group has a quorum; failed when even every reply still to
-    // come could not give one (once they all came, with settleOnFailure).
+    // come could not give one (with explainsFailure: once one explains it,
+    // or every reply came).
     const check = (g: Group<R> = best) => {
       if (isQuorum(g)) {
         best = g;
         finish(true, "");
-      } else if (hopeless() && !(opts.settleOnFailure === true && unsettled.size > 0)) {
-        finish(false, "");
-      }
+      } else if (hopeless() && !waitForExplanation()) finish(false, "");
     };
 
     if (opts.deadline !== undefined && opts.deadline !== Infinity) {
