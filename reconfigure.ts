@@ -67,7 +67,11 @@ export interface ChangeOptions extends ConnectOptions {
   readonly onProgress?: (p: ChangeProgress) => void;
   /** Keys asked per page (default 1000). */
   readonly pageSize?: number;
-  /** Keys caught up at once (default 32). */
+  /**
+   * Keys caught up at once (default 8). More is a faster catch-up; fewer
+   * leaves more of the members' time to the clients meanwhile (each of
+   * their requests waits behind the catch-up's at every member).
+   */
   readonly concurrency?: number;
   /** Stop after this step, as an interrupted run would (tests). */
   readonly stopAfter?: "joint" | "catch-up";
@@ -214,6 +218,12 @@ export async function changeMembership(
   opts: ChangeOptions = {},
 ): Promise<ChangeReport> {
   const clock = opts.clock ?? systemClock;
+  for (const name of ["pageSize", "concurrency"] as const) {
+    const n = opts[name];
+    if (n !== undefined && !(Number.isSafeInteger(n) && n > 0)) {
+      throw new RangeError(`${name} must be a positive integer, got ${n}`);
+    }
+  }
   // Where the membership stands: the newest configuration any member states,
   // and every member's URL.
   const found = await discoverCluster(urls, opts);
@@ -443,7 +453,7 @@ async function catchUp(
   const { clients, quorum } = cluster;
   const kv = new Kv(clients, { ...opts, quorum });
   const pageSize = opts.pageSize ?? 1000;
-  const concurrency = opts.concurrency ?? 32;
+  const concurrency = opts.concurrency ?? 8;
   const ids = [...urls.keys()];
   const oldClients = clients.filter((_, i) => old.includes(ids[i]!));
   const oldMajority = membersMajority(oldClients.length, oldClients.map((_, i) => i));

@@ -182,6 +182,11 @@ export class WebSocketAcceptorClient implements KeysAcceptorClient {
   readonly #epoch: (() => number | undefined) | undefined;
   #hello: HelloReply | null | undefined = undefined;
   #refusal: TrustError | null = null;
+  // The StaleMembership an acceptor answered this client, which says its
+  // epoch: such a client cannot become current again, and each later
+  // request fails with it too (not with "unreachable" once the acceptor
+  // closed the connection after it).
+  #stale: AcceptorError | null = null;
 
   #conn: AcceptorSocket | null = null;
   #connecting: Promise<void> | null = null;
@@ -303,6 +308,7 @@ export class WebSocketAcceptorClient implements KeysAcceptorClient {
     if (this.#closed) {
       return Promise.reject(netError("NotConnected", `client for ${this.name} is closed`));
     }
+    if (this.#stale !== null) return Promise.reject(this.#stale);
     if (this.#conn === null && this.#connecting === null) {
       if (this.#clock.now() < this.#downUntil) {
         return Promise.reject(
@@ -495,7 +501,8 @@ export class WebSocketAcceptorClient implements KeysAcceptorClient {
     this.#conn = null;
     this.#markDown(reason);
     this.#failAll(
-      netError("ConnectionReset", `connection to ${this.name} lost: ${reason.message}`),
+      this.#stale ??
+        netError("ConnectionReset", `connection to ${this.name} lost: ${reason.message}`),
     );
   }
 
@@ -517,8 +524,16 @@ export class WebSocketAcceptorClient implements KeysAcceptorClient {
       const p = this.#pending.get(item.Rid);
       if (p === undefined) continue; // timed out already
       this.#pending.delete(item.Rid);
-      if ("Err" in item) p.reject(this.#errorOf(item.Err));
-      else p.resolve(item.Rep);
+      if ("Err" in item) {
+        const e = this.#errorOf(item.Err);
+        // (A Config refused as older is not about this client's epoch.)
+        if (
+          e.code === "StaleMembership" && p.op !== "Config" && this.#epoch?.() !== undefined
+        ) {
+          this.#stale ??= e;
+        }
+        p.reject(e);
+      } else p.resolve(item.Rep);
     }
   }
 

@@ -565,6 +565,10 @@ Options:
                      PAXOSKV_CA_FILE)
   --timeout MS       how long to wait for each reply, in ms (default 1000)
   --deadline MS      how long each step may wait for its quorum (default 10000)
+  --catch-up-concurrency N
+                     keys caught up at once (default 8): more is a faster
+                     catch-up, fewer leaves more of the members' time to the
+                     clients' writes meanwhile (figures: docs/membership.md)
   --json             print one line of JSON on stdout
   -h, --help         show this help
 

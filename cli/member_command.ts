@@ -13,12 +13,13 @@ import { AcceptorError, NotEnoughQuorumError, TrustError } from "../errors.ts";
 import { allMembers, describeConfig, type MemberConfig } from "../identity.ts";
 import {
   changeMembership,
+  type ChangeOptions,
   type ChangeProgress,
   checkNewMember,
   describeChange,
   type MemberChange,
 } from "../reconfigure.ts";
-import { parseAcceptorUrls, parseArgs, quote } from "./args.ts";
+import { intOpt, parseAcceptorUrls, parseArgs, quote } from "./args.ts";
 import { EXIT_FAILURE, messageOf, reportFailure, UsageError } from "./exit.ts";
 import { toJson } from "./format.ts";
 import type { CliIo } from "./io.ts";
@@ -28,7 +29,7 @@ const SUBCOMMANDS = "list, add ID URL, remove ID or replace OLD NEW URL";
 
 /** `member list|add|remove|replace ...` with the options of every network command. */
 export async function runMember(args: readonly string[], io: CliIo): Promise<number> {
-  const p = parseArgs(args, NET_SPEC);
+  const p = parseArgs(args, { ...NET_SPEC, "catch-up-concurrency": "string" });
   const [sub, ...rest] = p.positionals;
   if (sub === undefined) throw new UsageError(`missing subcommand: ${SUBCOMMANDS}`);
   const want = (names: string[]) => {
@@ -70,9 +71,20 @@ export async function runMember(args: readonly string[], io: CliIo): Promise<num
     default:
       throw new UsageError(`unknown subcommand ${quote(sub)}: expected ${SUBCOMMANDS}`);
   }
+  const concurrency = intOpt(p, "catch-up-concurrency", 1n, 1024n, "a number of keys in 1..1024");
+  if (concurrency !== undefined && change === null) {
+    throw new UsageError("member list takes no --catch-up-concurrency");
+  }
   const net = await parseNetOptions(p);
   try {
-    return change === null ? await list(net, io) : await runChange(net, change, io);
+    return change === null ? await list(net, io) : await runChange(
+      net,
+      change,
+      io,
+      concurrency === undefined ? {} : {
+        concurrency: Number(concurrency),
+      },
+    );
   } catch (e) {
     if (e instanceof TypeError && !(e instanceof TrustError)) {
       io.err(`paxoskv: ${e.message}`);
@@ -177,7 +189,12 @@ async function list(net: NetOptions, io: CliIo): Promise<number> {
   return 0;
 }
 
-async function runChange(net: NetOptions, change: MemberChange, io: CliIo): Promise<number> {
+async function runChange(
+  net: NetOptions,
+  change: MemberChange,
+  io: CliIo,
+  more: ChangeOptions,
+): Promise<number> {
   let last: ChangeProgress | null = null;
   let printed = 0;
   const say = (line: string) => io.err(`paxoskv: member: ${line}`);
@@ -210,7 +227,11 @@ async function runChange(net: NetOptions, change: MemberChange, io: CliIo): Prom
     }
   }
   try {
-    const r = await changeMembership(net.urls, change, { ...connectOptions(net), onProgress });
+    const r = await changeMembership(net.urls, change, {
+      ...connectOptions(net),
+      ...more,
+      onProgress,
+    });
     if (net.json) {
       io.out(toJson({
         change: change.kind,

@@ -286,6 +286,17 @@ Deno.test("member: usage errors name what is wrong", async () => {
   );
   assert.equal(t.code, 2);
   assert.match(t.stderr, /ID must be a member id, a non-negative integer, got "x"/);
+  const u = await cli(
+    "member",
+    "remove",
+    "1",
+    "--catch-up-concurrency",
+    "0",
+    "--acceptors",
+    "ws://127.0.0.1:1/paxos",
+  );
+  assert.equal(u.code, 2);
+  assert.match(u.stderr, /--catch-up-concurrency must be a number of keys in 1\.\.1024, got "0"/);
 });
 
 // cli.ts main in this process, its lines kept.
@@ -560,8 +571,8 @@ Deno.test("member replace killed (SIGKILL) during its catch-up: the writer goes 
     servers.push(...started.map((s) => s.server));
     const oldUrls = started.map((s) => s.url);
     const acceptors = ["--acceptors", oldUrls.join(",")];
-    // Enough keys that the catch-up takes a few seconds.
-    const KEYS = 12_000;
+    // Enough keys that the catch-up, one key at a time, takes a few seconds.
+    const KEYS = 6000;
     const written = await fill(oldUrls, KEYS);
     // Member 2's disk dies; member 3, empty, is to replace it.
     await started[2]!.server.stop("SIGKILL");
@@ -574,7 +585,16 @@ Deno.test("member replace killed (SIGKILL) during its catch-up: the writer goes 
       await load.waitAcked(5);
       // The command, its stderr read line by line (through sh, which execs
       // deno: the pid killed is the command's).
-      const change = ["member", "replace", "2", "3", fresh.url, ...acceptors];
+      const change = [
+        "member",
+        "replace",
+        "2",
+        "3",
+        fresh.url,
+        ...acceptors,
+        "--catch-up-concurrency",
+        "1",
+      ];
       const proc = new LineProcess(
         ["-c", 'exec "$@" 2>&1', "sh", Deno.execPath(), ...RUN, ...change],
         { command: "sh" },
@@ -602,8 +622,8 @@ Deno.test("member replace killed (SIGKILL) during its catch-up: the writer goes 
       // up: the cluster goes on while the change is stopped.
       await load.waitAcked(load.count() + 20);
 
-      // Run again: it resumes at the cursor and finishes.
-      const again = await cli(...change);
+      // Run again (at the default pace): it resumes at the cursor and finishes.
+      const again = await cli(...change.slice(0, -2));
       assert.equal(again.code, 0, again.stderr);
       const done = again.stdout.match(
         /^replace member 2 by member 3 at ws:\S+: done, (\d+) keys caught up; epoch 2: members 0=\S+,1=\S+,3=\S+\n$/,
