@@ -183,9 +183,10 @@ export class WebSocketAcceptorClient implements KeysAcceptorClient {
   #hello: HelloReply | null | undefined = undefined;
   #refusal: TrustError | null = null;
   // The StaleMembership an acceptor answered this client, which says its
-  // epoch: such a client cannot become current again, and each later
-  // request fails with it too (not with "unreachable" once the acceptor
-  // closed the connection after it).
+  // epoch (the membership moved past it, or no longer has this member):
+  // such a client cannot become current again, and each later request
+  // fails with it too (not with "unreachable" once the acceptor closed the
+  // connection after it).
   #stale: AcceptorError | null = null;
 
   #conn: AcceptorSocket | null = null;
@@ -526,9 +527,11 @@ export class WebSocketAcceptorClient implements KeysAcceptorClient {
       this.#pending.delete(item.Rid);
       if ("Err" in item) {
         const e = this.#errorOf(item.Err);
-        // (A Config refused as older is not about this client's epoch.)
+        // (A Config refused as older is not about this client's epoch, nor
+        // is a refusal by a member still joining, which it may serve later.)
         if (
-          e.code === "StaleMembership" && p.op !== "Config" && this.#epoch?.() !== undefined
+          e.code === "StaleMembership" && p.op !== "Config" && this.#epoch?.() !== undefined &&
+          this.#hello?.cluster?.joining !== true
         ) {
           this.#stale ??= e;
         }
