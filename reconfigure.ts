@@ -26,7 +26,12 @@
 import type { Clock } from "./clock.ts";
 import { systemClock } from "./clock.ts";
 import type { ConfigRequest } from "./codec.ts";
-import { connectCluster, type ConnectOptions, discoverCluster } from "./connect.ts";
+import {
+  connectCluster,
+  type ConnectOptions,
+  discoverCluster,
+  type DiscoveredCluster,
+} from "./connect.ts";
 import { AcceptorError, NotEnoughQuorumError } from "./errors.ts";
 import {
   allMembers,
@@ -37,7 +42,7 @@ import {
 } from "./identity.ts";
 import { CompactedError, Kv } from "./kv.ts";
 import { askQuorum, jointMajority, membersMajority, type QuorumSystem } from "./quorum.ts";
-import { WebSocketAcceptorClient } from "./transport.ts";
+import { type KeysAcceptorClient, WebSocketAcceptorClient } from "./transport.ts";
 
 /** A change of membership: add a member, remove one, or replace one by another. */
 export type MemberChange =
@@ -70,6 +75,58 @@ export interface ChangeOptions extends ConnectOptions {
   readonly concurrency?: number;
   /** Stop after this step, as an interrupted run would (tests). */
   readonly stopAfter?: "joint" | "catch-up";
+  /**
+   * How the change reaches the acceptors (default: {@link webSocketLinks},
+   * WebSocket connections with the options above). A seam: the
+   * deterministic simulation (sim/) runs the same change over its simulated
+   * network.
+   */
+  readonly links?: ChangeLinks;
+}
+
+/** A member's connection as a change uses it: the kv extension's requests and the membership extension's `Config`. */
+export interface MemberClient extends KeysAcceptorClient {
+  /** Resolves once connected and checked to be the member it is listed as. */
+  ready(): Promise<void>;
+  /** Installs a configuration (rejects with an `AcceptorError` when the member refuses it). */
+  config(req: ConfigRequest): Promise<void>;
+  /** Closes the connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * The three ways a change talks to the acceptors: who they are (the
+ * handshake alone), a connection to all of them under the membership they
+ * state (for the catch-up's Paxos reads), and one connection per member
+ * (for `Config`). {@link webSocketLinks} is the real one.
+ */
+export interface ChangeLinks {
+  /** As {@link discoverCluster}: the newest configuration stated, and the URLs that answered. */
+  discover(urls: readonly string[]): Promise<DiscoveredCluster>;
+  /** As `connectCluster`: a client per URL, and which of them make a quorum. */
+  connect(
+    urls: readonly string[],
+  ): Promise<{ readonly clients: MemberClient[]; readonly quorum: QuorumSystem }>;
+  /** A client for each member, checked to be that member of one cluster. */
+  members(urls: ReadonlyMap<number, string>): MemberClient[];
+}
+
+/**
+ * The {@link ChangeLinks} of real acceptors: WebSocket connections made
+ * with `opts` (secret, CA certificates, timeouts, clock).
+ *
+ * @example
+ * ```ts ignore
+ * import { webSocketLinks } from "./reconfigure.ts";
+ * const { config } = await webSocketLinks({}).discover(["ws://127.0.0.1:3333/paxos"]);
+ * ```
+ */
+export function webSocketLinks(opts: ConnectOptions): ChangeLinks {
+  return {
+    discover: (urls) => discoverCluster(urls, opts),
+    connect: (urls) => connectCluster(urls, opts),
+    members: (urls) => openMembers(urls, opts),
+  };
 }
 
 /** What {@link changeMembership} did. */
@@ -149,8 +206,18 @@ export async function changeMembership(
   const clock = opts.clock ?? systemClock;
   // Where the membership stands: the newest configuration any member states,
   // and every member's URL.
-  const found = await discoverCluster(urls, opts);
+  const links = opts.links ?? webSocketLinks(opts);
+  const found = await links.discover(urls);
   const start = found.config;
+  if (start === null && found.joining.size > 0) {
+    // Only would-be members answered: the members are down or cut off, not
+    // without an identity. Running it again once they are up goes on.
+    throw new NotEnoughQuorumError(
+      `no member answered at ${urls.join(",")}, only the would-be member(s) ` +
+        `${[...found.joining.keys()].join(",")}: run it again once the members are up` +
+        (found.unanswered.length ? ` (no answer from ${found.unanswered.join(",")})` : ""),
+    );
+  }
   if (start === null) {
     throw new TypeError(
       `the acceptors at ${urls.join(",")} have no cluster identity: their membership is fixed`,
@@ -179,7 +246,7 @@ export async function changeMembership(
       // Done already (a rerun after the last step)? Then make sure every
       // member that answers has the final configuration.
       if (doneAlready(start, change)) {
-        await install(found.urls, start, membersOf(start), opts, clock, "final");
+        await install(links, found.urls, start, membersOf(start), opts, clock, "final");
         return { from: start, to: start, keys: 0, nothingToDo: true };
       }
       throw e;
@@ -211,12 +278,12 @@ export async function changeMembership(
   const jointUrls = new Map(allMembers(joint).map((m) => [m, urlOf(m)]));
 
   // 1. The joint configuration, on a majority of the old members and of the new.
-  await install(jointUrls, joint, jointOf(joint), opts, clock, "joint");
+  await install(links, jointUrls, joint, jointOf(joint), opts, clock, "joint");
   opts.onProgress?.({ step: "joint", config: joint, keys: 0 });
   if (opts.stopAfter === "joint") return { from: start, to: joint, keys: 0, nothingToDo: false };
 
   // 2. The catch-up, from where the last run stopped.
-  const keys = await catchUp(jointUrls, joint, opts, clock);
+  const keys = await catchUp(links, jointUrls, joint, opts, clock);
   if (opts.stopAfter === "catch-up") return { from: start, to: joint, keys, nothingToDo: false };
 
   // 3. The final configuration, on a majority of the new members.
@@ -225,7 +292,7 @@ export async function changeMembership(
     members: joint.members,
     urls: new Map([...jointUrls].filter(([m]) => joint.members.includes(m))),
   });
-  await install(jointUrls, final, membersOf(final), opts, clock, "final");
+  await install(links, jointUrls, final, membersOf(final), opts, clock, "final");
   opts.onProgress?.({ step: "final", config: final, keys });
   return { from: start, to: final, keys, nothingToDo: false };
 }
@@ -277,6 +344,7 @@ function configRequest(c: MemberConfig): ConfigRequest {
 // it is listed as, of the cluster), waiting for the quorum `need` and
 // then a little for the others; throws when the quorum cannot be had.
 async function install(
+  links: ChangeLinks,
   urls: ReadonlyMap<number, string>,
   config: MemberConfig,
   need: MemberQuorum,
@@ -284,7 +352,10 @@ async function install(
   clock: Clock,
   step: string,
 ): Promise<void> {
-  const { clients, close } = openMembers(urls, opts);
+  const clients = links.members(urls);
+  const close = async () => {
+    await Promise.all(clients.map((c) => c.close()));
+  };
   try {
     const ids = [...urls.keys()];
     const req = configRequest(config);
@@ -320,9 +391,9 @@ async function install(
 }
 
 // A client for each member, checked to be that member of one cluster.
-function openMembers(urls: ReadonlyMap<number, string>, opts: ConnectOptions) {
+function openMembers(urls: ReadonlyMap<number, string>, opts: ConnectOptions): MemberClient[] {
   let clusterId: string | null = null;
-  const clients = [...urls].map(([m, url]) =>
+  return [...urls].map(([m, url]) =>
     new WebSocketAcceptorClient(url, {
       timeoutMs: opts.timeoutMs ?? 1000,
       verify: (hello) => {
@@ -340,23 +411,18 @@ function openMembers(urls: ReadonlyMap<number, string>, opts: ConnectOptions) {
       ...(opts.caCerts === undefined ? {} : { caCerts: opts.caCerts }),
     })
   );
-  return {
-    clients,
-    close: async () => {
-      await Promise.all(clients.map((c) => c.close()));
-    },
-  };
 }
 
 // Step 2: every key the old members hold, read under the joint quorum.
 async function catchUp(
+  links: ChangeLinks,
   urls: ReadonlyMap<number, string>,
   joint: MemberConfig,
   opts: ChangeOptions,
   clock: Clock,
 ): Promise<number> {
   const old = joint.joint ?? [];
-  const cluster = await connectCluster([...urls.values()], opts);
+  const cluster = await links.connect([...urls.values()]);
   const { clients, quorum } = cluster;
   const kv = new Kv(clients, { ...opts, quorum });
   const pageSize = opts.pageSize ?? 1000;
@@ -408,7 +474,7 @@ async function catchUp(
       cursor = bound;
       const at = { ...joint, cursor };
       if (clock.now() - lastSaved > 1000) {
-        await install(urls, at, jointOf(joint), opts, clock, "joint");
+        await install(links, urls, at, jointOf(joint), opts, clock, "joint");
         lastSaved = clock.now();
       }
       opts.onProgress?.({ step: "catch-up", config: at, keys: done });
@@ -422,7 +488,7 @@ async function catchUp(
 // quorum, which finishes what is chosen there on a joint quorum.
 async function settleKey(
   kv: Kv,
-  clients: readonly WebSocketAcceptorClient[],
+  clients: readonly MemberClient[],
   quorum: QuorumSystem,
   key: string,
   clock: Clock,

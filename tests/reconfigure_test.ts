@@ -285,3 +285,34 @@ Deno.test("Config: only forward; a joining member serves nothing until a configu
     await c.close();
   }
 });
+
+// Found by the simulation: a rerun of `member replace` while every member
+// it lists is down but the new one is up used to fail with "have no cluster
+// identity: their membership is fixed", a final-sounding TypeError, where
+// the members were only down; it must say so, as a quorum failure that a
+// rerun once they are up gets past.
+Deno.test("a change while only the would-be member answers fails as 'run it again', then goes through", async () => {
+  const c = await new TestCluster([0, 1, 2]).start();
+  try {
+    const url3 = await c.add(3, true);
+    const listed = [...c.urls([0, 1, 2]), url3];
+    for (const m of [0, 1, 2]) await c.down(m);
+    const change = { kind: "replace", old: 2, id: 3, url: url3 } as const;
+    await assert.rejects(
+      changeMembership(listed, change, { timeoutMs: 200, deadlineMs: 1000 }),
+      (e: Error) => {
+        assert.equal(e.name, "NotEnoughQuorumError");
+        assert.match(
+          e.message,
+          /no member answered at .*only the would-be member\(s\) 3: run it again/,
+        );
+        return true;
+      },
+    );
+    for (const m of [0, 1]) await c.up(m);
+    const r = await changeMembership(listed, change, OPTS);
+    assert.deepEqual(r.to.members, [0, 1, 3]);
+  } finally {
+    await c.close();
+  }
+});
