@@ -32,7 +32,7 @@ import {
   discoverCluster,
   type DiscoveredCluster,
 } from "./connect.ts";
-import { AcceptorError, NotEnoughQuorumError } from "./errors.ts";
+import { AcceptorError, NotEnoughQuorumError, TrustError } from "./errors.ts";
 import {
   allMembers,
   checkConfig,
@@ -41,7 +41,13 @@ import {
   type MemberConfig,
 } from "./identity.ts";
 import { CompactedError, Kv } from "./kv.ts";
-import { askQuorum, jointMajority, membersMajority, type QuorumSystem } from "./quorum.ts";
+import {
+  askQuorum,
+  jointMajority,
+  membersMajority,
+  quorumOf,
+  type QuorumSystem,
+} from "./quorum.ts";
 import { type KeysAcceptorClient, WebSocketAcceptorClient } from "./transport.ts";
 
 /** A change of membership: add a member, remove one, or replace one by another. */
@@ -221,6 +227,21 @@ export async function changeMembership(
   if (start === null) {
     throw new TypeError(
       `the acceptors at ${urls.join(",")} have no cluster identity: their membership is fixed`,
+    );
+  }
+  // The newest configuration a few members state may not be the newest
+  // there is: a later one is on a majority of its members (the next joint
+  // one on a majority of `start.members`, the final one of a change on a
+  // majority of the new members). So the members that answered must meet
+  // every majority of `start.members` before the run acts on it.
+  const n = start.members.length;
+  const heard = start.members.filter((m) => found.urls.has(m));
+  if (heard.length + quorumOf(n) <= n) {
+    throw new NotEnoughQuorumError(
+      `only member(s) ${heard.join(",") || "none"} of ${describeConfig(start)} answered, ` +
+        `${n - quorumOf(n) + 1} needed to know that no newer configuration is in ` +
+        `force: run it again once more members are up` +
+        (found.unanswered.length ? ` (no answer from ${found.unanswered.join(",")})` : ""),
     );
   }
   let joint: MemberConfig;
@@ -422,7 +443,20 @@ async function catchUp(
   clock: Clock,
 ): Promise<number> {
   const old = joint.joint ?? [];
-  const cluster = await links.connect([...urls.values()]);
+  let cluster;
+  try {
+    cluster = await links.connect([...urls.values()]);
+  } catch (e) {
+    // A new member still joining, while too few of those that hold the
+    // joint configuration answered to list it: the next run installs it
+    // again.
+    if (!(e instanceof TrustError && / is joining cluster /.test(e.message))) throw e;
+    throw new NotEnoughQuorumError(
+      `catch-up: ${e.message}; the members that hold the joint configuration did not answer: ` +
+        `run the change again`,
+      { cause: e },
+    );
+  }
   const { clients, quorum } = cluster;
   const kv = new Kv(clients, { ...opts, quorum });
   const pageSize = opts.pageSize ?? 1000;
@@ -461,7 +495,22 @@ async function catchUp(
         .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
       for (let i = 0; i < keys.length; i += concurrency) {
         await Promise.all(
-          keys.slice(i, i + concurrency).map((k) => settleKey(kv, clients, quorum, k, clock, opts)),
+          keys.slice(i, i + concurrency).map((k) =>
+            settleKey(kv, clients, quorum, k, clock, opts).catch((e) => {
+              // A member refused: a new one still joining (it missed the
+              // joint configuration), or a change went further. Either way
+              // the next run sorts it out: it installs the joint
+              // configuration again, or finds the newer one.
+              if (!(e instanceof AcceptorError && e.code === "StaleMembership")) throw e;
+              throw new NotEnoughQuorumError(
+                `catch-up of ${
+                  JSON.stringify(k)
+                }: no joint quorum would serve it (${e.message}); ` +
+                  `run the change again`,
+                { cause: e },
+              );
+            })
+          ),
         );
       }
       done += keys.length;
