@@ -213,7 +213,25 @@ export async function changeMembership(
   // Where the membership stands: the newest configuration any member states,
   // and every member's URL.
   const links = opts.links ?? webSocketLinks(opts);
-  const found = await links.discover(urls);
+  let found = await links.discover(urls);
+  // A member that the configuration lists but that still says it is joining
+  // missed it (it was down when it was installed, and after): it is given
+  // the configuration now, so that it serves and counts. (Safe even when a
+  // newer configuration exists: that one is on a majority of these members,
+  // which refuse every client of this one.)
+  const missed = found.config === null
+    ? []
+    : [...found.joining].filter(([m]) => allMembers(found.config!).includes(m));
+  if (missed.length > 0) {
+    const clients = links.members(new Map(missed));
+    try {
+      const req = configRequest(found.config!);
+      await Promise.allSettled(clients.map((c) => c.ready().then(() => c.config(req))));
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+    found = await links.discover(urls);
+  }
   const start = found.config;
   if (start === null && found.joining.size > 0) {
     // Only would-be members answered: the members are down or cut off, not

@@ -406,3 +406,35 @@ Deno.test("a new member that missed the joint configuration does not keep client
     await c.close();
   }
 });
+
+// Found by the simulation: a change goes through on a majority of the new
+// members, so a new member that was down all along is left joining, serving
+// nothing, for good; once another member fails the cluster is stuck. Any
+// run of a member command now gives such a member the configuration.
+Deno.test("a new member that missed the whole change gets the configuration from the next run, and counts", async () => {
+  const c = await new TestCluster([0, 1, 2]).start();
+  try {
+    const url3 = await c.add(3, true);
+    await c.down(3);
+    const change = { kind: "replace", old: 2, id: 3, url: url3 } as const;
+    const quick = { timeoutMs: 200, deadlineMs: 1000 };
+    const r = await changeMembership(c.urls([0, 1, 2]), change, quick);
+    assert.deepEqual(r.to.members, [0, 1, 3]);
+    await c.down(2);
+    await c.up(3); // still joining: it missed every step
+    const again = await changeMembership(c.urls([0, 1, 3]), change, quick);
+    assert.ok(again.nothingToDo);
+    assert.equal(c.members.get(3)!.identity.joining, undefined);
+    assert.equal(c.members.get(3)!.identity.epoch, r.to.epoch);
+    await c.down(1); // members 0 and 3 are a majority of 0,1,3
+    const kv = await connect(c.urls([0, 1, 3]), { ...OPTS, deadlineMs: 3000 });
+    try {
+      await kv.set("k", "v");
+      await assertAll(kv, new Map([["k", "v"]]));
+    } finally {
+      await kv.close();
+    }
+  } finally {
+    await c.close();
+  }
+});
