@@ -134,7 +134,7 @@ for (const variant of BROKEN_VARIANTS) {
 // shrink 5 to 3 with the real changeMembership, during the crashes,
 // partitions, loss and duplication, its changer killed mid-change and run
 // again; then the heal, after which the change under way must finish.
-const MEMBERSHIP_SEEDS = 150;
+const MEMBERSHIP_SEEDS = 100;
 
 Deno.test("simulation: a run with membership changes replays exactly; without the option nothing changes", async () => {
   const a = await runSimulation({ seed: 42, steps: STEPS, membership: true });
