@@ -79,6 +79,12 @@ export interface ChangeOptions extends ConnectOptions {
   readonly pageSize?: number;
   /** Keys caught up at once (default 32). */
   readonly concurrency?: number;
+  /**
+   * How often the catch-up's cursor is installed with the joint
+   * configuration, so that a rerun resumes there (default 1000 ms; the
+   * simulation saves it after every page).
+   */
+  readonly cursorEveryMs?: number;
   /** Stop after this step, as an interrupted run would (tests). */
   readonly stopAfter?: "joint" | "catch-up";
   /**
@@ -540,7 +546,7 @@ async function catchUp(
       // starts there.
       cursor = bound;
       const at = { ...joint, cursor };
-      if (clock.now() - lastSaved > 1000) {
+      if (clock.now() - lastSaved >= (opts.cursorEveryMs ?? 1000)) {
         await install(links, urls, at, jointOf(joint), opts, clock, "joint");
         lastSaved = clock.now();
       }

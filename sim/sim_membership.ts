@@ -25,6 +25,7 @@ import { askQuorum, membersMajority, quorumOf, type QuorumSystem } from "../quor
 import {
   type ChangeLinks,
   changeMembership,
+  type ChangeProgress,
   describeChange,
   type MemberChange,
   type MemberClient,
@@ -250,6 +251,8 @@ export class SimChanger {
   done = 0;
   kills = 0;
   failedRuns = 0;
+  /** Runs that resumed a catch-up from the cursor an earlier run saved. */
+  resumed = 0;
   /** The changes, as they were finished, in words. */
   readonly log: string[] = [];
   #incarnation = 0;
@@ -359,9 +362,15 @@ export class SimChanger {
       random: w.random,
       timeoutMs: 20,
       deadlineMs: 1000,
+      // A page per key, and the cursor saved after each: a rerun resumes
+      // the catch-up where the killed run left it.
       pageSize: 1,
+      cursorEveryMs: 0,
       concurrency: 4,
       links,
+      onProgress: (p: ChangeProgress) => {
+        if (p.step === "joint" && p.config.cursor !== undefined && alive()) this.resumed++;
+      },
     };
     if (w.variant !== "final-before-catch-up") {
       return [...(await changeMembership(urls, change, opts)).to.members];

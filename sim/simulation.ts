@@ -126,6 +126,8 @@ export interface SimResult {
   /** With `membership`: runs of the changer killed in the middle, and runs that failed and were run again. */
   readonly changerKills: number;
   readonly changerFailedRuns: number;
+  /** With `membership`: runs that resumed a catch-up from the cursor an earlier run saved. */
+  readonly changerResumes: number;
   /** The members at the end. */
   readonly members: number[];
   /** KV operations refused as `StaleMembership` (the client then connected again). */
@@ -612,6 +614,7 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
     changes: changer?.log ?? [],
     changerKills: changer?.kills ?? 0,
     changerFailedRuns: changer?.failedRuns ?? 0,
+    changerResumes: changer?.resumed ?? 0,
     members: [...(changer?.members ?? initial)],
     staleRefusals,
     connectRefusals: connectRefusals.length,

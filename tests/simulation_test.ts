@@ -149,6 +149,7 @@ Deno.test("simulation: a run with membership changes replays exactly; without th
 Deno.test(`simulation: ${MEMBERSHIP_SEEDS} seeds with membership changes amid crashes, partitions, loss and duplication`, async () => {
   const kinds = { replace: 0, add: 0, remove: 0 };
   let kills = 0;
+  let resumes = 0;
   let stale = 0;
   let grownTo5 = 0;
   let ops = 0;
@@ -162,6 +163,7 @@ Deno.test(`simulation: ${MEMBERSHIP_SEEDS} seeds with membership changes amid cr
     );
     for (const c of r.changes) kinds[c.split(" ", 1)[0] as keyof typeof kinds]++;
     kills += r.changerKills;
+    resumes += r.changerResumes;
     stale += r.staleRefusals;
     if (r.members.length === 5) grownTo5++;
     ops += r.ops;
@@ -171,6 +173,8 @@ Deno.test(`simulation: ${MEMBERSHIP_SEEDS} seeds with membership changes amid cr
   // and ran again; clients were refused as stale and followed.
   assert.ok(kinds.replace > 40 && kinds.add > 40 && kinds.remove > 8, JSON.stringify(kinds));
   assert.ok(grownTo5 > 10 && kills > 300 && stale > 300, `${grownTo5} ${kills} ${stale}`);
+  // Some reruns resumed a catch-up from the cursor a killed run saved.
+  assert.ok(resumes > 10, `${resumes} catch-ups resumed`);
   assert.ok(completed > ops / 2, `only ${completed} of ${ops} operations completed`);
 });
 
