@@ -362,7 +362,22 @@ export class PaxosProposer {
     out: QuorumOutcome<Acceptor>,
   ): NotEnoughQuorumError {
     // An acceptor that refused the request outright: retrying cannot help.
-    const cause = out.errors.findLast((e) => e instanceof AcceptorError && e.isFinal);
+    // Except a member refusing as stale whose refusal leaves a quorum
+    // possible: a new member that missed the joint configuration (it
+    // serves nothing yet) while the others lost this round to a higher
+    // ballot. Retrying with the others can help then.
+    const stale = new Set(
+      out.errorsFrom.filter((_, k) => {
+        const e = out.errors[k];
+        return e instanceof AcceptorError && e.code === "StaleMembership";
+      }),
+    );
+    const rest = Array.from({ length: acceptorsCount }, (_, i) => i).filter((i) => !stale.has(i));
+    const staleOnly = stale.size > 0 &&
+      (typeof quorum === "number" ? rest.length >= quorum : quorum.isQuorum(rest));
+    const cause = out.errors.findLast((e) =>
+      e instanceof AcceptorError && e.isFinal && !(staleOnly && e.code === "StaleMembership")
+    );
     return new NotEnoughQuorumError(
       `not enough quorum for ${op} of ${JSON.stringify(this.Id.Key)}@${this.Id.Ver} at ballot ` +
         `${
