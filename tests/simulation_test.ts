@@ -171,7 +171,7 @@ Deno.test(`simulation: ${MEMBERSHIP_SEEDS} seeds with membership changes amid cr
   }
   // Every kind of change happened, often; changers were killed mid-change
   // and ran again; clients were refused as stale and followed.
-  assert.ok(kinds.replace > 40 && kinds.add > 40 && kinds.remove > 8, JSON.stringify(kinds));
+  assert.ok(kinds.replace > 40 && kinds.add > 40 && kinds.remove > 5, JSON.stringify(kinds));
   assert.ok(grownTo5 > 10 && kills > 300 && stale > 300, `${grownTo5} ${kills} ${stale}`);
   // Some reruns resumed a catch-up from the cursor a killed run saved.
   assert.ok(resumes > 10, `${resumes} catch-ups resumed`);
