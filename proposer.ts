@@ -362,18 +362,14 @@ export class PaxosProposer {
     out: QuorumOutcome<Acceptor>,
   ): NotEnoughQuorumError {
     // An acceptor that refused the request outright: retrying cannot help.
-    // Except a member refusing as stale whose refusal leaves a quorum
-    // possible: a new member that missed the joint configuration (it
-    // serves nothing yet) while the others lost this round to a higher
-    // ballot. Retrying with the others can help then.
-    const stale = new Set(
-      out.errorsFrom.filter((_, k) => {
-        const e = out.errors[k];
-        return e instanceof AcceptorError && e.code === "StaleMembership";
-      }),
-    );
-    const rest = Array.from({ length: acceptorsCount }, (_, i) => i).filter((i) => !stale.has(i));
-    const staleOnly = stale.size > 0 &&
+    // Except a member refusing as stale while the acceptors that did not
+    // fail (they answered, lost to a higher ballot, or are still to answer)
+    // could make a quorum: a new member that missed the joint configuration
+    // serves nothing yet, and a retry with the others can succeed.
+    const failed = new Set(out.errorsFrom);
+    const rest = Array.from({ length: acceptorsCount }, (_, i) => i).filter((i) => !failed.has(i));
+    const staleOnly =
+      out.errors.some((e) => e instanceof AcceptorError && e.code === "StaleMembership") &&
       (typeof quorum === "number" ? rest.length >= quorum : quorum.isQuorum(rest));
     const cause = out.errors.findLast((e) =>
       e instanceof AcceptorError && e.isFinal && !(staleOnly && e.code === "StaleMembership")

@@ -264,7 +264,15 @@ export function askQuorum<A extends { readonly name: string }, R>(
       if (done) return;
       done = true;
       if (timer !== undefined) clock.clearTimer(timer);
-      resolve({ ok, replies: best.replies, from: best.from, why, failures, errors, errorsFrom });
+      resolve({
+        ok,
+        replies: best.replies,
+        from: best.from,
+        why,
+        failures,
+        errors,
+        errorsFrom,
+      });
     };
     // Done when a group has a quorum; failed when even every reply still to
     // come could not give one.

@@ -503,4 +503,17 @@ Deno.test("a member refusing as stale does not end a run that the others can sti
     }),
     /StaleMembership: member 3 is joining/,
   );
+  // Nor when the only other one failed (a member that is down): at once.
+  const dead = {
+    name: "dead",
+    request: () => Promise.reject(new Deno.errors.TimedOut("dead: no reply within 20 ms")),
+  };
+  const d = new PaxosAcceptor(undefined, "d");
+  const t0 = Date.now();
+  const lone = new PaxosProposer({ Id: { Key: "k3", Ver: 0n }, Bal: { N: 1n, ProposerId: 12n } });
+  await assert.rejects(
+    lone.runPaxos([named(d, "d"), joining, dead], { Data: "x" }, { deadlineMs: 2000 }),
+    /StaleMembership: member 3 is joining/,
+  );
+  assert.ok(Date.now() - t0 < 1000, "refused at once, not at the deadline");
 });
