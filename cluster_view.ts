@@ -65,7 +65,7 @@ export class ClusterView {
   readonly #instances = new Map<number, { instance: string; from: string }>();
   // Would-be members (started to join, in no configuration yet), by URL:
   // fine only when the newest membership seen lists them (checked at seal).
-  readonly #joining = new Map<string, { member: number; name: string }>();
+  readonly #joining = new Map<string, { member: number; name: string; id: string }>();
 
   /** A view of the acceptors at `urls`, none seen yet. */
   constructor(urls: readonly string[]) {
@@ -104,6 +104,10 @@ export class ClusterView {
     this.#sealed = true;
     const known = this.#cluster;
     for (const [url, j] of this.#joining) {
+      if (known !== null && j.id !== known.id) {
+        return `${known.url} belongs to cluster ${known.name} (id ${known.id}) and ${url} to ` +
+          `cluster ${j.name} (id ${j.id}): list the members of one cluster`;
+      }
       if (known === null || !allMembers(known.config).includes(j.member)) return joiningWhy(url, j);
     }
     if (known === null) return null;
@@ -176,7 +180,7 @@ export class ClusterView {
         return `${known.url} belongs to cluster ${known.name} (id ${known.id}) and ${url} to ` +
           `cluster ${c.name} (id ${c.id}): list the members of one cluster`;
       }
-      const j = { member: c.member, name: c.name };
+      const j = { member: c.member, name: c.name, id: c.id };
       if (this.#sealed && (known === null || !allMembers(known.config).includes(c.member))) {
         return joiningWhy(url, j);
       }
