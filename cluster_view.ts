@@ -33,6 +33,11 @@ function configOfHello(c: HelloCluster): MemberConfig {
   };
 }
 
+function joiningWhy(url: string, j: { member: number; name: string }): string {
+  return `${url} (member ${j.member}) is joining cluster ${j.name} and not yet a member: ` +
+    `add it first (member add)`;
+}
+
 const sameMembers = (a: MemberConfig, b: MemberConfig) =>
   a.members.join(",") === b.members.join(",") &&
   (a.joint ?? []).join(",") === (b.joint ?? []).join(",");
@@ -58,6 +63,9 @@ export class ClusterView {
   readonly #byUrl = new Map<string, { instance: string; member: number | null }>();
   // The instance of each member: seen, or vouched for by another member.
   readonly #instances = new Map<number, { instance: string; from: string }>();
+  // Would-be members (started to join, in no configuration yet), by URL:
+  // fine only when the newest membership seen lists them (checked at seal).
+  readonly #joining = new Map<string, { member: number; name: string; id: string }>();
 
   /** A view of the acceptors at `urls`, none seen yet. */
   constructor(urls: readonly string[]) {
@@ -95,6 +103,13 @@ export class ClusterView {
   seal(): string | null {
     this.#sealed = true;
     const known = this.#cluster;
+    for (const [url, j] of this.#joining) {
+      if (known !== null && j.id !== known.id) {
+        return `${known.url} belongs to cluster ${known.name} (id ${known.id}) and ${url} to ` +
+          `cluster ${j.name} (id ${j.id}): list the members of one cluster`;
+      }
+      if (known === null || !allMembers(known.config).includes(j.member)) return joiningWhy(url, j);
+    }
     if (known === null) return null;
     const members = allMembers(known.config);
     const n = this.#urls.length;
@@ -155,11 +170,24 @@ export class ClusterView {
       return `${url} belongs to cluster ${c.name}, but ${this.#anonymous} has no cluster ` +
         `identity: list the members of one cluster`;
     }
-    if (c.joining === true) {
-      return `${url} (member ${c.member}) is joining cluster ${c.name} and not yet a member: ` +
-        `add it first (member add)`;
-    }
     const known = this.#cluster;
+    if (c.joining === true) {
+      // A would-be member that a change under way lists, but that missed the
+      // joint configuration (it was down, or its answer was lost): it serves
+      // nothing until it gets it, and counts as a member that does not
+      // answer. One that no configuration lists is refused at seal.
+      if (known !== null && c.id !== known.id) {
+        return `${known.url} belongs to cluster ${known.name} (id ${known.id}) and ${url} to ` +
+          `cluster ${c.name} (id ${c.id}): list the members of one cluster`;
+      }
+      const j = { member: c.member, name: c.name, id: c.id };
+      if (this.#sealed && (known === null || !allMembers(known.config).includes(c.member))) {
+        return joiningWhy(url, j);
+      }
+      this.#joining.set(url, j);
+      return null;
+    }
+    this.#joining.delete(url);
     const config = configOfHello(c);
     if (known === null) {
       this.#cluster = { name: c.name, id: c.id, config, keepVersions: c.keepVersions, url };

@@ -176,11 +176,14 @@ export async function connectCluster(
     const instances = view.instances;
     if (instances.size > 0) {
       await Promise.all(
-        clients.filter((c) => c.hello?.cluster !== undefined).map((c) =>
-          c.attest(instances).catch((e) => {
-            if (e instanceof TrustError) throw e;
-          })
-        ),
+        // (Not to a would-be member the membership lists: it knows no
+        // members yet, and learns them with the configuration.)
+        clients.filter((c) => c.hello?.cluster !== undefined && c.hello.cluster.joining !== true)
+          .map((c) =>
+            c.attest(instances).catch((e) => {
+              if (e instanceof TrustError) throw e;
+            })
+          ),
       );
     }
     const config = view.config;

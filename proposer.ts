@@ -362,7 +362,18 @@ export class PaxosProposer {
     out: QuorumOutcome<Acceptor>,
   ): NotEnoughQuorumError {
     // An acceptor that refused the request outright: retrying cannot help.
-    const cause = out.errors.findLast((e) => e instanceof AcceptorError && e.isFinal);
+    // Except a member refusing as stale while the acceptors that did not
+    // fail (they answered, lost to a higher ballot, or are still to answer)
+    // could make a quorum: a new member that missed the joint configuration
+    // serves nothing yet, and a retry with the others can succeed.
+    const failed = new Set(out.errorsFrom);
+    const rest = Array.from({ length: acceptorsCount }, (_, i) => i).filter((i) => !failed.has(i));
+    const staleOnly =
+      out.errors.some((e) => e instanceof AcceptorError && e.code === "StaleMembership") &&
+      (typeof quorum === "number" ? rest.length >= quorum : quorum.isQuorum(rest));
+    const cause = out.errors.findLast((e) =>
+      e instanceof AcceptorError && e.isFinal && !(staleOnly && e.code === "StaleMembership")
+    );
     return new NotEnoughQuorumError(
       `not enough quorum for ${op} of ${JSON.stringify(this.Id.Key)}@${this.Id.Ver} at ballot ` +
         `${

@@ -206,6 +206,8 @@ export interface QuorumOutcome<R> {
   readonly failures: readonly string[];
   /** The failed requests' errors, in order. */
   readonly errors: readonly Error[];
+  /** The index of the acceptor each of `errors` came from, in the same order. */
+  readonly errorsFrom: readonly number[];
 }
 
 interface Group<R> {
@@ -250,6 +252,7 @@ export function askQuorum<A extends { readonly name: string }, R>(
   const unsettled = new Set(acceptors.keys());
   const failures: string[] = [];
   const errors: Error[] = [];
+  const errorsFrom: number[] = [];
 
   // Whether a group (its counted replies) is a quorum, and whether it could
   // still become one with every reply still to come.
@@ -270,7 +273,15 @@ export function askQuorum<A extends { readonly name: string }, R>(
       if (done) return;
       done = true;
       if (timer !== undefined) clock.clearTimer(timer);
-      resolve({ ok, replies: best.replies, from: best.from, why, failures, errors });
+      resolve({
+        ok,
+        replies: best.replies,
+        from: best.from,
+        why,
+        failures,
+        errors,
+        errorsFrom,
+      });
     };
     const explains = opts.explainsFailure;
     const waitForExplanation = () =>
@@ -317,6 +328,7 @@ export function askQuorum<A extends { readonly name: string }, R>(
         if (done) return;
         failures.push(e.message);
         errors.push(e);
+        errorsFrom.push(i);
         check();
       });
     });

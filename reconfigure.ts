@@ -26,8 +26,13 @@
 import type { Clock } from "./clock.ts";
 import { systemClock } from "./clock.ts";
 import type { ConfigRequest } from "./codec.ts";
-import { connectCluster, type ConnectOptions, discoverCluster } from "./connect.ts";
-import { AcceptorError, NotEnoughQuorumError } from "./errors.ts";
+import {
+  connectCluster,
+  type ConnectOptions,
+  discoverCluster,
+  type DiscoveredCluster,
+} from "./connect.ts";
+import { AcceptorError, NotEnoughQuorumError, TrustError } from "./errors.ts";
 import {
   allMembers,
   checkConfig,
@@ -36,8 +41,14 @@ import {
   type MemberConfig,
 } from "./identity.ts";
 import { CompactedError, Kv } from "./kv.ts";
-import { askQuorum, jointMajority, membersMajority, type QuorumSystem } from "./quorum.ts";
-import { WebSocketAcceptorClient } from "./transport.ts";
+import {
+  askQuorum,
+  jointMajority,
+  membersMajority,
+  quorumOf,
+  type QuorumSystem,
+} from "./quorum.ts";
+import { type KeysAcceptorClient, WebSocketAcceptorClient } from "./transport.ts";
 import { ballotEquals } from "./types.ts";
 
 /** A change of membership: add a member, remove one, or replace one by another. */
@@ -73,8 +84,76 @@ export interface ChangeOptions extends ConnectOptions {
    * their requests waits behind the catch-up's at every member).
    */
   readonly concurrency?: number;
+  /**
+   * How often the catch-up's cursor is installed with the joint
+   * configuration, so that a rerun resumes there (default 1000 ms; the
+   * simulation saves it after every page).
+   */
+  readonly cursorEveryMs?: number;
   /** Stop after this step, as an interrupted run would (tests). */
   readonly stopAfter?: "joint" | "catch-up";
+  /**
+   * How the change reaches the acceptors (default: {@link webSocketLinks},
+   * WebSocket connections with the options above). A seam: the
+   * deterministic simulation (sim/) runs the same change over its simulated
+   * network.
+   */
+  readonly links?: ChangeLinks;
+}
+
+/** A member's connection as a change uses it: the kv extension's requests and the membership extension's `Config`. */
+export interface MemberClient extends KeysAcceptorClient {
+  /** Resolves once connected and checked to be the member it is listed as. */
+  ready(): Promise<void>;
+  /** Installs a configuration (rejects with an `AcceptorError` when the member refuses it). */
+  config(req: ConfigRequest): Promise<void>;
+  /** Closes the connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * The three ways a change talks to the acceptors: who they are (the
+ * handshake alone), a connection to all of them under the membership they
+ * state (for the catch-up's Paxos reads), and one connection per member
+ * (for `Config`). {@link webSocketLinks} is the real one.
+ */
+export interface ChangeLinks {
+  /** As {@link discoverCluster}: the newest configuration stated, and the URLs that answered. */
+  discover(urls: readonly string[]): Promise<DiscoveredCluster>;
+  /** As `connectCluster`: a client per URL, and which of them make a quorum. */
+  connect(
+    urls: readonly string[],
+  ): Promise<{ readonly clients: MemberClient[]; readonly quorum: QuorumSystem }>;
+  /**
+   * A client for each member, checked to be that member of one cluster and
+   * to keep `keepVersions` versions as the cluster does (null: every one).
+   */
+  members(urls: ReadonlyMap<number, string>, keepVersions: number | null): MemberClient[];
+  /** As {@link checkNewMember}: what keeps the would-be member at `url` from joining, or null. */
+  check(
+    url: string,
+    id: number,
+    cluster: { readonly id: string; readonly keepVersions: number | null },
+  ): Promise<NewMemberMismatch | null>;
+}
+
+/**
+ * The {@link ChangeLinks} of real acceptors: WebSocket connections made
+ * with `opts` (secret, CA certificates, timeouts, clock).
+ *
+ * @example
+ * ```ts ignore
+ * import { webSocketLinks } from "./reconfigure.ts";
+ * const { config } = await webSocketLinks({}).discover(["ws://127.0.0.1:3333/paxos"]);
+ * ```
+ */
+export function webSocketLinks(opts: ConnectOptions): ChangeLinks {
+  return {
+    discover: (urls) => discoverCluster(urls, opts),
+    connect: (urls) => connectCluster(urls, opts),
+    members: (urls, keepVersions) => openMembers(urls, keepVersions, opts),
+    check: (url, id, cluster) => checkNewMember(url, id, cluster, opts),
+  };
 }
 
 /** What {@link changeMembership} did. */
@@ -226,18 +305,61 @@ export async function changeMembership(
   }
   // Where the membership stands: the newest configuration any member states,
   // and every member's URL.
-  const found = await discoverCluster(urls, opts);
+  const links = opts.links ?? webSocketLinks(opts);
+  let found = await links.discover(urls);
+  // A member that the configuration lists but that still says it is joining
+  // missed it (it was down when it was installed, and after): it is given
+  // the configuration now, so that it serves and counts. (Safe even when a
+  // newer configuration exists: that one is on a majority of these members,
+  // which refuse every client of this one.)
+  const missed = found.config === null
+    ? []
+    : [...found.joining].filter(([m]) => allMembers(found.config!).includes(m));
+  if (missed.length > 0) {
+    const clients = links.members(new Map(missed), found.cluster!.keepVersions);
+    try {
+      const req = configRequest(found.config!);
+      await Promise.allSettled(clients.map((c) => c.ready().then(() => c.config(req))));
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+    found = await links.discover(urls);
+  }
   const start = found.config;
+  if (start === null && found.joining.size > 0) {
+    // Only would-be members answered: the members are down or cut off, not
+    // without an identity. Running it again once they are up goes on.
+    throw new NotEnoughQuorumError(
+      `no member answered at ${urls.join(",")}, only the would-be member(s) ` +
+        `${[...found.joining.keys()].join(",")}: run it again once the members are up` +
+        (found.unanswered.length ? ` (no answer from ${found.unanswered.join(",")})` : ""),
+    );
+  }
   if (start === null || found.cluster === null) {
     throw new TypeError(
       `the acceptors at ${urls.join(",")} have no cluster identity: their membership is fixed`,
+    );
+  }
+  // The newest configuration a few members state may not be the newest
+  // there is: a later one is on a majority of its members (the next joint
+  // one on a majority of `start.members`, the final one of a change on a
+  // majority of the new members). So the members that answered must meet
+  // every majority of `start.members` before the run acts on it.
+  const n = start.members.length;
+  const heard = start.members.filter((m) => found.urls.has(m));
+  if (heard.length + quorumOf(n) <= n) {
+    throw new NotEnoughQuorumError(
+      `only member(s) ${heard.join(",") || "none"} of ${describeConfig(start)} answered, ` +
+        `${n - quorumOf(n) + 1} needed to know that no newer configuration is in ` +
+        `force: run it again once more members are up` +
+        (found.unanswered.length ? ` (no answer from ${found.unanswered.join(",")})` : ""),
     );
   }
   const cluster = found.cluster;
   const run: Run = { ...opts, keepVersions: cluster.keepVersions };
   // A would-be member that does not fit is refused before anything changes.
   if (change.kind !== "remove") {
-    const wrong = await checkNewMember(change.url, change.id, cluster, opts);
+    const wrong = await links.check(change.url, change.id, cluster);
     if (wrong !== null) {
       throw new RangeError(`${describeChange(change)}: ${wrong.message}; nothing was changed`);
     }
@@ -265,7 +387,7 @@ export async function changeMembership(
       // Done already (a rerun after the last step)? Then make sure every
       // member that answers has the final configuration.
       if (doneAlready(start, change)) {
-        await install(found.urls, start, membersOf(start), run, clock, "final");
+        await install(links, found.urls, start, membersOf(start), run, clock, "final");
         return { from: start, to: start, keys: 0, nothingToDo: true };
       }
       throw e;
@@ -297,12 +419,12 @@ export async function changeMembership(
   const jointUrls = new Map(allMembers(joint).map((m) => [m, urlOf(m)]));
 
   // 1. The joint configuration, on a majority of the old members and of the new.
-  await install(jointUrls, joint, jointOf(joint), run, clock, "joint");
+  await install(links, jointUrls, joint, jointOf(joint), run, clock, "joint");
   opts.onProgress?.({ step: "joint", config: joint, keys: 0 });
   if (opts.stopAfter === "joint") return { from: start, to: joint, keys: 0, nothingToDo: false };
 
   // 2. The catch-up, from where the last run stopped.
-  const keys = await catchUp(jointUrls, joint, run, clock);
+  const keys = await catchUp(links, jointUrls, joint, run, clock);
   if (opts.stopAfter === "catch-up") return { from: start, to: joint, keys, nothingToDo: false };
 
   // 3. The final configuration, on a majority of the new members.
@@ -311,7 +433,7 @@ export async function changeMembership(
     members: joint.members,
     urls: new Map([...jointUrls].filter(([m]) => joint.members.includes(m))),
   });
-  await install(jointUrls, final, membersOf(final), run, clock, "final");
+  await install(links, jointUrls, final, membersOf(final), run, clock, "final");
   opts.onProgress?.({ step: "final", config: final, keys });
   return { from: start, to: final, keys, nothingToDo: false };
 }
@@ -367,6 +489,7 @@ function configRequest(c: MemberConfig): ConfigRequest {
 // it is listed as, of the cluster), waiting for the quorum `need` and
 // then a little for the others; throws when the quorum cannot be had.
 async function install(
+  links: ChangeLinks,
   urls: ReadonlyMap<number, string>,
   config: MemberConfig,
   need: MemberQuorum,
@@ -374,7 +497,10 @@ async function install(
   clock: Clock,
   step: string,
 ): Promise<void> {
-  const { clients, close } = openMembers(urls, opts);
+  const clients = links.members(urls, opts.keepVersions);
+  const close = async () => {
+    await Promise.all(clients.map((c) => c.close()));
+  };
   try {
     const ids = [...urls.keys()];
     const req = configRequest(config);
@@ -410,9 +536,13 @@ async function install(
 }
 
 // A client for each member, checked to be that member of one cluster.
-function openMembers(urls: ReadonlyMap<number, string>, opts: Run) {
+function openMembers(
+  urls: ReadonlyMap<number, string>,
+  keepVersions: number | null,
+  opts: ConnectOptions,
+): MemberClient[] {
   let clusterId: string | null = null;
-  const clients = [...urls].map(([m, url]) =>
+  return [...urls].map(([m, url]) =>
     new WebSocketAcceptorClient(url, {
       timeoutMs: opts.timeoutMs ?? 1000,
       verify: (hello) => {
@@ -423,8 +553,8 @@ function openMembers(urls: ReadonlyMap<number, string>, opts: Run) {
         if (c.id !== clusterId) {
           return `${url} belongs to another cluster (id ${c.id}, not ${clusterId})`;
         }
-        if (c.keepVersions !== opts.keepVersions) {
-          return `${url} keeps ${keeps(c.keepVersions)}, the cluster ${keeps(opts.keepVersions)}`;
+        if (c.keepVersions !== keepVersions) {
+          return `${url} keeps ${keeps(c.keepVersions)}, the cluster ${keeps(keepVersions)}`;
         }
         return null;
       },
@@ -433,23 +563,31 @@ function openMembers(urls: ReadonlyMap<number, string>, opts: Run) {
       ...(opts.caCerts === undefined ? {} : { caCerts: opts.caCerts }),
     })
   );
-  return {
-    clients,
-    close: async () => {
-      await Promise.all(clients.map((c) => c.close()));
-    },
-  };
 }
 
 // Step 2: every key the old members hold, read under the joint quorum.
 async function catchUp(
+  links: ChangeLinks,
   urls: ReadonlyMap<number, string>,
   joint: MemberConfig,
   opts: Run,
   clock: Clock,
 ): Promise<number> {
   const old = joint.joint ?? [];
-  const cluster = await connectCluster([...urls.values()], opts);
+  let cluster;
+  try {
+    cluster = await links.connect([...urls.values()]);
+  } catch (e) {
+    // A new member still joining, while too few of those that hold the
+    // joint configuration answered to list it: the next run installs it
+    // again.
+    if (!(e instanceof TrustError && / is joining cluster /.test(e.message))) throw e;
+    throw new NotEnoughQuorumError(
+      `catch-up: ${e.message}; the members that hold the joint configuration did not answer: ` +
+        `run the change again`,
+      { cause: e },
+    );
+  }
   const { clients, quorum } = cluster;
   const kv = new Kv(clients, { ...opts, quorum });
   const pageSize = opts.pageSize ?? 1000;
@@ -497,7 +635,16 @@ async function catchUp(
             await settleKey(kv, clients, quorum, k, clock, opts);
           } catch (e) {
             failed = true;
-            throw e;
+            // A member refused: a new one still joining (it missed the
+            // joint configuration), or a change went further. Either way
+            // the next run sorts it out: it installs the joint
+            // configuration again, or finds the newer one.
+            if (!(e instanceof AcceptorError && e.code === "StaleMembership")) throw e;
+            throw new NotEnoughQuorumError(
+              `catch-up of ${JSON.stringify(k)}: no joint quorum would serve it (${e.message}); ` +
+                `run the change again`,
+              { cause: e },
+            );
           }
         }
       };
@@ -511,8 +658,8 @@ async function catchUp(
       // starts there.
       cursor = bound;
       const at = { ...joint, cursor };
-      if (clock.now() - lastSaved > 1000) {
-        await install(urls, at, jointOf(joint), opts, clock, "joint");
+      if (clock.now() - lastSaved >= (opts.cursorEveryMs ?? 1000)) {
+        await install(links, urls, at, jointOf(joint), opts, clock, "joint");
         lastSaved = clock.now();
       }
       opts.onProgress?.({ step: "catch-up", config: at, keys: done });
@@ -527,7 +674,7 @@ async function catchUp(
 // the top version when the joint quorum's Latest replies show it chosen there).
 async function settleKey(
   kv: Kv,
-  clients: readonly WebSocketAcceptorClient[],
+  clients: readonly MemberClient[],
   quorum: QuorumSystem,
   key: string,
   clock: Clock,

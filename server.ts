@@ -283,27 +283,46 @@ interface Trust {
   readonly secret: Secret | undefined;
 }
 
-// The acceptor's identity, whose membership `Config` changes (membership
-// extension): one change at a time, kept (saved) before it is told.
-class Membership {
+/**
+ * An acceptor's identity, whose membership `Config` changes (membership
+ * extension): one change at a time, kept (saved) before it is told; and
+ * which connections it may no longer serve. The server's, exported for the
+ * deterministic simulation (sim/), which runs it behind its own network.
+ *
+ * @example
+ * ```ts
+ * import { Membership } from "./server.ts";
+ * import { makeIdentity, randomId } from "./identity.ts";
+ * const m = new Membership(makeIdentity({
+ *   cluster: "demo", clusterId: randomId(), member: 0, members: [0, 1, 2],
+ *   keepVersions: null, instance: randomId(),
+ * }));
+ * await m.install({ epoch: 1, members: [0, 1, 3], joint: [0, 1, 2] }); // null: installed
+ * m.staleness(0); // "the membership changed: epoch 1: ..."
+ * ```
+ */
+export class Membership {
   #identity: ClusterIdentity;
   readonly #save: ((identity: ClusterIdentity) => Promise<void>) | undefined;
   #queue: Promise<unknown> = Promise.resolve();
 
+  /** Serves `identity`; `save` keeps each new one (durably) before it counts. */
   constructor(identity: ClusterIdentity, save?: (identity: ClusterIdentity) => Promise<void>) {
     this.#identity = identity;
     this.#save = save;
   }
 
+  /** The identity held now. */
   get identity(): ClusterIdentity {
     return this.#identity;
   }
 
+  /** The epoch of the configuration held now. */
   get epoch(): number {
     return this.#identity.epoch ?? 0;
   }
 
-  // Installs a configuration: null when done (or nothing to do), else why not.
+  /** Installs a configuration: null when done (or nothing to do), else why not. */
   install(
     next: MemberConfig,
   ): Promise<{ code: "StaleMembership" | "StorageError"; msg: string } | null> {
@@ -326,7 +345,7 @@ class Membership {
     return run;
   }
 
-  // Why a connection bound to `epoch` may not be served now, or null.
+  /** Why a connection bound to `epoch` may not be served now, or null. */
   staleness(epoch: number): string | null {
     const id = this.#identity;
     const c = configOf(id);

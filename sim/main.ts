@@ -1,13 +1,16 @@
 /**
  * Runs simulations from the command line.
  *
- *   deno task sim --seed S [--steps N] [--variant V] [--keep-versions K]
+ *   deno task sim --seed S [--steps N] [--variant V] [--keep-versions K] [--membership]
  *                                                      replay one run exactly
  *   deno task sim --seeds K [--from S] [--steps N]     run K seeds
  *   deno task soak                                     a long run of seeds
  *
  * `--keep-versions K` runs the acceptors with retention (the last K versions
- * of each key kept). Prints one line per failing seed (with the command that
+ * of each key kept). `--membership` changes the membership during the fault
+ * phase (replace, grow 3 to 5, shrink 5 to 3, with the real
+ * `changeMembership`); its planted bug is `--variant final-before-catch-up`.
+ * Prints one line per failing seed (with the command that
  * replays it) and a summary; exits 1 when any run violated safety or
  * liveness.
  *
@@ -15,7 +18,7 @@
  */
 import { parseArgs } from "node:util";
 import { runSimulation, type SimResult } from "./simulation.ts";
-import { BROKEN_VARIANTS, type Variant } from "./sim_world.ts";
+import { BROKEN_VARIANTS, MEMBERSHIP_VARIANTS, type Variant } from "./sim_world.ts";
 
 const VARIANTS: readonly string[] = ["correct", ...BROKEN_VARIANTS];
 
@@ -46,6 +49,7 @@ if (import.meta.main) {
         variant: { type: "string" },
         "keep-versions": { type: "string" },
         "no-faults": { type: "boolean" },
+        membership: { type: "boolean" },
         verbose: { type: "boolean" },
       },
     }).values;
@@ -53,8 +57,14 @@ if (import.meta.main) {
     fail((e as Error).message);
   }
   const variant = (args.variant ?? "correct") as Variant;
-  if (!VARIANTS.includes(variant)) {
-    fail(`unknown --variant ${variant}: one of ${VARIANTS.join(", ")}`);
+  const membership = args.membership === true;
+  const variants = membership ? MEMBERSHIP_VARIANTS : VARIANTS;
+  if (!variants.includes(variant)) {
+    fail(
+      `unknown --variant ${variant}${membership ? " with --membership" : ""}: one of ` +
+        `${variants.join(", ")}` +
+        (!membership && MEMBERSHIP_VARIANTS.includes(variant) ? " (or give --membership)" : ""),
+    );
   }
   const steps = int("steps", args.steps, 200);
   const keep = args["keep-versions"] === undefined
@@ -68,16 +78,21 @@ if (import.meta.main) {
   let worstAfterHeal = 0;
   let ops = 0;
   let unknown = 0;
+  let changes = 0;
+  let kills = 0;
   for (let seed = first; seed < first + count; seed++) {
     const r: SimResult = await runSimulation({
       seed,
       steps,
       variant,
       faults: !args["no-faults"],
+      membership,
       ...(keep === undefined ? {} : { keepVersions: keep }),
     });
     ops += r.ops;
     unknown += r.unknown;
+    changes += r.changes.length;
+    kills += r.changerKills;
     worstAfterHeal = Math.max(worstAfterHeal, r.maxAfterHealMs);
     if (args.verbose || count === 1) {
       // deno-lint-ignore no-console
@@ -91,6 +106,7 @@ if (import.meta.main) {
           r.violations[0]
         }\n  replay: deno task sim --seed ${seed} --steps ${steps}` +
           (variant === "correct" ? "" : ` --variant ${variant}`) +
+          (membership ? " --membership" : "") +
           (keep === undefined ? "" : ` --keep-versions ${keep}`),
       );
     }
@@ -100,7 +116,8 @@ if (import.meta.main) {
   console.log(
     `${variant}: ${count - failed} of ${count} seeds passed (${first}..${first + count - 1}, ` +
       `${steps} ops each, ${ops} ops, ${unknown} with unknown outcome) in ${secs.toFixed(1)} s; ` +
-      `longest operation after the heal: ${worstAfterHeal.toFixed(1)} simulated ms`,
+      `longest operation after the heal: ${worstAfterHeal.toFixed(1)} simulated ms` +
+      (membership ? `; ${changes} membership changes finished, ${kills} changer runs killed` : ""),
   );
   Deno.exit(failed > 0 ? 1 : 0);
 }

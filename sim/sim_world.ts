@@ -5,6 +5,13 @@
  * proposer code running in it is the real code; only the clock, the network
  * and the store are simulated, behind the same interfaces.
  *
+ * With membership (sim/sim_membership.ts), each node also holds a cluster
+ * identity, served by the server's own {@link Membership}: it installs the
+ * configurations `Config` brings (kept durably before it answers, so a
+ * crash before the sync loses it) and refuses, as `StaleMembership`, the
+ * requests of a client bound to an older membership, or of any client
+ * while it is joining or once it was removed.
+ *
  * The planted bugs (negative controls) live here too: the suite must catch
  * each of them.
  *
@@ -12,10 +19,16 @@
  */
 import { type AcceptorOptions, latestReply, PaxosAcceptor } from "../acceptor.ts";
 import type { Random } from "../clock.ts";
+import type { ConfigRequest } from "../codec.ts";
+import { AcceptorError } from "../errors.ts";
+import type { HelloReply } from "../handshake.ts";
+import { checkConfig, type ClusterIdentity, configOf, type MemberConfig } from "../identity.ts";
+import type { MemberClient } from "../reconfigure.ts";
+import { Membership } from "../server.ts";
 import { type Store, Versions } from "../store.ts";
-import type { KvAcceptorClient } from "../transport.ts";
 import type {
   Acceptor,
+  KeysReply,
   KeyVersions,
   LatestReply,
   Op,
@@ -32,9 +45,10 @@ export type Variant =
   | "prepare-hides-vote"
   | "quorum-of-one"
   | "reply-before-sync"
-  | "next-promise-anyway";
+  | "next-promise-anyway"
+  | "final-before-catch-up";
 
-/** The variants that must be caught. */
+/** The variants that must be caught (without membership changes). */
 export const BROKEN_VARIANTS: readonly Variant[] = [
   "accept-ignores-ballot",
   "prepare-hides-vote",
@@ -42,6 +56,14 @@ export const BROKEN_VARIANTS: readonly Variant[] = [
   "reply-before-sync",
   "next-promise-anyway",
 ];
+
+/**
+ * The variants of runs with membership changes: the correct code, and the
+ * planted bug `final-before-catch-up` (the changer installs the final
+ * configuration right after the joint one, skipping the catch-up, so the
+ * new members alone make quorums before every chosen value reached them).
+ */
+export const MEMBERSHIP_VARIANTS: readonly Variant[] = ["correct", "final-before-catch-up"];
 
 /**
  * A store whose writes become durable after a simulated sync delay. A crash
@@ -151,6 +173,10 @@ class BrokenAcceptor {
     return run;
   }
 
+  keys(): Promise<KeysReply> {
+    return Promise.reject(new TypeError(`the ${this.variant} acceptor serves no Keys`));
+  }
+
   async #serve(op: Op, r: Proposer): Promise<Acceptor> {
     const v = this.store.get(r.Id) ?? EMPTY_ACCEPTOR;
     if (op === "Prepare") {
@@ -183,28 +209,66 @@ class BrokenAcceptor {
 
 function noop(): void {}
 
-type AnyAcceptor = Pick<PaxosAcceptor, "request" | "latest">;
+type AnyAcceptor = Pick<PaxosAcceptor, "request" | "latest" | "keys">;
 
 /** What a node saw itself do: every state it wrote and every reply it sent, for the safety checks. */
 export interface Observer {
   /** Called when an acceptor writes the state of an instance, with the state it replaces. */
   stored(node: number, id: PaxosInstanceId, before: Acceptor | undefined, after: Acceptor): void;
-  /** Called when an acceptor replies to a request (at the moment it replies). */
-  replied(node: number, op: Op, req: Proposer, rep: Acceptor): void;
+  /**
+   * Called when an acceptor replies to a request (at the moment it replies);
+   * `epoch` is the membership the requesting client is bound to (undefined
+   * without membership).
+   */
+  replied(node: number, op: Op, req: Proposer, rep: Acceptor, epoch?: number): void;
+  /** Called when a node keeps a membership configuration (durably). */
+  configured?(node: number, config: MemberConfig): void;
+}
+
+/** The requests a node serves: Paxos, the kv extension's, and the handshake and `Config` of the membership extension. */
+export type SimOp = Op | "Latest" | "Keys" | "Hello" | "Config";
+
+/**
+ * What a node says of itself at the handshake (membership): the server's
+ * `HelloReply`, with its cluster identity as the server states it.
+ */
+export function simHello(identity: ClusterIdentity): HelloReply {
+  return {
+    instance: identity.instance,
+    peers: new Map(),
+    cluster: {
+      name: identity.cluster,
+      id: identity.clusterId,
+      member: identity.member,
+      members: identity.members,
+      keepVersions: identity.keepVersions,
+      ...(identity.epoch === undefined ? {} : { epoch: identity.epoch }),
+      ...(identity.joint === undefined ? {} : { joint: identity.joint }),
+      ...(identity.urls === undefined ? {} : { urls: identity.urls }),
+      ...(identity.cursor === undefined ? {} : { cursor: identity.cursor }),
+      ...(identity.joining === true ? { joining: true } : {}),
+    },
+  };
 }
 
 /**
  * One acceptor machine: it crashes (losing what was not synced) and restarts.
  * Its acceptor runs with `acceptorOptions` (retention), except in the
- * variants with a broken acceptor.
+ * variants with a broken acceptor. With an `identity` it is a member of a
+ * cluster whose membership can change; {@link SimNode.destroy} is a dead
+ * disk: the node never comes back.
  */
 export class SimNode {
   /** Whether the node is running. */
   up = true;
+  /** Whether its disk is gone: it never restarts. */
+  destroyed = false;
   /** Incarnation number: replies of an earlier incarnation are never sent. */
   epoch = 0;
   #store: SimStore;
   #acceptor: AnyAcceptor;
+  #identity: ClusterIdentity | null;
+  #membership: Membership | null = null;
 
   constructor(
     readonly id: number,
@@ -213,7 +277,9 @@ export class SimNode {
     readonly variant: Variant,
     readonly observer: Observer,
     readonly acceptorOptions: AcceptorOptions = {},
+    identity: ClusterIdentity | null = null,
   ) {
+    this.#identity = identity;
     this.#store = this.#newStore(new Versions());
     this.#acceptor = this.#build();
   }
@@ -229,10 +295,29 @@ export class SimNode {
   }
 
   #build(): AnyAcceptor {
+    if (this.#identity !== null) {
+      // The identity is kept (synced) before Config is answered; a crash
+      // first loses it, and the Config is never answered.
+      const incarnation = this.epoch;
+      this.#membership = new Membership(this.#identity, (next) =>
+        new Promise((resolve) => {
+          this.clock.setTimer(() => {
+            if (this.epoch !== incarnation) return;
+            this.#identity = next;
+            this.observer.configured?.(this.id, configOf(next));
+            resolve();
+          }, 0.05 + this.random.next() * 0.5);
+        }));
+    }
     return this.variant === "correct" || this.variant === "quorum-of-one" ||
-        this.variant === "reply-before-sync"
+        this.variant === "reply-before-sync" || this.variant === "final-before-catch-up"
       ? new PaxosAcceptor(this.#store, `node${this.id}`, this.acceptorOptions)
       : new BrokenAcceptor(this.#store, this.variant);
+  }
+
+  /** The membership configuration the node holds durably (null without membership). */
+  get config(): MemberConfig | null {
+    return this.#identity === null ? null : configOf(this.#identity);
   }
 
   /** The state the running acceptor sees (for the safety checks). */
@@ -258,33 +343,72 @@ export class SimNode {
     this.#store.crash();
   }
 
+  /** The disk died: the node is down for good. */
+  destroy(): void {
+    this.crash();
+    this.destroyed = true;
+  }
+
   /** Starts a new process on what reached the disk. */
   restart(): void {
-    if (this.up) return;
+    if (this.up || this.destroyed) return;
     this.#store = this.#newStore(this.#store.durable);
     this.#acceptor = this.#build();
     this.up = true;
   }
 
   /**
-   * Serves a request; resolves with the reply, or rejects with the
-   * acceptor's refusal (an `Err` reply), or never settles when the node dies
-   * first.
+   * Serves a request of a client bound to membership `bound` (undefined: the
+   * node's own, as a connection that did not say one); resolves with the
+   * reply, or rejects with the acceptor's refusal (an `Err` reply), or never
+   * settles when the node dies first.
    */
-  handle(op: Op | "Latest", req: Proposer | string): Promise<Acceptor | LatestReply> | null {
+  handle(op: SimOp, req: unknown, bound?: number): Promise<unknown> | null {
     if (!this.up) return null;
     const epoch = this.epoch;
-    const work = op === "Latest"
-      ? this.#acceptor.latest(req as string)
-      : this.#acceptor.request(op, req as Proposer).then((rep) => {
-        if (this.epoch === epoch) this.observer.replied(this.id, op, req as Proposer, rep);
-        return rep;
-      });
+    const work = this.#serve(op, req, bound, epoch);
     // What a node that died meanwhile would have answered is never sent.
     const never = new Promise<never>(() => {});
     return work.then((rep) => this.epoch === epoch ? rep : never, (e) => {
       if (this.epoch !== epoch) return never;
       throw e;
+    });
+  }
+
+  #serve(op: SimOp, req: unknown, bound: number | undefined, epoch: number): Promise<unknown> {
+    const membership = this.#membership;
+    const name = `node${this.id}`;
+    if (op === "Hello") {
+      if (membership === null) return Promise.reject(new TypeError(`${name} has no identity`));
+      return Promise.resolve(simHello(membership.identity));
+    }
+    if (op === "Config") {
+      if (membership === null) return Promise.reject(new TypeError(`${name} has no identity`));
+      const c = req as ConfigRequest;
+      return membership.install(checkConfig({
+        epoch: c.Epoch,
+        members: c.Members,
+        ...(c.Joint === undefined ? {} : { joint: c.Joint }),
+        ...(c.Urls === undefined ? {} : { urls: c.Urls }),
+        ...(c.Cursor === undefined ? {} : { cursor: c.Cursor }),
+      })).then((refused) => {
+        if (refused !== null) throw new AcceptorError(refused.code, refused.msg, name);
+      });
+    }
+    if (membership !== null) {
+      const stale = membership.staleness(bound ?? membership.epoch);
+      if (stale !== null) {
+        return Promise.reject(new AcceptorError("StaleMembership", stale, name));
+      }
+    }
+    if (op === "Latest") return this.#acceptor.latest(req as string);
+    if (op === "Keys") {
+      const { from, limit, end } = req as { from: string; limit: number; end?: string };
+      return this.#acceptor.keys(from, limit, end);
+    }
+    return this.#acceptor.request(op, req as Proposer).then((rep) => {
+      if (this.epoch === epoch) this.observer.replied(this.id, op, req as Proposer, rep, bound);
+      return rep;
     });
   }
 }
@@ -334,9 +458,19 @@ export class SimNetwork {
     return this.#isCut(client, node) || this.random.next() < this.faults.drop;
   }
 
-  /** The link a client uses to talk to a node: a {@link KvAcceptorClient}. */
-  link(client: number, node: number, timeoutMs: number): KvAcceptorClient {
-    const send = <T>(op: Op | "Latest", req: Proposer | string): Promise<T> =>
+  /**
+   * The link a client uses to talk to a node: a {@link MemberClient} (so a
+   * KV client and the membership changer alike). With membership, `epoch` is
+   * the membership the client is bound to, and `alive` tells whether the
+   * client process still runs: a killed one sends nothing more.
+   */
+  link(
+    client: number,
+    node: number,
+    timeoutMs: number,
+    opts: { readonly epoch?: number; readonly alive?: () => boolean } = {},
+  ): SimLink {
+    const send = <T>(op: SimOp, req: unknown): Promise<T> =>
       new Promise<T>((resolve, reject) => {
         let settled = false;
         const timer = this.clock.setTimer(() => {
@@ -344,9 +478,9 @@ export class SimNetwork {
           reject(new Deno.errors.TimedOut(`${op} to node${node}: no reply within ${timeoutMs} ms`));
         }, timeoutMs);
         const deliver = (answer: boolean) => {
-          if (this.#lost(client, node)) return;
+          if (opts.alive?.() === false || this.#lost(client, node)) return;
           this.clock.setTimer(() => {
-            const work = this.nodes[node]!.handle(op, req);
+            const work = this.nodes[node]!.handle(op, req, opts.epoch);
             if (work === null) return;
             // The reply, or the refusal, travels back like any message.
             const answerWith = (settle: () => void) => {
@@ -371,6 +505,18 @@ export class SimNetwork {
       name: `node${node}`,
       request: (op, req) => send<Acceptor>(op, req),
       latest: (key) => send<LatestReply>("Latest", key),
+      keys: (from, limit, end) =>
+        send<KeysReply>("Keys", end === undefined ? { from, limit } : { from, limit, end }),
+      hello: () => send<HelloReply>("Hello", null),
+      config: (req) => send<void>("Config", req),
+      ready: () => Promise.resolve(),
+      close: () => Promise.resolve(),
     };
   }
+}
+
+/** A client's link to one node: what the KV and the changer use, and the handshake. */
+export interface SimLink extends MemberClient {
+  /** Asks the node who it is (membership). */
+  hello(): Promise<HelloReply>;
 }

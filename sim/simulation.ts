@@ -15,16 +15,29 @@
  * - liveness: once the network heals and every node is up, every operation
  *   completes, within {@link LIVENESS_BOUND_MS}.
  *
+ * With `membership` (sim/sim_membership.ts), the membership changes during
+ * the fault phase (replace, grow 3 to 5, shrink 5 to 3) with the real
+ * `changeMembership`; nodes are named by member id; a value is chosen when
+ * the nodes that voted for it at one ballot are a quorum of the membership
+ * its proposer was bound to (joint during a change); a node whose disk died
+ * (replaced) is not checked for what it acknowledged; after the heal a
+ * client may be refused (`StaleMembership`) at most {@link STALE_AFTER_HEAL}
+ * times while the change under way finishes, and that change must finish.
+ *
  * @module
  */
 import { type Random, seededRandom } from "../clock.ts";
+import { AcceptorError, NotEnoughQuorumError, TrustError } from "../errors.ts";
+import type { MemberConfig } from "../identity.ts";
 import { Kv, UnknownOutcomeError } from "../kv.ts";
+import type { KvAcceptorClient } from "../transport.ts";
 import type { Acceptor, Op, PaxosInstanceId, Proposer, Value } from "../types.ts";
 import { ballotEquals, formatBallot, GE } from "../types.ts";
 import { checkKv, type KvInput, type KvOperation } from "../check/linearizability.ts";
 import { runKvOp } from "../check/kv_ops.ts";
 import { SimClock } from "./sim_clock.ts";
 import { SimNetwork, SimNode, type Variant } from "./sim_world.ts";
+import { SimChanger, simConnectMembers, simIdentity, simUrl } from "./sim_membership.ts";
 
 /** Options of {@link runSimulation}. */
 export interface SimOptions {
@@ -47,6 +60,12 @@ export interface SimOptions {
   readonly keepVersions?: number;
   /** The liveness bound to check (default {@link LIVENESS_BOUND_MS}). */
   readonly livenessBoundMs?: number;
+  /**
+   * Change the membership during the fault phase (replace, grow 3 to 5,
+   * shrink 5 to 3), with the real `changeMembership` (default false: a
+   * seed replays as without the option).
+   */
+  readonly membership?: boolean;
 }
 
 /** The kinds of violation a run can find, each named by the check that finds it. */
@@ -67,6 +86,8 @@ export type ViolationKind =
   | "acknowledged state lost"
   /** A KV call failed with an error that is not a network failure: a bug. */
   | "KV call threw"
+  /** A membership change failed otherwise than for want of a quorum: a bug. */
+  | "membership change failed"
   /** After the heal, an operation failed, never ended, or took longer than the bound. */
   | "liveness"
   /** The KV history is not linearizable. */
@@ -100,6 +121,19 @@ export interface SimResult {
   readonly compactedAway: number;
   /** The highest floor any node keeps for any key (0 without `keepVersions`). */
   readonly maxFloor: number;
+  /** With `membership`: the changes finished, in words, with the simulated time. */
+  readonly changes: string[];
+  /** With `membership`: runs of the changer killed in the middle, and runs that failed and were run again. */
+  readonly changerKills: number;
+  readonly changerFailedRuns: number;
+  /** With `membership`: runs that resumed a catch-up from the cursor an earlier run saved. */
+  readonly changerResumes: number;
+  /** The members at the end. */
+  readonly members: number[];
+  /** KV operations refused as `StaleMembership` (the client then connected again). */
+  readonly staleRefusals: number;
+  /** Connects of KV clients that failed (no majority, or refused) and were tried again. */
+  readonly connectRefusals: number;
 }
 
 /** How long one KV operation may take before it fails (the clients' deadline, simulated ms). */
@@ -116,6 +150,17 @@ export const LIVENESS_BOUND_MS = 500;
 const QUORUM = 2;
 const NODES = 3;
 
+/** After the heal, how many times a client may be refused as `StaleMembership` (the change under way finishing). */
+export const STALE_AFTER_HEAL = 3;
+
+// Whether `nodes` (member ids) are a quorum of `config`: a majority of its
+// members, and during a change of its old members too.
+function isQuorumOf(config: MemberConfig, nodes: ReadonlySet<number>): boolean {
+  const majority = (ms: readonly number[]) =>
+    ms.filter((m) => nodes.has(m)).length >= Math.floor(ms.length / 2) + 1;
+  return majority(config.members) && (config.joint === undefined || majority(config.joint));
+}
+
 function valueKey(v: Value | null): string {
   return JSON.stringify(v, (_, x) => typeof x === "bigint" ? `${x}n` : x);
 }
@@ -125,7 +170,12 @@ class Safety {
   readonly violations: string[] = [];
   readonly kinds: ViolationKind[] = [];
   // instance -> ballot -> {value, nodes that voted}
-  readonly #votes = new Map<string, Map<string, { value: string; nodes: Set<number> }>>();
+  readonly #votes = new Map<
+    string,
+    Map<string, { value: string; nodes: Set<number>; epoch: number | undefined }>
+  >();
+  // Membership: every configuration a node kept, by epoch.
+  readonly configs = new Map<number, MemberConfig>();
   readonly #chosen = new Map<string, string>();
   // node/instance -> highest acknowledged promise and vote
   readonly #promised = new Map<string, Proposer["Bal"]>();
@@ -170,7 +220,12 @@ class Safety {
     }
   }
 
-  replied(node: number, op: Op, req: Proposer, rep: Acceptor): void {
+  configured(_node: number, config: MemberConfig): void {
+    // One epoch, one membership (the cursor may move on).
+    if (!this.configs.has(config.epoch)) this.configs.set(config.epoch, config);
+  }
+
+  replied(node: number, op: Op, req: Proposer, rep: Acceptor, epoch?: number): void {
     const inst = `${req.Id.Key}@${req.Id.Ver}`;
     const acked = GE(req.Bal, rep.LastBal);
     const nk = `${node}/${inst}`;
@@ -201,7 +256,7 @@ class Safety {
     const bk = formatBallot(req.Bal);
     const value = valueKey(req.Val);
     let vote = byBallot.get(bk);
-    if (vote === undefined) byBallot.set(bk, vote = { value, nodes: new Set() });
+    if (vote === undefined) byBallot.set(bk, vote = { value, nodes: new Set(), epoch });
     if (vote.value !== value) {
       this.violate(
         "ballot with two values",
@@ -209,7 +264,8 @@ class Safety {
       );
     }
     vote.nodes.add(node);
-    if (vote.nodes.size >= QUORUM) {
+    const config = vote.epoch === undefined ? undefined : this.configs.get(vote.epoch);
+    if (config === undefined ? vote.nodes.size >= QUORUM : isQuorumOf(config, vote.nodes)) {
       const before = this.#chosen.get(inst);
       if (before === undefined) this.#chosen.set(inst, value);
       else if (before !== value) {
@@ -223,6 +279,7 @@ class Safety {
 
   // Promises never go back: what a node acknowledged is in its durable state.
   checkDurable(node: SimNode): void {
+    if (node.destroyed) return; // its disk died: nothing of it is kept, nor promised
     for (const [nk, bal] of this.#promised) {
       const [n, inst] = nk.split("/", 2) as [string, string];
       if (Number(n) !== node.id) continue;
@@ -269,20 +326,44 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
   const acceptorOptions = opts.keepVersions === undefined
     ? {}
     : { keepVersions: opts.keepVersions };
-  nodes = Array.from(
-    { length: NODES },
-    (_, i) => new SimNode(i, clock, random, variant, safety, acceptorOptions),
+  const membership = opts.membership ?? false;
+  if (membership && variant !== "correct" && variant !== "final-before-catch-up") {
+    throw new RangeError(
+      `membership changes run with the correct code or final-before-catch-up, not ${variant}`,
+    );
+  }
+  if (!membership && variant === "final-before-catch-up") {
+    throw new RangeError(`the planted bug ${variant} needs membership changes (membership: true)`);
+  }
+  const initial = Array.from({ length: NODES }, (_, i) => i);
+  if (membership) safety.configured(-1, { epoch: 0, members: initial });
+  nodes = initial.map((i) =>
+    new SimNode(
+      i,
+      clock,
+      random,
+      variant,
+      safety,
+      acceptorOptions,
+      membership ? simIdentity(i, initial) : null,
+    )
   );
   const net = new SimNetwork(clock, random, nodes);
+  const urls = () => nodes.filter((n) => !n.destroyed).map((n) => simUrl(n.id));
 
   const history: KvOperation[] = [];
   // Writes whose outcome the KV could not know because their version was
   // compacted: the KV's documented answer under retention, not a failure.
   const compactedAway = new Set<KvOperation>();
+  // Operations refused as StaleMembership (membership).
+  const staleOps = new Set<KvOperation>();
   let issued = 0;
   let finished = 0;
   let crashes = 0;
   let partitions = 0;
+  let staleRefusals = 0;
+  const connectRefusals: string[] = [];
+  const staleAfterHeal = new Map<number, number>();
   const healAfterOps = faults ? Math.floor(steps * 0.7) : 0;
   let healAtMs = faults ? Infinity : 0;
 
@@ -291,7 +372,7 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
     net.heal();
     net.faults = { drop: 0, duplicate: 0, minMs: 0.05, maxMs: 0.5 };
     for (const n of nodes) {
-      if (!n.up) {
+      if (!n.up && !n.destroyed) {
         n.restart();
         safety.checkDurable(n);
       }
@@ -303,9 +384,11 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
     if (healAtMs !== Infinity) return;
     const r = random.next();
     if (r < 0.25) {
-      const down = nodes.filter((n) => !n.up).length;
+      const down = nodes.filter((n) => !n.up && !n.destroyed).length;
       const n = pick(random, nodes);
-      if (n.up && down < 2) {
+      if (n.destroyed) {
+        // a dead disk stays dead
+      } else if (n.up && down < 2) {
         n.crash();
         crashes++;
       } else if (!n.up) {
@@ -314,8 +397,9 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
       }
     } else if (r < 0.45) {
       net.cut(
-        Math.floor(random.next() * nClients),
-        Math.floor(random.next() * NODES),
+        // With membership, the changer's links are cut too.
+        Math.floor(random.next() * (membership ? nClients + 1 : nClients)),
+        Math.floor(random.next() * nodes.length),
         clock.now() + 5 + random.next() * 50,
       );
       partitions++;
@@ -331,11 +415,37 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
   };
   if (faults) clock.setTimer(injectFault, random.next() * 5);
 
+  // With membership, a client connects to the members of the newest
+  // membership it finds, bound to it, and connects again when refused.
+  const connect = async (c: number): Promise<Kv> => {
+    for (;;) {
+      try {
+        const conn = await simConnectMembers({ net, client: c, timeoutMs: 20 }, urls());
+        return new Kv(conn.clients, {
+          clock,
+          random,
+          deadlineMs: KV_DEADLINE_MS,
+          quorum: conn.quorum,
+        });
+      } catch (e) {
+        // No majority answered, or the membership moved on between the
+        // look and the connect: look again.
+        if (!(e instanceof NotEnoughQuorumError || e instanceof TrustError)) throw e;
+        connectRefusals.push(`${clock.now().toFixed(1)} ms: ${e.message}`);
+        await clock.sleep(1 + random.next() * 5);
+      }
+    }
+  };
+
   const client = async (c: number) => {
-    const links = variant === "quorum-of-one"
-      ? [net.link(c, c % NODES, 20)]
-      : nodes.map((_, n) => net.link(c, n, 20));
-    const kv = new Kv(links, { clock, random, deadlineMs: KV_DEADLINE_MS });
+    let kv: Kv;
+    if (membership) kv = await connect(c);
+    else {
+      const links: KvAcceptorClient[] = variant === "quorum-of-one"
+        ? [net.link(c, c % NODES, 20)]
+        : nodes.map((_, n) => net.link(c, n, 20));
+      kv = new Kv(links, { clock, random, deadlineMs: KV_DEADLINE_MS });
+    }
     let lastSeen = -1n;
     while (issued < steps) {
       const id = issued++;
@@ -356,35 +466,91 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
         ? { op: "create", value: `c${c}-${id}` }
         : { op: "delete" };
       const call = clock.now();
-      const { output, error } = await runKvOp(kv, key, input);
+      let stale = false;
+      const { output, error } = await runKvOp(kv, key, input).catch((e) => {
+        // Refused by a member of a newer membership: the outcome is unknown
+        // (a part may have been written), and the client connects again.
+        if (!(membership && e instanceof AcceptorError && e.code === "StaleMembership")) throw e;
+        stale = true;
+        return { output: { ok: false as const, unknown: true as const }, error: e as Error };
+      });
       if ("version" in output) lastSeen = output.version;
       else if ("actual" in output) lastSeen = output.actual;
       const ret = clock.now();
       const op: KvOperation = { client: c, key, input, output, call, ret };
       history.push(op);
       if (error instanceof UnknownOutcomeError) compactedAway.add(op);
+      if (stale) {
+        staleRefusals++;
+        staleOps.add(op);
+        if (call >= healAtMs) staleAfterHeal.set(c, (staleAfterHeal.get(c) ?? 0) + 1);
+        kv = await connect(c);
+      }
       finished++;
       // Think time, so operations interleave in many ways.
       await clock.sleep(random.next() * 2);
     }
   };
 
+  // The membership changer: its own process, with the client number after the KV clients'.
+  const changer = membership
+    ? new SimChanger({
+      clock,
+      random,
+      net,
+      nodes,
+      variant,
+      client: nClients,
+      addNode: () => {
+        const id = nodes.length;
+        const n = new SimNode(
+          id,
+          clock,
+          random,
+          variant,
+          safety,
+          acceptorOptions,
+          simIdentity(id, [], true),
+        );
+        nodes.push(n);
+        return n;
+      },
+      faulty: () => healAtMs === Infinity,
+      violate: (kind, what) => safety.violate(kind, what),
+    }, initial)
+    : null;
+  let changerDone = changer === null;
+  changer?.run().then(() => changerDone = true, (e) => {
+    safety.violate(
+      "KV call threw",
+      `the membership changer threw ${e instanceof Error ? e.stack : e}`,
+    );
+    changerDone = true;
+  });
+
+  let clientsDone = false;
   let done = false;
   Promise.all(Array.from({ length: nClients }, (_, c) => client(c))).then(
-    () => done = true,
+    () => clientsDone = true,
     (e) => {
       // Not a network failure (those are outcomes): a bug, and the end of the run.
       safety.violate("KV call threw", `a KV operation threw ${e instanceof Error ? e.stack : e}`);
-      done = true;
+      clientsDone = done = true;
     },
   );
-  await clock.run(() => done, 600_000);
+  const isDone = () => done || (clientsDone && changerDone);
+  await clock.run(isDone, 600_000);
+  done = isDone();
   const endMs = clock.now();
-  if (!done) {
+  if (!clientsDone) {
     safety.violate(
       "liveness",
       `liveness: ${issued - finished} operations never completed (at ${endMs} ms)`,
     );
+  }
+
+  if (!changerDone) {
+    safety.violate("liveness", `liveness: the membership change never finished (at ${endMs} ms)`);
   }
 
   for (const n of nodes) {
@@ -398,8 +564,18 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
     if (op.ret < healAtMs) continue;
     const took = op.ret - Math.max(op.call, healAtMs);
     maxAfterHealMs = Math.max(maxAfterHealMs, took);
-    if ("unknown" in op.output && op.call >= healAtMs && !compactedAway.has(op)) {
+    if (
+      "unknown" in op.output && op.call >= healAtMs && !compactedAway.has(op) && !staleOps.has(op)
+    ) {
       safety.violate("liveness", `liveness: ${op.input.op} on ${op.key} failed after the heal`);
+    }
+  }
+  for (const [c, n] of staleAfterHeal) {
+    if (n > STALE_AFTER_HEAL) {
+      safety.violate(
+        "liveness",
+        `liveness: client ${c} was refused as stale ${n} times after the heal`,
+      );
     }
   }
   if (maxAfterHealMs > (opts.livenessBoundMs ?? LIVENESS_BOUND_MS)) {
@@ -435,5 +611,12 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
       0,
       ...nodes.flatMap((n) => keys.map((k) => Number(n.durableLatest(k).Floor))),
     ),
+    changes: changer?.log ?? [],
+    changerKills: changer?.kills ?? 0,
+    changerFailedRuns: changer?.failedRuns ?? 0,
+    changerResumes: changer?.resumed ?? 0,
+    members: [...(changer?.members ?? initial)],
+    staleRefusals,
+    connectRefusals: connectRefusals.length,
   };
 }

@@ -3,6 +3,7 @@
 // acceptors; then failures and concurrency.
 import assert from "node:assert/strict";
 import {
+  AcceptorError,
   GE,
   MAX_BALLOT_STEP,
   MemoryStore,
@@ -465,4 +466,54 @@ Deno.test("a proposer above which no ballot is left fails with a clear error, no
     (e: Error) =>
       e instanceof NotEnoughQuorumError && /no ballot is left for "full"@0/.test(e.message),
   );
+});
+
+// Found by the membership simulation: a member that refuses as stale (a new
+// member that missed the joint configuration, serving nothing yet) made
+// every lost round final: the proposer threw its StaleMembership at once,
+// though the other members could still make a quorum on a retry.
+Deno.test("a member refusing as stale does not end a run that the others can still finish", async () => {
+  const b = new PaxosAcceptor(undefined, "b");
+  const c = new PaxosAcceptor(undefined, "c");
+  const joining = {
+    name: "joining",
+    request: () =>
+      Promise.reject(
+        new AcceptorError("StaleMembership", "member 3 is joining: it serves nothing", "joining"),
+      ),
+  };
+  const Id = { Key: "k", Ver: 0n };
+  // Another proposer's promise on b makes the first round lose there.
+  await b.request("Prepare", { Id, Bal: { N: 5n, ProposerId: 99n }, Val: null });
+  const named = (a: PaxosAcceptor, name: string) => ({
+    name,
+    request: (op: "Prepare" | "Accept", req: Parameters<PaxosAcceptor["request"]>[1]) =>
+      a.request(op, req),
+  });
+  const px = new PaxosProposer({ Id, Bal: { N: 1n, ProposerId: 10n } });
+  const got = await px.runPaxos([named(b, "b"), named(c, "c"), joining], { Data: "v" }, {
+    deadlineMs: 2000,
+  });
+  assert.deepEqual(got, { Data: "v" });
+  // When the others cannot make a quorum, the refusal is the answer, at once.
+  const alone = new PaxosProposer({ Id: { Key: "k2", Ver: 0n }, Bal: { N: 1n, ProposerId: 11n } });
+  await assert.rejects(
+    alone.runPaxos([named(b, "b"), joining, { ...joining, name: "joining2" }], { Data: "w" }, {
+      deadlineMs: 2000,
+    }),
+    /StaleMembership: member 3 is joining/,
+  );
+  // Nor when the only other one failed (a member that is down): at once.
+  const dead = {
+    name: "dead",
+    request: () => Promise.reject(new Deno.errors.TimedOut("dead: no reply within 20 ms")),
+  };
+  const d = new PaxosAcceptor(undefined, "d");
+  const t0 = Date.now();
+  const lone = new PaxosProposer({ Id: { Key: "k3", Ver: 0n }, Bal: { N: 1n, ProposerId: 12n } });
+  await assert.rejects(
+    lone.runPaxos([named(d, "d"), joining, dead], { Data: "x" }, { deadlineMs: 2000 }),
+    /StaleMembership: member 3 is joining/,
+  );
+  assert.ok(Date.now() - t0 < 1000, "refused at once, not at the deadline");
 });

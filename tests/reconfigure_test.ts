@@ -312,3 +312,156 @@ Deno.test("Config: only forward; a joining member serves nothing until a configu
     await c.close();
   }
 });
+
+// Found by the simulation: a rerun of `member replace` while every member
+// it lists is down but the new one is up used to fail with "have no cluster
+// identity: their membership is fixed", a final-sounding TypeError, where
+// the members were only down; it must say so, as a quorum failure that a
+// rerun once they are up gets past.
+Deno.test("a change while only the would-be member answers fails as 'run it again', then goes through", async () => {
+  const c = await new TestCluster([0, 1, 2]).start();
+  try {
+    const url3 = await c.add(3, true);
+    const listed = [...c.urls([0, 1, 2]), url3];
+    for (const m of [0, 1, 2]) await c.down(m);
+    const change = { kind: "replace", old: 2, id: 3, url: url3 } as const;
+    await assert.rejects(
+      changeMembership(listed, change, { timeoutMs: 200, deadlineMs: 1000 }),
+      (e: Error) => {
+        assert.equal(e.name, "NotEnoughQuorumError");
+        assert.match(
+          e.message,
+          /no member answered at .*only the would-be member\(s\) 3: run it again/,
+        );
+        return true;
+      },
+    );
+    for (const m of [0, 1]) await c.up(m);
+    const r = await changeMembership(listed, change, OPTS);
+    assert.deepEqual(r.to.members, [0, 1, 3]);
+  } finally {
+    await c.close();
+  }
+});
+
+// Found by the simulation: once a change is done, its final configuration
+// is on a majority of the new members only; the others may still hold the
+// joint one. A next change that heard only those used to take the joint
+// configuration for the newest and refuse ("another change is under way").
+// It must not act on what too few members say: the members that answered
+// must meet every majority of the configuration's members.
+Deno.test("a change does not act on a configuration that too few of its members state", async () => {
+  const c = await new TestCluster([0, 1, 2]).start();
+  try {
+    const url3 = await c.add(3, true);
+    const r = await changeMembership(c.urls([0, 1, 2]), {
+      kind: "replace",
+      old: 2,
+      id: 3,
+      url: url3,
+    }, { ...OPTS, stopAfter: "catch-up" });
+    // The final configuration reaches members 0 and 1 only (a majority of 0,1,3).
+    for (const m of [0, 1]) {
+      const client = new WebSocketAcceptorClient(c.url(m), { timeoutMs: 500 });
+      const urls = new Map([...r.to.urls!].filter(([m]) => m !== 2));
+      await client.config({ Epoch: r.to.epoch + 1, Members: [0, 1, 3], Urls: urls });
+      await client.close();
+    }
+    for (const m of [0, 1]) await c.down(m);
+    const url4 = await c.add(4, true);
+    const add4 = { kind: "add", id: 4, url: url4 } as const;
+    await assert.rejects(
+      changeMembership([...c.urls([0, 1, 2, 3]), url4], add4, { timeoutMs: 200, deadlineMs: 1000 }),
+      (e: Error) => {
+        assert.equal(e.name, "NotEnoughQuorumError");
+        assert.match(
+          e.message,
+          /^only member\(s\) 3 of epoch 1: .* answered, 2 needed to know that no newer configuration is in force: run it again/,
+        );
+        return true;
+      },
+    );
+    for (const m of [0, 1]) await c.up(m);
+    const done = await changeMembership([...c.urls([0, 1, 3]), url4], add4, OPTS);
+    assert.equal(done.from.epoch, 2);
+    assert.deepEqual(done.to.members, [0, 1, 3, 4]);
+  } finally {
+    await c.close();
+  }
+});
+
+// Found by the simulation: a new member that missed the joint configuration
+// (down while it was installed) came back still joining, and every new
+// client connecting with the members listed was refused ("is joining ...
+// add it first") until the change was run again, as was the change's own
+// catch-up. A would-be member that the newest configuration lists is a
+// member that does not answer yet; one that no configuration lists is
+// still refused.
+Deno.test("a new member that missed the joint configuration does not keep clients out; the change then finishes", async () => {
+  const c = await new TestCluster([0, 1, 2]).start();
+  try {
+    const url3 = await c.add(3, true);
+    await c.down(3);
+    const change = { kind: "replace", old: 2, id: 3, url: url3 } as const;
+    await changeMembership(c.urls([0, 1, 2]), change, {
+      timeoutMs: 200,
+      deadlineMs: 1000,
+      stopAfter: "joint",
+    });
+    await c.up(3); // still joining: it missed the joint configuration
+    const kv = await connect(c.urls([0, 1, 2, 3]), OPTS);
+    try {
+      await kv.set("k", "v");
+      await assertAll(kv, new Map([["k", "v"]]));
+    } finally {
+      await kv.close();
+    }
+    // Alone, a would-be member is still refused.
+    await assert.rejects(
+      connect([url3], OPTS),
+      /member 3\) is joining cluster t and not yet a member: add it first/,
+    );
+    const r = await changeMembership(c.urls([0, 1, 2, 3]), change, OPTS);
+    assert.deepEqual(r.to.members, [0, 1, 3]);
+    const kv2 = await connect(c.urls([0, 1, 3]), OPTS);
+    try {
+      await assertAll(kv2, new Map([["k", "v"]]));
+    } finally {
+      await kv2.close();
+    }
+  } finally {
+    await c.close();
+  }
+});
+
+// Found by the simulation: a change goes through on a majority of the new
+// members, so a new member that was down all along is left joining, serving
+// nothing, for good; once another member fails the cluster is stuck. Any
+// run of a member command now gives such a member the configuration.
+Deno.test("a new member that missed the whole change gets the configuration from the next run, and counts", async () => {
+  const c = await new TestCluster([0, 1, 2]).start();
+  try {
+    const url3 = await c.add(3, true);
+    await c.down(3);
+    const change = { kind: "replace", old: 2, id: 3, url: url3 } as const;
+    const quick = { timeoutMs: 200, deadlineMs: 1000 };
+    const r = await changeMembership(c.urls([0, 1, 2]), change, quick);
+    assert.deepEqual(r.to.members, [0, 1, 3]);
+    await c.down(2);
+    await c.up(3); // still joining: it missed every step
+    const again = await changeMembership(c.urls([0, 1, 3]), change, quick);
+    assert.ok(again.nothingToDo);
+    assert.equal(c.members.get(3)!.identity.joining, undefined);
+    assert.equal(c.members.get(3)!.identity.epoch, r.to.epoch);
+    await c.down(1); // members 0 and 3 are a majority of 0,1,3
+    const kv = await connect(c.urls([0, 1, 3]), { ...OPTS, deadlineMs: 3000 });
+    try {
+      await kv.set("k", "v");
+      await assertAll(kv, new Map([["k", "v"]]));
+    } finally {
+      await kv.close();
+    }
+  } finally {
+    await c.close();
+  }
+});
