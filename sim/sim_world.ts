@@ -14,8 +14,10 @@ import { type AcceptorOptions, latestReply, PaxosAcceptor } from "../acceptor.ts
 import type { Random } from "../clock.ts";
 import { type Store, Versions } from "../store.ts";
 import type { KvAcceptorClient } from "../transport.ts";
+import type { LatestRequest } from "../codec.ts";
 import type {
   Acceptor,
+  BallotNum,
   KeyVersions,
   LatestReply,
   Op,
@@ -32,7 +34,8 @@ export type Variant =
   | "prepare-hides-vote"
   | "quorum-of-one"
   | "reply-before-sync"
-  | "next-promise-anyway";
+  | "next-promise-anyway"
+  | "latest-promise-unstored";
 
 /** The variants that must be caught. */
 export const BROKEN_VARIANTS: readonly Variant[] = [
@@ -41,6 +44,7 @@ export const BROKEN_VARIANTS: readonly Variant[] = [
   "quorum-of-one",
   "reply-before-sync",
   "next-promise-anyway",
+  "latest-promise-unstored",
 ];
 
 /**
@@ -176,8 +180,17 @@ class BrokenAcceptor {
     return reply;
   }
 
-  latest(key: string): Promise<LatestReply> {
-    return Promise.resolve(latestReply(this.store, key));
+  // The folded phase 1 (a Latest with a ballot) is served by no variant but
+  // latest-promise-unstored, which answers it as if it had promised the
+  // ballot at the next version, and stores nothing. (The others ignore the
+  // ballot, as an acceptor that does not know the field.)
+  latest(key: string, promise?: BallotNum): Promise<LatestReply> {
+    const reply = latestReply(this.store, key);
+    if (promise === undefined || this.variant !== "latest-promise-unstored") {
+      return Promise.resolve(reply);
+    }
+    const next = this.store.get({ Key: key, Ver: reply.Ver + 1n }) ?? EMPTY_ACCEPTOR;
+    return Promise.resolve({ ...reply, NextBal: next.LastBal });
   }
 }
 
@@ -189,7 +202,11 @@ type AnyAcceptor = Pick<PaxosAcceptor, "request" | "latest">;
 export interface Observer {
   /** Called when an acceptor writes the state of an instance, with the state it replaces. */
   stored(node: number, id: PaxosInstanceId, before: Acceptor | undefined, after: Acceptor): void;
-  /** Called when an acceptor replies to a request (at the moment it replies). */
+  /**
+   * Called when an acceptor replies to a request (at the moment it
+   * replies); a Latest that promised a ballot at the next version comes as
+   * the Prepare it folds in.
+   */
   replied(node: number, op: Op, req: Proposer, rep: Acceptor): void;
 }
 
@@ -271,11 +288,11 @@ export class SimNode {
    * acceptor's refusal (an `Err` reply), or never settles when the node dies
    * first.
    */
-  handle(op: Op | "Latest", req: Proposer | string): Promise<Acceptor | LatestReply> | null {
+  handle(op: Op | "Latest", req: Proposer | LatestRequest): Promise<Acceptor | LatestReply> | null {
     if (!this.up) return null;
     const epoch = this.epoch;
     const work = op === "Latest"
-      ? this.#acceptor.latest(req as string)
+      ? this.#latest(req as LatestRequest, epoch)
       : this.#acceptor.request(op, req as Proposer).then((rep) => {
         if (this.epoch === epoch) this.observer.replied(this.id, op, req as Proposer, rep);
         return rep;
@@ -285,6 +302,21 @@ export class SimNode {
     return work.then((rep) => this.epoch === epoch ? rep : never, (e) => {
       if (this.epoch !== epoch) return never;
       throw e;
+    });
+  }
+
+  // A Latest; one with a ballot is shown to the observer as the Prepare of
+  // the next version it folds in, when it answers with that promise.
+  #latest(req: LatestRequest, epoch: number): Promise<LatestReply> {
+    const bal = req.Bal;
+    if (bal === undefined) return this.#acceptor.latest(req.Key);
+    return this.#acceptor.latest(req.Key, bal).then((rep) => {
+      if (this.epoch === epoch && rep.NextBal !== undefined) {
+        const id = { Key: req.Key, Ver: rep.Ver + 1n };
+        const prep: Acceptor = { LastBal: rep.NextBal, Val: null, VBal: ZERO_BALLOT };
+        this.observer.replied(this.id, "Prepare", { Id: id, Bal: bal, Val: null }, prep);
+      }
+      return rep;
     });
   }
 }
@@ -336,7 +368,7 @@ export class SimNetwork {
 
   /** The link a client uses to talk to a node: a {@link KvAcceptorClient}. */
   link(client: number, node: number, timeoutMs: number): KvAcceptorClient {
-    const send = <T>(op: Op | "Latest", req: Proposer | string): Promise<T> =>
+    const send = <T>(op: Op | "Latest", req: Proposer | LatestRequest): Promise<T> =>
       new Promise<T>((resolve, reject) => {
         let settled = false;
         const timer = this.clock.setTimer(() => {
@@ -370,7 +402,8 @@ export class SimNetwork {
     return {
       name: `node${node}`,
       request: (op, req) => send<Acceptor>(op, req),
-      latest: (key) => send<LatestReply>("Latest", key),
+      latest: (key, bal) =>
+        send<LatestReply>("Latest", bal === undefined ? { Key: key } : { Key: key, Bal: bal }),
     };
   }
 }

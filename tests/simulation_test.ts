@@ -110,6 +110,7 @@ const CAUGHT_BY: Record<Exclude<Variant, "correct">, ViolationKind> = {
   "quorum-of-one": "not linearizable",
   "reply-before-sync": "acknowledged state lost",
   "next-promise-anyway": "two values chosen",
+  "latest-promise-unstored": "acknowledged state lost",
 };
 
 for (const variant of BROKEN_VARIANTS) {
