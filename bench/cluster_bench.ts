@@ -7,6 +7,8 @@
 // rows come once more through a KV with a tracer ("traced", issue 17), as a
 // ratio to the untraced rows ("vsPlain"); with --baseline, the untraced rows
 // against the baseline's say what the tracer seam costs when it is off.
+// Writes of keys never written before ("first write") come after each level's
+// rewrites, as a ratio to them ("vsWrite").
 //
 //   deno task bench [--seconds S] [--in-flight 1,16,64,256] [--json] [--vs-etcd]
 //                   [--baseline REV]
@@ -59,6 +61,7 @@ interface Row {
   vsEtcd?: number;
   vsBase?: number;
   vsPlain?: number;
+  vsWrite?: number;
 }
 
 // Runs `op` in `inFlight` closed loops for the configured time.
@@ -289,6 +292,12 @@ try {
           const key = (w: number, i: number) => `w${n}-${w}-${i % 16}`;
           rows.push(await measure(`${r.prefix}${name} write`, n, (w, i) => r.kv.set(key(w, i), i)));
           rows.push(await measure(`${r.prefix}${name} read`, n, (w, i) => r.kv.get(key(w, i))));
+          // Each write of a key never written before (issue 14): what
+          // filling a store costs, against the rewrites above ("vsWrite").
+          const fresh = (w: number, i: number) => `f${n}-${w}-${i}`;
+          rows.push(
+            await measure(`${r.prefix}${name} first write`, n, (w, i) => r.kv.set(fresh(w, i), i)),
+          );
         }
         if (durable && etcd !== null) rows.push(...await etcd.rows(n));
       }
@@ -323,6 +332,12 @@ for (const r of rows) {
     b.workload === `baseline ${flags.baseline}: ${r.workload}` && b.inFlight === r.inFlight
   );
   if (base) r.vsBase = Number((r.opsPerSec / base.opsPerSec).toFixed(3));
+  if (r.workload.endsWith(" first write")) {
+    const again = rows.find((w) =>
+      w.workload === r.workload.replace(/ first write$/, " write") && w.inFlight === r.inFlight
+    );
+    if (again) r.vsWrite = Number((r.opsPerSec / again.opsPerSec).toFixed(3));
+  }
   for (const prefix of ["tls+auth ", "traced "]) {
     if (!r.workload.startsWith(prefix)) continue;
     const plain = rows.find((p) =>
@@ -369,6 +384,19 @@ const row = (workload: string, n: number) =>
       target: "memory writes at 256 in flight >= (quorum round trips/s / 2) / 2",
       measured: `${mem.opsPerSec} vs ${Math.round(goal)}/s (${(mem.opsPerSec / goal).toFixed(2)}x)`,
       met: mem.opsPerSec >= goal,
+    });
+  }
+  // Issue 14: writes of new keys within 1.5x of rewrites, at every level.
+  const firsts = rows.filter((r) =>
+    r.vsWrite !== undefined && /^(durable|memory) first write$/.test(r.workload)
+  );
+  if (firsts.length > 0) {
+    const worst = firsts.reduce((a, b) => b.vsWrite! < a.vsWrite! ? b : a);
+    targets.push({
+      target: "first writes of keys >= rewrites / 1.5 (every level, durable and memory)",
+      measured: `worst ${worst.workload} at ${worst.inFlight}: ${worst.vsWrite}x ` +
+        `(rewrites ${(1 / worst.vsWrite!).toFixed(2)}x as fast)`,
+      met: firsts.every((r) => r.vsWrite! >= 1 / 1.5),
     });
   }
   const single = rows.filter((r) => r.inFlight === 1 && !r.workload.startsWith("etcd"));
