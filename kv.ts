@@ -11,7 +11,11 @@
  * version was voted in by a majority, and two majorities share an acceptor,
  * so the highest answer is at least the latest chosen version. It then reads
  * downward from there with Paxos reads, which finish a half-written version
- * before returning it, so a value once returned stays chosen.
+ * before returning it, so a value once returned stays chosen. A write's
+ * `Latest` also carries a ballot, which each acceptor promises at the
+ * version after its highest vote: when a majority agree on that version, the
+ * write goes straight to Accept there (two round trips for a key this client
+ * did not write last, one for a key it did).
  *
  * Versions are dense: the KV layer writes version n+1 only after version n is
  * chosen. The explicit-version calls ({@link Kv.setVersion},
@@ -665,7 +669,8 @@ export class Kv {
 
   // The one-round-trip write (Gryadka's): when this client's last write of
   // the key, at version v, got a majority to promise its ballot for v+1 (the
-  // kv extension's `Next`), phase 1 of v+1 is done, with nothing voted there,
+  // kv extension's `Next`), or its look at the latest version v did
+  // (foldedPhase1), phase 1 of v+1 is done, with nothing voted there,
   // so phase 2 alone chooses our value. It needs no look at the latest
   // version first: if phase 2 gets a majority, no other value was chosen at
   // v+1 (another proposer would have needed a majority's promise above ours),
@@ -723,13 +728,14 @@ export class Kv {
   // compacted meanwhile (other writers went on, past the versions the
   // acceptors keep), the key has a newer chosen version: ask again, as long
   // as the highest version seen goes up.
-  // With `promise`, the Latest requests also ask for that ballot's promise
-  // at the version after each acceptor's highest (see #write); the replies
-  // come with the answer.
   async #latest(key: string, deadline: number): Promise<Latest> {
     return (await this.#latestAsking(key, deadline)).latest;
   }
 
+  // #latest, and the Latest replies it came from. With `promise`, the
+  // Latest requests also ask for that ballot's promise at the version after
+  // each acceptor's highest (the folded phase 1 of a write, see
+  // foldedPhase1).
   async #latestAsking(
     key: string,
     deadline: number,
