@@ -7,8 +7,8 @@
 // rows come once more through a KV with a tracer ("traced", issue 17), as a
 // ratio to the untraced rows ("vsPlain"); with --baseline, the untraced rows
 // against the baseline's say what the tracer seam costs when it is off.
-// Writes of keys never written before ("first write") come after each level's
-// rewrites, as a ratio to them ("vsWrite").
+// Writes of keys never written before ("first write") come right after each
+// level's rewrites, as a ratio to them ("vsWrite").
 //
 //   deno task bench [--seconds S] [--in-flight 1,16,64,256] [--json] [--vs-etcd]
 //                   [--baseline REV]
@@ -291,13 +291,14 @@ try {
         for (const r of level % 2 === 0 ? runs : [...runs].reverse()) {
           const key = (w: number, i: number) => `w${n}-${w}-${i % 16}`;
           rows.push(await measure(`${r.prefix}${name} write`, n, (w, i) => r.kv.set(key(w, i), i)));
-          rows.push(await measure(`${r.prefix}${name} read`, n, (w, i) => r.kv.get(key(w, i))));
           // Each write of a key never written before (issue 14): what
-          // filling a store costs, against the rewrites above ("vsWrite").
+          // filling a store costs, against the rewrites just before
+          // ("vsWrite").
           const fresh = (w: number, i: number) => `f${n}-${w}-${i}`;
           rows.push(
             await measure(`${r.prefix}${name} first write`, n, (w, i) => r.kv.set(fresh(w, i), i)),
           );
+          rows.push(await measure(`${r.prefix}${name} read`, n, (w, i) => r.kv.get(key(w, i))));
         }
         if (durable && etcd !== null) rows.push(...await etcd.rows(n));
       }
