@@ -35,7 +35,8 @@ export type Variant =
   | "quorum-of-one"
   | "reply-before-sync"
   | "next-promise-anyway"
-  | "latest-promise-unstored";
+  | "latest-promise-unstored"
+  | "latest-promise-unsynced";
 
 /** The variants that must be caught. */
 export const BROKEN_VARIANTS: readonly Variant[] = [
@@ -147,8 +148,11 @@ class BrokenAcceptor {
   constructor(readonly store: Store, readonly variant: Variant) {}
 
   request(op: Op, r: Proposer): Promise<Acceptor> {
-    const key = r.Id.Key;
-    const run = (this.#tails.get(key) ?? Promise.resolve()).then(() => this.#serve(op, r));
+    return this.#inTurn(r.Id.Key, () => this.#serve(op, r));
+  }
+
+  #inTurn<T>(key: string, serve: () => T | Promise<T>): Promise<T> {
+    const run = (this.#tails.get(key) ?? Promise.resolve()).then(serve);
     const tail = run.then(noop, noop);
     this.#tails.set(key, tail);
     tail.then(() => this.#tails.get(key) === tail && this.#tails.delete(key));
@@ -182,15 +186,25 @@ class BrokenAcceptor {
 
   // The folded phase 1 (a Latest with a ballot) is served by no variant but
   // latest-promise-unstored, which answers it as if it had promised the
-  // ballot at the next version, and stores nothing. (The others ignore the
-  // ballot, as an acceptor that does not know the field.)
+  // ballot at the next version and stores nothing, and
+  // latest-promise-unsynced, which replies before its promise is synced.
+  // (The others ignore the ballot, as an acceptor that does not know the
+  // field.)
   latest(key: string, promise?: BallotNum): Promise<LatestReply> {
-    const reply = latestReply(this.store, key);
-    if (promise === undefined || this.variant !== "latest-promise-unstored") {
-      return Promise.resolve(reply);
+    const unsynced = this.variant === "latest-promise-unsynced";
+    if (promise === undefined || !(unsynced || this.variant === "latest-promise-unstored")) {
+      return Promise.resolve(latestReply(this.store, key));
     }
-    const next = this.store.get({ Key: key, Ver: reply.Ver + 1n }) ?? EMPTY_ACCEPTOR;
-    return Promise.resolve({ ...reply, NextBal: next.LastBal });
+    return this.#inTurn(key, () => {
+      const reply = latestReply(this.store, key);
+      const id = { Key: key, Ver: reply.Ver + 1n };
+      const next = this.store.get(id) ?? EMPTY_ACCEPTOR;
+      // latest-promise-unsynced: the promise is written, but not waited for.
+      if (unsynced && GE(promise, next.LastBal) && next.Val === null) {
+        this.store.put(id, { LastBal: promise, Val: null, VBal: ZERO_BALLOT });
+      }
+      return { ...reply, NextBal: next.LastBal };
+    });
   }
 }
 
