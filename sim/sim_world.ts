@@ -46,6 +46,7 @@ export const BROKEN_VARIANTS: readonly Variant[] = [
   "reply-before-sync",
   "next-promise-anyway",
   "latest-promise-unstored",
+  "latest-promise-unsynced",
 ];
 
 /**

@@ -111,6 +111,7 @@ const CAUGHT_BY: Record<Exclude<Variant, "correct">, ViolationKind> = {
   "reply-before-sync": "acknowledged state lost",
   "next-promise-anyway": "two values chosen",
   "latest-promise-unstored": "acknowledged state lost",
+  "latest-promise-unsynced": "acknowledged state lost",
 };
 
 for (const variant of BROKEN_VARIANTS) {
