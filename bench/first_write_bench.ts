@@ -12,8 +12,7 @@
 // code of git revision REV (in a temporary worktree) takes turns with ours,
 // round after round. Each figure is the median of the runs.
 //
-//   deno run --allow-net=127.0.0.1 --allow-run --allow-read --allow-write \
-//     bench/first_write_bench.ts [--ops N] [--in-flight K] [--runs R] [--baseline REV] [--json]
+//   deno task bench:first [--ops N] [--in-flight K] [--runs R] [--baseline REV] [--json]
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { cpuUsage } from "node:process";
