@@ -340,10 +340,13 @@ export class PaxosAcceptor {
    * turn of the key and stored before the reply, and tells the promise it
    * held there before as `NextBal`: a writer's Latest and phase 1 in one
    * round trip. Where that Prepare would be refused (below the floor, past
-   * the quota, a ballot too far), the reply is a plain Latest.
+   * the quota, a ballot too far, the key's queue full), the reply is a plain
+   * Latest.
    */
   latest(key: string, promise?: BallotNum, caller?: Caller): Promise<LatestReply> {
-    if (promise !== undefined) {
+    // (When the key's queue is full, the promise is left out rather than the
+    // Latest refused: the writer then runs phase 1 itself, and retries it.)
+    if (promise !== undefined && !this.#queueFull(key, caller)) {
       return this.#inTurn(key, caller, () => this.#promiseAfterLatest(key, promise, caller));
     }
     try {
@@ -459,6 +462,14 @@ export class PaxosAcceptor {
     fn: (state: Acceptor, held: boolean) => T | Promise<T>,
   ): Promise<T> {
     return this.#inTurn(id.Key, caller, () => this.#serve(id, fn));
+  }
+
+  // Whether a request of `caller` on `key` would be refused for the queue.
+  #queueFull(key: string, caller: Caller | undefined): boolean {
+    const q = this.#queues.get(key);
+    if (q === undefined) return false;
+    const mine = q.peers?.get(caller?.peer ?? IN_PROCESS)?.length ?? 0;
+    return q.size >= this.#maxQueued || mine >= this.#maxPerPeer;
   }
 
   // Runs `serve` in the turn of `key` (see #withKey).

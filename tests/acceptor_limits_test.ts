@@ -44,6 +44,14 @@ Deno.test("at most maxQueuedPerKey requests wait on a key; more are refused at o
     await overloaded(a.accept(req(inst("hot", 5), bal(100, 1), { Vi64: 1n }))),
     /already waiting on this key/,
   );
+  // A Latest with a ballot is answered, without its promise (no NextBal):
+  // the writer then runs Prepare itself.
+  assert.deepEqual(await a.latest("hot", bal(100, 1)), {
+    Ver: -1n,
+    Floor: 0n,
+    Val: null,
+    VBal: bal(0, 0),
+  });
   // Another key is served as usual.
   const other = a.prepare(req(inst("cold"), bal(1, 1)));
   store.release();
