@@ -697,7 +697,18 @@ export class Kv {
       promiseNext: true,
       onRefused: () => refusals.n++,
     });
-    if (r.err !== null) return false;
+    if (r.err !== null) {
+      // A refusal no retry can help (a newer membership, the quota, a bad
+      // value) is the write's answer: the full path would only meet it
+      // again, or, after StaleMembership (whose connections the acceptors
+      // close), retry them unreachable until the deadline. (Compacted is
+      // left to the full path, which tells an unknown outcome.)
+      const cause = r.err.cause;
+      if (cause instanceof AcceptorError && cause.isFinal && cause.code !== "Compacted") {
+        throw cause;
+      }
+      return false;
+    }
     if (r.nextPromised) this.#promised.set(key, { ver: ver + 1n, bal: p.Bal });
     return true;
   }
