@@ -23,6 +23,7 @@ import {
   EMPTY_ACCEPTOR,
   formatBallot,
   GE,
+  INT64_MAX,
   MAX_BALLOT_STEP,
   ZERO_BALLOT,
 } from "./types.ts";
@@ -333,8 +334,21 @@ export class PaxosAcceptor {
    * voted in, and the lowest version it still keeps. Any version chosen was
    * voted in by a majority, so the highest answer among a majority is at
    * least the latest chosen version.
+   *
+   * With a ballot `promise` (the request's `Bal`), it also serves a Prepare
+   * at that ballot for the version after the highest voted one, in the same
+   * turn of the key and stored before the reply, and tells the promise it
+   * held there before as `NextBal`: a writer's Latest and phase 1 in one
+   * round trip. Where that Prepare would be refused (below the floor, past
+   * the quota, a ballot too far, the key's queue full), the reply is a plain
+   * Latest.
    */
-  latest(key: string, caller?: Caller): Promise<LatestReply> {
+  latest(key: string, promise?: BallotNum, caller?: Caller): Promise<LatestReply> {
+    // (When the key's queue is full, the promise is left out rather than the
+    // Latest refused: the writer then runs phase 1 itself, and retries it.)
+    if (promise !== undefined && !this.#queueFull(key, caller)) {
+      return this.#inTurn(key, caller, () => this.#promiseAfterLatest(key, promise, caller));
+    }
     try {
       const reply = latestReply(this.#store, key);
       this.#charge(caller, reply.Val);
@@ -342,6 +356,32 @@ export class PaxosAcceptor {
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  // The folded phase 1: Latest, then a Prepare at `bal` of version Ver+1,
+  // replied as Prepare replies (the promise held there before, `NextBal`;
+  // no vote can be there, Ver being the highest voted). Served in the key's
+  // turn, so that no vote lands between the two; the promise is stored
+  // before the reply, as a Prepare's. Where a Prepare would be refused
+  // (below the floor, past the quota, a ballot too far, no version left),
+  // it answers a plain Latest: the writer then runs phase 1 itself.
+  #promiseAfterLatest(
+    key: string,
+    bal: BallotNum,
+    caller: Caller | undefined,
+  ): LatestReply | Promise<LatestReply> {
+    const latest = latestReply(this.#store, key);
+    this.#charge(caller, latest.Val);
+    const next = { Key: key, Ver: latest.Ver + 1n };
+    if (next.Ver < latest.Floor || next.Ver > INT64_MAX) return latest;
+    const held = this.#store.get(next);
+    const n = held ?? EMPTY_ACCEPTOR;
+    if (n.Val !== null || bal.N - n.LastBal.N > MAX_BALLOT_STEP) return latest;
+    const reply = { ...latest, NextBal: n.LastBal };
+    if (!GE(bal, n.LastBal) || ballotEquals(bal, n.LastBal)) return reply;
+    const state = { LastBal: bal, Val: null, VBal: ZERO_BALLOT };
+    if (held === undefined && !this.#roomFor(next, state)) return latest;
+    return this.#afterWrites(this.#store.put(next, state), undefined, () => reply);
   }
 
   /**
@@ -421,12 +461,28 @@ export class PaxosAcceptor {
     caller: Caller | undefined,
     fn: (state: Acceptor, held: boolean) => T | Promise<T>,
   ): Promise<T> {
-    const key = id.Key;
+    return this.#inTurn(id.Key, caller, () => this.#serve(id, fn));
+  }
+
+  // Whether a request of `caller` on `key` would be refused for the queue.
+  #queueFull(key: string, caller: Caller | undefined): boolean {
+    const q = this.#queues.get(key);
+    if (q === undefined) return false;
+    const mine = q.peers?.get(caller?.peer ?? IN_PROCESS)?.length ?? 0;
+    return q.size >= this.#maxQueued || mine >= this.#maxPerPeer;
+  }
+
+  // Runs `serve` in the turn of `key` (see #withKey).
+  #inTurn<T>(
+    key: string,
+    caller: Caller | undefined,
+    serve: () => T | Promise<T>,
+  ): Promise<T> {
     const q = this.#queues.get(key);
     if (q === undefined) {
       let out: T | Promise<T>;
       try {
-        out = this.#serve(id, fn);
+        out = serve();
       } catch (e) {
         return Promise.reject(e);
       }
@@ -446,7 +502,7 @@ export class PaxosAcceptor {
       const job = (): Promise<unknown> | undefined => {
         let out: T | Promise<T>;
         try {
-          out = this.#serve(id, fn);
+          out = serve();
         } catch (e) {
           reject(e);
           return undefined;

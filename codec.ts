@@ -50,6 +50,12 @@ export type Rid = number | bigint;
 export interface LatestRequest {
   /** The key whose versions are asked about. */
   readonly Key: string;
+  /**
+   * A ballot to promise at the version after the highest voted one, as a
+   * Prepare there would (the reply then carries `NextBal`): a writer's
+   * phase 1 folded into its Latest. Acceptors that do not know it ignore it.
+   */
+  readonly Bal?: BallotNum;
 }
 
 /** The request of the kv extension's `Keys`: a page of the keys an acceptor holds. */
@@ -327,6 +333,7 @@ export function wireLatest(r: LatestReply): Record<string, unknown> {
     m.Val = wireValue(r.Val);
     m.VBal = wireBallot(r.VBal);
   }
+  if (r.NextBal !== undefined) m.NextBal = wireBallot(r.NextBal);
   return m;
 }
 
@@ -342,7 +349,9 @@ function wireRequest(r: RequestEnvelope): unknown {
     case "Accept":
       return wireProposer(r.Req);
     case "Latest":
-      return { Key: r.Req.Key };
+      return r.Req.Bal === undefined
+        ? { Key: r.Req.Key }
+        : { Key: r.Req.Key, Bal: wireBallot(r.Req.Bal) };
     case "Keys":
       return r.Req.End === undefined
         ? { From: r.Req.From, Limit: r.Req.Limit }
@@ -677,15 +686,25 @@ export function parseInstanceId(x: unknown, path: string): PaxosInstanceId {
   return { Key: parseKey(m, path), Ver: parseInt64(m.Ver ?? 0, `${path}.Ver`) };
 }
 
+/** Reads a `Latest` request map (kv extension): the key, and maybe a ballot to promise. */
+export function parseLatestRequest(x: unknown, path: string): LatestRequest {
+  const key = parseKey(x, path);
+  const bal = asMap(x, path).Bal;
+  if (bal === undefined || bal === null) return { Key: key };
+  return { Key: key, Bal: parseBallot(bal, `${path}.Bal`) };
+}
+
 /** Reads a `Latest` reply map (kv extension). */
 export function parseLatest(x: unknown, path: string): LatestReply {
   const m = asMap(x, path);
-  return {
+  const reply = {
     Ver: parseInt64(m.Ver ?? -1, `${path}.Ver`),
     Floor: parseInt64(m.Floor ?? 0, `${path}.Floor`),
     Val: parseOptionalValue(m.Val, `${path}.Val`),
     VBal: parseOptionalBallot(m.VBal, `${path}.VBal`),
   };
+  if (m.NextBal === undefined || m.NextBal === null) return reply;
+  return { ...reply, NextBal: parseBallot(m.NextBal, `${path}.NextBal`) };
 }
 
 /** Reads a `Keys` request map (kv extension). */
@@ -921,7 +940,7 @@ function parseRequestEnvelope(x: unknown): RequestItem {
       throw new WireError("UnknownOp", `Op: unknown operation ${describe(x.Op)}`);
     }
     if (x.Req === undefined || x.Req === null) bad("Req", "a Proposer", x.Req);
-    if (x.Op === "Latest") return { Rid: rid, Op: x.Op, Req: { Key: parseKey(x.Req, "Req") } };
+    if (x.Op === "Latest") return { Rid: rid, Op: x.Op, Req: parseLatestRequest(x.Req, "Req") };
     if (x.Op === "Keys") return { Rid: rid, Op: x.Op, Req: parseKeysRequest(x.Req, "Req") };
     if (x.Op === "Hello") {
       const m = asMap(x.Req, "Req");

@@ -11,7 +11,11 @@
  * version was voted in by a majority, and two majorities share an acceptor,
  * so the highest answer is at least the latest chosen version. It then reads
  * downward from there with Paxos reads, which finish a half-written version
- * before returning it, so a value once returned stays chosen.
+ * before returning it, so a value once returned stays chosen. A write's
+ * `Latest` also carries a ballot, which each acceptor promises at the
+ * version after its highest vote: when a majority agree on that version, the
+ * write goes straight to Accept there (two round trips for a key this client
+ * did not write last, one for a key it did).
  *
  * Versions are dense: the KV layer writes version n+1 only after version n is
  * chosen. The explicit-version calls ({@link Kv.setVersion},
@@ -56,7 +60,7 @@ import {
 import type { KvAcceptorClient } from "./transport.ts";
 import { traceAcceptors, type Tracer } from "./trace.ts";
 import type { BallotNum, DataValue, LatestReply, Value } from "./types.ts";
-import { ballotEquals, INT64_MAX, isInt64, ZERO_BALLOT } from "./types.ts";
+import { ballotEquals, GE, INT64_MAX, isInt64, MAX_BALLOT_STEP, ZERO_BALLOT } from "./types.ts";
 
 export { type KvWatchEvent, KvWatchIterator, type KvWatchOptions, type KvWatchSelector };
 
@@ -614,7 +618,9 @@ export class Kv {
       unsettled = promised.ver;
     }
     for (;;) {
-      const latest = await this.#latest(key, deadline);
+      // Latest, with phase 1 of the next version folded in (foldedPhase1).
+      const bal = { N: 1n, ProposerId: this.#randomId() };
+      const { latest, replies } = await this.#latestAsking(key, deadline, bal);
       if (latest.value?.Wid === wid) return latest.version;
       // Versions are dense: `unsettled` holds a chosen value. Ours? (Not if
       // every acceptor refused the short write, the usual case when another
@@ -642,8 +648,18 @@ export class Kv {
         );
       }
       const next = latest.version + 1n;
+      const folded = foldedPhase1(replies, bal) === next;
+      if (folded) this.#promised.set(key, { ver: next, bal });
       if (await this.#fastWrite(key, next, value)) return next;
-      const chosen = await this.#runOurs(key, next, value, deadline);
+      // The full run takes the look's ballot on (see fallbackBallot), unless
+      // an Accept went out at it (a ballot carries one value only).
+      const chosen = await this.#runOurs(
+        key,
+        next,
+        value,
+        deadline,
+        folded ? undefined : fallbackBallot(replies, bal, next),
+      );
       if (chosen?.Wid === wid) return next;
       // Another writer got `next` first: look again. A conditional write
       // then finds its condition false (or, for a create, still true when the
@@ -653,7 +669,8 @@ export class Kv {
 
   // The one-round-trip write (Gryadka's): when this client's last write of
   // the key, at version v, got a majority to promise its ballot for v+1 (the
-  // kv extension's `Next`), phase 1 of v+1 is done, with nothing voted there,
+  // kv extension's `Next`), or its look at the latest version v did
+  // (foldedPhase1), phase 1 of v+1 is done, with nothing voted there,
   // so phase 2 alone chooses our value. It needs no look at the latest
   // version first: if phase 2 gets a majority, no other value was chosen at
   // v+1 (another proposer would have needed a majority's promise above ours),
@@ -680,7 +697,18 @@ export class Kv {
       promiseNext: true,
       onRefused: () => refusals.n++,
     });
-    if (r.err !== null) return false;
+    if (r.err !== null) {
+      // A refusal no retry can help (a newer membership, the quota, a bad
+      // value) is the write's answer: the full path would only meet it
+      // again, or, after StaleMembership (whose connections the acceptors
+      // close), retry them unreachable until the deadline. (Compacted is
+      // left to the full path, which tells an unknown outcome.)
+      const cause = r.err.cause;
+      if (cause instanceof AcceptorError && cause.isFinal && cause.code !== "Compacted") {
+        throw cause;
+      }
+      return false;
+    }
     if (r.nextPromised) this.#promised.set(key, { ver: ver + 1n, bal: p.Bal });
     return true;
   }
@@ -695,9 +723,10 @@ export class Kv {
     ver: bigint,
     val: Value | null,
     deadline: number,
+    bal?: BallotNum,
   ): Promise<Value | null> {
     try {
-      return await this.#run(key, ver, val, deadline, val !== null);
+      return await this.#run(key, ver, val, deadline, val !== null, bal?.ProposerId, bal?.N);
     } catch (e) {
       if (!(e instanceof CompactedError)) throw e;
       throw new UnknownOutcomeError(key, ver, "the acceptors no longer keep that version", {
@@ -711,11 +740,23 @@ export class Kv {
   // acceptors keep), the key has a newer chosen version: ask again, as long
   // as the highest version seen goes up.
   async #latest(key: string, deadline: number): Promise<Latest> {
+    return (await this.#latestAsking(key, deadline)).latest;
+  }
+
+  // #latest, and the Latest replies it came from. With `promise`, the
+  // Latest requests also ask for that ballot's promise at the version after
+  // each acceptor's highest (the folded phase 1 of a write, see
+  // foldedPhase1).
+  async #latestAsking(
+    key: string,
+    deadline: number,
+    promise?: BallotNum,
+  ): Promise<{ latest: Latest; replies: readonly LatestReply[] }> {
     for (let seen = -2n;;) {
-      const replies = await this.#askLatest(key, deadline);
+      const replies = await this.#askLatest(key, deadline, undefined, promise);
       const top = replies.reduce((max, r) => r.Ver > max ? r.Ver : max, -1n);
       try {
-        return await this.#latestOf(key, replies, deadline);
+        return { latest: await this.#latestOf(key, replies, deadline), replies };
       } catch (e) {
         if (!(e instanceof CompactedError) || top <= seen) throw e;
         seen = top;
@@ -764,11 +805,12 @@ export class Kv {
     key: string,
     deadline: number,
     what = `find the latest version of ${JSON.stringify(key)}`,
+    promise?: BallotNum,
   ): Promise<readonly LatestReply[]> {
     this.#refuseOverV1();
     const quorum = this.#quorum;
     const ask = (a: KvAcceptorClient) =>
-      a.latest(key).catch((e) => {
+      (promise === undefined ? a.latest(key) : a.latest(key, promise)).catch((e) => {
         if (e instanceof AcceptorError && e.code === "UnknownOp") {
           this.#v1Only ??= new AcceptorError(
             "UnknownOp",
@@ -835,9 +877,10 @@ export class Kv {
     deadline: number,
     promiseNext = false,
     proposerId = this.#randomId(),
+    n = 1n,
   ): Promise<Value | null> {
     const p = new PaxosProposer(
-      { Id: { Key: key, Ver: ver }, Bal: { N: 1n, ProposerId: proposerId } },
+      { Id: { Key: key, Ver: ver }, Bal: { N: n, ProposerId: proposerId } },
       this.#proposerOpts,
     );
     try {
@@ -861,6 +904,42 @@ export class Kv {
       throw e;
     }
   }
+}
+
+// The folded phase 1 (kv extension: a Latest that carries a ballot): the
+// version whose phase 1 at `bal` the Latest replies of a quorum complete,
+// or null. Each acceptor promised `bal` (NextBal not above it) at the
+// version after the highest it voted in. When all of them voted up to one
+// same version `top`, that is a quorum's promise at top+1, and none of them
+// voted there (its highest would be top+1): phase 1 done, no value found,
+// so Accept may propose any value there. Replies that disagree on `top`
+// (their promises are at different versions), or one without the promise
+// (refused, or an acceptor that ignores the ballot), give null: the writer
+// runs phase 1 itself. (`replies` are a quorum's: every one must agree.)
+function foldedPhase1(replies: readonly LatestReply[], bal: BallotNum): bigint | null {
+  const top = replies[0]?.Ver;
+  if (top === undefined) return null;
+  for (const r of replies) {
+    if (r.Ver !== top || r.NextBal === undefined || !GE(bal, r.NextBal)) return null;
+  }
+  return top + 1n;
+}
+
+// The ballot of the full run at `next` when the look did not complete its
+// phase 1 (and sent no Accept): the look's own, promised where it was (a
+// Prepare at it there writes nothing); or, when a promise at `next` refused
+// it (another writer's next-version promise, usually), the look's
+// proposer id just above that promise, at most MAX_BALLOT_STEP above: a
+// Prepare at the look's ballot would only be refused there.
+function fallbackBallot(replies: readonly LatestReply[], bal: BallotNum, next: bigint): BallotNum {
+  let n = bal.N;
+  for (const r of replies) {
+    const held = r.NextBal;
+    if (held === undefined || r.Ver + 1n !== next || GE(bal, held) || held.N >= INT64_MAX) continue;
+    const above = held.N + 1n < bal.N + MAX_BALLOT_STEP ? held.N + 1n : bal.N + MAX_BALLOT_STEP;
+    if (above > n) n = above;
+  }
+  return { N: n, ProposerId: bal.ProposerId };
 }
 
 /** What {@link Kv.list} lists: the keys that begin with a prefix, or a range. */

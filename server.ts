@@ -556,7 +556,7 @@ class Peer {
     }
     try {
       const rep = item.Op === "Latest"
-        ? await this.#acceptor.latest(item.Req.Key, caller)
+        ? await this.#acceptor.latest(item.Req.Key, item.Req.Bal, caller)
         : item.Op === "Keys"
         ? await this.#acceptor.keys(item.Req.From, item.Req.Limit, item.Req.End, caller)
         : await this.#acceptor.request(item.Op, item.Req, caller);

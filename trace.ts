@@ -217,20 +217,30 @@ class TracedClient implements KvAcceptorClient {
     });
   }
 
-  latest(key: string): Promise<LatestReply> {
+  latest(key: string, promise?: BallotNum): Promise<LatestReply> {
     const acceptor = this.name;
     const inner = this.#inner;
     if (inner.latest === undefined) {
       return Promise.reject(new TypeError(`${acceptor} does not serve Latest`));
     }
-    this.#tracer.event({ kind: "send", acceptor, op: "Latest", key });
-    return inner.latest(key).then((rep) => {
+    const bal = promise === undefined ? {} : { bal: promise };
+    this.#tracer.event({ kind: "send", acceptor, op: "Latest", key, ...bal });
+    return (promise === undefined ? inner.latest(key) : inner.latest(key, promise)).then((rep) => {
+      // With a ballot, the reply is also the Prepare of version Ver+1.
+      const folded = promise === undefined || rep.NextBal === undefined
+        ? {}
+        : { bal: promise, lastBal: rep.NextBal };
       this.#tracer.event({
         kind: "reply",
         acceptor,
         op: "Latest",
         key,
-        verdict: "answered",
+        ...folded,
+        verdict: promise === undefined || rep.NextBal === undefined
+          ? "answered"
+          : GE(promise, rep.NextBal)
+          ? "promised"
+          : "refused",
         latestVer: rep.Ver,
         vBal: rep.VBal,
         val: rep.Val,

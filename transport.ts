@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { Acceptor, KeysReply, LatestReply, Op, Proposer } from "./types.ts";
+import type { Acceptor, BallotNum, KeysReply, LatestReply, Op, Proposer } from "./types.ts";
 import type { Clock, Random } from "./clock.ts";
 import { backoff, mathRandom, systemClock } from "./clock.ts";
 import {
@@ -54,8 +54,14 @@ export interface AcceptorClient {
  * layer needs to find the latest version of a key.
  */
 export interface KvAcceptorClient extends AcceptorClient {
-  /** The highest version of `key` the acceptor voted in (-1n if none) and its floor. */
-  latest(key: string): Promise<LatestReply>;
+  /**
+   * The highest version of `key` the acceptor voted in (-1n if none) and its
+   * floor. With `promise`, the acceptor also promises that ballot at the
+   * version after it, as a Prepare there would, and replies the promise it
+   * held there as `NextBal` (an acceptor that does not know this answers a
+   * plain Latest).
+   */
+  latest(key: string, promise?: BallotNum): Promise<LatestReply>;
 }
 
 /**
@@ -290,9 +296,13 @@ export class WebSocketAcceptorClient implements KeysAcceptorClient {
     await this.#send({ Rid: 0, Op: "Config", Req: req });
   }
 
-  /** Sends the kv extension's `Latest` for a key and resolves with the reply. */
-  latest(key: string): Promise<LatestReply> {
-    return this.#send({ Rid: 0, Op: "Latest", Req: { Key: key } }) as Promise<LatestReply>;
+  /**
+   * Sends the kv extension's `Latest` for a key (with a ballot to promise
+   * at the next version, when given) and resolves with the reply.
+   */
+  latest(key: string, promise?: BallotNum): Promise<LatestReply> {
+    const req = promise === undefined ? { Key: key } : { Key: key, Bal: promise };
+    return this.#send({ Rid: 0, Op: "Latest", Req: req }) as Promise<LatestReply>;
   }
 
   /** Sends the kv extension's `Keys` and resolves with a page of the acceptor's keys. */

@@ -130,6 +130,15 @@ export interface LatestReply extends KeyVersions {
   readonly Val: Value | null;
   /** The ballot of that vote. */
   readonly VBal: BallotNum;
+  /**
+   * kv extension, when the request carried a ballot (`Bal`): the promise
+   * this acceptor held at version `Ver + 1` before the request, as a
+   * Prepare at `Bal` there would have replied it (there is never a vote
+   * there: `Ver` is the highest version voted in). `Bal` was promised there
+   * when it is at least `NextBal`. Absent when the acceptor did not serve
+   * that Prepare (it does not know the field, or `Ver + 1` is out of reach).
+   */
+  readonly NextBal?: BallotNum;
 }
 
 /**

@@ -85,7 +85,15 @@ export function describe(e: TraceEvent, name: (acceptor: string) => string): str
     case "reply": {
       const bal = e.bal === undefined ? "" : ` ${formatBallot(e.bal)}`;
       const head = `<-- ${name(e.acceptor)} ${e.op} ${instance(e.key, e.ver)}${bal}: `;
-      if (e.op === "Latest") return `${head}latest version ${e.latestVer}, ${vote(e.val, e.vBal)}`;
+      if (e.op === "Latest") {
+        // A Latest with a ballot also promised it at the next version, or was refused there.
+        const next = e.verdict === "promised"
+          ? `; promised version ${e.latestVer! + 1n}`
+          : e.verdict === "refused"
+          ? `; version ${e.latestVer! + 1n} refused, it promised ${formatBallot(e.lastBal!)}`
+          : "";
+        return `${head}latest version ${e.latestVer}, ${vote(e.val, e.vBal)}${next}`;
+      }
       if (e.verdict === "refused") return `${head}refused, it promised ${formatBallot(e.lastBal!)}`;
       const next = e.nextOk === true ? ", promised the next version" : "";
       if (e.op === "Accept") return `${head}voted${next}`;

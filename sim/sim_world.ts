@@ -26,8 +26,10 @@ import { checkConfig, type ClusterIdentity, configOf, type MemberConfig } from "
 import type { MemberClient } from "../reconfigure.ts";
 import { Membership } from "../server.ts";
 import { type Store, Versions } from "../store.ts";
+import type { LatestRequest } from "../codec.ts";
 import type {
   Acceptor,
+  BallotNum,
   KeysReply,
   KeyVersions,
   LatestReply,
@@ -46,7 +48,9 @@ export type Variant =
   | "quorum-of-one"
   | "reply-before-sync"
   | "next-promise-anyway"
-  | "final-before-catch-up";
+  | "final-before-catch-up"
+  | "latest-promise-unstored"
+  | "latest-promise-unsynced";
 
 /** The variants that must be caught (without membership changes). */
 export const BROKEN_VARIANTS: readonly Variant[] = [
@@ -55,6 +59,8 @@ export const BROKEN_VARIANTS: readonly Variant[] = [
   "quorum-of-one",
   "reply-before-sync",
   "next-promise-anyway",
+  "latest-promise-unstored",
+  "latest-promise-unsynced",
 ];
 
 /**
@@ -165,8 +171,11 @@ class BrokenAcceptor {
   constructor(readonly store: Store, readonly variant: Variant) {}
 
   request(op: Op, r: Proposer): Promise<Acceptor> {
-    const key = r.Id.Key;
-    const run = (this.#tails.get(key) ?? Promise.resolve()).then(() => this.#serve(op, r));
+    return this.#inTurn(r.Id.Key, () => this.#serve(op, r));
+  }
+
+  #inTurn<T>(key: string, serve: () => T | Promise<T>): Promise<T> {
+    const run = (this.#tails.get(key) ?? Promise.resolve()).then(serve);
     const tail = run.then(noop, noop);
     this.#tails.set(key, tail);
     tail.then(() => this.#tails.get(key) === tail && this.#tails.delete(key));
@@ -202,8 +211,27 @@ class BrokenAcceptor {
     return reply;
   }
 
-  latest(key: string): Promise<LatestReply> {
-    return Promise.resolve(latestReply(this.store, key));
+  // The folded phase 1 (a Latest with a ballot) is served by no variant but
+  // latest-promise-unstored, which answers it as if it had promised the
+  // ballot at the next version and stores nothing, and
+  // latest-promise-unsynced, which replies before its promise is synced.
+  // (The others ignore the ballot, as an acceptor that does not know the
+  // field.)
+  latest(key: string, promise?: BallotNum): Promise<LatestReply> {
+    const unsynced = this.variant === "latest-promise-unsynced";
+    if (promise === undefined || !(unsynced || this.variant === "latest-promise-unstored")) {
+      return Promise.resolve(latestReply(this.store, key));
+    }
+    return this.#inTurn(key, () => {
+      const reply = latestReply(this.store, key);
+      const id = { Key: key, Ver: reply.Ver + 1n };
+      const next = this.store.get(id) ?? EMPTY_ACCEPTOR;
+      // latest-promise-unsynced: the promise is written, but not waited for.
+      if (unsynced && GE(promise, next.LastBal) && next.Val === null) {
+        this.store.put(id, { LastBal: promise, Val: null, VBal: ZERO_BALLOT });
+      }
+      return { ...reply, NextBal: next.LastBal };
+    });
   }
 }
 
@@ -401,13 +429,28 @@ export class SimNode {
         return Promise.reject(new AcceptorError("StaleMembership", stale, name));
       }
     }
-    if (op === "Latest") return this.#acceptor.latest(req as string);
+    if (op === "Latest") return this.#latest(req as LatestRequest, epoch, bound);
     if (op === "Keys") {
       const { from, limit, end } = req as { from: string; limit: number; end?: string };
       return this.#acceptor.keys(from, limit, end);
     }
     return this.#acceptor.request(op, req as Proposer).then((rep) => {
       if (this.epoch === epoch) this.observer.replied(this.id, op, req as Proposer, rep, bound);
+      return rep;
+    });
+  }
+
+  // A Latest; one with a ballot is shown to the observer as the Prepare of
+  // the next version it folds in, when it answers with that promise.
+  #latest(req: LatestRequest, epoch: number, bound: number | undefined): Promise<LatestReply> {
+    const bal = req.Bal;
+    if (bal === undefined) return this.#acceptor.latest(req.Key);
+    return this.#acceptor.latest(req.Key, bal).then((rep) => {
+      if (this.epoch === epoch && rep.NextBal !== undefined) {
+        const id = { Key: req.Key, Ver: rep.Ver + 1n };
+        const prep: Acceptor = { LastBal: rep.NextBal, Val: null, VBal: ZERO_BALLOT };
+        this.observer.replied(this.id, "Prepare", { Id: id, Bal: bal, Val: null }, prep, bound);
+      }
       return rep;
     });
   }
@@ -504,7 +547,8 @@ export class SimNetwork {
     return {
       name: `node${node}`,
       request: (op, req) => send<Acceptor>(op, req),
-      latest: (key) => send<LatestReply>("Latest", key),
+      latest: (key, bal) =>
+        send<LatestReply>("Latest", bal === undefined ? { Key: key } : { Key: key, Bal: bal }),
       keys: (from, limit, end) =>
         send<KeysReply>("Keys", end === undefined ? { from, limit } : { from, limit, end }),
       hello: () => send<HelloReply>("Hello", null),

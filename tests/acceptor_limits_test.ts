@@ -44,6 +44,14 @@ Deno.test("at most maxQueuedPerKey requests wait on a key; more are refused at o
     await overloaded(a.accept(req(inst("hot", 5), bal(100, 1), { Vi64: 1n }))),
     /already waiting on this key/,
   );
+  // A Latest with a ballot is answered, without its promise (no NextBal):
+  // the writer then runs Prepare itself.
+  assert.deepEqual(await a.latest("hot", bal(100, 1)), {
+    Ver: -1n,
+    Floor: 0n,
+    Val: null,
+    VBal: bal(0, 0),
+  });
   // Another key is served as usual.
   const other = a.prepare(req(inst("cold"), bal(1, 1)));
   store.release();
@@ -124,11 +132,11 @@ Deno.test("a reply that does not fit the caller's budget is refused before the r
   await overloaded(a.prepare(req(id, bal(2, 1)), small));
   assert.equal(small.left, 5_000);
   assert.deepEqual(a.store.get(id)?.LastBal, bal(1, 1), "ballot 2 was not promised");
-  await overloaded(a.latest("big", small));
+  await overloaded(a.latest("big", undefined, small));
   const large = budget(25_000);
   assert.deepEqual((await a.prepare(req(id, bal(2, 1)), large)).Val, value);
   assert.ok(large.left < 15_000 && large.left > 14_000, `left ${large.left}`);
-  assert.deepEqual((await a.latest("big", large)).Val, value);
+  assert.deepEqual((await a.latest("big", undefined, large)).Val, value);
   assert.ok(large.left < 5_000, `left ${large.left}`);
   // An Accept's reply is small, but it still has to fit.
   await overloaded(a.accept(req(id, bal(3, 1), { Vi64: 1n }), budget(10)));

@@ -9,7 +9,7 @@ import { MemoryStore, type Store, type Written } from "../store.ts";
 import type { Acceptor, BallotNum, KeyVersions, PaxosInstanceId, Value } from "../types.ts";
 import { EMPTY_ACCEPTOR, MAX_BALLOT_STEP, ZERO_BALLOT } from "../types.ts";
 import { acceptReply, bal, inst, req, state } from "./builders.ts";
-import { settle } from "./waits.ts";
+import { errorOf, settle } from "./waits.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -222,6 +222,87 @@ Deno.test("Accept with Next promises version Ver+1 only when nobody touched it",
   await a.prepare(req(inst("n", 50), bal(5, 5)));
   assert.deepEqual(await next(50, bal(2, 1)), acceptReply(bal(5, 5)));
   assert.equal(store.get(inst("n", 51)), undefined);
+});
+
+Deno.test("Latest with a ballot promises it at the version after the highest voted, as a Prepare there would", async () => {
+  const store = new MemoryStore();
+  const a = new PaxosAcceptor(store);
+  const plain = { Ver: -1n, Floor: 0n, Val: null, VBal: ZERO_BALLOT };
+  // A fresh key: promised at version 0, and stored by the time of the reply.
+  assert.deepEqual(await a.latest("f", bal(2, 1)), { ...plain, NextBal: ZERO_BALLOT });
+  assert.deepEqual(store.get(inst("f", 0)), state(bal(2, 1)));
+  // The same ballot again: replied as promised, nothing to write.
+  assert.deepEqual(await a.latest("f", bal(2, 1)), { ...plain, NextBal: bal(2, 1) });
+  // A lower ballot: told the higher promise, which stays.
+  assert.deepEqual(await a.latest("f", bal(1, 9)), { ...plain, NextBal: bal(2, 1) });
+  assert.deepEqual(store.get(inst("f", 0)), state(bal(2, 1)));
+  // The promise holds as a Prepare's: an Accept below it is refused.
+  assert.deepEqual(
+    await a.accept(req(inst("f", 0), bal(1, 9), { Vi64: 1n })),
+    acceptReply(bal(2, 1)),
+  );
+  assert.equal(store.latest("f").Ver, -1n);
+  // After a vote at version 0, the promise goes to version 1; a plain
+  // Latest (no ballot) promises nothing and says nothing of it.
+  await a.accept(req(inst("f", 0), bal(2, 1), { Vi64: 5n }));
+  const voted = { Ver: 0n, Floor: 0n, Val: { Vi64: 5n }, VBal: bal(2, 1) };
+  assert.deepEqual(await a.latest("f"), voted);
+  assert.deepEqual(await a.latest("f", bal(3, 4)), { ...voted, NextBal: ZERO_BALLOT });
+  assert.deepEqual(store.get(inst("f", 1)), state(bal(3, 4)));
+  // A ballot too far above the promise there: a plain Latest, nothing promised.
+  assert.deepEqual(await a.latest("f", bal(MAX_BALLOT_STEP + 10n, 1)), voted);
+  assert.deepEqual(store.get(inst("f", 1)), state(bal(3, 4)));
+});
+
+Deno.test("Latest with a ballot waits its key's turn, and replies only once its promise is stored", async () => {
+  const store = new GatedStore();
+  const a = new PaxosAcceptor(store);
+  let replied = false;
+  // An Accept of version 0 is waiting for its write: the Latest waits behind
+  // it, and then promises at version 1, not 0.
+  const vote = a.accept(req(inst("q", 0), bal(1, 1), { Vi64: 1n }));
+  const latest = a.latest("q", bal(1, 2)).then((r) => (replied = true, r));
+  await store.arrived(1);
+  await store.puts[0]!.release();
+  await vote;
+  await store.arrived(2);
+  assert.deepEqual(store.puts[1]!.id, inst("q", 1));
+  await settle();
+  assert.equal(replied, false, "replied before its promise was stored");
+  await store.puts[1]!.release();
+  assert.deepEqual(await latest, {
+    Ver: 0n,
+    Floor: 0n,
+    Val: { Vi64: 1n },
+    VBal: bal(1, 1),
+    NextBal: ZERO_BALLOT,
+  });
+  // A failed write of the promise fails the Latest: nothing is acknowledged.
+  const failing = a.latest("q2", bal(1, 2));
+  await store.arrived(3);
+  store.puts[2]!.fail(new Error("disk gone"));
+  const e = await errorOf(failing);
+  assert.ok(e instanceof AcceptorError && e.code === "StorageError", String(e));
+});
+
+Deno.test("Latest with a ballot promises above the floor under retention, and nothing past the quota", async () => {
+  // Retention: version 0 of "r" is compacted after votes at 0 and 1.
+  const a = new PaxosAcceptor(new MemoryStore(), "a", { keepVersions: 1 });
+  await a.accept(req(inst("r", 0), bal(1, 1), { Vi64: 1n }));
+  await a.accept(req(inst("r", 1), bal(1, 1), { Vi64: 2n }));
+  const r = await a.latest("r", bal(2, 2));
+  assert.equal(r.Ver, 1n);
+  assert.deepEqual(r.NextBal, ZERO_BALLOT, "version 2 is above the floor: promised");
+  // A store at its quota: no room for a new promise, so none is made.
+  const store = new MemoryStore();
+  const full = new PaxosAcceptor(store, "full", { quotaBytes: 1 });
+  assert.deepEqual(await full.latest("new", bal(1, 1)), {
+    Ver: -1n,
+    Floor: 0n,
+    Val: null,
+    VBal: ZERO_BALLOT,
+  });
+  assert.equal(store.get(inst("new", 0)), undefined);
 });
 
 Deno.test("state is independent per (Key, Ver)", async () => {

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import {
   AcceptorError,
+  type BallotNum,
   CompactedError,
   connect,
   Kv,
@@ -23,16 +24,22 @@ import {
 import { cluster, inst, req } from "./builders.ts";
 import { MemFs } from "./mem_fs.ts";
 
-// The acceptors, with every request and every Latest shown to `see` first.
+// The acceptors, with every request and every Latest shown to `see` first
+// (a Latest with the ballot it asks to promise, if any).
 function watched(
   acceptors: readonly PaxosAcceptor[],
-  see: (op: "Prepare" | "Accept" | "Latest", req: Proposer | null) => void,
+  see: (op: "Prepare" | "Accept" | "Latest", req: Proposer | null, bal?: BallotNum) => void,
 ) {
   return acceptors.map((a) => ({
     name: a.name,
-    latest: (key: string) => (see("Latest", null), a.latest(key)),
+    latest: (key: string, bal?: BallotNum) => (see("Latest", null, bal), a.latest(key, bal)),
     request: (op: "Prepare" | "Accept", req: Proposer) => (see(op, req), a.request(op, req)),
   }));
+}
+
+// Random numbers in [lo, hi), to order the proposer ids of clients.
+function between(lo: number, hi: number) {
+  return { next: () => lo + Math.random() * (hi - lo) };
 }
 
 // A writer voted `val` for key@ver on the first acceptor only, then died.
@@ -342,34 +349,47 @@ Deno.test("kv: a client's next write of a key skips phase 1, and falls back when
   // Counts the Prepares (at a real ballot; a read's zero-ballot peek is not
   // phase 1) and the Latest requests.
   let latests = 0;
-  const kv = new Kv(watched(acceptors, (op, req) => {
-    if (op === "Latest") latests++;
-    if (op === "Prepare" && req!.Bal.N > 0n) prepares.push(`${req!.Id.Key}@${req!.Id.Ver}`);
-  }));
+  // (Our proposer ids above the other client's: see the test after next.)
+  const kv = new Kv(
+    watched(acceptors, (op, req) => {
+      if (op === "Latest") latests++;
+      if (op === "Prepare" && req!.Bal.N > 0n) prepares.push(`${req!.Id.Key}@${req!.Id.Ver}`);
+    }),
+    { random: between(0.99, 1) },
+  );
+  // The first write's Latest promised version 0 (no Prepare either).
   assert.equal(await kv.set("f", "a"), 0n);
-  assert.deepEqual(prepares, ["f@0", "f@0", "f@0"]);
+  assert.equal(prepares.length, 0);
   // Version 0's Accept got version 1 promised: no Prepare now, and no look
   // at the latest version either: one Accept round trip.
   const before = latests;
   assert.equal(await kv.set("f", "b"), 1n);
   assert.equal(await kv.set("f", "c", { ifVersion: 1n }), 2n);
-  assert.equal(prepares.length, 3);
+  assert.equal(prepares.length, 0);
   assert.equal(latests, before, "no Latest for a write on a held promise");
   assert.deepEqual(await kv.get("f"), { found: true, version: 2n, value: "c" });
 
   // Another client writes version 3: the promise for 3 no longer fits.
-  assert.equal(await new Kv(acceptors).set("f", "other"), 3n);
+  // (That client's look was refused by our promise of version 3, so it
+  // wrote at N 2, and holds version 4 promised at N 2.) The write looks at
+  // the latest version, whose promise of version 4 (at N 1) is refused; one
+  // Prepare round above the other client's promise, and Accept.
+  assert.equal(await new Kv(acceptors, { random: between(0.4, 0.5) }).set("f", "other"), 3n);
+  const looks = latests;
   assert.equal(await kv.set("f", "d"), 4n);
-  assert.ok(prepares.includes("f@4"), "a full run for version 4");
+  assert.equal(latests, looks + 3, "one look at the latest version");
+  assert.deepEqual(prepares, ["f@4", "f@4", "f@4"]);
 
   // A higher ballot at version 5 (promised to our client by version 4's
-  // Accept) makes the one-round-trip write fail; the full run still wins.
+  // Accept) makes the one-round-trip write fail, and the look's promise too;
+  // the full run still wins.
   const intruder = new PaxosProposer({
     Id: { Key: "f", Ver: 5n },
     Bal: { N: 99n, ProposerId: 1n },
   });
   assert.equal((await intruder.phase1(acceptors, 2)).err, null);
   assert.equal(await kv.set("f", "e"), 5n);
+  assert.ok(prepares.includes("f@5"), "a full run for version 5");
   assert.deepEqual(await kv.get("f"), { found: true, version: 5n, value: "e" });
   assert.deepEqual((await kv.history("f")).map((h) => h.deleted ? null : h.value), [
     "a",
@@ -379,6 +399,90 @@ Deno.test("kv: a client's next write of a key skips phase 1, and falls back when
     "d",
     "e",
   ]);
+});
+
+Deno.test("kv: the first write of a fresh key is two round trips: Latest promising version 0, then Accept", async () => {
+  const acceptors = cluster();
+  const seen: string[] = [];
+  const kv = new Kv(watched(acceptors, (op, r, b) => {
+    seen.push(r === null ? `${op}${b === undefined ? "" : " +promise"}` : `${op} ${r.Id.Ver}`);
+  }));
+  assert.equal(await kv.set("fresh", "a"), 0n);
+  // Each round trip is one request to each of the three acceptors.
+  assert.deepEqual(seen, [...Array(3).fill("Latest +promise"), ...Array(3).fill("Accept 0")]);
+  // Then the next write is one round trip (Accept 0 promised version 1).
+  seen.length = 0;
+  assert.equal(await kv.set("fresh", "b"), 1n);
+  assert.deepEqual(seen, Array(3).fill("Accept 1"));
+  assert.deepEqual(await kv.get("fresh"), { found: true, version: 1n, value: "b" });
+});
+
+Deno.test("kv: a write after another client's is a look and an Accept, or a Prepare more below its promise", async () => {
+  // Ballots are (N, a random proposer id), whose order is that of the first
+  // random number drawn for it: ours in [0.99, 1) or in [0, 0.01), the
+  // other client's in [0.4, 0.5).
+  for (const [r, extra] of [[0.99, []], [0, Array(3).fill("Prepare 1")]] as const) {
+    const acceptors = cluster();
+    const seen: string[] = [];
+    const kv = new Kv(
+      watched(acceptors, (op, q, b) => {
+        seen.push(q === null ? `${op}${b === undefined ? "" : " +promise"}` : `${op} ${q.Id.Ver}`);
+      }),
+      { random: between(r, r + 0.01) },
+    );
+    // The other client's write of version 0 holds its promise of version 1.
+    assert.equal(await new Kv(acceptors, { random: between(0.4, 0.5) }).set("w", "x"), 0n);
+    assert.equal(await kv.set("w", "y"), 1n);
+    assert.deepEqual(seen, [
+      ...Array(3).fill("Latest +promise"),
+      ...extra, // at N 2, above that promise (N 1): one Prepare round, not two
+      ...Array(3).fill("Accept 1"),
+    ], `random ${r}`);
+    assert.deepEqual(await kv.get("w"), { found: true, version: 1n, value: "y" });
+  }
+});
+
+Deno.test("kv: when the Latest replies disagree on the latest version, the write runs phase 1 at the look's ballot", async () => {
+  const acceptors = cluster();
+  assert.equal(await new Kv(acceptors).set("d", "zero"), 0n);
+  // Version 1 half-written: voted on a0 only. a0's promise goes to version
+  // 2, a1's and a2's to version 1: no quorum's promise at one version.
+  await halfWrite(acceptors, "d", 1n, "half");
+  const looks: BallotNum[] = [];
+  const prepares: Proposer[] = [];
+  const kv = new Kv(watched(acceptors, (op, r, b) => {
+    if (op === "Latest" && b !== undefined) looks.push(b);
+    if (op === "Prepare" && r!.Bal.N > 0n) prepares.push(r!);
+  }));
+  assert.equal(await kv.set("d", "mine"), 2n);
+  // The read of version 1 finished it; version 2 got a Prepare, at the
+  // ballot its look had promised (no higher ballot to climb over).
+  const at2 = prepares.filter((p) => p.Id.Ver === 2n);
+  assert.ok(at2.length > 0, "phase 1 of version 2 ran");
+  assert.deepEqual(at2[0]!.Bal, looks[0]);
+  assert.deepEqual((await kv.history("d")).map((h) => h.deleted ? null : h.value), [
+    "zero",
+    "half",
+    "mine",
+  ]);
+});
+
+Deno.test("kv: acceptors that ignore the Latest's ballot (older ones) get Prepare and Accept, as before", async () => {
+  for (const old of [[0], [0, 1, 2]]) {
+    const acceptors = cluster();
+    const seen: string[] = [];
+    // The older acceptors answer a plain Latest: no NextBal.
+    const clients = watched(acceptors, (op, r) => seen.push(r === null ? op : `${op} ${r.Id.Ver}`))
+      .map((c, i) => old.includes(i) ? { ...c, latest: (key: string) => c.latest(key) } : c);
+    const kv = new Kv(clients);
+    assert.equal(await kv.set("o", "a"), 0n, `older: ${old}`);
+    assert.deepEqual(seen, [
+      ...Array(3).fill("Latest"),
+      ...Array(3).fill("Prepare 0"),
+      ...Array(3).fill("Accept 0"),
+    ], `older: ${old}`);
+    assert.deepEqual(await kv.get("o"), { found: true, version: 0n, value: "a" });
+  }
 });
 
 // A one-round-trip write of g@1 gets partly through: its Accept reaches a0

@@ -110,6 +110,8 @@ const CAUGHT_BY: Record<Exclude<Variant, "correct" | "final-before-catch-up">, V
   "quorum-of-one": "not linearizable",
   "reply-before-sync": "acknowledged state lost",
   "next-promise-anyway": "two values chosen",
+  "latest-promise-unstored": "acknowledged state lost",
+  "latest-promise-unsynced": "acknowledged state lost",
 };
 
 for (const variant of BROKEN_VARIANTS) {

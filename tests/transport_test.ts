@@ -88,7 +88,9 @@ async function startFake(
 function echoReply(item: RequestItem): ReplyEnvelope {
   if ("Err" in item) return item;
   const r = item.Req;
-  if (!("Bal" in r)) return { Rid: item.Rid, Err: { Code: "UnknownOp", Msg: "not served here" } };
+  if (!("Bal" in r && "Val" in r)) {
+    return { Rid: item.Rid, Err: { Code: "UnknownOp", Msg: "not served here" } };
+  }
   return { Rid: item.Rid, Rep: { LastBal: r.Bal, Val: r.Val, VBal: r.Bal } };
 }
 
