@@ -1,0 +1,507 @@
+/**
+ * A durable {@link Store} on SQLite (`node:sqlite`, built into Deno), whose
+ * B-tree stays on disk: memory is bounded by its page caches, not by the
+ * number of keys, and opening it loads nothing.
+ *
+ * - **Durable before the reply.** `put` and `compact` resolve only after the
+ *   transaction that holds them has committed, in WAL mode with
+ *   `synchronous=FULL` (the WAL is synced at every commit).
+ * - **Group commit, off the event loop.** A Worker (sqlite_writer.ts) owns
+ *   the write connection. Everything queued while one transaction commits
+ *   goes into the next one, so throughput grows with concurrency, and the
+ *   sync never blocks the acceptor's network handling.
+ * - **Reads on the calling thread**, through a connection of their own
+ *   (a WAL reader sees the last commit), after an overlay of the changes
+ *   sent to the writer and not yet committed, so that a read sees the newest
+ *   state. A change leaves the overlay once its commit is confirmed.
+ * - **Recovery** is SQLite's: a transaction whose commit did not reach the
+ *   disk (a torn tail of the WAL) is ignored at open; it was never
+ *   acknowledged.
+ * - **Checksums.** Each state is stored with the CRC-32 of its bytes and
+ *   checked when read: a mismatch throws a {@link StoreCorruptionError}
+ *   naming the key and version (the request fails; the process goes on).
+ * - **One process per directory**, by the same `LOCK` as the log store.
+ * - **Compaction** (`compact`) deletes the versions below the floor in the
+ *   same ordered stream of transactions; SQLite reuses their pages.
+ *
+ * Tables: `states(k, v, n, crc, st)` (key, version, the bytes the quota
+ * counts for it, checksum, the state as MessagePack), `keys(k, voted,
+ * floor)` and `meta(used, keys)`, updated in every transaction. Keys are
+ * stored as their UTF-16 code units, big-endian, so that SQLite's order of
+ * blobs is JavaScript's order of strings.
+ *
+ * @module
+ */
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { crc32 } from "node:zlib";
+import { join } from "node:path";
+import type { Acceptor, KeyVersions, PaxosInstanceId } from "./types.ts";
+import { decodeFrame, encodeFrame, parseAcceptor, wireAcceptor } from "./codec.ts";
+import { dataBytes, keyBytes, type Store } from "./store.ts";
+import { denoFs, LOCK_FILE } from "./log_store.ts";
+import { ENGINE_FILES, refuseOtherEngine } from "./data_engine.ts";
+import type { FromWriter, ToWriter, WriterOp } from "./sqlite_writer.ts";
+
+/** The database's file name inside the data directory. */
+export const SQLITE_FILE: string = ENGINE_FILES.sqlite;
+
+/** Options of {@link SqliteStore.open}. */
+export interface SqliteStoreOptions {
+  /** SQLite's page cache of the write connection, in KiB (default 32 MiB). */
+  readonly writeCacheKiB?: number;
+  /** SQLite's page cache of the read connection, in KiB (default 16 MiB). */
+  readonly readCacheKiB?: number;
+}
+
+/**
+ * A state read back from a {@link SqliteStore} does not match its checksum:
+ * the data is damaged. Names the key and the version.
+ *
+ * @example
+ * ```ts
+ * import { StoreCorruptionError } from "./sqlite_store.ts";
+ * const e = new StoreCorruptionError("data/acceptor.sqlite", "k", 3n, "checksum mismatch");
+ * e.key; // "k"
+ * ```
+ */
+export class StoreCorruptionError extends Error {
+  /** The damaged file. */
+  readonly path: string;
+  /** The key whose state is damaged. */
+  readonly key: string;
+  /** The version whose state is damaged. */
+  readonly ver: bigint;
+  /** Builds the error from the file, the instance and what is wrong with it. */
+  constructor(path: string, key: string, ver: bigint, what: string) {
+    super(
+      `${path}: ${what} in the state of key ${JSON.stringify(key)} version ${ver}: ` +
+        `restore this acceptor's data from a backup or rebuild it (see README)`,
+    );
+    this.name = "StoreCorruptionError";
+    this.path = path;
+    this.key = key;
+    this.ver = ver;
+  }
+}
+
+/**
+ * A key as stored: its UTF-16 code units, big-endian, so that comparing the
+ * bytes (as SQLite compares blobs) orders keys as JavaScript orders strings.
+ *
+ * @example
+ * ```ts
+ * import { keyBlob } from "./sqlite_store.ts";
+ * keyBlob("a"); // Uint8Array [0, 97]
+ * ```
+ */
+export function keyBlob(key: string): Uint8Array {
+  const b = new Uint8Array(key.length * 2);
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    b[2 * i] = c >> 8;
+    b[2 * i + 1] = c & 0xff;
+  }
+  return b;
+}
+
+/** The key that {@link keyBlob} made `b` of. */
+export function blobKey(b: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i + 1 < b.length; i += 2) s += String.fromCharCode((b[i]! << 8) | b[i + 1]!);
+  return s;
+}
+
+// The changes of one key sent to the writer and not yet committed: the key's
+// voted version and floor after them, the states they wrote (and the bytes
+// the quota counts for each), and how many changes are not yet committed.
+interface Pending {
+  voted: bigint;
+  floor: bigint;
+  readonly states: Map<bigint, { readonly state: Acceptor; readonly n: number }>;
+  ops: number;
+  // The database held nothing of the key when this was made.
+  readonly fresh: boolean;
+}
+
+interface Queued {
+  readonly key: string;
+  readonly op: WriterOp;
+  readonly resolve: () => void;
+  readonly reject: (e: Error) => void;
+}
+
+const NO_VERSIONS: KeyVersions = { Ver: -1n, Floor: 0n };
+
+/**
+ * The durable store on SQLite. Open it with {@link SqliteStore.open}.
+ *
+ * @example
+ * ```ts ignore
+ * import { SqliteStore } from "./sqlite_store.ts";
+ * import { PaxosAcceptor } from "./acceptor.ts";
+ * const store = await SqliteStore.open("./data/acceptor-0");
+ * const acceptor = new PaxosAcceptor(store);
+ * // ... serve it ...
+ * await store.close();
+ * ```
+ */
+export class SqliteStore implements Store {
+  readonly #path: string;
+  readonly #lock: { close(): void };
+  readonly #db: DatabaseSync;
+  readonly #worker: Worker;
+  readonly #getState: StatementSync;
+  readonly #getN: StatementSync;
+  readonly #getKey: StatementSync;
+  readonly #below: StatementSync;
+  readonly #keysFrom: StatementSync;
+  readonly #keysRange: StatementSync;
+  readonly #overlay = new Map<string, Pending>();
+  #used: number;
+  #keyCount: number;
+  #queue: Queued[] = [];
+  #inFlight: Queued[] | null = null;
+  #scheduled = false;
+  #seq = 0;
+  #failed: Error | null = null;
+  #closed = false;
+  #idle: (() => void)[] = [];
+  #onWriter: ((m: FromWriter) => void) | null = null;
+  #commits = 0;
+  #changes = 0;
+
+  private constructor(path: string, lock: { close(): void }, db: DatabaseSync, worker: Worker) {
+    this.#path = path;
+    this.#lock = lock;
+    this.#db = db;
+    this.#worker = worker;
+    this.#getState = db.prepare("SELECT crc, st FROM states WHERE k = ? AND v = ?");
+    this.#getN = db.prepare("SELECT n FROM states WHERE k = ? AND v = ?");
+    this.#getKey = db.prepare("SELECT voted, floor FROM keys WHERE k = ?");
+    this.#getKey.setReadBigInts(true);
+    this.#below = db.prepare("SELECT v, n FROM states WHERE k = ? AND v < ?");
+    this.#below.setReadBigInts(true);
+    this.#keysFrom = db.prepare("SELECT k FROM keys WHERE k >= ? ORDER BY k LIMIT ?");
+    this.#keysRange = db.prepare("SELECT k FROM keys WHERE k >= ? AND k < ? ORDER BY k LIMIT ?");
+    const meta = db.prepare("SELECT used, keys FROM meta WHERE id = 0").get() as {
+      used: number;
+      keys: number;
+    };
+    this.#used = meta.used;
+    this.#keyCount = meta.keys;
+    worker.onmessage = (e: MessageEvent<FromWriter>) => this.#onWriter?.(e.data);
+    worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      this.#onWriter?.({ type: "failed", seq: -1, message: `writer crashed: ${e.message}` });
+    };
+  }
+
+  /**
+   * Opens (creating if needed) the store in `dir`. Throws when another
+   * process holds the directory, or when it holds the log engine's data.
+   */
+  static async open(dir: string, opts: SqliteStoreOptions = {}): Promise<SqliteStore> {
+    await Deno.mkdir(dir, { recursive: true });
+    const lock = await denoFs.lock(join(dir, LOCK_FILE));
+    if (lock === null) {
+      throw new Deno.errors.AddrInUse(
+        `data directory ${dir} is in use by another acceptor (${join(dir, LOCK_FILE)} is locked)`,
+      );
+    }
+    let db: DatabaseSync | null = null;
+    let worker: Worker | null = null;
+    try {
+      await refuseOtherEngine(dir, "sqlite");
+      const path = join(dir, SQLITE_FILE);
+      db = new DatabaseSync(path);
+      db.exec(
+        `PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; ` +
+          `PRAGMA cache_size=-${opts.readCacheKiB ?? 16 * 1024};`,
+      );
+      db.exec(
+        "BEGIN IMMEDIATE;" +
+          "CREATE TABLE IF NOT EXISTS states (k BLOB NOT NULL, v INTEGER NOT NULL, " +
+          "n INTEGER NOT NULL, crc INTEGER NOT NULL, st BLOB NOT NULL, PRIMARY KEY (k, v)) " +
+          "WITHOUT ROWID;" +
+          "CREATE TABLE IF NOT EXISTS keys (k BLOB PRIMARY KEY NOT NULL, " +
+          "voted INTEGER NOT NULL, floor INTEGER NOT NULL) WITHOUT ROWID;" +
+          "CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY, used INTEGER NOT NULL, " +
+          "keys INTEGER NOT NULL);" +
+          "INSERT OR IGNORE INTO meta (id, used, keys) VALUES (0, 0, 0);" +
+          "COMMIT;",
+      );
+      worker = new Worker(new URL("./sqlite_writer.ts", import.meta.url), { type: "module" });
+      const store = new SqliteStore(path, lock, db, worker);
+      await store.#call({ type: "open", path, cacheKiB: opts.writeCacheKiB ?? 32 * 1024 });
+      return store;
+    } catch (e) {
+      worker?.terminate();
+      db?.close();
+      lock.close();
+      throw e;
+    }
+  }
+
+  // Sends the writer a message outside of batches; resolves on its answer.
+  #call(m: ToWriter): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#onWriter = (a) => {
+        if (a.type === "failed") reject(new Error(`${this.#path}: ${a.message}`));
+        else resolve();
+        this.#onWriter = (b) => this.#answered(b);
+      };
+      this.#worker.postMessage(m);
+    });
+  }
+
+  /** Counters: changes and commits made durable (one commit per group). */
+  get stats(): { readonly changes: number; readonly commits: number } {
+    return { changes: this.#changes, commits: this.#commits };
+  }
+
+  /**
+   * Why the store cannot take writes (closed, or a failure it stopped on),
+   * or null when it can: what an acceptor's health check reports.
+   */
+  get failure(): string | null {
+    if (this.#closed) return `store ${this.#path} is closed`;
+    return this.#failed === null ? null : `store ${this.#path} failed: ${this.#failed.message}`;
+  }
+
+  /** The bytes of data held ({@link Store.usedBytes}). */
+  get usedBytes(): number {
+    return this.#used;
+  }
+
+  /** How many keys the store holds any state for. */
+  get keyCount(): number {
+    return this.#keyCount;
+  }
+
+  /** The state of an instance, or undefined when it was never written. */
+  get(id: PaxosInstanceId): Acceptor | undefined {
+    const p = this.#overlay.get(id.Key);
+    if (p !== undefined) {
+      if (id.Ver < p.floor) return undefined;
+      const s = p.states.get(id.Ver);
+      if (s !== undefined) return s.state;
+    }
+    const row = this.#getState.get(keyBlob(id.Key), id.Ver) as
+      | { crc: number; st: Uint8Array }
+      | undefined;
+    if (row === undefined) return undefined;
+    if (crc32(row.st) !== row.crc) {
+      throw new StoreCorruptionError(this.#path, id.Key, id.Ver, "checksum mismatch");
+    }
+    try {
+      return parseAcceptor(decodeFrame(row.st), "state");
+    } catch (e) {
+      throw new StoreCorruptionError(
+        this.#path,
+        id.Key,
+        id.Ver,
+        `unreadable state (${(e as Error).message})`,
+      );
+    }
+  }
+
+  /** The highest voted version and the floor of a key. */
+  latest(key: string): KeyVersions {
+    const p = this.#overlay.get(key);
+    if (p !== undefined) return { Ver: p.voted, Floor: p.floor };
+    const row = this.#getKey.get(keyBlob(key)) as { voted: bigint; floor: bigint } | undefined;
+    return row === undefined ? NO_VERSIONS : { Ver: row.voted, Floor: row.floor };
+  }
+
+  /** A page of the keys held, in order (see {@link Store.keys}). */
+  keys(from: string, limit: number, end?: string): string[] {
+    if (limit <= 0 || (end !== undefined && end <= from)) return [];
+    const rows =
+      (end === undefined
+        ? this.#keysFrom.all(keyBlob(from), limit)
+        : this.#keysRange.all(keyBlob(from), keyBlob(end), limit)) as { k: Uint8Array }[];
+    const out = rows.map((r) => blobKey(r.k));
+    // Keys not committed yet: at most the changes in flight.
+    let added = false;
+    for (const key of this.#overlay.keys()) {
+      if (key >= from && (end === undefined || key < end)) {
+        out.push(key);
+        added = true;
+      }
+    }
+    if (!added) return out;
+    const sorted = [...new Set(out)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    return sorted.slice(0, limit);
+  }
+
+  // The pending changes of `key`, made from what the database holds (and
+  // the key counted when it is new) when there are none.
+  #pending(key: string, k: Uint8Array): Pending {
+    let p = this.#overlay.get(key);
+    if (p !== undefined) return p;
+    const row = this.#getKey.get(k) as { voted: bigint; floor: bigint } | undefined;
+    p = {
+      voted: row?.voted ?? -1n,
+      floor: row?.floor ?? 0n,
+      states: new Map(),
+      ops: 0,
+      fresh: row === undefined,
+    };
+    if (row === undefined) {
+      this.#used += keyBytes(key);
+      this.#keyCount++;
+    }
+    this.#overlay.set(key, p);
+    return p;
+  }
+
+  #refusal(): Error | null {
+    if (this.#closed) return new Deno.errors.BadResource(`store ${this.#path} is closed`);
+    if (this.#failed !== null) {
+      return new Error(`store ${this.#path} failed earlier: ${this.#failed.message}`);
+    }
+    return null;
+  }
+
+  /**
+   * Records the new state of an instance; resolves once its transaction
+   * has committed (synced), rejects when it could not be: then the change
+   * must not be acknowledged. A version below the key's floor is ignored.
+   */
+  put(id: PaxosInstanceId, state: Acceptor): Promise<void> {
+    const refused = this.#refusal();
+    if (refused !== null) return Promise.reject(refused);
+    const k = keyBlob(id.Key);
+    const p = this.#pending(id.Key, k);
+    if (id.Ver < p.floor || id.Ver < 0n) {
+      // Ignored, as in memory; a new key is held from now on all the same.
+      if (p.fresh && p.ops === 0) return this.#enqueue(id.Key, p, { put: false, k, floor: 0n });
+      if (p.ops === 0) this.#overlay.delete(id.Key);
+      return Promise.resolve();
+    }
+    let st: Uint8Array;
+    try {
+      st = encodeFrame(wireAcceptor(state));
+    } catch (e) {
+      if (p.ops === 0) this.#overlay.delete(id.Key);
+      return Promise.reject(e);
+    }
+    const n = dataBytes(state);
+    const before = p.states.get(id.Ver)?.n ??
+      (p.fresh ? 0 : (this.#getN.get(k, id.Ver) as { n: number } | undefined)?.n ?? 0);
+    this.#used += n - before;
+    if (state.Val !== null && id.Ver > p.voted) p.voted = id.Ver;
+    p.states.set(id.Ver, { state, n });
+    return this.#enqueue(id.Key, p, {
+      put: true,
+      k,
+      v: id.Ver,
+      n,
+      crc: crc32(st),
+      st,
+      voted: p.voted,
+    });
+  }
+
+  /** Forgets the versions of `key` below `floor`, durably. */
+  compact(key: string, floor: bigint): Promise<void> {
+    const refused = this.#refusal();
+    if (refused !== null) return Promise.reject(refused);
+    const k = keyBlob(key);
+    const known = this.#overlay.has(key) || this.#getKey.get(k) !== undefined;
+    const p = this.#pending(key, k);
+    if (floor <= p.floor) {
+      if (known) {
+        if (p.ops === 0) this.#overlay.delete(key);
+        return Promise.resolve();
+      }
+      // A new key: it is held from now on (with floor 0), as in memory.
+      return this.#enqueue(key, p, { put: false, k, floor: p.floor });
+    }
+    // The bytes of the versions from the old floor to the new one go.
+    for (const row of this.#below.iterate(k, floor) as Iterable<{ v: bigint; n: bigint }>) {
+      if (row.v >= p.floor && !p.states.has(row.v)) this.#used -= Number(row.n);
+    }
+    for (const [v, s] of p.states) {
+      if (v < floor) {
+        this.#used -= s.n;
+        p.states.delete(v);
+      }
+    }
+    p.floor = floor;
+    return this.#enqueue(key, p, { put: false, k, floor });
+  }
+
+  #enqueue(key: string, p: Pending, op: WriterOp): Promise<void> {
+    p.ops++;
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ key, op, resolve, reject });
+      // On the next microtask, so that the changes of one frame share a commit.
+      if (!this.#scheduled && this.#inFlight === null) {
+        this.#scheduled = true;
+        queueMicrotask(() => this.#send());
+      }
+    });
+  }
+
+  // Sends everything queued as one transaction, unless one is committing.
+  #send(): void {
+    this.#scheduled = false;
+    if (this.#inFlight !== null || this.#queue.length === 0) return;
+    const batch = this.#queue;
+    this.#queue = [];
+    this.#inFlight = batch;
+    this.#worker.postMessage(
+      {
+        type: "batch",
+        seq: ++this.#seq,
+        ops: batch.map((q) => q.op),
+        used: this.#used,
+        keys: this.#keyCount,
+      } satisfies ToWriter,
+    );
+  }
+
+  // The writer's answer to the batch in flight.
+  #answered(m: FromWriter): void {
+    const batch = this.#inFlight ?? [];
+    this.#inFlight = null;
+    if (m.type === "done") {
+      this.#commits++;
+      this.#changes += batch.length;
+      for (const q of batch) {
+        const p = this.#overlay.get(q.key);
+        if (p !== undefined && --p.ops === 0) this.#overlay.delete(q.key);
+        q.resolve();
+      }
+      this.#send();
+    } else if (m.type === "failed") {
+      // Nothing of the batch was stored: the store stops, and reads go to
+      // what is on disk.
+      this.#failed = new Error(`commit failed: ${m.message}`);
+      const e = new Error(`store ${this.#path}: ${this.#failed.message}`);
+      for (const q of [...batch, ...this.#queue]) q.reject(e);
+      this.#queue = [];
+      this.#overlay.clear();
+    }
+    if (this.#inFlight === null && this.#queue.length === 0) {
+      for (const f of this.#idle.splice(0)) f();
+    }
+  }
+
+  /** Waits for every change sent, then closes the writer, the database and the lock. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#inFlight !== null || this.#queue.length > 0) {
+      await new Promise<void>((resolve) => this.#idle.push(resolve));
+    }
+    try {
+      if (this.#failed === null) await this.#call({ type: "close" });
+    } finally {
+      this.#worker.terminate();
+      this.#db.close();
+      this.#lock.close();
+    }
+  }
+}

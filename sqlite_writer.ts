@@ -1,0 +1,125 @@
+/**
+ * The writer of a {@link SqliteStore}, run as a Worker so that its commits
+ * (each one an `fsync` with `synchronous=FULL`) never block the acceptor's
+ * event loop. It owns the database's one write connection and applies the
+ * batches the store sends, one transaction each, in the order they come;
+ * it answers each with `done` once its COMMIT returned (the WAL synced), or
+ * `failed` once it was rolled back.
+ *
+ * The store encodes everything (keys, states, checksums) before sending:
+ * this file knows only the tables.
+ *
+ * @module
+ */
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+
+/** One change in a batch: a state, or a floor. */
+export type WriterOp =
+  | {
+    readonly put: true;
+    readonly k: Uint8Array;
+    readonly v: bigint;
+    readonly n: number;
+    readonly crc: number;
+    readonly st: Uint8Array;
+    readonly voted: bigint;
+  }
+  | { readonly put: false; readonly k: Uint8Array; readonly floor: bigint };
+
+/** What the store sends the writer. */
+export type ToWriter =
+  | { readonly type: "open"; readonly path: string; readonly cacheKiB: number }
+  | {
+    readonly type: "batch";
+    readonly seq: number;
+    readonly ops: readonly WriterOp[];
+    readonly used: number;
+    readonly keys: number;
+  }
+  | { readonly type: "close" };
+
+/** What the writer answers. */
+export type FromWriter =
+  | { readonly type: "opened" }
+  | { readonly type: "done"; readonly seq: number }
+  | { readonly type: "failed"; readonly seq: number; readonly message: string }
+  | { readonly type: "closed" };
+
+interface Statements {
+  readonly put: StatementSync;
+  readonly voted: StatementSync;
+  readonly floor: StatementSync;
+  readonly drop: StatementSync;
+  readonly meta: StatementSync;
+}
+
+let db: DatabaseSync | null = null;
+let st: Statements | null = null;
+
+// deno-lint-ignore no-explicit-any
+const scope = self as any;
+const reply = (m: FromWriter) => scope.postMessage(m);
+
+function open(path: string, cacheKiB: number): void {
+  db = new DatabaseSync(path);
+  db.exec(
+    `PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-${cacheKiB};`,
+  );
+  st = {
+    put: db.prepare("INSERT OR REPLACE INTO states (k, v, n, crc, st) VALUES (?, ?, ?, ?, ?)"),
+    voted: db.prepare(
+      "INSERT INTO keys (k, voted, floor) VALUES (?, ?, 0) " +
+        "ON CONFLICT (k) DO UPDATE SET voted = max(voted, excluded.voted)",
+    ),
+    floor: db.prepare(
+      "INSERT INTO keys (k, voted, floor) VALUES (?, -1, ?) " +
+        "ON CONFLICT (k) DO UPDATE SET floor = max(floor, excluded.floor)",
+    ),
+    drop: db.prepare("DELETE FROM states WHERE k = ? AND v < ?"),
+    meta: db.prepare("UPDATE meta SET used = ?, keys = ? WHERE id = 0"),
+  };
+}
+
+function apply(ops: readonly WriterOp[], used: number, keys: number): void {
+  const s = st!;
+  db!.exec("BEGIN IMMEDIATE");
+  try {
+    for (const op of ops) {
+      if (op.put) {
+        s.put.run(op.k, op.v, op.n, op.crc, op.st);
+        s.voted.run(op.k, op.voted);
+      } else {
+        s.floor.run(op.k, op.floor);
+        s.drop.run(op.k, op.floor);
+      }
+    }
+    s.meta.run(used, keys);
+    db!.exec("COMMIT");
+  } catch (e) {
+    if (db!.isTransaction) db!.exec("ROLLBACK");
+    throw e;
+  }
+}
+
+scope.onmessage = (e: MessageEvent<ToWriter>) => {
+  const m = e.data;
+  if (m.type === "open") {
+    try {
+      open(m.path, m.cacheKiB);
+      reply({ type: "opened" });
+    } catch (err) {
+      reply({ type: "failed", seq: -1, message: (err as Error).message });
+    }
+  } else if (m.type === "batch") {
+    try {
+      apply(m.ops, m.used, m.keys);
+      reply({ type: "done", seq: m.seq });
+    } catch (err) {
+      reply({ type: "failed", seq: m.seq, message: (err as Error).message });
+    }
+  } else {
+    db?.close();
+    db = null;
+    reply({ type: "closed" });
+  }
+};
