@@ -259,6 +259,19 @@ export class SqliteStore implements Store {
     return { changes: this.#changes, commits: this.#commits };
   }
 
+  /** The bytes of the database file and its WAL on disk. */
+  get diskBytes(): number {
+    let n = 0;
+    for (const f of [this.#path, this.#path + "-wal"]) {
+      try {
+        n += Deno.statSync(f).size;
+      } catch {
+        // No WAL (yet): nothing to count.
+      }
+    }
+    return n;
+  }
+
   /**
    * Why the store cannot take writes (closed, or a failure it stopped on),
    * or null when it can: what an acceptor's health check reports.
