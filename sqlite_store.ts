@@ -119,8 +119,10 @@ interface Pending {
   floor: bigint;
   readonly states: Map<bigint, { readonly state: Acceptor; readonly n: number }>;
   ops: number;
-  // The database held nothing of the key when this was made.
+  // The database held nothing of the key when this was made...
   readonly fresh: boolean;
+  // ...and whether its row in `keys` is there or on its way.
+  row: boolean;
 }
 
 interface Queued {
@@ -160,7 +162,8 @@ export class SqliteStore implements Store {
   #used: number;
   #keyCount: number;
   #queue: Queued[] = [];
-  #inFlight: Queued[] | null = null;
+  // Batches sent to the writer and not yet answered, oldest first.
+  #inFlight: { readonly seq: number; readonly batch: Queued[] }[] = [];
   #scheduled = false;
   #seq = 0;
   #failed: Error | null = null;
@@ -359,6 +362,7 @@ export class SqliteStore implements Store {
       states: new Map(),
       ops: 0,
       fresh: row === undefined,
+      row: row !== undefined,
     };
     if (row === undefined) {
       this.#used += keyBytes(key);
@@ -403,7 +407,10 @@ export class SqliteStore implements Store {
     const before = p.states.get(id.Ver)?.n ??
       (p.fresh ? 0 : (this.#getN.get(k, id.Ver) as { n: number } | undefined)?.n ?? 0);
     this.#used += n - before;
-    if (state.Val !== null && id.Ver > p.voted) p.voted = id.Ver;
+    // The key's row changes when the key is new or its voted version rises.
+    let voted: bigint | null = p.row ? null : p.voted;
+    if (state.Val !== null && id.Ver > p.voted) voted = p.voted = id.Ver;
+    p.row = true;
     p.states.set(id.Ver, { state, n });
     return this.#enqueue(id.Key, p, {
       put: true,
@@ -412,7 +419,7 @@ export class SqliteStore implements Store {
       n,
       crc: crc32(st),
       st,
-      voted: p.voted,
+      voted,
     });
   }
 
@@ -447,27 +454,30 @@ export class SqliteStore implements Store {
 
   #enqueue(key: string, p: Pending, op: WriterOp): Promise<void> {
     p.ops++;
+    p.row = true;
     return new Promise((resolve, reject) => {
       this.#queue.push({ key, op, resolve, reject });
       // On the next microtask, so that the changes of one frame share a commit.
-      if (!this.#scheduled && this.#inFlight === null) {
+      if (!this.#scheduled) {
         this.#scheduled = true;
         queueMicrotask(() => this.#send());
       }
     });
   }
 
-  // Sends everything queued as one transaction, unless one is committing.
+  // Sends everything queued to the writer, which commits it with whatever
+  // else reached it while it was committing (group commit).
   #send(): void {
     this.#scheduled = false;
-    if (this.#inFlight !== null || this.#queue.length === 0) return;
+    if (this.#queue.length === 0 || this.#failed !== null) return;
     const batch = this.#queue;
     this.#queue = [];
-    this.#inFlight = batch;
+    const seq = ++this.#seq;
+    this.#inFlight.push({ seq, batch });
     this.#worker.postMessage(
       {
         type: "batch",
-        seq: ++this.#seq,
+        seq,
         ops: batch.map((q) => q.op),
         used: this.#used,
         keys: this.#keyCount,
@@ -475,29 +485,29 @@ export class SqliteStore implements Store {
     );
   }
 
-  // The writer's answer to the batch in flight.
+  // The writer's answer: every batch up to `seq` committed, or failed.
   #answered(m: FromWriter): void {
-    const batch = this.#inFlight ?? [];
-    this.#inFlight = null;
     if (m.type === "done") {
       this.#commits++;
-      this.#changes += batch.length;
-      for (const q of batch) {
-        const p = this.#overlay.get(q.key);
-        if (p !== undefined && --p.ops === 0) this.#overlay.delete(q.key);
-        q.resolve();
+      while (this.#inFlight.length > 0 && this.#inFlight[0]!.seq <= m.seq) {
+        const { batch } = this.#inFlight.shift()!;
+        this.#changes += batch.length;
+        for (const q of batch) {
+          const p = this.#overlay.get(q.key);
+          if (p !== undefined && --p.ops === 0) this.#overlay.delete(q.key);
+          q.resolve();
+        }
       }
-      this.#send();
     } else if (m.type === "failed") {
-      // Nothing of the batch was stored: the store stops, and reads go to
-      // what is on disk.
-      this.#failed = new Error(`commit failed: ${m.message}`);
+      // Nothing of the transaction was stored: the store stops, every change
+      // not committed is refused, and reads go to what is on disk.
+      this.#failed ??= new Error(`commit failed: ${m.message}`);
       const e = new Error(`store ${this.#path}: ${this.#failed.message}`);
-      for (const q of [...batch, ...this.#queue]) q.reject(e);
-      this.#queue = [];
+      for (const { batch } of this.#inFlight.splice(0)) for (const q of batch) q.reject(e);
+      for (const q of this.#queue.splice(0)) q.reject(e);
       this.#overlay.clear();
     }
-    if (this.#inFlight === null && this.#queue.length === 0) {
+    if (this.#inFlight.length === 0 && this.#queue.length === 0) {
       for (const f of this.#idle.splice(0)) f();
     }
   }
@@ -506,7 +516,7 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#inFlight !== null || this.#queue.length > 0) {
+    if (this.#inFlight.length > 0 || this.#queue.length > 0) {
       await new Promise<void>((resolve) => this.#idle.push(resolve));
     }
     try {

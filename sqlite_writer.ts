@@ -2,9 +2,11 @@
  * The writer of a {@link SqliteStore}, run as a Worker so that its commits
  * (each one an `fsync` with `synchronous=FULL`) never block the acceptor's
  * event loop. It owns the database's one write connection and applies the
- * batches the store sends, one transaction each, in the order they come;
- * it answers each with `done` once its COMMIT returned (the WAL synced), or
- * `failed` once it was rolled back.
+ * batches the store sends, in the order they come: every batch that arrived
+ * while one transaction committed goes into the next one (group commit). It
+ * answers `done` with the last batch of a transaction once its COMMIT
+ * returned (the WAL synced), or `failed` once it was rolled back; after a
+ * failure it refuses every later batch.
  *
  * The store encodes everything (keys, states, checksums) before sending:
  * this file knows only the tables.
@@ -22,7 +24,8 @@ export type WriterOp =
     readonly n: number;
     readonly crc: number;
     readonly st: Uint8Array;
-    readonly voted: bigint;
+    /** The key's voted version to record, or null when its row needs no change. */
+    readonly voted: bigint | null;
   }
   | { readonly put: false; readonly k: Uint8Array; readonly floor: bigint };
 
@@ -80,24 +83,47 @@ function open(path: string, cacheKiB: number): void {
   };
 }
 
-function apply(ops: readonly WriterOp[], used: number, keys: number): void {
+type Batch = Extract<ToWriter, { type: "batch" }>;
+
+// Batches received and not yet committed; whether a commit is scheduled;
+// why the writer stopped, if it did.
+let waiting: Batch[] = [];
+let scheduled = false;
+let failed: string | null = null;
+
+// One transaction for every batch waiting, with the counters of the last.
+function commit(): void {
+  scheduled = false;
+  const batches = waiting;
+  waiting = [];
+  const last = batches[batches.length - 1];
+  if (last === undefined) return;
+  if (failed !== null) return reply({ type: "failed", seq: last.seq, message: failed });
   const s = st!;
-  db!.exec("BEGIN IMMEDIATE");
   try {
-    for (const op of ops) {
-      if (op.put) {
-        s.put.run(op.k, op.v, op.n, op.crc, op.st);
-        s.voted.run(op.k, op.voted);
-      } else {
-        s.floor.run(op.k, op.floor);
-        s.drop.run(op.k, op.floor);
+    db!.exec("BEGIN IMMEDIATE");
+    try {
+      for (const b of batches) {
+        for (const op of b.ops) {
+          if (op.put) {
+            s.put.run(op.k, op.v, op.n, op.crc, op.st);
+            if (op.voted !== null) s.voted.run(op.k, op.voted);
+          } else {
+            s.floor.run(op.k, op.floor);
+            s.drop.run(op.k, op.floor);
+          }
+        }
       }
+      s.meta.run(last.used, last.keys);
+      db!.exec("COMMIT");
+    } catch (e) {
+      if (db!.isTransaction) db!.exec("ROLLBACK");
+      throw e;
     }
-    s.meta.run(used, keys);
-    db!.exec("COMMIT");
-  } catch (e) {
-    if (db!.isTransaction) db!.exec("ROLLBACK");
-    throw e;
+    reply({ type: "done", seq: last.seq });
+  } catch (err) {
+    failed = (err as Error).message;
+    reply({ type: "failed", seq: last.seq, message: failed });
   }
 }
 
@@ -111,11 +137,11 @@ scope.onmessage = (e: MessageEvent<ToWriter>) => {
       reply({ type: "failed", seq: -1, message: (err as Error).message });
     }
   } else if (m.type === "batch") {
-    try {
-      apply(m.ops, m.used, m.keys);
-      reply({ type: "done", seq: m.seq });
-    } catch (err) {
-      reply({ type: "failed", seq: m.seq, message: (err as Error).message });
+    waiting.push(m);
+    // After the messages already received, which join this transaction.
+    if (!scheduled) {
+      scheduled = true;
+      setTimeout(commit, 0);
     }
   } else {
     db?.close();
