@@ -188,7 +188,12 @@ async function clusterMode(dir: string): Promise<Record<string, number | string>
       `${clients} client(s) at ${inFlight} in flight each...`,
   );
   const rss = servers.map((s) => rssOf(s.pid));
-  const sampleRss = () => servers.forEach((s, i) => rss[i] = Math.max(rss[i]!, rssOf(s.pid)));
+  // Also printed, so that a run stopped early still tells memory by keys.
+  const sampleRss = () => {
+    const now = servers.map((s) => rssOf(s.pid));
+    now.forEach((r, i) => rss[i] = Math.max(rss[i]!, r));
+    log(`  acceptors' RSS: ${now.map((r) => Math.round(r / MiB)).join(", ")} MiB`);
+  };
   const fill = await runAll(
     keys,
     (i, w) => kvs[w % clients]!.set(`key-${i}`, valueOf(i)),
