@@ -219,7 +219,7 @@ export class SqliteStore implements Store {
       db = new DatabaseSync(path);
       db.exec(
         `PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; ` +
-          `PRAGMA cache_size=-${opts.readCacheKiB ?? 16 * 1024};`,
+          `PRAGMA cache_size=-${opts.readCacheKiB ?? 16 * 1024}; PRAGMA busy_timeout=2000;`,
       );
       db.exec(
         "BEGIN IMMEDIATE;" +

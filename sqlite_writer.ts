@@ -66,7 +66,8 @@ const reply = (m: FromWriter) => scope.postMessage(m);
 function open(path: string, cacheKiB: number): void {
   db = new DatabaseSync(path);
   db.exec(
-    `PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-${cacheKiB};`,
+    `PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-${cacheKiB}; ` +
+      `PRAGMA busy_timeout=2000;`,
   );
   st = {
     put: db.prepare("INSERT OR REPLACE INTO states (k, v, n, crc, st) VALUES (?, ?, ?, ?, ?)"),
