@@ -13,7 +13,11 @@
  * - **Reads on the calling thread**, through a connection of their own
  *   (a WAL reader sees the last commit), after an overlay of the changes
  *   sent to the writer and not yet committed, so that a read sees the newest
- *   state. A change leaves the overlay once its commit is confirmed.
+ *   state. Once committed, a key's entry stays as a cache of its voted
+ *   version, floor and states until it is among the least recently written
+ *   past {@link SqliteStoreOptions.cacheKeys}: the three requests of a write
+ *   read the key from memory. (All writes go through this thread, so the
+ *   cache is never stale.)
  * - **Recovery** is SQLite's: a transaction whose commit did not reach the
  *   disk (a torn tail of the WAL) is ignored at open; it was never
  *   acknowledged.
@@ -51,6 +55,8 @@ export interface SqliteStoreOptions {
   readonly writeCacheKiB?: number;
   /** SQLite's page cache of the read connection, in KiB (default 16 MiB). */
   readonly readCacheKiB?: number;
+  /** Keys whose committed state is kept in memory, the most recently written (default 16,384). */
+  readonly cacheKeys?: number;
 }
 
 /**
@@ -158,7 +164,13 @@ export class SqliteStore implements Store {
   readonly #below: StatementSync;
   readonly #keysFrom: StatementSync;
   readonly #keysRange: StatementSync;
+  // Per key: changes in flight, and the cache of committed ones.
   readonly #overlay = new Map<string, Pending>();
+  // The keys with changes in flight (listed by `keys` before the database)...
+  readonly #dirty = new Set<string>();
+  // ...and the others in the overlay, least recently written first.
+  readonly #clean = new Map<string, true>();
+  readonly #cacheKeys: number;
   #used: number;
   #keyCount: number;
   #queue: Queued[] = [];
@@ -173,8 +185,15 @@ export class SqliteStore implements Store {
   #commits = 0;
   #changes = 0;
 
-  private constructor(path: string, lock: { close(): void }, db: DatabaseSync, worker: Worker) {
+  private constructor(
+    path: string,
+    lock: { close(): void },
+    db: DatabaseSync,
+    worker: Worker,
+    cacheKeys: number,
+  ) {
     this.#path = path;
+    this.#cacheKeys = cacheKeys;
     this.#lock = lock;
     this.#db = db;
     this.#worker = worker;
@@ -234,7 +253,7 @@ export class SqliteStore implements Store {
           "COMMIT;",
       );
       worker = new Worker(new URL("./sqlite_writer.ts", import.meta.url), { type: "module" });
-      const store = new SqliteStore(path, lock, db, worker);
+      const store = new SqliteStore(path, lock, db, worker, opts.cacheKeys ?? 16_384);
       await store.#call({ type: "open", path, cacheKiB: opts.writeCacheKiB ?? 32 * 1024 });
       return store;
     } catch (e) {
@@ -301,6 +320,8 @@ export class SqliteStore implements Store {
       if (id.Ver < p.floor) return undefined;
       const s = p.states.get(id.Ver);
       if (s !== undefined) return s.state;
+      // A key new since the entry was made has no other states on disk.
+      if (p.fresh) return undefined;
     }
     const row = this.#getState.get(keyBlob(id.Key), id.Ver) as
       | { crc: number; st: Uint8Array }
@@ -339,7 +360,7 @@ export class SqliteStore implements Store {
     const out = rows.map((r) => blobKey(r.k));
     // Keys not committed yet: at most the changes in flight.
     let added = false;
-    for (const key of this.#overlay.keys()) {
+    for (const key of this.#dirty) {
       if (key >= from && (end === undefined || key < end)) {
         out.push(key);
         added = true;
@@ -393,14 +414,14 @@ export class SqliteStore implements Store {
     if (id.Ver < p.floor || id.Ver < 0n) {
       // Ignored, as in memory; a new key is held from now on all the same.
       if (p.fresh && p.ops === 0) return this.#enqueue(id.Key, p, { put: false, k, floor: 0n });
-      if (p.ops === 0) this.#overlay.delete(id.Key);
+      this.#settled(id.Key, p);
       return Promise.resolve();
     }
     let st: Uint8Array;
     try {
       st = encodeFrame(wireAcceptor(state));
     } catch (e) {
-      if (p.ops === 0) this.#overlay.delete(id.Key);
+      this.#settled(id.Key, p);
       return Promise.reject(e);
     }
     const n = dataBytes(state);
@@ -432,7 +453,7 @@ export class SqliteStore implements Store {
     const p = this.#pending(key, k);
     if (floor <= p.floor) {
       if (known) {
-        if (p.ops === 0) this.#overlay.delete(key);
+        this.#settled(key, p);
         return Promise.resolve();
       }
       // A new key: it is held from now on (with floor 0), as in memory.
@@ -452,8 +473,25 @@ export class SqliteStore implements Store {
     return this.#enqueue(key, p, { put: false, k, floor });
   }
 
+  // A key with no change in flight any more: its entry is kept as a cache,
+  // the least recently written dropped past the cache's size.
+  #settled(key: string, p: Pending): void {
+    if (p.ops > 0) return;
+    this.#dirty.delete(key);
+    this.#clean.delete(key);
+    this.#clean.set(key, true);
+    while (this.#clean.size > this.#cacheKeys) {
+      const oldest = this.#clean.keys().next().value!;
+      this.#clean.delete(oldest);
+      this.#overlay.delete(oldest);
+    }
+  }
+
   #enqueue(key: string, p: Pending, op: WriterOp): Promise<void> {
-    p.ops++;
+    if (p.ops++ === 0) {
+      this.#clean.delete(key);
+      this.#dirty.add(key);
+    }
     p.row = true;
     return new Promise((resolve, reject) => {
       this.#queue.push({ key, op, resolve, reject });
@@ -494,7 +532,7 @@ export class SqliteStore implements Store {
         this.#changes += batch.length;
         for (const q of batch) {
           const p = this.#overlay.get(q.key);
-          if (p !== undefined && --p.ops === 0) this.#overlay.delete(q.key);
+          if (p !== undefined && --p.ops === 0) this.#settled(q.key, p);
           q.resolve();
         }
       }
@@ -506,6 +544,8 @@ export class SqliteStore implements Store {
       for (const { batch } of this.#inFlight.splice(0)) for (const q of batch) q.reject(e);
       for (const q of this.#queue.splice(0)) q.reject(e);
       this.#overlay.clear();
+      this.#dirty.clear();
+      this.#clean.clear();
     }
     if (this.#inFlight.length === 0 && this.#queue.length === 0) {
       for (const f of this.#idle.splice(0)) f();
