@@ -275,3 +275,54 @@ Deno.test("SqliteStore: a writer killed with SIGKILL loses no acknowledged write
     assert.ok(acks >= 600, `only ${acks} acknowledged writes`);
   });
 });
+
+// Disk full needs a tiny file system: a tmpfs, which only root can mount.
+const canMount = await new Deno.Command("id", { args: ["-u"], stdout: "piped", stderr: "null" })
+  .output().then((o) => new TextDecoder().decode(o.stdout).trim() === "0", () => false);
+
+Deno.test({
+  name:
+    "SqliteStore: disk full rejects the put, is never acknowledged, stops the store, and loses nothing",
+  ignore: !canMount,
+  async fn() {
+    const mnt = await Deno.makeTempDir({ prefix: "paxoskv-sqlite-full-" });
+    const mount = await new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt],
+    }).output();
+    assert.ok(mount.success, new TextDecoder().decode(mount.stderr));
+    try {
+      const store = await SqliteStore.open(mnt, { cacheKeys: 1 });
+      const acceptor = new PaxosAcceptor(store);
+      const acked: PaxosInstanceId[] = [];
+      let refused: Error | null = null;
+      for (let i = 0; i < 1000 && refused === null; i++) {
+        const id = { Key: `full${i}`, Ver: 0n };
+        try {
+          await acceptor.accept({
+            Id: id,
+            Bal: { N: 1n, ProposerId: 7n },
+            Val: { Data: "x".repeat(1000) },
+          });
+          acked.push(id);
+        } catch (e) {
+          refused = e as Error;
+        }
+      }
+      assert.ok(refused !== null, "the 256 KiB file system should have filled up");
+      assert.match(refused.message, /commit failed/);
+      assert.match(store.failure ?? "", /failed: commit failed/);
+      await assert.rejects(store.put({ Key: "after", Ver: 0n }, voted(1)), /failed earlier/);
+      await store.close();
+      const again = await SqliteStore.open(mnt);
+      try {
+        for (const id of acked) assert.ok(again.get(id) !== undefined, `${id.Key} lost`);
+        assert.ok(acked.length > 0);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await new Deno.Command("umount", { args: ["-l", mnt] }).output();
+      await Deno.remove(mnt, { recursive: true });
+    }
+  },
+});
