@@ -125,8 +125,9 @@ interface Pending {
   floor: bigint;
   readonly states: Map<bigint, { readonly state: Acceptor; readonly n: number }>;
   ops: number;
-  // The database held nothing of the key when this was made...
-  readonly fresh: boolean;
+  // The database held nothing of the key when this was made, and every
+  // state written since is in `states`...
+  fresh: boolean;
   // ...and whether its row in `keys` is there or on its way.
   row: boolean;
 }
@@ -139,6 +140,8 @@ interface Queued {
 }
 
 const NO_VERSIONS: KeyVersions = { Ver: -1n, Floor: 0n };
+// Versions of a key kept in its cache entry once committed.
+const CACHED_VERSIONS = 2;
 
 /**
  * The durable store on SQLite. Open it with {@link SqliteStore.open}.
@@ -477,6 +480,13 @@ export class SqliteStore implements Store {
   // the least recently written dropped past the cache's size.
   #settled(key: string, p: Pending): void {
     if (p.ops > 0) return;
+    // A cached key keeps its highest versions only (the ones the next write
+    // reads), so that a key written many times holds no more memory.
+    if (p.states.size > CACHED_VERSIONS) {
+      const vers = [...p.states.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      for (const v of vers.slice(0, -CACHED_VERSIONS)) p.states.delete(v);
+      p.fresh = false;
+    }
     this.#dirty.delete(key);
     this.#clean.delete(key);
     this.#clean.set(key, true);
