@@ -73,6 +73,12 @@ function rssOf(pid: number | "self"): number {
   return Number(new TextDecoder().decode(out.stdout).trim()) * 1024;
 }
 
+// CPU seconds a process used so far (user and system), as ps tells it.
+function cpuOf(pid: number): number {
+  const out = new Deno.Command("ps", { args: ["-o", "times=", "-p", `${pid}`] }).outputSync();
+  return Number(new TextDecoder().decode(out.stdout).trim());
+}
+
 async function duBytes(dir: string): Promise<number> {
   let n = 0;
   for await (const e of Deno.readDir(dir)) {
@@ -201,6 +207,8 @@ async function clusterMode(dir: string): Promise<Record<string, number | string>
     sampleRss,
   );
   sampleRss();
+  // CPU per key: what a machine shared with other work does not distort much.
+  const cpu = servers.map((s) => cpuOf(s.pid));
   await Promise.all(kvs.map((kv) => kv.close()));
   await Promise.all(servers.map((s) => s.stop()));
   const disk = await Promise.all(dirs.map(duBytes));
@@ -229,6 +237,7 @@ async function clusterMode(dir: string): Promise<Record<string, number | string>
     keys,
     clients,
     fillWritesPerSec: Math.round(fill),
+    acceptorCpuUsPerKey: Math.round(Math.max(...cpu) * 1e6 / keys),
     rssMiBMax: Math.round(Math.max(...rss) / MiB),
     diskMiBPerAcceptor: Math.round(Math.max(...disk) / MiB),
     restartMsMax: Math.round(Math.max(...restartMs)),
