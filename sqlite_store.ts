@@ -140,6 +140,8 @@ interface Queued {
 }
 
 const NO_VERSIONS: KeyVersions = { Ver: -1n, Floor: 0n };
+// Transactions sent to the writer and not yet answered, at most.
+const MAX_IN_FLIGHT = 2;
 // Versions of a key kept in its cache entry once committed.
 const CACHED_VERSIONS = 2;
 
@@ -513,11 +515,14 @@ export class SqliteStore implements Store {
     });
   }
 
-  // Sends everything queued to the writer, which commits it with whatever
-  // else reached it while it was committing (group commit).
+  // Sends everything queued to the writer as one transaction, unless two
+  // are there already: one committing and the next one waiting, so that the
+  // writer never waits for this thread; what comes meanwhile is queued for
+  // the transaction after (group commit).
   #send(): void {
     this.#scheduled = false;
     if (this.#queue.length === 0 || this.#failed !== null) return;
+    if (this.#inFlight.length >= MAX_IN_FLIGHT) return;
     const batch = this.#queue;
     this.#queue = [];
     const seq = ++this.#seq;
@@ -546,6 +551,7 @@ export class SqliteStore implements Store {
           q.resolve();
         }
       }
+      if (!this.#scheduled) this.#send();
     } else if (m.type === "failed") {
       // Nothing of the transaction was stored: the store stops, every change
       // not committed is refused, and reads go to what is on disk.
