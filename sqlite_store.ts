@@ -575,9 +575,17 @@ export class SqliteStore implements Store {
     if (this.#inFlight.length > 0 || this.#queue.length > 0) {
       await new Promise<void>((resolve) => this.#idle.push(resolve));
     }
+    // The writer closes its connection, which also ends a transaction that a
+    // failure left open (its lock would refuse the next open in this
+    // process); a writer that does not answer (crashed) is given 2 s.
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      if (this.#failed === null) await this.#call({ type: "close" });
+      await Promise.race([
+        this.#call({ type: "close" }).catch(() => {}),
+        new Promise<void>((resolve) => timer = setTimeout(resolve, 2000)),
+      ]);
     } finally {
+      clearTimeout(timer);
       this.#worker.terminate();
       this.#db.close();
       this.#lock.close();

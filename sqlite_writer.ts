@@ -146,7 +146,11 @@ scope.onmessage = (e: MessageEvent<ToWriter>) => {
       queueMicrotask(commit);
     }
   } else {
-    db?.close();
+    try {
+      db?.close();
+    } catch {
+      // Closing is all that is left to do; the store terminates this worker.
+    }
     db = null;
     reply({ type: "closed" });
   }
