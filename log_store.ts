@@ -54,6 +54,7 @@ import {
   recordOf,
 } from "./log_format.ts";
 import { LogIndex } from "./log_index.ts";
+import { refuseOtherEngine } from "./data_engine.ts";
 import { Histogram } from "./metrics.ts";
 
 export { LogCorruptionError, type LogReader } from "./log_format.ts";
@@ -350,6 +351,8 @@ export class LogStore implements Store {
     }
     let reader: LogReader | null = null;
     try {
+      // A directory of the SQLite engine would look empty to the log.
+      if (fs === denoFs) await refuseOtherEngine(dir, "log");
       // A compaction that did not finish left only a temporary file.
       await fs.remove(join(dir, LOG_FILE + ".tmp")).catch(() => {});
       const path = join(dir, LOG_FILE);

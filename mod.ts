@@ -134,6 +134,13 @@ export {
   type LogStoreOptions,
   type LogStoreStats,
 } from "./log_store.ts";
+export {
+  SQLITE_FILE,
+  SqliteStore,
+  type SqliteStoreOptions,
+  StoreCorruptionError,
+} from "./sqlite_store.ts";
+export { type Engine, ENGINE_FILES, engineOf } from "./data_engine.ts";
 export { type ConfigRequest, MAX_KEY_BYTES, MAX_VALUE_BYTES } from "./codec.ts";
 
 // The Paxos underneath: the seed's proposer and the acceptors it talks to.

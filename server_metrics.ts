@@ -13,6 +13,7 @@
 import { ALL_ERROR_CODES } from "./errors.ts";
 import type { PaxosAcceptor } from "./acceptor.ts";
 import { LogStore } from "./log_store.ts";
+import { SqliteStore } from "./sqlite_store.ts";
 import { Histogram, type Labels, PromText } from "./metrics.ts";
 import type { HttpResponse } from "./ws_server.ts";
 
@@ -147,7 +148,7 @@ export class ServerMetrics {
   unavailable(): string | null {
     if (this.#gauges.closing()) return "shutting down";
     const store = this.#acceptor.store;
-    return store instanceof LogStore ? store.failure : null;
+    return store instanceof LogStore || store instanceof SqliteStore ? store.failure : null;
   }
 
   /** The health check's answer. */
@@ -163,7 +164,11 @@ export class ServerMetrics {
       uptimeSeconds: Math.round((Date.now() - this.#started) / 1000),
       keys: store.keyCount ?? null,
       dataBytes: store.usedBytes,
-      logBytes: store instanceof LogStore ? store.stats.logBytes : null,
+      logBytes: store instanceof LogStore
+        ? store.stats.logBytes
+        : store instanceof SqliteStore
+        ? store.diskBytes
+        : null,
       connections: this.#gauges.connections(),
     };
   }
@@ -251,6 +256,15 @@ export class ServerMetrics {
       t.histogram("paxoskv_group_commit_size", "Changes written and synced together.", [
         [{}, store.commitSizes],
       ]);
+    } else if (store instanceof SqliteStore) {
+      const s = store.stats;
+      t.metric("paxoskv_log_bytes", "gauge", "Size of the database and its WAL.", [
+        [{}, store.diskBytes],
+      ]);
+      t.metric("paxoskv_syncs_total", "counter", "SQLite commits (group commits).", [
+        [{}, s.commits],
+      ]);
+      t.metric("paxoskv_changes_total", "counter", "Changes made durable.", [[{}, s.changes]]);
     }
     t.metric("paxoskv_up", "gauge", "1 when the acceptor can serve (see /healthz), else 0.", [
       [{}, this.unavailable() === null ? 1 : 0],

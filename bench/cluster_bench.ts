@@ -11,7 +11,11 @@
 // level's rewrites, as a ratio to them ("vsWrite").
 //
 //   deno task bench [--seconds S] [--in-flight 1,16,64,256] [--json] [--vs-etcd]
-//                   [--baseline REV]
+//                   [--baseline REV] [--engines log,sqlite]
+//
+// --engines lists the durable store's engines measured (default: log, the
+// acceptor's default); each but the log gets rows of its own ("durable
+// sqlite write"), right after the log's.
 //
 // --baseline REV also measures the code of git revision REV (checked out in
 // a temporary worktree: its acceptors, and its client, imported beside ours)
@@ -42,12 +46,17 @@ const { values: flags } = parseArgs({
     "vs-etcd": { type: "boolean", default: false },
     baseline: { type: "string" },
     "no-tls": { type: "boolean", default: false },
+    engines: { type: "string", default: "log" },
   },
 });
 const seconds = Number(flags.seconds);
 const levels = flags["in-flight"].split(",").map(Number);
 if (!(seconds > 0) || levels.some((n) => !(Number.isInteger(n) && n > 0))) {
   throw new RangeError(`bad --seconds ${flags.seconds} or --in-flight ${flags["in-flight"]}`);
+}
+const engines = flags.engines.split(",");
+if (engines.some((e) => e !== "log" && e !== "sqlite")) {
+  throw new RangeError(`bad --engines ${flags.engines}: log, sqlite or both`);
 }
 const root = join(import.meta.dirname!, "..");
 
@@ -173,7 +182,13 @@ const NET = "--allow-net=127.0.0.1";
 // Three acceptor processes of the code in `code`, with their data in `dir`:
 // members of one new cluster where that code knows of clusters (`--init`);
 // with `trust`, serving wss:// and asking for the secret.
-async function acceptors(durable: boolean, dir: string, code = root, trust?: Trust) {
+async function acceptors(
+  durable: boolean,
+  dir: string,
+  code = root,
+  trust?: Trust,
+  engine = "log",
+) {
   const help = await new Deno.Command(Deno.execPath(), {
     args: ["run", "cli.ts", "acceptor", "--help"],
     cwd: code,
@@ -201,7 +216,12 @@ async function acceptors(durable: boolean, dir: string, code = root, trust?: Tru
       "--port",
       "0",
       ...(durable
-        ? ["--data", join(dir, `acceptor-${i}`), ...(clusters ? ["--init"] : [])]
+        ? [
+          "--data",
+          join(dir, `acceptor-${i}`),
+          ...(clusters ? ["--init"] : []),
+          ...(engine === "log" ? [] : ["--engine", engine]),
+        ]
         : ["--memory"]),
       ...cluster,
       ...(trust === undefined ? [] : [
@@ -290,13 +310,20 @@ try {
     if (flags.baseline !== undefined) codes.push(await checkout(flags.baseline, dir));
     // The memory store once more, with TLS and the secret on: our code only.
     const trust = flags["no-tls"] ? null : await makeTrust(dir);
-    const kinds = ["durable", "memory", ...(trust === null ? [] : ["tls+auth memory"])];
+    const kinds = [
+      ...engines.map((e) => e === "log" ? "durable" : `durable ${e}`),
+      "memory",
+      ...(trust === null ? [] : ["tls+auth memory"]),
+    ];
     for (const name of kinds) {
-      const durable = name === "durable";
+      const durable = name.startsWith("durable");
+      const engine = name.startsWith("durable ") ? name.slice("durable ".length) : "log";
+      // Another engine than the log: our code only (a baseline may not have it).
       const secured = name === "tls+auth memory" ? trust! : undefined;
-      const runs = await Promise.all((secured ? codes.slice(0, 1) : codes).map(async (code) => {
+      const ours = secured !== undefined || engine !== "log";
+      const runs = await Promise.all((ours ? codes.slice(0, 1) : codes).map(async (code) => {
         const where = join(dir, `${code.name || "current"}-${name}`);
-        const servers = await acceptors(durable, where, code.dir, secured);
+        const servers = await acceptors(durable, where, code.dir, secured, engine);
         const urls = servers.map((s) => s.url);
         const kv = await code.connect(urls, {
           timeoutMs: 5000,
@@ -338,7 +365,7 @@ try {
           rows.push(await at(`${name} first write`, (w, i) => r.kv.set(fresh(w, i), i)));
           rows.push(await at(`${name} read`, (w, i) => r.kv.get(key(w, i))));
         }
-        if (durable && etcd !== null) rows.push(...await etcd.rows(n));
+        if (name === "durable" && etcd !== null) rows.push(...await etcd.rows(n));
       }
       for (const r of runs) {
         await r.kv.close();

@@ -1,29 +1,28 @@
 // Scale benchmark: how a durable acceptor holds a dataset of many keys.
 //
-//   deno task bench:scale --keys N [--value-bytes 100] [--in-flight 256]
-//                         [--sample 1000] [--json]
-//   deno task bench:scale --keys N --engine log|sqlite   (one store, in process)
+//   deno task bench:scale --keys N [--engine log|sqlite] [--value-bytes 100]
+//                         [--in-flight 256] [--clients 1] [--sample 1000] [--json]
+//   deno task bench:scale --keys N --engine log|sqlite --in-process
 //
-// Cluster mode (the default): three durable acceptor processes on loopback;
-// N keys written once each through the KV at 256 in flight (writes/s while
-// filling); then each acceptor's RSS and data directory size; then the
-// acceptors are stopped and started again, timed from the start to the URL
-// printed (serving); then `--sample` keys chosen at random are read back and
-// checked, and the RSS is taken again.
+// Cluster mode (the default): three durable acceptor processes on loopback,
+// on the engine of --engine (default log); N keys written once each through
+// the KV at --in-flight per client, with --clients KV clients (connections)
+// in this process (writes/s while filling, RSS sampled every 10 s); then
+// each acceptor's data directory size; then the acceptors are stopped and
+// started again, timed from the start to the URL printed (serving); then
+// `--sample` keys chosen at random are read back and checked, and the RSS
+// is taken again.
 //
-// Engine mode: one store in this process, N states of one version each put
-// at 256 in flight (a group commit each time), then its RSS and file size,
-// then the time to open it again, and the time to read `--sample` states
-// at random. `log` is LogStore; `sqlite` is node:sqlite (WAL,
-// synchronous=FULL, one transaction per group commit, a primary key on
-// (key, version)), the engine we compared it against.
-import { DatabaseSync, type StatementSync } from "node:sqlite";
+// In-process mode: one store in this process, N states of one version each
+// put at --in-flight (a group commit each time), then its RSS and file size,
+// then the time to open it again, and the time to read `--sample` states at
+// random. `log` is LogStore; `sqlite` is SqliteStore.
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { connect } from "../kv.ts";
 import { LogStore } from "../log_store.ts";
+import { SqliteStore } from "../sqlite_store.ts";
 import type { Acceptor, PaxosInstanceId } from "../types.ts";
-import { decodeFrame, encodeFrame, parseAcceptor, wireAcceptor } from "../codec.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -32,7 +31,9 @@ const { values: flags } = parseArgs({
     "value-bytes": { type: "string", default: "100" },
     "in-flight": { type: "string", default: "256" },
     sample: { type: "string", default: "1000" },
-    engine: { type: "string" },
+    engine: { type: "string", default: "log" },
+    "in-process": { type: "boolean", default: false },
+    clients: { type: "string", default: "1" },
     phase: { type: "string" },
     dir: { type: "string" },
     json: { type: "boolean", default: false },
@@ -42,7 +43,19 @@ const keys = Number(flags.keys);
 const valueBytes = Number(flags["value-bytes"]);
 const inFlight = Number(flags["in-flight"]);
 const sample = Number(flags.sample);
-for (const [name, v] of [["keys", keys], ["in-flight", inFlight], ["sample", sample]] as const) {
+const clients = Number(flags.clients);
+const engine = flags.engine;
+if (engine !== "log" && engine !== "sqlite") {
+  throw new RangeError(`--engine must be log or sqlite, got ${engine}`);
+}
+for (
+  const [name, v] of [
+    ["keys", keys],
+    ["in-flight", inFlight],
+    ["sample", sample],
+    ["clients", clients],
+  ] as const
+) {
   if (!(Number.isSafeInteger(v) && v > 0)) throw new RangeError(`bad --${name}: ${v}`);
 }
 const root = join(import.meta.dirname!, "..");
@@ -60,6 +73,12 @@ function rssOf(pid: number | "self"): number {
   return Number(new TextDecoder().decode(out.stdout).trim()) * 1024;
 }
 
+// CPU seconds a process used so far (user and system), as ps tells it.
+function cpuOf(pid: number): number {
+  const out = new Deno.Command("ps", { args: ["-o", "times=", "-p", `${pid}`] }).outputSync();
+  return Number(new TextDecoder().decode(out.stdout).trim());
+}
+
 async function duBytes(dir: string): Promise<number> {
   let n = 0;
   for await (const e of Deno.readDir(dir)) {
@@ -75,18 +94,27 @@ function valueOf(i: number): string {
 }
 
 // Runs `op(i)` for i in [0, n) with `inFlight` at a time; prints progress.
-async function runAll(n: number, op: (i: number) => Promise<unknown>): Promise<number> {
+// `each` runs at every progress report (every 10 s).
+async function runAll(
+  n: number,
+  op: (i: number, worker: number) => Promise<unknown>,
+  workers = inFlight,
+  each: () => void = () => {},
+): Promise<number> {
   const t0 = performance.now();
   let next = 0;
+  let done = 0;
   let lastReport = t0;
-  await Promise.all(Array.from({ length: Math.min(inFlight, n) }, async () => {
+  await Promise.all(Array.from({ length: Math.min(workers, n) }, async (_, w) => {
     while (next < n) {
       const i = next++;
-      await op(i);
+      await op(i, w);
+      done++;
       const now = performance.now();
       if (now - lastReport > 10_000) {
         lastReport = now;
-        log(`  ${i + 1} of ${n} (${Math.round((i + 1) / ((now - t0) / 1000))}/s)`);
+        each();
+        log(`  ${done} of ${n} (${Math.round(done / ((now - t0) / 1000))}/s)`);
       }
     }
   }));
@@ -128,7 +156,7 @@ async function spawnAcceptor(args: string[]): Promise<Acceptor3> {
   };
 }
 
-async function clusterMode(dir: string): Promise<Record<string, number>> {
+async function clusterMode(dir: string): Promise<Record<string, number | string>> {
   const clusterId = Array.from(
     crypto.getRandomValues(new Uint8Array(16)),
     (b) => b.toString(16).padStart(2, "0"),
@@ -150,14 +178,38 @@ async function clusterMode(dir: string): Promise<Record<string, number>> {
       `${i}`,
       "--port",
       "0",
+      "--engine",
+      engine,
     ])
   ));
   const ports = servers.map((s) => new URL(s.url).port);
-  let kv = await connect(servers.map((s) => s.url), { timeoutMs: 30_000, deadlineMs: 120_000 });
-  log(`filling ${keys} keys of ${valueBytes} bytes at ${inFlight} in flight...`);
-  const fill = await runAll(keys, (i) => kv.set(`key-${i}`, valueOf(i)));
+  const kvs = await Promise.all(
+    Array.from(
+      { length: clients },
+      () => connect(servers.map((s) => s.url), { timeoutMs: 30_000, deadlineMs: 120_000 }),
+    ),
+  );
+  log(
+    `filling ${keys} keys of ${valueBytes} bytes into ${engine} acceptors, ` +
+      `${clients} client(s) at ${inFlight} in flight each...`,
+  );
   const rss = servers.map((s) => rssOf(s.pid));
-  await kv.close();
+  // Also printed, so that a run stopped early still tells memory by keys.
+  const sampleRss = () => {
+    const now = servers.map((s) => rssOf(s.pid));
+    now.forEach((r, i) => rss[i] = Math.max(rss[i]!, r));
+    log(`  acceptors' RSS: ${now.map((r) => Math.round(r / MiB)).join(", ")} MiB`);
+  };
+  const fill = await runAll(
+    keys,
+    (i, w) => kvs[w % clients]!.set(`key-${i}`, valueOf(i)),
+    inFlight * clients,
+    sampleRss,
+  );
+  sampleRss();
+  // CPU per key: what a machine shared with other work does not distort much.
+  const cpu = servers.map((s) => cpuOf(s.pid));
+  await Promise.all(kvs.map((kv) => kv.close()));
   await Promise.all(servers.map((s) => s.stop()));
   const disk = await Promise.all(dirs.map(duBytes));
   // Restart: from the start of the process to its URL (serving).
@@ -169,7 +221,7 @@ async function clusterMode(dir: string): Promise<Record<string, number>> {
     return s;
   }));
   const rssStart = servers.map((s) => rssOf(s.pid));
-  kv = await connect(servers.map((s) => s.url), { timeoutMs: 30_000, deadlineMs: 120_000 });
+  const kv = await connect(servers.map((s) => s.url), { timeoutMs: 30_000, deadlineMs: 120_000 });
   let bad = 0;
   const readRate = await runAll(Math.min(sample, keys), async () => {
     const i = Math.floor(Math.random() * keys);
@@ -181,8 +233,11 @@ async function clusterMode(dir: string): Promise<Record<string, number>> {
   await Promise.all(servers.map((s) => s.stop()));
   if (bad > 0) throw new Error(`${bad} of ${sample} keys read back wrong`);
   return {
+    engine,
     keys,
+    clients,
     fillWritesPerSec: Math.round(fill),
+    acceptorCpuUsPerKey: Math.round(Math.max(...cpu) * 1e6 / keys),
     rssMiBMax: Math.round(Math.max(...rss) / MiB),
     diskMiBPerAcceptor: Math.round(Math.max(...disk) / MiB),
     restartMsMax: Math.round(Math.max(...restartMs)),
@@ -199,58 +254,9 @@ interface EngineStore {
   close(): Promise<void>;
 }
 
-// node:sqlite with the same group commit as the log: puts that queue up
-// while one transaction commits share the next.
-class SqliteStore implements EngineStore {
-  readonly #db: DatabaseSync;
-  readonly #get: StatementSync;
-  readonly #put: StatementSync;
-  #queue: { id: PaxosInstanceId; state: Acceptor; done: () => void }[] = [];
-  #scheduled = false;
-  constructor(path: string) {
-    this.#db = new DatabaseSync(path);
-    this.#db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
-    this.#db.exec(
-      "CREATE TABLE IF NOT EXISTS s (k TEXT, v INTEGER, st BLOB, PRIMARY KEY (k, v)) WITHOUT ROWID",
-    );
-    this.#get = this.#db.prepare("SELECT st FROM s WHERE k = ? AND v = ?");
-    this.#put = this.#db.prepare("INSERT OR REPLACE INTO s (k, v, st) VALUES (?, ?, ?)");
-  }
-  get(id: PaxosInstanceId): Acceptor | undefined {
-    const row = this.#get.get(id.Key, id.Ver) as { st: Uint8Array } | undefined;
-    return row === undefined ? undefined : parseAcceptor(decodeFrame(row.st), "st");
-  }
-  put(id: PaxosInstanceId, state: Acceptor): Promise<void> {
-    return new Promise((done) => {
-      this.#queue.push({ id, state, done });
-      if (!this.#scheduled) {
-        this.#scheduled = true;
-        setTimeout(() => this.#flush(), 0);
-      }
-    });
-  }
-  #flush(): void {
-    const batch = this.#queue;
-    this.#queue = [];
-    this.#db.exec("BEGIN");
-    for (const c of batch) this.#put.run(c.id.Key, c.id.Ver, encodeFrame(wireAcceptor(c.state)));
-    this.#db.exec("COMMIT");
-    for (const c of batch) c.done();
-    this.#scheduled = false;
-    if (this.#queue.length > 0) {
-      this.#scheduled = true;
-      setTimeout(() => this.#flush(), 0);
-    }
-  }
-  close(): Promise<void> {
-    this.#db.close();
-    return Promise.resolve();
-  }
-}
-
 function openEngine(dir: string, engine: string): Promise<EngineStore> {
   if (engine === "log") return LogStore.open(join(dir, "log"), { compactAtBytes: 64 * MiB });
-  if (engine === "sqlite") return Promise.resolve(new SqliteStore(join(dir, "sqlite.db")));
+  if (engine === "sqlite") return SqliteStore.open(join(dir, "sqlite"));
   throw new RangeError(`--engine must be log or sqlite, got ${engine}`);
 }
 
@@ -286,6 +292,7 @@ async function engineMode(dir: string, engine: string): Promise<Record<string, n
       engine,
       "--dir",
       dir,
+      "--in-process",
       "--phase",
       "open",
       "--json",
@@ -332,11 +339,11 @@ async function openPhase(dir: string, engine: string): Promise<Record<string, nu
 
 const dir = flags.dir ?? await Deno.makeTempDir({ prefix: "paxoskv-scale-", dir: root });
 try {
-  const result = flags.engine === undefined
+  const result = !flags["in-process"]
     ? await clusterMode(dir)
     : flags.phase === "open"
-    ? await openPhase(dir, flags.engine)
-    : await engineMode(dir, flags.engine);
+    ? await openPhase(dir, engine)
+    : await engineMode(dir, engine);
   if (flags.json) {
     // deno-lint-ignore no-console
     console.log(JSON.stringify(result));

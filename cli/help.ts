@@ -77,9 +77,9 @@ ${EXIT_HELP}`;
 
 const ACCEPTOR_HELP = `Usage:
   ${RUN} acceptor --data DIR --init --cluster NAME --members IDS --id N
-      [--cluster-id ID] [--keep-versions K] [SERVING OPTIONS]
+      [--cluster-id ID] [--keep-versions K] [--engine E] [SERVING OPTIONS]
   ${RUN} acceptor --data DIR --init --join --cluster NAME --cluster-id ID
-      --id N [--keep-versions K] [SERVING OPTIONS]
+      --id N [--keep-versions K] [--engine E] [SERVING OPTIONS]
   ${RUN} acceptor --data DIR [SERVING OPTIONS]
   ${RUN} acceptor --memory --id N [--members IDS --cluster-id ID]
       [--keep-versions K] [SERVING OPTIONS]
@@ -125,6 +125,12 @@ Options:
   --memory            keep the state in memory only, for tests and demos: it is
                       lost when the process stops, and clients refuse it if it
                       comes back (it has a new instance id at every start)
+  --engine E          the storage engine of a new DIR: log (the default; an
+                      append-only log, an index of every key in memory) or
+                      sqlite (a B-tree on disk: memory bounded, for datasets
+                      larger than memory; docs/storage.md). DIR remembers its
+                      engine: later starts need no --engine, and another
+                      engine than DIR's is refused
   -h, --help          show this help
 
 Serving options:

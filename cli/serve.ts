@@ -8,6 +8,8 @@ import { DEFAULT_MEMORY_QUOTA_BYTES, DEFAULT_QUOTA_BYTES, PaxosAcceptor } from "
 import { DEFAULT_BASE_PORT, type LocalCluster, startCluster } from "../cluster.ts";
 import { ListedStore, serveUi, type UiServer } from "../ui/server.ts";
 import { LogStore } from "../log_store.ts";
+import { SqliteStore } from "../sqlite_store.ts";
+import { engineOf } from "../data_engine.ts";
 import { type AcceptorServer, isLoopback, serveAcceptor } from "../server.ts";
 import { MemoryStore, type Store } from "../store.ts";
 import { hostOpt, intOpt, parseArgs, positionals, required, stringOpt } from "./args.ts";
@@ -43,6 +45,7 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
     port: "string",
     data: "string",
     memory: "boolean",
+    engine: "string",
     "keep-versions": "string",
     "max-connections": "string",
     "handshake-timeout": "string",
@@ -87,6 +90,11 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
       "missing --data DIR (or --memory, for a test acceptor whose state is lost when it stops)",
     );
   }
+  const engineOpt = stringOpt(p, "engine");
+  if (engineOpt !== undefined && engineOpt !== "log" && engineOpt !== "sqlite") {
+    throw new UsageError(`--engine must be log or sqlite, got ${JSON.stringify(engineOpt)}`);
+  }
+  if (engineOpt !== undefined && memory) throw new UsageError("--engine goes with --data");
   const secret = await secretOpt(p);
   const tls = await tlsOpt(p);
   const allowOrigins = originsOpt(p);
@@ -146,9 +154,16 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
   const stop = io.waitForStop();
   let store: Store;
   try {
-    store = dir === undefined ? new MemoryStore() : await LogStore.open(dir, {
-      onEvent: (m, event, fields) => alog.event(STORE_LEVELS[event], event, m, fields),
-    });
+    // A directory keeps the engine it was made with; a new one gets the
+    // one asked for, by default the log.
+    const engine = dir === undefined ? null : engineOpt ?? await engineOf(dir) ?? "log";
+    store = dir === undefined
+      ? new MemoryStore()
+      : engine === "sqlite"
+      ? await SqliteStore.open(dir)
+      : await LogStore.open(dir, {
+        onEvent: (m, event, fields) => alog.event(STORE_LEVELS[event], event, m, fields),
+      });
     if (dir !== undefined && who.create) await writeIdentity(dir, who.record);
   } catch (e) {
     const m = `cannot open its data: ${messageOf(e)}`;

@@ -258,12 +258,14 @@ export async function startDurableAcceptor(
   dir: string,
   timeoutMs = 10_000,
   members: readonly number[] = [0, 1, 2],
+  extra: readonly string[] = [],
 ): Promise<{ server: Server; url: string }> {
   const server = new Server([
     "acceptor",
     "--port",
     "0",
     ...memberFlags(id, members, { data: dir }),
+    ...extra,
   ]);
   try {
     const [url] = await server.waitFor((lines) => lines.length >= 1, timeoutMs);

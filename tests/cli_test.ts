@@ -1194,3 +1194,49 @@ Deno.test("cli: watch prints a line per version as it is chosen, until SIGINT", 
     assert.deepEqual(await stopAll(servers), ["", "", ""]);
   }
 });
+
+Deno.test("cli: acceptor --engine sqlite serves from its data after a restart, which needs no --engine; another engine is refused in one line", async () => {
+  const root = await Deno.makeTempDir({ prefix: "paxoskv-cli-engine-" });
+  try {
+    const dir = join(root, "sqlite");
+    const first = new Server([
+      "acceptor",
+      "--port",
+      "0",
+      ...memberFlags(0, [0], { data: dir }),
+      "--engine",
+      "sqlite",
+    ]);
+    const [url] = await first.waitFor((l) => l.length >= 1);
+    assert.equal(await cliOut("set", "k", "7", "--ver", "0", "--acceptors", url!), "7");
+    assert.deepEqual(await stopAll([first]), [""]);
+    await Deno.stat(join(dir, "acceptor.sqlite"));
+
+    const second = new Server(["acceptor", "--port", "0", "--data", dir]);
+    const [url2] = await second.waitFor((l) => l.length >= 1);
+    try {
+      assert.equal(await cliOut("get", "k", "--ver", "0", "--acceptors", url2!), "7");
+    } finally {
+      assert.deepEqual(await stopAll([second]), [""]);
+    }
+
+    const wrong = await cli("acceptor", "--port", "0", "--data", dir, "--engine", "log");
+    assertOneLineError(wrong, "a sqlite directory opened as a log");
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /holds data of the sqlite engine .*: open it with --engine sqlite/);
+
+    const logDir = join(root, "log");
+    const log = new Server(["acceptor", "--port", "0", ...memberFlags(0, [0], { data: logDir })]);
+    await log.waitFor((l) => l.length >= 1);
+    assert.deepEqual(await stopAll([log]), [""]);
+    const r = await cli("acceptor", "--port", "0", "--data", logDir, "--engine", "sqlite");
+    assertOneLineError(r, "a log directory opened as sqlite");
+    assert.match(r.stderr, /holds data of the log engine .*: open it with --engine log/);
+
+    const bad = await cli("acceptor", "--port", "0", "--data", logDir, "--engine", "lmdb");
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--engine must be log or sqlite, got "lmdb"/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

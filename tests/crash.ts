@@ -15,12 +15,18 @@ export class AcceptorProcess {
   /** Its URL since the last start (the port changes with each start). */
   url = "";
 
-  /** An acceptor with id `id` keeping its state in `dir`. */
-  constructor(readonly id: number, readonly dir: string) {}
+  /** An acceptor with id `id` keeping its state in `dir` (with `engine`, by default the log). */
+  constructor(readonly id: number, readonly dir: string, readonly engine?: "log" | "sqlite") {}
 
   /** Starts it on its data and waits until it listens; returns its URL. */
   async start(): Promise<string> {
-    const { server, url } = await startDurableAcceptor(this.id, this.dir);
+    const { server, url } = await startDurableAcceptor(
+      this.id,
+      this.dir,
+      undefined,
+      undefined,
+      this.engine === undefined ? [] : ["--engine", this.engine],
+    );
     this.server = server;
     this.url = url;
     return url;

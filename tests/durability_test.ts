@@ -36,9 +36,9 @@ class CrashableAcceptor implements AcceptorClient {
   #client: WebSocketAcceptorClient | null = null;
   #onReply: () => void = () => {};
 
-  constructor(readonly id: number, readonly dir: string) {
+  constructor(readonly id: number, readonly dir: string, engine: "log" | "sqlite") {
     this.name = `acceptor-${id}`;
-    this.#process = new AcceptorProcess(id, dir);
+    this.#process = new AcceptorProcess(id, dir, engine);
   }
 
   async start(): Promise<void> {
@@ -109,9 +109,18 @@ function sameValue(a: Value | null, b: Value | null): boolean {
   return show(a) === show(b);
 }
 
-Deno.test("acceptors killed with SIGKILL under load keep every reply they sent", async () => {
+for (const engine of ["log", "sqlite"] as const) {
+  Deno.test(
+    `acceptors killed with SIGKILL under load keep every reply they sent (${engine} engine)`,
+    () => crashTest(engine),
+  );
+}
+
+async function crashTest(engine: "log" | "sqlite"): Promise<void> {
   const root = await Deno.makeTempDir({ prefix: "paxoskv-crash-" });
-  const acceptors = [0, 1, 2].map((i) => new CrashableAcceptor(i, join(root, `acceptor-${i}`)));
+  const acceptors = [0, 1, 2].map((i) =>
+    new CrashableAcceptor(i, join(root, `acceptor-${i}`), engine)
+  );
   // Every value a run returned, per instance: they must all be one value.
   const results = new Map<string, Value[]>();
   let stop = false;
@@ -232,4 +241,4 @@ Deno.test("acceptors killed with SIGKILL under load keep every reply they sent",
     for (const a of acceptors) await a.stop().catch(() => {});
     await Deno.remove(root, { recursive: true });
   }
-});
+}

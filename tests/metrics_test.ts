@@ -4,6 +4,7 @@
  * `/metrics`, whose counts go up with the requests served.
  */
 import assert from "node:assert/strict";
+import { SqliteStore } from "../sqlite_store.ts";
 import { LogStore } from "../log_store.ts";
 import { Histogram, PromText } from "../metrics.ts";
 import { MemoryStore } from "../store.ts";
@@ -158,6 +159,40 @@ Deno.test("on a log store: syncs, group commits and log bytes; /healthz is 503 o
       assert.equal(health.status, "unavailable");
       assert.match(health.reason, /closed/);
       assert.equal(sample((await get(server.port, "/metrics")).body, "paxoskv_up"), 0);
+    }, store);
+  } finally {
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("on a sqlite store: commits, changes and disk bytes; /healthz is 503 once the store is closed", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "paxoskv-metrics-" });
+  const store = await SqliteStore.open(dir);
+  try {
+    await withServer(async (server) => {
+      await withClients(server.url, 1, async ([c]) => {
+        const envs = Array.from(
+          { length: 8 },
+          (_, i) => env("Prepare", req(inst(`g${i}`), bal(1, 1))),
+        );
+        for (const r of await c!.call(envs)) rep(r);
+      });
+      const text = (await get(server.port, "/metrics")).body;
+      assertExposition(text);
+      const commits = sample(text, "paxoskv_syncs_total")!;
+      assert.ok(commits >= 1 && commits <= 8, `commits ${commits}`);
+      assert.equal(sample(text, "paxoskv_changes_total"), 8);
+      assert.ok(sample(text, "paxoskv_log_bytes")! > 0);
+      assert.equal(sample(text, "paxoskv_keys"), 8);
+      const ok = JSON.parse((await get(server.port, "/healthz")).body);
+      assert.equal(ok.keys, 8);
+      assert.ok(ok.logBytes > 0);
+
+      await store.close();
+      const down = await get(server.port, "/healthz");
+      assert.equal(down.status, 503);
+      assert.match(JSON.parse(down.body).reason, /closed/);
     }, store);
   } finally {
     await store.close();
