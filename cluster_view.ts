@@ -23,7 +23,8 @@ interface Cluster {
   readonly url: string;
 }
 
-function configOfHello(c: HelloCluster): MemberConfig {
+/** The membership configuration a member states in its `Hello` reply. */
+export function configOfHello(c: HelloCluster): MemberConfig {
   return {
     epoch: c.epoch ?? 0,
     members: c.members,

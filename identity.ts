@@ -34,7 +34,7 @@
  * @module
  */
 import { join } from "node:path";
-import { MAX_MEMBERS } from "./handshake.ts";
+import { type HelloCluster, MAX_MEMBERS } from "./handshake.ts";
 
 /** The identity an acceptor states at connect. */
 export interface ClusterIdentity {
@@ -100,6 +100,22 @@ export function configOf(id: ClusterIdentity): MemberConfig {
     ...(id.joint === undefined ? {} : { joint: id.joint }),
     ...(id.urls === undefined ? {} : { urls: id.urls }),
     ...(id.cursor === undefined ? {} : { cursor: id.cursor }),
+  };
+}
+
+/** What a member states of itself in its `Hello` reply: its cluster identity, on the wire. */
+export function helloCluster(id: ClusterIdentity): HelloCluster {
+  return {
+    name: id.cluster,
+    id: id.clusterId,
+    member: id.member,
+    members: id.members,
+    keepVersions: id.keepVersions,
+    ...(id.epoch === undefined ? {} : { epoch: id.epoch }),
+    ...(id.joint === undefined ? {} : { joint: id.joint }),
+    ...(id.urls === undefined ? {} : { urls: id.urls }),
+    ...(id.cursor === undefined ? {} : { cursor: id.cursor }),
+    ...(id.joining === true ? { joining: true } : {}),
   };
 }
 

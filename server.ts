@@ -36,6 +36,7 @@ import {
   type ClusterIdentity,
   configOf,
   describeConfig,
+  helloCluster,
   installConfig,
   type MemberConfig,
   randomId,
@@ -611,18 +612,7 @@ class Peer {
       proof?: Uint8Array;
     } = { instance, peers: peers?.map ?? new Map() };
     if (identity !== undefined) {
-      reply.cluster = {
-        name: identity.cluster,
-        id: identity.clusterId,
-        member: identity.member,
-        members: identity.members,
-        keepVersions: identity.keepVersions,
-        ...(identity.epoch === undefined ? {} : { epoch: identity.epoch }),
-        ...(identity.joint === undefined ? {} : { joint: identity.joint }),
-        ...(identity.urls === undefined ? {} : { urls: identity.urls }),
-        ...(identity.cursor === undefined ? {} : { cursor: identity.cursor }),
-        ...(identity.joining === true ? { joining: true } : {}),
-      };
+      reply.cluster = helloCluster(identity);
     }
     if (secret !== undefined) {
       const ours = newNonce();

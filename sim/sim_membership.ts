@@ -17,9 +17,8 @@
 import type { Random } from "../clock.ts";
 import { quorumFor } from "../connect.ts";
 import type { DiscoveredCluster } from "../connect.ts";
-import { ClusterView } from "../cluster_view.ts";
+import { ClusterView, configOfHello } from "../cluster_view.ts";
 import { AcceptorError, NotEnoughQuorumError, TrustError } from "../errors.ts";
-import type { HelloReply } from "../handshake.ts";
 import { allMembers, type ClusterIdentity, makeIdentity, type MemberConfig } from "../identity.ts";
 import { askQuorum, membersMajority, quorumOf, type QuorumSystem } from "../quorum.ts";
 import {
@@ -82,18 +81,6 @@ function linkTo(r: SimReach, url: string, epoch?: number): SimLink {
   });
 }
 
-function configOfHello(h: HelloReply): MemberConfig | null {
-  const c = h.cluster;
-  if (c === undefined) return null;
-  return {
-    epoch: c.epoch ?? 0,
-    members: c.members,
-    ...(c.joint === undefined ? {} : { joint: c.joint }),
-    ...(c.urls === undefined ? {} : { urls: c.urls }),
-    ...(c.cursor === undefined ? {} : { cursor: c.cursor }),
-  };
-}
-
 /**
  * Asks the nodes at `urls` who they are, as `discoverCluster` does: the
  * newest configuration a member states, the members that answered, and the
@@ -122,7 +109,7 @@ export async function simDiscover(
       joining.set(c.member, u);
       return;
     }
-    const mine = configOfHello(a.value)!;
+    const mine = configOfHello(c);
     members.set(c.member, u);
     epochs.set(c.member, mine.epoch);
     if (config === null || mine.epoch > config.epoch) config = mine;

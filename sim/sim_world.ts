@@ -22,7 +22,13 @@ import type { Random } from "../clock.ts";
 import type { ConfigRequest } from "../codec.ts";
 import { AcceptorError } from "../errors.ts";
 import type { HelloReply } from "../handshake.ts";
-import { checkConfig, type ClusterIdentity, configOf, type MemberConfig } from "../identity.ts";
+import {
+  checkConfig,
+  type ClusterIdentity,
+  configOf,
+  helloCluster,
+  type MemberConfig,
+} from "../identity.ts";
 import type { MemberClient } from "../reconfigure.ts";
 import { Membership } from "../server.ts";
 import { type Store, Versions } from "../store.ts";
@@ -264,18 +270,7 @@ export function simHello(identity: ClusterIdentity): HelloReply {
   return {
     instance: identity.instance,
     peers: new Map(),
-    cluster: {
-      name: identity.cluster,
-      id: identity.clusterId,
-      member: identity.member,
-      members: identity.members,
-      keepVersions: identity.keepVersions,
-      ...(identity.epoch === undefined ? {} : { epoch: identity.epoch }),
-      ...(identity.joint === undefined ? {} : { joint: identity.joint }),
-      ...(identity.urls === undefined ? {} : { urls: identity.urls }),
-      ...(identity.cursor === undefined ? {} : { cursor: identity.cursor }),
-      ...(identity.joining === true ? { joining: true } : {}),
-    },
+    cluster: helloCluster(identity),
   };
 }
 
