@@ -126,19 +126,35 @@ Deno.test("/healthz answers 200 with JSON; /metrics counts requests by op and ou
   }, store);
 });
 
+// One frame of 8 promises on different keys: one group commit or a few.
+async function promiseEight(url: string): Promise<void> {
+  await withClients(url, 1, async ([c]) => {
+    const envs = Array.from(
+      { length: 8 },
+      (_, i) => env("Prepare", req(inst(`g${i}`), bal(1, 1))),
+    );
+    for (const r of await c!.call(envs)) rep(r);
+  });
+}
+
+// Once its store is closed, the acceptor says it is down: /healthz 503
+// naming why, and paxoskv_up 0.
+async function assertDownOnceClosed(port: number, store: { close(): Promise<void> }) {
+  await store.close();
+  const down = await get(port, "/healthz");
+  assert.equal(down.status, 503);
+  const health = JSON.parse(down.body);
+  assert.equal(health.status, "unavailable");
+  assert.match(health.reason, /closed/);
+  assert.equal(sample((await get(port, "/metrics")).body, "paxoskv_up"), 0);
+}
+
 Deno.test("on a log store: syncs, group commits and log bytes; /healthz is 503 once the store is closed", async () => {
   const dir = await Deno.makeTempDir({ prefix: "paxoskv-metrics-" });
   const store = await LogStore.open(dir);
   try {
     await withServer(async (server) => {
-      await withClients(server.url, 1, async ([c]) => {
-        // One frame of 8 promises on different keys: one group commit or a few.
-        const envs = Array.from(
-          { length: 8 },
-          (_, i) => env("Prepare", req(inst(`g${i}`), bal(1, 1))),
-        );
-        for (const r of await c!.call(envs)) rep(r);
-      });
+      await promiseEight(server.url);
       const text = (await get(server.port, "/metrics")).body;
       assertExposition(text);
       const syncs = sample(text, "paxoskv_syncs_total")!;
@@ -152,13 +168,7 @@ Deno.test("on a log store: syncs, group commits and log bytes; /healthz is 503 o
       assert.equal(ok.logBytes, store.stats.logBytes);
       assert.equal(ok.keys, 8);
 
-      await store.close();
-      const down = await get(server.port, "/healthz");
-      assert.equal(down.status, 503);
-      const health = JSON.parse(down.body);
-      assert.equal(health.status, "unavailable");
-      assert.match(health.reason, /closed/);
-      assert.equal(sample((await get(server.port, "/metrics")).body, "paxoskv_up"), 0);
+      await assertDownOnceClosed(server.port, store);
     }, store);
   } finally {
     await store.close();
@@ -171,13 +181,7 @@ Deno.test("on a sqlite store: commits, changes and disk bytes; /healthz is 503 o
   const store = await SqliteStore.open(dir);
   try {
     await withServer(async (server) => {
-      await withClients(server.url, 1, async ([c]) => {
-        const envs = Array.from(
-          { length: 8 },
-          (_, i) => env("Prepare", req(inst(`g${i}`), bal(1, 1))),
-        );
-        for (const r of await c!.call(envs)) rep(r);
-      });
+      await promiseEight(server.url);
       const text = (await get(server.port, "/metrics")).body;
       assertExposition(text);
       const commits = sample(text, "paxoskv_syncs_total")!;
@@ -189,10 +193,7 @@ Deno.test("on a sqlite store: commits, changes and disk bytes; /healthz is 503 o
       assert.equal(ok.keys, 8);
       assert.ok(ok.logBytes > 0);
 
-      await store.close();
-      const down = await get(server.port, "/healthz");
-      assert.equal(down.status, 503);
-      assert.match(JSON.parse(down.body).reason, /closed/);
+      await assertDownOnceClosed(server.port, store);
     }, store);
   } finally {
     await store.close();
