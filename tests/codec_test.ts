@@ -18,6 +18,7 @@ import {
   MAX_FRAME_COST,
   MAX_KEY_BYTES,
   MAX_VALUE_BYTES,
+  parseLatestRequest,
   type ReplyEnvelope,
   type RequestEnvelope,
   type RequestItem,
@@ -1020,4 +1021,16 @@ Deno.test("Keys (kv extension): requests and replies round-trip; a bad limit or 
   ]);
   const unsorted = encodeFrame({ Rid: 5, Rep: { Keys: ["b", "a"], More: false } });
   assert.throws(() => decodeReplyFrame(unsorted, () => "Keys"), /Rep\.Keys\[1\].*ascending/);
+});
+
+Deno.test("a Latest request's Bal (folded phase 1) is a ballot or nothing: anything else is refused naming the field", () => {
+  assert.deepEqual(parseLatestRequest({ Key: "k" }, "Req"), { Key: "k" });
+  assert.deepEqual(parseLatestRequest({ Key: "k", Bal: { N: 2n, ProposerId: 7n } }, "Req"), {
+    Key: "k",
+    Bal: { N: 2n, ProposerId: 7n },
+  });
+  // (A missing N or ProposerId is 0, as every ballot on the wire.)
+  for (const bad of ["x", 5, true, { N: "1" }, { N: 1n, ProposerId: 2n ** 63n }]) {
+    assert.throws(() => parseLatestRequest({ Key: "k", Bal: bad }, "Req"), /Req\.Bal/);
+  }
 });
