@@ -21,6 +21,7 @@ import type {
 import {
   ballotEquals,
   EMPTY_ACCEPTOR,
+  firstWriteBallot,
   formatBallot,
   GE,
   INT64_MAX,
@@ -342,12 +343,28 @@ export class PaxosAcceptor {
    * round trip. Where that Prepare would be refused (below the floor, past
    * the quota, a ballot too far, the key's queue full), the reply is a plain
    * Latest.
+   *
+   * With a `first` value as well, and nothing of the key held here, it
+   * votes `first` in version 0 instead, at the round-0 ballot of `promise`
+   * (see {@link PaxosAcceptor.acceptFirst}): the reply is the Latest after
+   * that vote.
    */
-  latest(key: string, promise?: BallotNum, caller?: Caller): Promise<LatestReply> {
+  latest(
+    key: string,
+    promise?: BallotNum,
+    first?: Value,
+    caller?: Caller,
+  ): Promise<LatestReply> {
     // (When the key's queue is full, the promise is left out rather than the
     // Latest refused: the writer then runs phase 1 itself, and retries it.)
     if (promise !== undefined && !this.#queueFull(key, caller)) {
-      return this.#inTurn(key, caller, () => this.#promiseAfterLatest(key, promise, caller));
+      return this.#inTurn(
+        key,
+        caller,
+        () =>
+          (first === undefined ? null : this.acceptFirst(key, promise, first, caller)) ??
+            this.#promiseAfterLatest(key, promise, caller),
+      );
     }
     try {
       const reply = latestReply(this.#store, key);
@@ -382,6 +399,45 @@ export class PaxosAcceptor {
     const state = { LastBal: bal, Val: null, VBal: ZERO_BALLOT };
     if (held === undefined && !this.#roomFor(next, state)) return latest;
     return this.#afterWrites(this.#store.put(next, state), undefined, () => reply);
+  }
+
+  /**
+   * The first write folded into its Latest (kv extension: a `Latest` with
+   * `Bal` and `Val`). Where this acceptor holds nothing of the key (no vote
+   * in any version, no floor, nothing promised at version 0), it votes
+   * `val` in version 0 at the round-0 ballot of `bal`
+   * ({@link firstWriteBallot}), promises `bal` there (as a Prepare at `bal`
+   * after that vote would), and promises `bal` at version 1 (as an Accept
+   * with `Next`), all in one sync. Each acceptor casts at most one round-0
+   * vote per key, so when every acceptor holds the same one, it is chosen:
+   * a first write in one round trip. When only a quorum votes, they
+   * promised `bal` and hold no higher vote: the writer may Accept there at
+   * `bal`. Returns the Latest reply after the vote, or null where it does
+   * not vote: the request is then served as a plain folded phase 1.
+   * Callers serve it in the key's turn.
+   */
+  acceptFirst(
+    key: string,
+    bal: BallotNum,
+    val: Value,
+    caller?: Caller,
+  ): LatestReply | Promise<LatestReply> | null {
+    const { Ver, Floor } = this.#store.latest(key);
+    const id = { Key: key, Ver: 0n };
+    const untouched = Ver < 0n && Floor === 0n && this.#store.get(id) === undefined;
+    if (!untouched || bal.N < 1n || bal.N > MAX_BALLOT_STEP) return null;
+    const vbal = firstWriteBallot(bal);
+    const state = { LastBal: bal, Val: val, VBal: vbal };
+    if (!this.#roomFor(id, state)) return null;
+    this.#charge(caller, val);
+    const vote = this.#store.put(id, state);
+    const nextBal = this.#store.get({ Key: key, Ver: 1n })?.LastBal ?? ZERO_BALLOT;
+    const next = this.#promiseNext(id, bal);
+    const reply: LatestReply = { Ver: 0n, Floor: 0n, Val: val, VBal: vbal };
+    return this.#afterWrites(vote, next.written, () => {
+      this.#retain(id);
+      return next.made ? { ...reply, NextBal: nextBal } : reply;
+    });
   }
 
   /**

@@ -56,6 +56,13 @@ export interface LatestRequest {
    * phase 1 folded into its Latest. Acceptors that do not know it ignore it.
    */
   readonly Bal?: BallotNum;
+  /**
+   * With `Bal`: a first write's value, voted at `Bal` in version 0 when
+   * this acceptor holds nothing of the key (see `PaxosAcceptor.latest`):
+   * a first write folded into its Latest. Acceptors that do not know it
+   * ignore it.
+   */
+  readonly Val?: Value;
 }
 
 /** The request of the kv extension's `Keys`: a page of the keys an acceptor holds. */
@@ -351,7 +358,9 @@ function wireRequest(r: RequestEnvelope): unknown {
     case "Latest":
       return r.Req.Bal === undefined
         ? { Key: r.Req.Key }
-        : { Key: r.Req.Key, Bal: wireBallot(r.Req.Bal) };
+        : r.Req.Val === undefined
+        ? { Key: r.Req.Key, Bal: wireBallot(r.Req.Bal) }
+        : { Key: r.Req.Key, Bal: wireBallot(r.Req.Bal), Val: wireValue(r.Req.Val) };
     case "Keys":
       return r.Req.End === undefined
         ? { From: r.Req.From, Limit: r.Req.Limit }
@@ -686,12 +695,21 @@ export function parseInstanceId(x: unknown, path: string): PaxosInstanceId {
   return { Key: parseKey(m, path), Ver: parseInt64(m.Ver ?? 0, `${path}.Ver`) };
 }
 
-/** Reads a `Latest` request map (kv extension): the key, and maybe a ballot to promise. */
+/**
+ * Reads a `Latest` request map (kv extension): the key, maybe a ballot to
+ * promise, and with it maybe a first write's value (a `Val` without `Bal`
+ * is refused: it could be voted at no ballot).
+ */
 export function parseLatestRequest(x: unknown, path: string): LatestRequest {
   const key = parseKey(x, path);
-  const bal = asMap(x, path).Bal;
-  if (bal === undefined || bal === null) return { Key: key };
-  return { Key: key, Bal: parseBallot(bal, `${path}.Bal`) };
+  const { Bal: bal, Val: val } = asMap(x, path);
+  const noVal = val === undefined || val === null;
+  if (bal === undefined || bal === null) {
+    if (!noVal) bad(`${path}.Bal`, "a BallotNum with Val (a first write's ballot)", bal);
+    return { Key: key };
+  }
+  const withBal = { Key: key, Bal: parseBallot(bal, `${path}.Bal`) };
+  return noVal ? withBal : { ...withBal, Val: parseValue(val, `${path}.Val`) };
 }
 
 /** Reads a `Latest` reply map (kv extension). */

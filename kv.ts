@@ -60,7 +60,17 @@ import {
 import type { KvAcceptorClient } from "./transport.ts";
 import { traceAcceptors, type Tracer } from "./trace.ts";
 import type { BallotNum, DataValue, LatestReply, Value } from "./types.ts";
-import { ballotEquals, GE, INT64_MAX, isInt64, MAX_BALLOT_STEP, ZERO_BALLOT } from "./types.ts";
+import {
+  ballotEquals,
+  chosenAtTop,
+  firstWriteBallot,
+  GE,
+  INT64_MAX,
+  isFirstWriteBallot,
+  isInt64,
+  MAX_BALLOT_STEP,
+  ZERO_BALLOT,
+} from "./types.ts";
 
 export { type KvWatchEvent, KvWatchIterator, type KvWatchOptions, type KvWatchSelector };
 
@@ -564,6 +574,7 @@ export class Kv {
         clock: this.#clock,
         random: this.#random,
         latest: (key) => this.#askLatest(key, deadline()),
+        acceptors: this.#acceptors.length,
         peek: (key, ver) =>
           new PaxosProposer({ Id: { Key: key, Ver: ver }, Bal: ZERO_BALLOT }, this.#proposerOpts)
             .peekChosen(this.#acceptors, this.#quorum),
@@ -610,17 +621,29 @@ export class Kv {
     // anywhere else, or the one write could be chosen twice.
     let unsettled: bigint | null = null;
     const refusals = { n: 0 };
+    // The Latest replies of the first write, when the loop may go on from them.
+    let look: FirstLook | null = null;
     if (
       promised !== undefined && opts.ifAbsent !== true && opts.ifPresent !== true &&
       (opts.ifVersion === undefined || opts.ifVersion === promised.ver - 1n)
     ) {
       if (await this.#fastWrite(key, promised.ver, value, refusals)) return promised.ver;
       unsettled = promised.ver;
+    } else if (promised === undefined && opts.ifPresent !== true && opts.ifVersion === undefined) {
+      // A key this client holds no promise of may be new: try the first
+      // write (#writeFirst). When it may have left votes for our value in
+      // version 0, that version is settled as a short write's would be.
+      const first = await this.#writeFirst(key, value, deadline);
+      if (first.chosen) return 0n;
+      if (first.votes) unsettled = 0n;
+      look = first.look;
     }
     for (;;) {
-      // Latest, with phase 1 of the next version folded in (foldedPhase1).
-      const bal = { N: 1n, ProposerId: this.#randomId() };
-      const { latest, replies } = await this.#latestAsking(key, deadline, bal);
+      // Latest, with phase 1 of the next version folded in (foldedPhase1);
+      // or the first write's, which is one too.
+      const bal = look?.bal ?? { N: 1n, ProposerId: this.#randomId() };
+      const { latest, replies } = await this.#latestAsking(key, deadline, bal, look?.replies);
+      look = null;
       if (latest.value?.Wid === wid) return latest.version;
       // Versions are dense: `unsettled` holds a chosen value. Ours? (Not if
       // every acceptor refused the short write, the usual case when another
@@ -713,6 +736,49 @@ export class Kv {
     return true;
   }
 
+  // The first write of a key in one round trip (the kv extension's Latest
+  // with `Val`, see PaxosAcceptor.acceptFirst): each acceptor that holds
+  // nothing of the key votes our value in version 0 at the round-0 ballot
+  // of `bal`, promising `bal` there and at version 1. Every acceptor's vote
+  // chooses it (Fast Paxos: a round-0 vote counts only from all of them).
+  // A quorum's votes are phase 1 of version 0 at `bal`, done, with our
+  // value the highest vote: one Accept at `bal` chooses it (two round trips,
+  // when an acceptor is down or slow). Otherwise the key is not new (or
+  // another first write raced ours): the replies are then a folded phase 1
+  // (each acceptor that did not vote promised `bal` after its highest
+  // vote), which the write goes on from (`look`), unless an Accept went out
+  // at `bal`. `votes`: ours may have round-0 votes, which a reader could
+  // finish.
+  async #writeFirst(
+    key: string,
+    value: Value,
+    deadline: number,
+  ): Promise<{ chosen: boolean; votes: boolean; look: FirstLook | null }> {
+    const bal = { N: 1n, ProposerId: this.#randomId() };
+    const round0 = firstWriteBallot(bal);
+    const { replies, from } = await this.#askLatestFrom(key, deadline, undefined, bal, value);
+    const ours = from.filter((_, i) => {
+      const r = replies[i]!;
+      return r.Ver === 0n && ballotEquals(r.VBal, round0);
+    });
+    if (ours.length === this.#acceptors.length) {
+      // Each of them also promised `bal` at version 1, if nobody had.
+      if (foldedPhase1(replies, bal) === 1n) this.#promised.set(key, { ver: 1n, bal });
+      return { chosen: true, votes: true, look: null };
+    }
+    if (this.#quorum.isQuorum(ours)) {
+      this.#promised.set(key, { ver: 0n, bal });
+      const chosen = await this.#fastWrite(key, 0n, value);
+      return { chosen, votes: true, look: null };
+    }
+    // (An acceptor that did not answer may have voted ours, unless version 0
+    // was decided before: an answer from above it says so, versions being
+    // dense.)
+    const votes = ours.length > 0 ||
+      (replies.length < this.#acceptors.length && replies.every((r) => r.Ver < 1n));
+    return { chosen: false, votes, look: { bal, replies } };
+  }
+
   // A run at a version where our write may have votes: the value chosen
   // there (with `val`, our write's full run; with null, a read that settles
   // a short write). When the acceptors no longer keep that version (other
@@ -751,9 +817,11 @@ export class Kv {
     key: string,
     deadline: number,
     promise?: BallotNum,
+    asked?: readonly LatestReply[],
   ): Promise<{ latest: Latest; replies: readonly LatestReply[] }> {
     for (let seen = -2n;;) {
-      const replies = await this.#askLatest(key, deadline, undefined, promise);
+      const replies = asked ?? await this.#askLatest(key, deadline, undefined, promise);
+      asked = undefined;
       const top = replies.reduce((max, r) => r.Ver > max ? r.Ver : max, -1n);
       try {
         return { latest: await this.#latestOf(key, replies, deadline), replies };
@@ -780,13 +848,8 @@ export class Kv {
     // The usual case: the whole quorum holds one vote, at one ballot, at
     // the top version. Then that value is chosen: nothing more to ask.
     // (`replies` are a quorum's: #askLatest returns no fewer.)
-    const first = replies[0];
-    if (
-      top >= 0n && first !== undefined && first.Val !== null &&
-      replies.every((r) => r.Ver === top && r.Val !== null && ballotEquals(r.VBal, first.VBal))
-    ) {
-      return { version: top, value: first.Val };
-    }
+    const chosen = chosenAtTop(replies, this.#acceptors.length);
+    if (chosen !== null) return { version: top, value: chosen };
     for (let v = top; v >= floor && v >= 0n; v--) {
       const value = await this.#run(key, v, null, deadline);
       if (value !== null) return { version: v, value };
@@ -807,10 +870,35 @@ export class Kv {
     what = `find the latest version of ${JSON.stringify(key)}`,
     promise?: BallotNum,
   ): Promise<readonly LatestReply[]> {
+    return (await this.#askLatestFrom(key, deadline, what, promise)).replies;
+  }
+
+  // #askLatest, and the index of the acceptor each reply came from; with
+  // `first`, a first write's value (see #writeFirst). When the replies hold
+  // a first write's round-0 vote (or carry one), the replies still out are
+  // waited for a little (FIRST_WRITE_GRACE): only every acceptor's tells
+  // whether that vote is chosen.
+  async #askLatestFrom(
+    key: string,
+    deadline: number,
+    what = `find the latest version of ${JSON.stringify(key)}`,
+    promise?: BallotNum,
+    first?: Value,
+  ): Promise<{ replies: readonly LatestReply[]; from: readonly number[] }> {
     this.#refuseOverV1();
     const quorum = this.#quorum;
-    const ask = (a: KvAcceptorClient) =>
-      (promise === undefined ? a.latest(key) : a.latest(key, promise)).catch((e) => {
+    const asked = (a: KvAcceptorClient) =>
+      promise === undefined
+        ? a.latest(key)
+        : first === undefined
+        ? a.latest(key, promise)
+        : a.latest(key, promise, first);
+    // Every reply, also those after the quorum's, in order of arrival.
+    const all: { reply: LatestReply; from: number }[] = [];
+    const settled: Promise<unknown>[] = [];
+    const ask = (a: KvAcceptorClient) => {
+      const from = this.#acceptors.indexOf(a);
+      const reply = asked(a).then((r) => (all.push({ reply: r, from }), r)).catch((e) => {
         if (e instanceof AcceptorError && e.code === "UnknownOp") {
           this.#v1Only ??= new AcceptorError(
             "UnknownOp",
@@ -821,6 +909,10 @@ export class Kv {
         }
         throw e;
       });
+      settled.push(reply.catch(() => {}));
+      return reply;
+    };
+    const start = this.#clock.now();
     // When the quorum is out of reach, the replies still out are waited
     // for, until one is a StaleMembership: that then wins over "too many
     // failed" also when the unreachable members failed first.
@@ -839,7 +931,16 @@ export class Kv {
       need: quorumNeed(quorum),
     });
     this.#refuseOverV1();
-    if (out.ok) return out.replies;
+    if (out.ok) {
+      const roundZero = first !== undefined || out.replies.some((r) => isFirstWriteBallot(r.VBal));
+      if (!roundZero) return { replies: out.replies, from: out.from };
+      if (all.length < this.#acceptors.length) {
+        const grace = Math.max(FIRST_WRITE_GRACE_MS, this.#clock.now() - start);
+        await this.#within(Promise.all(settled), Math.min(grace, deadline - this.#clock.now()));
+        this.#refuseOverV1();
+      }
+      return { replies: all.map((x) => x.reply), from: all.map((x) => x.from) };
+    }
     // A member of a newer membership refused this client: say so, naming it.
     const stale = out.errors.find((e) =>
       e instanceof AcceptorError && e.code === "StaleMembership"
@@ -852,6 +953,16 @@ export class Kv {
           out.failures.length ? `; ${out.failures.join("; ")}` : ""
         }`,
     );
+  }
+
+  // Waits for `p`, or `ms` on the clock, whichever comes first.
+  async #within(p: Promise<unknown>, ms: number): Promise<void> {
+    let timer: unknown;
+    const timeout = new Promise<void>((resolve) => {
+      timer = this.#clock.setTimer(resolve, Math.max(0, ms));
+    });
+    await Promise.race([p, timeout]);
+    this.#clock.clearTimer(timer);
   }
 
   #refuseOverV1(): void {
@@ -905,6 +1016,18 @@ export class Kv {
     }
   }
 }
+
+// A first write's Latest (see #writeFirst): its ballot and replies.
+interface FirstLook {
+  readonly bal: BallotNum;
+  readonly replies: readonly LatestReply[];
+}
+
+// How long Latest waits, at least, for the replies still out after a
+// quorum's when a first write's round-0 vote is in play (or as long as the
+// quorum took, when longer): every acceptor's vote is needed to know it
+// chosen. An acceptor down costs that wait, then the slower path.
+const FIRST_WRITE_GRACE_MS = 2;
 
 // The folded phase 1 (kv extension: a Latest that carries a ballot): the
 // version whose phase 1 at `bal` the Latest replies of a quorum complete,

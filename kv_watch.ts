@@ -21,7 +21,7 @@
 import { backoff, type Clock, type Random } from "./clock.ts";
 import { NotEnoughQuorumError } from "./errors.ts";
 import type { DataValue, LatestReply, Value } from "./types.ts";
-import { ballotEquals } from "./types.ts";
+import { chosenAtTop } from "./types.ts";
 
 /**
  * One chosen version of a watched key: its value, or that it is a deletion
@@ -62,6 +62,8 @@ export interface WatchSource {
   readonly random: Random;
   /** A quorum's `Latest` replies for a key; a {@link NotEnoughQuorumError} when none answers. */
   latest(key: string): Promise<readonly LatestReply[]>;
+  /** How many acceptors there are (see `chosenAtTop`). */
+  readonly acceptors: number;
   /** The value a quorum holds at one ballot at a version (chosen), or null: no write. */
   peek(key: string, version: bigint): Promise<Value | null>;
   /** A Paxos read of a version: the chosen value (finished first), or null when none was voted. */
@@ -234,22 +236,15 @@ export class KvWatchIterator implements AsyncIterableIterator<KvWatchEvent> {
       if (r.Floor > floor) floor = r.Floor;
     }
     let n = 0;
-    const first = replies[0]!;
+    const atTop = chosenAtTop(replies, this.#src.acceptors);
     while (v <= top && !this.#done) {
       // Versions at or above the floor, up to PEEKS_AT_ONCE, peeked at once.
       const end = v + BigInt(PEEKS_AT_ONCE) - 1n < top ? v + BigInt(PEEKS_AT_ONCE) - 1n : top;
       const peeked = v < floor ? [] : await Promise.all(
         Array.from({ length: Number(end - v) + 1 }, (_, i) => {
           const ver = v + BigInt(i);
-          if (
-            ver === top && first.Val !== null &&
-            replies.every((r) =>
-              r.Ver === top && r.Val !== null && ballotEquals(r.VBal, first.VBal)
-            )
-          ) {
-            // The whole quorum voted it at one ballot: chosen.
-            return Promise.resolve(first.Val);
-          }
+          // The whole quorum voted it at one ballot: chosen.
+          if (ver === top && atTop !== null) return Promise.resolve(atTop);
           return this.#src.peek(key, ver);
         }),
       );

@@ -8,7 +8,14 @@
  * @module
  */
 import type { Acceptor, BallotNum, PaxosInstanceId, Proposer, Value } from "./types.ts";
-import { formatBallot, GE, INT64_MAX, MAX_BALLOT_STEP, ZERO_BALLOT } from "./types.ts";
+import {
+  formatBallot,
+  GE,
+  INT64_MAX,
+  isFirstWriteBallot,
+  MAX_BALLOT_STEP,
+  ZERO_BALLOT,
+} from "./types.ts";
 import { AcceptorError, NotEnoughQuorumError } from "./errors.ts";
 import type { AcceptorClient } from "./transport.ts";
 import {
@@ -232,8 +239,14 @@ export class PaxosProposer {
     const out = await askQuorum(acceptors, (a) => a.request("Prepare", req), {
       need: quorum,
       clock: this.#clock,
-      // Only votes count, and only a quorum of votes at one ballot.
-      judge: (rep) => rep.Val !== null || "no vote",
+      // Only votes count, and only a quorum of votes at one ballot (not a
+      // first write's round-0 ballot: only every acceptor's votes choose it).
+      judge: (rep) =>
+        rep.Val === null
+          ? "no vote"
+          : isFirstWriteBallot(rep.VBal)
+          ? "a first write's vote (chosen only by every acceptor's)"
+          : true,
       groupOf: (rep) => formatBallot(rep.VBal),
     });
     this.#tracer?.event({

@@ -49,7 +49,7 @@ import {
   type QuorumSystem,
 } from "./quorum.ts";
 import { type KeysAcceptorClient, WebSocketAcceptorClient } from "./transport.ts";
-import { ballotEquals } from "./types.ts";
+import { ballotEquals, isFirstWriteBallot } from "./types.ts";
 
 /** A change of membership: add a member, remove one, or replace one by another. */
 export type MemberChange =
@@ -707,7 +707,11 @@ async function settleKey(
     return vote !== undefined && r.Ver === top && r.Val !== null &&
       ballotEquals(r.VBal, vote.VBal);
   });
-  const topHeld = top >= 0n && quorum.isQuorum(voters);
+  // (Not a first write's round-0 vote: a new member holds none, and a read
+  // chooses it again at a ballot above round 0, which any round-0 vote the
+  // new member may cast later cannot outrank.)
+  const topHeld = top >= 0n && quorum.isQuorum(voters) &&
+    (vote === undefined || !isFirstWriteBallot(vote.VBal));
   for (let v = floor; v <= (topHeld ? top - 1n : top); v++) {
     try {
       await kv.getVersion(key, v);

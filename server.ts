@@ -346,6 +346,17 @@ export class Membership {
     return run;
   }
 
+  /**
+   * Whether this member is new in the joint configuration held: it may not
+   * yet hold what was chosen before it joined (the catch-up brings it), so
+   * it casts no first write's round-0 vote (see `PaxosAcceptor.acceptFirst`).
+   */
+  get catchingUp(): boolean {
+    const id = this.#identity;
+    const joint = configOf(id).joint;
+    return id.joining === true || (joint !== undefined && !joint.includes(id.member));
+  }
+
   /** Why a connection bound to `epoch` may not be served now, or null. */
   staleness(epoch: number): string | null {
     const id = this.#identity;
@@ -557,7 +568,12 @@ class Peer {
     }
     try {
       const rep = item.Op === "Latest"
-        ? await this.#acceptor.latest(item.Req.Key, item.Req.Bal, caller)
+        ? await this.#acceptor.latest(
+          item.Req.Key,
+          item.Req.Bal,
+          membership?.catchingUp === true ? undefined : item.Req.Val,
+          caller,
+        )
         : item.Op === "Keys"
         ? await this.#acceptor.keys(item.Req.From, item.Req.Limit, item.Req.End, caller)
         : await this.#acceptor.request(item.Op, item.Req, caller);

@@ -15,7 +15,7 @@
  * @module
  */
 import type { Acceptor, BallotNum, LatestReply, Op, Proposer, Value } from "./types.ts";
-import { GE } from "./types.ts";
+import { ballotEquals, firstWriteBallot, GE } from "./types.ts";
 import type { AcceptorClient, KvAcceptorClient } from "./transport.ts";
 
 /** A request a proposer sends: the seed's two, and the kv extension's `Latest`. */
@@ -25,7 +25,7 @@ export type TraceOp = Op | "Latest";
 export type TraceVerdict =
   /** A Prepare reply whose last ballot is not above the request's: it promised. */
   | "promised"
-  /** An Accept reply whose last ballot is not above the request's: it voted. */
+  /** An Accept reply whose last ballot is not above the request's (or a first write's Latest that voted): it voted. */
   | "voted"
   /** A reply whose last ballot is above the request's: it promised a higher one. */
   | "refused"
@@ -217,15 +217,21 @@ class TracedClient implements KvAcceptorClient {
     });
   }
 
-  latest(key: string, promise?: BallotNum): Promise<LatestReply> {
+  latest(key: string, promise?: BallotNum, first?: Value): Promise<LatestReply> {
     const acceptor = this.name;
     const inner = this.#inner;
     if (inner.latest === undefined) {
       return Promise.reject(new TypeError(`${acceptor} does not serve Latest`));
     }
     const bal = promise === undefined ? {} : { bal: promise };
-    this.#tracer.event({ kind: "send", acceptor, op: "Latest", key, ...bal });
-    return (promise === undefined ? inner.latest(key) : inner.latest(key, promise)).then((rep) => {
+    const val = first === undefined ? {} : { val: first };
+    this.#tracer.event({ kind: "send", acceptor, op: "Latest", key, ...bal, ...val });
+    const asked = promise === undefined
+      ? inner.latest(key)
+      : first === undefined
+      ? inner.latest(key, promise)
+      : inner.latest(key, promise, first);
+    return asked.then((rep) => {
       // With a ballot, the reply is also the Prepare of version Ver+1.
       const folded = promise === undefined || rep.NextBal === undefined
         ? {}
@@ -236,7 +242,11 @@ class TracedClient implements KvAcceptorClient {
         op: "Latest",
         key,
         ...folded,
-        verdict: promise === undefined || rep.NextBal === undefined
+        // With a first value, a reply at version 0 with its round-0 ballot voted it.
+        verdict: first !== undefined && promise !== undefined && rep.Ver === 0n &&
+            ballotEquals(rep.VBal, firstWriteBallot(promise))
+          ? "voted"
+          : promise === undefined || rep.NextBal === undefined
           ? "answered"
           : GE(promise, rep.NextBal)
           ? "promised"

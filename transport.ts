@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { Acceptor, BallotNum, KeysReply, LatestReply, Op, Proposer } from "./types.ts";
+import type { Acceptor, BallotNum, KeysReply, LatestReply, Op, Proposer, Value } from "./types.ts";
 import type { Clock, Random } from "./clock.ts";
 import { backoff, mathRandom, systemClock } from "./clock.ts";
 import {
@@ -59,9 +59,12 @@ export interface KvAcceptorClient extends AcceptorClient {
    * floor. With `promise`, the acceptor also promises that ballot at the
    * version after it, as a Prepare there would, and replies the promise it
    * held there as `NextBal` (an acceptor that does not know this answers a
-   * plain Latest).
+   * plain Latest). With `first` too, an acceptor that holds nothing of the
+   * key votes `first` at `promise` in version 0 (a first write folded into
+   * its Latest, see `PaxosAcceptor.acceptFirst`), and replies the Latest
+   * after that vote.
    */
-  latest(key: string, promise?: BallotNum): Promise<LatestReply>;
+  latest(key: string, promise?: BallotNum, first?: Value): Promise<LatestReply>;
 }
 
 /**
@@ -298,10 +301,15 @@ export class WebSocketAcceptorClient implements KeysAcceptorClient {
 
   /**
    * Sends the kv extension's `Latest` for a key (with a ballot to promise
-   * at the next version, when given) and resolves with the reply.
+   * at the next version, and a first write's value, when given) and
+   * resolves with the reply.
    */
-  latest(key: string, promise?: BallotNum): Promise<LatestReply> {
-    const req = promise === undefined ? { Key: key } : { Key: key, Bal: promise };
+  latest(key: string, promise?: BallotNum, first?: Value): Promise<LatestReply> {
+    const req = promise === undefined
+      ? { Key: key }
+      : first === undefined
+      ? { Key: key, Bal: promise }
+      : { Key: key, Bal: promise, Val: first };
     return this.#send({ Rid: 0, Op: "Latest", Req: req }) as Promise<LatestReply>;
   }
 

@@ -176,6 +176,61 @@ export function isInt64(n: bigint): boolean {
 export const ZERO_BALLOT: BallotNum = Object.freeze({ N: 0n, ProposerId: 0n });
 
 /**
+ * The ballot a first write votes at (kv extension, `Latest` with `Val`):
+ * `N` 0, under every ballot a Prepare or Accept uses, and the write's own
+ * `ProposerId`. These "round 0" votes follow Fast Paxos's rule rather than
+ * the seed's: such a vote chooses its value only when every acceptor holds
+ * it (a majority is not enough), because each acceptor casts at most one,
+ * and only in a key it holds nothing of. So a later Phase1 that adopts the
+ * highest vote it finds stays safe: a value chosen at round 0 is the only
+ * round-0 vote any acceptor holds.
+ *
+ * @example
+ * ```ts
+ * import { firstWriteBallot, isFirstWriteBallot } from "./types.ts";
+ * const b = firstWriteBallot({ N: 1n, ProposerId: 7n }); // { N: 0n, ProposerId: 7n }
+ * isFirstWriteBallot(b); // true
+ * ```
+ */
+export function firstWriteBallot(bal: BallotNum): BallotNum {
+  return { N: 0n, ProposerId: bal.ProposerId };
+}
+
+/**
+ * Whether a vote's ballot is a first write's ({@link firstWriteBallot}):
+ * then a quorum of votes at it does not make it chosen, only all the
+ * acceptors' do.
+ */
+export function isFirstWriteBallot(b: BallotNum): boolean {
+  return b.N === 0n && b.ProposerId !== 0n;
+}
+
+/**
+ * The value that `replies`, a quorum's `Latest` replies (kv extension),
+ * show chosen at their top version without another round trip: when each
+ * holds a vote there at one same ballot. For a first write's round-0
+ * ballot that needs the replies of all `acceptors`. Otherwise null (which
+ * says nothing: a read must look).
+ *
+ * @example
+ * ```ts
+ * import { chosenAtTop } from "./types.ts";
+ * const r = { Ver: 0n, Floor: 0n, Val: { Vi64: 1n }, VBal: { N: 1n, ProposerId: 2n } };
+ * chosenAtTop([r, r], 3)?.Vi64; // 1n
+ * chosenAtTop([r, { ...r, VBal: { N: 0n, ProposerId: 2n } }], 3); // null
+ * ```
+ */
+export function chosenAtTop(replies: readonly LatestReply[], acceptors: number): Value | null {
+  const first = replies[0];
+  if (first === undefined || first.Val === null || first.Ver < 0n) return null;
+  for (const r of replies) {
+    if (r.Ver !== first.Ver || r.Val === null || !ballotEquals(r.VBal, first.VBal)) return null;
+  }
+  if (isFirstWriteBallot(first.VBal) && replies.length < acceptors) return null;
+  return first.Val;
+}
+
+/**
  * GE compares two ballots and tells whether `a >= b`: first by `N`, then by
  * `ProposerId`. This order is what lets a later proposer override an earlier
  * one.

@@ -86,8 +86,11 @@ export function describe(e: TraceEvent, name: (acceptor: string) => string): str
       const bal = e.bal === undefined ? "" : ` ${formatBallot(e.bal)}`;
       const head = `<-- ${name(e.acceptor)} ${e.op} ${instance(e.key, e.ver)}${bal}: `;
       if (e.op === "Latest") {
-        // A Latest with a ballot also promised it at the next version, or was refused there.
-        const next = e.verdict === "promised"
+        // A Latest with a ballot also promised it at the next version, or was
+        // refused there; one with a first write's value may have voted it.
+        const next = e.verdict === "voted"
+          ? "; a first write, voted at round 0"
+          : e.verdict === "promised"
           ? `; promised version ${e.latestVer! + 1n}`
           : e.verdict === "refused"
           ? `; version ${e.latestVer! + 1n} refused, it promised ${formatBallot(e.lastBal!)}`

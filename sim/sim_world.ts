@@ -42,8 +42,16 @@ import type {
   Op,
   PaxosInstanceId,
   Proposer,
+  Value,
 } from "../types.ts";
-import { EMPTY_ACCEPTOR, GE, ZERO_BALLOT } from "../types.ts";
+import {
+  ballotEquals,
+  EMPTY_ACCEPTOR,
+  firstWriteBallot,
+  GE,
+  isFirstWriteBallot,
+  ZERO_BALLOT,
+} from "../types.ts";
 import type { SimClock } from "./sim_clock.ts";
 
 /** The planted bugs a simulation can run with. */
@@ -56,7 +64,9 @@ export type Variant =
   | "next-promise-anyway"
   | "final-before-catch-up"
   | "latest-promise-unstored"
-  | "latest-promise-unsynced";
+  | "latest-promise-unsynced"
+  | "first-vote-over-promise"
+  | "first-vote-twice";
 
 /** The variants that must be caught (without membership changes). */
 export const BROKEN_VARIANTS: readonly Variant[] = [
@@ -67,6 +77,8 @@ export const BROKEN_VARIANTS: readonly Variant[] = [
   "next-promise-anyway",
   "latest-promise-unstored",
   "latest-promise-unsynced",
+  "first-vote-over-promise",
+  "first-vote-twice",
 ];
 
 /**
@@ -222,8 +234,12 @@ class BrokenAcceptor {
   // ballot at the next version and stores nothing, and
   // latest-promise-unsynced, which replies before its promise is synced.
   // (The others ignore the ballot, as an acceptor that does not know the
-  // field.)
-  latest(key: string, promise?: BallotNum): Promise<LatestReply> {
+  // field.) A first write's value (see #voteFirst) is voted by the
+  // first-vote variants only.
+  latest(key: string, promise?: BallotNum, first?: Value): Promise<LatestReply> {
+    if (promise !== undefined && first !== undefined && this.variant.startsWith("first-vote")) {
+      return this.#inTurn(key, () => this.#voteFirst(key, promise, first));
+    }
     const unsynced = this.variant === "latest-promise-unsynced";
     if (promise === undefined || !(unsynced || this.variant === "latest-promise-unstored")) {
       return Promise.resolve(latestReply(this.store, key));
@@ -238,6 +254,26 @@ class BrokenAcceptor {
       }
       return { ...reply, NextBal: next.LastBal };
     });
+  }
+
+  // The first write folded into Latest (acceptFirst), with one of its
+  // conditions broken: first-vote-over-promise casts the round-0 vote in a
+  // key it holds no vote of whatever was promised at version 0;
+  // first-vote-twice casts it also where the key's only vote is a round-0
+  // one, replacing it (so an acceptor may cast two round-0 votes).
+  async #voteFirst(key: string, bal: BallotNum, val: Value): Promise<LatestReply> {
+    const id = { Key: key, Ver: 0n };
+    const v = this.store.get(id) ?? EMPTY_ACCEPTOR;
+    const { Ver, Floor } = this.store.latest(key);
+    const votes = Floor === 0n &&
+      (this.variant === "first-vote-over-promise"
+        ? Ver < 0n
+        : (Ver < 0n && v.LastBal.N === 0n) || (Ver === 0n && isFirstWriteBallot(v.VBal)));
+    if (votes) {
+      const LastBal = GE(bal, v.LastBal) ? bal : v.LastBal;
+      await this.store.put(id, { LastBal, Val: val, VBal: firstWriteBallot(bal) });
+    }
+    return latestReply(this.store, key);
   }
 }
 
@@ -436,11 +472,43 @@ export class SimNode {
   }
 
   // A Latest; one with a ballot is shown to the observer as the Prepare of
-  // the next version it folds in, when it answers with that promise.
+  // the next version it folds in, when it answers with that promise, and
+  // one with a first write's value as the Accept of version 0 at round 0
+  // and the Prepare over it that it folds in, when the node voted it (its
+  // vote there is at the request's round-0 ballot, which no other write
+  // uses).
   #latest(req: LatestRequest, epoch: number, bound: number | undefined): Promise<LatestReply> {
     const bal = req.Bal;
     if (bal === undefined) return this.#acceptor.latest(req.Key);
-    return this.#acceptor.latest(req.Key, bal).then((rep) => {
+    // (A member new in a joint configuration casts no round-0 vote, as the server.)
+    const first = this.#membership?.catchingUp === true ? undefined : req.Val;
+    const asked = first === undefined
+      ? this.#acceptor.latest(req.Key, bal)
+      : this.#acceptor.latest(req.Key, bal, first);
+    return asked.then((rep) => {
+      const zero = { Key: req.Key, Ver: 0n };
+      const vote = first === undefined ? undefined : this.#store.get(zero);
+      const round0 = firstWriteBallot(bal);
+      if (this.epoch === epoch && vote !== undefined && ballotEquals(vote.VBal, round0)) {
+        // The vote at round 0, then the promise of `bal` over it.
+        const accepted: Acceptor = { LastBal: ZERO_BALLOT, Val: null, VBal: ZERO_BALLOT };
+        const val = vote.Val;
+        this.observer.replied(
+          this.id,
+          "Accept",
+          { Id: zero, Bal: round0, Val: val },
+          accepted,
+          bound,
+        );
+        const promised: Acceptor = { LastBal: round0, Val: val, VBal: round0 };
+        this.observer.replied(
+          this.id,
+          "Prepare",
+          { Id: zero, Bal: bal, Val: null },
+          promised,
+          bound,
+        );
+      }
       if (this.epoch === epoch && rep.NextBal !== undefined) {
         const id = { Key: req.Key, Ver: rep.Ver + 1n };
         const prep: Acceptor = { LastBal: rep.NextBal, Val: null, VBal: ZERO_BALLOT };
@@ -542,8 +610,15 @@ export class SimNetwork {
     return {
       name: `node${node}`,
       request: (op, req) => send<Acceptor>(op, req),
-      latest: (key, bal) =>
-        send<LatestReply>("Latest", bal === undefined ? { Key: key } : { Key: key, Bal: bal }),
+      latest: (key, bal, first) =>
+        send<LatestReply>(
+          "Latest",
+          bal === undefined
+            ? { Key: key }
+            : first === undefined
+            ? { Key: key, Bal: bal }
+            : { Key: key, Bal: bal, Val: first },
+        ),
       keys: (from, limit, end) =>
         send<KeysReply>("Keys", end === undefined ? { from, limit } : { from, limit, end }),
       hello: () => send<HelloReply>("Hello", null),

@@ -31,8 +31,8 @@ import { AcceptorError, NotEnoughQuorumError, TrustError } from "../errors.ts";
 import type { MemberConfig } from "../identity.ts";
 import { Kv, UnknownOutcomeError } from "../kv.ts";
 import type { KvAcceptorClient } from "../transport.ts";
-import type { Acceptor, Op, PaxosInstanceId, Proposer, Value } from "../types.ts";
-import { ballotEquals, formatBallot, GE } from "../types.ts";
+import type { Acceptor, BallotNum, Op, PaxosInstanceId, Proposer, Value } from "../types.ts";
+import { ballotEquals, formatBallot, GE, isFirstWriteBallot } from "../types.ts";
 import { checkKv, type KvInput, type KvOperation } from "../check/linearizability.ts";
 import { runKvOp } from "../check/kv_ops.ts";
 import { SimClock } from "./sim_clock.ts";
@@ -155,6 +155,18 @@ export const STALE_AFTER_HEAL = 3;
 
 // Whether `nodes` (member ids) are a quorum of `config`: a majority of its
 // members, and during a change of its old members too.
+// A first write's round-0 vote (N 0) chooses only when every member cast
+// it (Fast Paxos's rule, see firstWriteBallot).
+function choosesAt(bal: BallotNum, config: MemberConfig | undefined, nodes: ReadonlySet<number>) {
+  if (isFirstWriteBallot(bal)) {
+    const all = config === undefined
+      ? Array.from({ length: NODES }, (_, i) => i)
+      : [...config.members, ...(config.joint ?? [])];
+    return all.every((m) => nodes.has(m));
+  }
+  return config === undefined ? nodes.size >= QUORUM : isQuorumOf(config, nodes);
+}
+
 function isQuorumOf(config: MemberConfig, nodes: ReadonlySet<number>): boolean {
   const majority = (ms: readonly number[]) =>
     ms.filter((m) => nodes.has(m)).length >= Math.floor(ms.length / 2) + 1;
@@ -265,7 +277,7 @@ class Safety {
     }
     vote.nodes.add(node);
     const config = vote.epoch === undefined ? undefined : this.configs.get(vote.epoch);
-    if (config === undefined ? vote.nodes.size >= QUORUM : isQuorumOf(config, vote.nodes)) {
+    if (choosesAt(req.Bal, config, vote.nodes)) {
       const before = this.#chosen.get(inst);
       if (before === undefined) this.#chosen.set(inst, value);
       else if (before !== value) {

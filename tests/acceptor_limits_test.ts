@@ -132,11 +132,11 @@ Deno.test("a reply that does not fit the caller's budget is refused before the r
   await overloaded(a.prepare(req(id, bal(2, 1)), small));
   assert.equal(small.left, 5_000);
   assert.deepEqual(a.store.get(id)?.LastBal, bal(1, 1), "ballot 2 was not promised");
-  await overloaded(a.latest("big", undefined, small));
+  await overloaded(a.latest("big", undefined, undefined, small));
   const large = budget(25_000);
   assert.deepEqual((await a.prepare(req(id, bal(2, 1)), large)).Val, value);
   assert.ok(large.left < 15_000 && large.left > 14_000, `left ${large.left}`);
-  assert.deepEqual((await a.latest("big", undefined, large)).Val, value);
+  assert.deepEqual((await a.latest("big", undefined, undefined, large)).Val, value);
   assert.ok(large.left < 5_000, `left ${large.left}`);
   // An Accept's reply is small, but it still has to fit.
   await overloaded(a.accept(req(id, bal(3, 1), { Vi64: 1n }), budget(10)));

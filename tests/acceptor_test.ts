@@ -305,6 +305,71 @@ Deno.test("Latest with a ballot promises above the floor under retention, and no
   assert.equal(store.get(inst("new", 0)), undefined);
 });
 
+Deno.test("Latest with a first write's value votes it at round 0 in a key it holds nothing of, and promises its ballot at versions 0 and 1", async () => {
+  const store = new MemoryStore();
+  const a = new PaxosAcceptor(store);
+  const v = { Data: "first" };
+  const round0 = bal(0, 7);
+  // Nothing held: voted at (0,7), promised (1,7) over it, and (1,7) at
+  // version 1; stored by the reply, which is the Latest after the vote.
+  assert.deepEqual(await a.latest("f", bal(1, 7), v), {
+    Ver: 0n,
+    Floor: 0n,
+    Val: v,
+    VBal: round0,
+    NextBal: ZERO_BALLOT,
+  });
+  assert.deepEqual(store.get(inst("f", 0)), state(bal(1, 7), v, round0));
+  assert.deepEqual(store.get(inst("f", 1)), state(bal(1, 7)));
+  // At most one round-0 vote per key: another first write (a higher ballot
+  // even) only gets the folded phase 1, at version 1.
+  const other = { Data: "other" };
+  assert.deepEqual(await a.latest("f", bal(1, 9), other), {
+    Ver: 0n,
+    Floor: 0n,
+    Val: v,
+    VBal: round0,
+    NextBal: bal(1, 7),
+  });
+  assert.deepEqual(store.get(inst("f", 0)), state(bal(1, 7), v, round0));
+  // A key promised at version 0 (a Prepare, or another writer's Latest):
+  // no round-0 vote, whatever the ballot; the promise is served as usual.
+  await a.prepare(req(inst("p", 0), bal(1, 1)));
+  const promised = { Ver: -1n, Floor: 0n, Val: null, VBal: ZERO_BALLOT };
+  assert.deepEqual(await a.latest("p", bal(2, 2), v), { ...promised, NextBal: bal(1, 1) });
+  assert.deepEqual(store.get(inst("p", 0)), state(bal(2, 2)));
+  // A key with a vote in a later version only (written with an explicit
+  // version): not a key it holds nothing of.
+  await a.accept(req(inst("w", 3), bal(1, 1), { Vi64: 3n }));
+  assert.equal((await a.latest("w", bal(1, 2), v)).Ver, 3n);
+  assert.equal(store.get(inst("w", 0)), undefined);
+  // Without a ballot the value is never voted (and the codec refuses it).
+  assert.deepEqual(await a.latest("n", undefined, v), promised);
+  assert.equal(store.get(inst("n", 0)), undefined);
+});
+
+Deno.test("Latest with a first write's value votes nothing past the quota, nor under a floor", async () => {
+  const store = new MemoryStore();
+  const full = new PaxosAcceptor(store, "full", { quotaBytes: 1 });
+  assert.deepEqual(await full.latest("new", bal(1, 1), { Data: "x" }), {
+    Ver: -1n,
+    Floor: 0n,
+    Val: null,
+    VBal: ZERO_BALLOT,
+  });
+  assert.equal(store.get(inst("new", 0)), undefined);
+  // A key whose versions were all compacted away: its floor says it had some.
+  const kept = new MemoryStore();
+  const a = new PaxosAcceptor(kept, "a", { keepVersions: 1 });
+  await a.accept(req(inst("r", 0), bal(1, 1), { Vi64: 1n }));
+  await a.accept(req(inst("r", 1), bal(1, 1), { Vi64: 2n }));
+  await kept.compact("r", 2n);
+  assert.equal(kept.latest("r").Floor, 2n);
+  const r = await a.latest("r", bal(2, 2), { Data: "x" });
+  assert.equal(r.Floor, 2n);
+  assert.equal(kept.get(inst("r", 0)), undefined);
+});
+
 Deno.test("state is independent per (Key, Ver)", async () => {
   const a = new PaxosAcceptor();
   await a.accept(req(inst("k", 0), bal(2, 2), { Vi64: 1n }));

@@ -1034,3 +1034,23 @@ Deno.test("a Latest request's Bal (folded phase 1) is a ballot or nothing: anyth
     assert.throws(() => parseLatestRequest({ Key: "k", Bal: bad }, "Req"), /Req\.Bal/);
   }
 });
+
+Deno.test("a Latest request's Val (a first write) is a Value that comes with a Bal: anything else is refused naming the field", () => {
+  const Bal = { N: 1n, ProposerId: 7n };
+  assert.deepEqual(parseLatestRequest({ Key: "k", Bal, Val: { Data: "v", Wid: 3n } }, "Req"), {
+    Key: "k",
+    Bal,
+    Val: { Data: "v", Wid: 3n },
+  });
+  // It round-trips through the request encoding.
+  const env = { Rid: 1, Op: "Latest" as const, Req: { Key: "k", Bal, Val: { Vi64: 5n } } };
+  assert.deepEqual(decodeRequestFrame(encodeRequests([env])), [env]);
+  // Without a Bal no ballot could carry it.
+  assert.throws(
+    () => parseLatestRequest({ Key: "k", Val: { Vi64: 1n } }, "Req"),
+    /Req\.Bal: expected a BallotNum with Val/,
+  );
+  for (const bad of ["x", 5, {}, { Vi64: 1n, Data: "x" }, { Del: false }]) {
+    assert.throws(() => parseLatestRequest({ Key: "k", Bal, Val: bad }, "Req"), /Req\.Val/);
+  }
+});

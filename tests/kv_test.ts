@@ -17,6 +17,7 @@ import {
   type Proposer,
   serveAcceptor,
   UnknownOutcomeError,
+  type Value,
   VersionConflictError,
   WebSocketAcceptorClient,
   ZERO_BALLOT,
@@ -25,15 +26,28 @@ import { cluster, inst, req } from "./builders.ts";
 import { MemFs } from "./mem_fs.ts";
 
 // The acceptors, with every request and every Latest shown to `see` first
-// (a Latest with the ballot it asks to promise, if any).
+// (a Latest with the ballot it asks to promise, if any, and a first write's
+// value); `down` lists those that fail every request.
 function watched(
   acceptors: readonly PaxosAcceptor[],
-  see: (op: "Prepare" | "Accept" | "Latest", req: Proposer | null, bal?: BallotNum) => void,
-) {
-  return acceptors.map((a) => ({
+  see: (
+    op: "Prepare" | "Accept" | "Latest",
+    req: Proposer | null,
+    bal?: BallotNum,
+    first?: Value,
+  ) => void,
+  down: readonly number[] = [],
+): KvAcceptorClient[] {
+  const refuse = (i: number) =>
+    down.includes(i) ? Promise.reject(new Error(`acceptor ${i} is down`)) : null;
+  return acceptors.map((a, i) => ({
     name: a.name,
-    latest: (key: string, bal?: BallotNum) => (see("Latest", null, bal), a.latest(key, bal)),
-    request: (op: "Prepare" | "Accept", req: Proposer) => (see(op, req), a.request(op, req)),
+    latest: (key: string, bal?: BallotNum, first?: Value) => (
+      see("Latest", null, bal, first), refuse(i) ?? a.latest(key, bal, first)
+    ),
+    request: (op: "Prepare" | "Accept", req: Proposer) => (
+      see(op, req), refuse(i) ?? a.request(op, req)
+    ),
   }));
 }
 
@@ -401,20 +415,74 @@ Deno.test("kv: a client's next write of a key skips phase 1, and falls back when
   ]);
 });
 
-Deno.test("kv: the first write of a fresh key is two round trips: Latest promising version 0, then Accept", async () => {
+Deno.test("kv: the first write of a fresh key is one round trip: a Latest carrying the value, voted at round 0 by every acceptor", async () => {
   const acceptors = cluster();
   const seen: string[] = [];
-  const kv = new Kv(watched(acceptors, (op, r, b) => {
-    seen.push(r === null ? `${op}${b === undefined ? "" : " +promise"}` : `${op} ${r.Id.Ver}`);
-  }));
+  // (Ballots are ordered by the first random number drawn for them: the
+  // other client's, below, come after this one's.)
+  const kv = new Kv(
+    watched(acceptors, (op, r, b, first) => {
+      const extra = `${b === undefined ? "" : " +promise"}${first === undefined ? "" : " +value"}`;
+      seen.push(r === null ? `${op}${extra}` : `${op} ${r.Id.Ver}`);
+    }),
+    { random: between(0.4, 0.5) },
+  );
   assert.equal(await kv.set("fresh", "a"), 0n);
   // Each round trip is one request to each of the three acceptors.
-  assert.deepEqual(seen, [...Array(3).fill("Latest +promise"), ...Array(3).fill("Accept 0")]);
-  // Then the next write is one round trip (Accept 0 promised version 1).
+  assert.deepEqual(seen, Array(3).fill("Latest +promise +value"));
+  // Then the next write is one round trip too (version 1 was promised).
   seen.length = 0;
   assert.equal(await kv.set("fresh", "b"), 1n);
   assert.deepEqual(seen, Array(3).fill("Accept 1"));
   assert.deepEqual(await kv.get("fresh"), { found: true, version: 1n, value: "b" });
+  // Another client's first write of the key: it is not new, so the Latest
+  // is the usual folded phase 1, then one Accept.
+  seen.length = 0;
+  const other = new Kv(
+    watched(acceptors, (op, r, _, first) => {
+      seen.push(r === null ? `${op}${first === undefined ? "" : " +value"}` : `${op} ${r.Id.Ver}`);
+    }),
+    { random: between(0.99, 1) },
+  );
+  assert.equal(await other.set("fresh", "c"), 2n);
+  assert.deepEqual(seen, [...Array(3).fill("Latest +value"), ...Array(3).fill("Accept 2")]);
+});
+
+Deno.test("kv: with one acceptor down, a first write is two round trips: a quorum's round-0 votes, then Accept", async () => {
+  const acceptors = cluster();
+  const seen: string[] = [];
+  const kv = new Kv(
+    watched(acceptors, (op, r) => seen.push(r === null ? op : `${op} ${r.Id.Ver}`), [2]),
+  );
+  assert.equal(await kv.set("one-down", "a"), 0n);
+  assert.deepEqual(seen, [...Array(3).fill("Latest"), ...Array(3).fill("Accept 0")]);
+  // Chosen at a ballot above round 0 on the two that answered: any client
+  // reads it, the third acceptor back.
+  assert.deepEqual(await new Kv(acceptors).get("one-down"), {
+    found: true,
+    version: 0n,
+    value: "a",
+  });
+});
+
+Deno.test("kv: round-0 votes of two first writes that raced, none chosen, are settled once by the next read", async () => {
+  // "x" got the votes of a0 and a1, "y" that of a2: a round-0 vote is chosen
+  // only by every acceptor's, so neither is; a read chooses one of them.
+  const acceptors = cluster();
+  const x = { Data: "x" };
+  const y = { Data: "y" };
+  await acceptors[0]!.latest("race", { N: 1n, ProposerId: 5n }, x);
+  await acceptors[1]!.latest("race", { N: 1n, ProposerId: 5n }, x);
+  await acceptors[2]!.latest("race", { N: 1n, ProposerId: 9n }, y);
+  const read = await new Kv(acceptors).get("race");
+  assert.ok(read.found && (read.value === "x" || read.value === "y"), Deno.inspect(read));
+  assert.equal(read.version, 0n);
+  // Settled: a read of any two of them finds the same (a Paxos run there
+  // adopts the read's vote, above round 0).
+  for (const skip of [0, 1, 2]) {
+    const two = new Kv(acceptors.filter((_, i) => i !== skip));
+    assert.deepEqual(await two.get("race"), read, `without a${skip}`);
+  }
 });
 
 Deno.test("kv: a write after another client's is a look and an Accept, or a Prepare more below its promise", async () => {
@@ -476,9 +544,12 @@ Deno.test("kv: acceptors that ignore the Latest's ballot (older ones) get Prepar
       .map((c, i) => old.includes(i) ? { ...c, latest: (key: string) => c.latest(key) } : c);
     const kv = new Kv(clients);
     assert.equal(await kv.set("o", "a"), 0n, `older: ${old}`);
+    // With one older acceptor, the two others voted the first write at
+    // round 0 and promised its ballot: one Accept finishes it. With three,
+    // none did: Prepare and Accept, as before.
     assert.deepEqual(seen, [
       ...Array(3).fill("Latest"),
-      ...Array(3).fill("Prepare 0"),
+      ...(old.length === 3 ? Array(3).fill("Prepare 0") : []),
       ...Array(3).fill("Accept 0"),
     ], `older: ${old}`);
     assert.deepEqual(await kv.get("o"), { found: true, version: 0n, value: "a" });

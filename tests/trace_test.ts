@@ -155,19 +155,22 @@ Deno.test("trace: a failed request is told as an error, with its message", async
   assert.ok(only(rec, "quorum").every((q) => q.ok));
 });
 
-Deno.test("trace: a first KV write is Latest (promising version 0), Phase2; the next write of the key is one Accept round", async () => {
+Deno.test("trace: a first KV write is one Latest round, voted at round 0 by every acceptor; the next write of the key is one Accept round", async () => {
   const rec = new TraceRecorder();
   const kv = new Kv(acceptors(3), { tracer: rec });
   assert.equal(await kv.set("k", "a"), 0n);
   const phases = () => only(rec, "quorum").map((q) => `${q.phase}:${q.ok}`);
-  assert.deepEqual(phases(), ["Latest:true", "Phase2:true"]);
+  assert.deepEqual(phases(), ["Latest:true"]);
   const sends = (from: number) =>
     rec.events.slice(from).map((e) => e.event).filter((e) => e.kind === "send").map((e) => e.op);
-  assert.deepEqual(sends(0), [...Array(3).fill("Latest"), ...Array(3).fill("Accept")]);
-  // The Latest carried the ballot of the Accept, promised at version 0.
+  assert.deepEqual(sends(0), Array(3).fill("Latest"));
+  // The Latest carried the value, which each acceptor voted in version 0
+  // at the round-0 ballot of the Latest's.
+  const sent = only(rec, "send")[0]!;
+  assert.deepEqual(sent.val && "Data" in sent.val ? sent.val.Data : null, "a");
   const look = only(rec, "reply").filter((e) => e.op === "Latest");
-  assert.deepEqual(look.map((e) => [e.verdict, e.latestVer]), Array(3).fill(["promised", -1n]));
-  assert.deepEqual(look[0]!.bal, only(rec, "send").at(-1)!.bal);
+  assert.deepEqual(look.map((e) => [e.verdict, e.latestVer]), Array(3).fill(["voted", 0n]));
+  assert.deepEqual(look[0]!.vBal, { N: 0n, ProposerId: sent.bal!.ProposerId });
 
   const second = rec.events.length;
   assert.equal(await kv.set("k", "b"), 1n);
