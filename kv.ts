@@ -876,7 +876,7 @@ export class Kv {
   // #askLatest, and the index of the acceptor each reply came from; with
   // `first`, a first write's value (see #writeFirst). When the replies hold
   // a first write's round-0 vote (or carry one), the replies still out are
-  // waited for a little (FIRST_WRITE_GRACE): only every acceptor's tells
+  // waited for a little (FIRST_WRITE_GRACE_MS): only every acceptor's tells
   // whether that vote is chosen.
   async #askLatestFrom(
     key: string,
@@ -893,12 +893,19 @@ export class Kv {
         : first === undefined
         ? a.latest(key, promise)
         : a.latest(key, promise, first);
-    // Every reply, also those after the quorum's, in order of arrival.
+    // Every reply, also those after the quorum's, in order of arrival; and
+    // a wake-up for when none is left out.
     const all: { reply: LatestReply; from: number }[] = [];
-    const settled: Promise<unknown>[] = [];
-    const ask = (a: KvAcceptorClient) => {
-      const from = this.#acceptors.indexOf(a);
-      const reply = asked(a).then((r) => (all.push({ reply: r, from }), r)).catch((e) => {
+    let out = this.#acceptors.length;
+    let allIn: (() => void) | null = null;
+    const arrived = () => --out === 0 && allIn?.();
+    const ask = (a: KvAcceptorClient) =>
+      asked(a).then((r) => {
+        all.push({ reply: r, from: this.#acceptors.indexOf(a) });
+        arrived();
+        return r;
+      }, (e) => {
+        arrived();
         if (e instanceof AcceptorError && e.code === "UnknownOp") {
           this.#v1Only ??= new AcceptorError(
             "UnknownOp",
@@ -909,14 +916,11 @@ export class Kv {
         }
         throw e;
       });
-      settled.push(reply.catch(() => {}));
-      return reply;
-    };
     const start = this.#clock.now();
     // When the quorum is out of reach, the replies still out are waited
     // for, until one is a StaleMembership: that then wins over "too many
     // failed" also when the unreachable members failed first.
-    const out = await askQuorum(this.#acceptors, ask, {
+    const got = await askQuorum(this.#acceptors, ask, {
       need: quorum,
       deadline,
       clock: this.#clock,
@@ -926,31 +930,32 @@ export class Kv {
       kind: "quorum",
       phase: "Latest",
       key,
-      ok: out.ok,
-      count: out.replies.length,
+      ok: got.ok,
+      count: got.replies.length,
       need: quorumNeed(quorum),
     });
     this.#refuseOverV1();
-    if (out.ok) {
-      const roundZero = first !== undefined || out.replies.some((r) => isFirstWriteBallot(r.VBal));
-      if (!roundZero) return { replies: out.replies, from: out.from };
-      if (all.length < this.#acceptors.length) {
+    if (got.ok) {
+      const roundZero = first !== undefined || got.replies.some((r) => isFirstWriteBallot(r.VBal));
+      if (!roundZero) return { replies: got.replies, from: got.from };
+      if (out > 0) {
         const grace = Math.max(FIRST_WRITE_GRACE_MS, this.#clock.now() - start);
-        await this.#within(Promise.all(settled), Math.min(grace, deadline - this.#clock.now()));
+        const rest = new Promise<void>((resolve) => allIn = resolve);
+        await this.#within(rest, Math.min(grace, deadline - this.#clock.now()));
         this.#refuseOverV1();
       }
       return { replies: all.map((x) => x.reply), from: all.map((x) => x.from) };
     }
     // A member of a newer membership refused this client: say so, naming it.
-    const stale = out.errors.find((e) =>
+    const stale = got.errors.find((e) =>
       e instanceof AcceptorError && e.code === "StaleMembership"
     );
     if (stale !== undefined) throw stale;
-    const why = out.why === "" ? "too many failed" : "no quorum answered within the deadline";
+    const why = got.why === "" ? "too many failed" : "no quorum answered within the deadline";
     throw new NotEnoughQuorumError(
-      `cannot ${what}: ${out.replies.length} of ${this.#acceptors.length} acceptors answered, ` +
+      `cannot ${what}: ${got.replies.length} of ${this.#acceptors.length} acceptors answered, ` +
         `${quorum.description} needed; ${why}${
-          out.failures.length ? `; ${out.failures.join("; ")}` : ""
+          got.failures.length ? `; ${got.failures.join("; ")}` : ""
         }`,
     );
   }

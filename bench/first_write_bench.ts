@@ -8,9 +8,10 @@
 // `in-flight` writes in flight. Figures are writes per second of the
 // process's CPU time: on a machine shared with other work, CPU time varies
 // far less than wall time, and with every core busy it is what bounds
-// throughput. Each run is a process of its own; with --baseline REV the
-// code of git revision REV (in a temporary worktree) takes turns with ours,
-// round after round. Each figure is the median of the runs.
+// throughput. Every round starts after a full garbage collection. Each run
+// is a process of its own; with --baseline REV the code of git revision REV
+// (in a temporary worktree) takes turns with ours, round after round. Each
+// figure is the median of the runs.
 //
 //   deno task bench:first [--ops N] [--in-flight K] [--runs R] [--baseline REV] [--json]
 import { join } from "node:path";
@@ -53,7 +54,12 @@ interface Figures {
 }
 
 // `ops` calls of `op`, `inFlight` at a time: per CPU second, and per second.
+// Each starts after a full garbage collection (the child runs with
+// --expose-gc), so that a round does not pay for the garbage the one before
+// left: without it, the rewrites measured right after the warm-up's first
+// writes paid for theirs (0.8x of the same rewrites a round later).
 async function time(op: (w: number, i: number) => Promise<unknown>): Promise<[number, number]> {
+  (globalThis as { gc?: () => void }).gc?.();
   const t0 = cpuUsage();
   const w0 = performance.now();
   await Promise.all(Array.from({ length: inFlight }, async (_, w) => {
@@ -91,6 +97,7 @@ async function spawn(code: string): Promise<Figures> {
       "run",
       "--allow-net=127.0.0.1",
       "--allow-read",
+      "--v8-flags=--expose-gc",
       import.meta.filename!,
       "--child",
       "--code",
