@@ -335,11 +335,10 @@ export class PaxosAcceptor {
     return max !== undefined && (this.#store.keyCount ?? 0) >= max;
   }
 
-  // Whether the quota and the key limit leave room for a new instance's
-  // promise.
-  #roomFor(id: PaxosInstanceId, state: Acceptor): boolean {
-    const { Ver, Floor } = this.#store.latest(id.Key);
-    if (Ver < 0n && Floor === 0n && this.#atKeyLimit()) return false;
+  // Whether the quota, and for a key that may be new the key limit, leave
+  // room for a new instance's promise.
+  #roomFor(id: PaxosInstanceId, state: Acceptor, newKey: boolean): boolean {
+    if (newKey && this.#atKeyLimit()) return false;
     return this.#store.usedBytes + dataBytes(state) + keyBytes(id.Key) <= this.#quota;
   }
 
@@ -355,7 +354,8 @@ export class PaxosAcceptor {
     if (!ballotEquals(n.LastBal, ZERO_BALLOT)) return NO_NEXT;
     const state = { LastBal: bal, Val: null, VBal: ZERO_BALLOT };
     // Past the quota, no promise ahead: the next write asks with a Prepare.
-    if (!this.#roomFor(next, state)) return NO_NEXT;
+    // (The key is there: its vote is being written.)
+    if (!this.#roomFor(next, state, false)) return NO_NEXT;
     return { made: true, written: this.#store.put(next, state) };
   }
 
@@ -410,7 +410,8 @@ export class PaxosAcceptor {
     const reply = { ...latest, NextBal: n.LastBal };
     if (!GE(bal, n.LastBal) || ballotEquals(bal, n.LastBal)) return reply;
     const state = { LastBal: bal, Val: null, VBal: ZERO_BALLOT };
-    if (held === undefined && !this.#roomFor(next, state)) return latest;
+    const newKey = latest.Ver < 0n && latest.Floor === 0n;
+    if (held === undefined && !this.#roomFor(next, state, newKey)) return latest;
     return this.#afterWrites(this.#store.put(next, state), undefined, () => reply);
   }
 

@@ -282,7 +282,8 @@ Deno.test("past the store's key limit a new key is refused QuotaExceeded, by Pre
     // The keys held: the promised one takes its vote, the others a new
     // version (with the next one promised ahead), a folded phase 1, a delete.
     await a.prepare(req(inst("p"), bal(2, 1)));
-    await a.accept(req(inst("p"), bal(2, 1), { Vi64: 9n }));
+    const first = await a.accept({ ...req(inst("p"), bal(2, 1), { Vi64: 9n }), Next: true });
+    assert.equal(first.NextOk, true, "its next version promised ahead");
     await a.prepare(req(inst("k0", 1), bal(1, 1)));
     const r = await a.accept({ ...req(inst("k0", 1), bal(1, 1), { Vi64: 10n }), Next: true });
     assert.equal(r.NextOk, true);
