@@ -66,13 +66,14 @@ const COMMIT_SIZE_BOUNDS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 const SNAPSHOT_STEP = 256;
 /**
  * Most keys a {@link LogStore} holds by default ({@link LogStoreOptions.maxKeys}).
- * Its index keeps every key in memory, about 220 bytes of RSS each, and
- * listing the keys adds about 40 more: measured in process with 14-character
- * keys, 3,000,000 keys peaked at 690 MiB of RSS (4,000,000 at 840 MiB), which
- * leaves room under 1 GiB for the server, the cache of states and longer
- * keys. `SqliteStore` keeps its keys on disk, for more.
+ * Its index keeps every key in memory, about 220 bytes of RSS each; an
+ * acceptor filling at full speed holds more while V8 collects behind it.
+ * Measured (`bench:scale`, three acceptors, 2 clients): 2,000,000 keys peaked
+ * at 1,038 MiB of RSS while filling, restarted in 3.4 s to 576 MiB; 3,000,000
+ * at 1,415 MiB, 6.4 s and 739 MiB. So 2 million is about what the targets of
+ * 1 GiB and 5 s allow. `SqliteStore` keeps its keys on disk, for more.
  */
-export const DEFAULT_MAX_KEYS = 3_000_000;
+export const DEFAULT_MAX_KEYS = 2_000_000;
 /** Most states the cache of recently used states holds... */
 const CACHE_STATES = 65_536;
 /** ...and most bytes of their values. */
