@@ -72,6 +72,8 @@ export interface AcceptorOptions {
    * one it replaces) go on, and so do deletes of existing keys (a Prepare of
    * a key's next version, an Accept of a tombstone) up to a reserve of a
    * sixteenth of the quota above it, so that an operator can free space.
+   * A write that would add a key past the store's key limit
+   * ({@link Store.maxKeys}) is refused the same way; the keys held keep working.
    * Default: {@link DEFAULT_QUOTA_BYTES}, or
    * {@link DEFAULT_MEMORY_QUOTA_BYTES} on a {@link MemoryStore}.
    */
@@ -234,7 +236,7 @@ export class PaxosAcceptor {
       if (GE(r.Bal, v.LastBal) && !ballotEquals(r.Bal, v.LastBal)) {
         this.#checkStep(r, v);
         const state = { LastBal: r.Bal, Val: v.Val, VBal: v.VBal };
-        if (!held) this.#checkQuota(r.Id, state, true);
+        if (!held) this.#checkQuota(r.Id, state, true, false);
         const promise = this.#store.put(r.Id, state);
         return this.#afterWrites(promise, undefined, () => reply);
       }
@@ -261,7 +263,9 @@ export class PaxosAcceptor {
       const bal = ballotEquals(r.Bal, v.LastBal) ? v.LastBal : r.Bal;
       const state = { LastBal: bal, Val: r.Val, VBal: bal };
       const growth = dataBytes(state) - (held ? dataBytes(v) : 0);
-      if (growth > 0) this.#checkQuota(r.Id, state, r.Val !== null && "Del" in r.Val, growth);
+      if (growth > 0) {
+        this.#checkQuota(r.Id, state, r.Val !== null && "Del" in r.Val, held, growth);
+      }
       const vote = this.#store.put(r.Id, state);
       // kv extension: the promise for the next version shares the sync.
       const next = r.Next === true ? this.#promiseNext(r.Id, bal) : NO_NEXT;
@@ -286,18 +290,33 @@ export class PaxosAcceptor {
   }
 
   // Quota: refuses a write that grows the data by `growth` bytes past the
-  // quota. A deletion of a key that has a version (`deleting`: a Prepare of
-  // a new version, which a delete starts with, or an Accept of a tombstone)
-  // may use a reserve of a sixteenth of the quota above it.
+  // quota, or that adds a key past the store's key limit. A deletion of a
+  // key that has a version (`deleting`: a Prepare of a new version, which a
+  // delete starts with, or an Accept of a tombstone) may use a reserve of a
+  // sixteenth of the quota above it. (A key with neither a vote nor a floor
+  // may be new: it is charged for, and at the key limit refused unless this
+  // very instance is `held`.)
   #checkQuota(
     id: PaxosInstanceId,
     state: Acceptor,
     deleting: boolean,
+    held: boolean,
     growth = dataBytes(state),
   ): void {
     const used = this.#store.usedBytes;
     const latest = this.#store.latest(id.Key);
-    const grown = used + growth + (latest.Ver < 0n && latest.Floor === 0n ? keyBytes(id.Key) : 0);
+    const newKey = latest.Ver < 0n && latest.Floor === 0n;
+    if (newKey && !held && this.#atKeyLimit()) {
+      throw new AcceptorError(
+        "QuotaExceeded",
+        `writing ${JSON.stringify(id.Key)}@${id.Ver} would add a key past the limit of ` +
+          `${this.#store.maxKeys} keys (--max-keys), which this store keeps in memory; the keys ` +
+          `it holds can still be read, written and deleted: raise --max-keys, or use ` +
+          `--engine sqlite, which keeps its keys on disk`,
+        this.name,
+      );
+    }
+    const grown = used + growth + (newKey ? keyBytes(id.Key) : 0);
     if (grown <= this.#quota) return;
     if (deleting && latest.Ver >= 0n && grown <= this.#quota + this.#quota / 16) return;
     throw new AcceptorError(
@@ -309,8 +328,18 @@ export class PaxosAcceptor {
     );
   }
 
-  // Whether the quota leaves room for a new instance's promise.
-  #roomFor(id: PaxosInstanceId, state: Acceptor): boolean {
+  // Whether the store holds as many keys as it may (Store.maxKeys), so that
+  // a new key must be refused. Keys of writes under way count (a LogStore's
+  // keyCount has them), so concurrent new keys cannot pass the limit.
+  #atKeyLimit(): boolean {
+    const max = this.#store.maxKeys;
+    return max !== undefined && (this.#store.keyCount ?? 0) >= max;
+  }
+
+  // Whether the quota, and for a key that may be new the key limit, leave
+  // room for a new instance's promise.
+  #roomFor(id: PaxosInstanceId, state: Acceptor, newKey: boolean): boolean {
+    if (newKey && this.#atKeyLimit()) return false;
     return this.#store.usedBytes + dataBytes(state) + keyBytes(id.Key) <= this.#quota;
   }
 
@@ -326,7 +355,8 @@ export class PaxosAcceptor {
     if (!ballotEquals(n.LastBal, ZERO_BALLOT)) return NO_NEXT;
     const state = { LastBal: bal, Val: null, VBal: ZERO_BALLOT };
     // Past the quota, no promise ahead: the next write asks with a Prepare.
-    if (!this.#roomFor(next, state)) return NO_NEXT;
+    // (The key is there: its vote is being written.)
+    if (!this.#roomFor(next, state, false)) return NO_NEXT;
     return { made: true, written: this.#store.put(next, state) };
   }
 
@@ -397,7 +427,8 @@ export class PaxosAcceptor {
     const reply = { ...latest, NextBal: n.LastBal };
     if (!GE(bal, n.LastBal) || ballotEquals(bal, n.LastBal)) return reply;
     const state = { LastBal: bal, Val: null, VBal: ZERO_BALLOT };
-    if (held === undefined && !this.#roomFor(next, state)) return latest;
+    const newKey = latest.Ver < 0n && latest.Floor === 0n;
+    if (held === undefined && !this.#roomFor(next, state, newKey)) return latest;
     return this.#afterWrites(this.#store.put(next, state), undefined, () => reply);
   }
 

@@ -19,6 +19,9 @@ import { SortedKeys } from "./sorted_keys.ts";
 // The sections of a saved index, in order: by key, then by entry.
 const HINT_MAGIC = 0x50584831; // "PXH1"
 
+// The most entries a V8 Map holds (2^24); one more throws.
+const MAP_MAX_SIZE = 2 ** 24;
+
 const NO_VERSIONS: KeyVersions = { Ver: -1n, Floor: 0n };
 
 function grown<T extends Float64Array | BigInt64Array | Int32Array | Uint32Array>(
@@ -91,6 +94,11 @@ export class LogIndex {
   /** How many keys it holds. */
   get keyCount(): number {
     return this.#names.length;
+  }
+
+  /** Whether it holds `key` (any state or floor of it). */
+  has(key: string): boolean {
+    return this.#ids.has(key);
   }
 
   /** A page of the keys held, in order (see `Store.keys`). */
@@ -326,6 +334,14 @@ export class LogIndex {
     let k = this.#ids.get(key);
     if (k !== undefined) return k;
     k = this.#names.length;
+    // Only a log written before the store had its key limit can get here:
+    // say so rather than let the Map throw.
+    if (k >= MAP_MAX_SIZE) {
+      throw new RangeError(
+        `the log holds more than ${MAP_MAX_SIZE} keys, the most its index (a JavaScript Map) ` +
+          `can hold; ${JSON.stringify(key)} would be one more`,
+      );
+    }
     this.#names.push(key);
     this.#ids.set(key, k);
     this.#ordered?.add(key);

@@ -121,8 +121,15 @@ export {
   type LocalCluster,
   startCluster,
 } from "./cluster.ts";
-export { MemoryStore, type Store, type Written } from "./store.ts";
 export {
+  MAX_KEYS_IN_MEMORY,
+  MemoryStore,
+  type MemoryStoreOptions,
+  type Store,
+  type Written,
+} from "./store.ts";
+export {
+  DEFAULT_MAX_KEYS,
   denoFs,
   LogCorruptionError,
   type LogEventFields,

@@ -243,6 +243,11 @@ export class ServerMetrics {
     t.metric("paxoskv_quota_bytes", "gauge", "The quota (--quota-bytes).", [
       [{}, this.#acceptor.quotaBytes],
     ]);
+    if (store.maxKeys !== undefined) {
+      t.metric("paxoskv_max_keys", "gauge", "Most keys the store may hold (--max-keys).", [
+        [{}, store.maxKeys],
+      ]);
+    }
     if (store instanceof LogStore) {
       const s = store.stats;
       t.metric("paxoskv_log_bytes", "gauge", "Size of the log file.", [[{}, s.logBytes]]);

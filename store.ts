@@ -65,8 +65,19 @@ export interface Store {
    * larger value, and shrinks when versions are compacted away.
    */
   readonly usedBytes: number;
-  /** How many keys the store holds any state for, when it can tell at no cost (for metrics). */
-  readonly keyCount?: number;
+  /**
+   * How many keys the store holds any state for, when it can tell at no cost
+   * (for metrics, and for {@link Store.maxKeys}).
+   */
+  readonly keyCount?: number | undefined;
+  /**
+   * Most keys the store may hold, for a store that keeps every key in memory
+   * (undefined: no limit of its own, its keys are on disk). A write that
+   * would add a key past it is refused, and an acceptor answers it
+   * `QuotaExceeded`; the keys already held (even more than this, when it was
+   * lowered) keep working. At most {@link MAX_KEYS_IN_MEMORY}.
+   */
+  readonly maxKeys?: number | undefined;
   /** Releases the store's resources. */
   close(): Promise<void>;
 }
@@ -117,6 +128,48 @@ export function dataBytes(state: Acceptor): number {
  */
 export function keyBytes(key: string): number {
   return KEY_OVERHEAD + key.length;
+}
+
+/**
+ * The most keys a store that keeps its keys in a JavaScript `Map` may be
+ * given as {@link Store.maxKeys}: V8's `Map` holds at most 2^24 = 16,777,216
+ * entries (one more throws `RangeError: Map maximum size exceeded`), and
+ * this leaves a margin below that.
+ */
+export const MAX_KEYS_IN_MEMORY = 16_000_000;
+
+/**
+ * Checks a {@link Store.maxKeys} asked for: an integer from 1 to
+ * {@link MAX_KEYS_IN_MEMORY}; throws a `RangeError` naming it otherwise.
+ *
+ * @example
+ * ```ts
+ * import { checkMaxKeys } from "./store.ts";
+ * checkMaxKeys(1000); // 1000
+ * ```
+ */
+export function checkMaxKeys(n: number): number {
+  if (Number.isInteger(n) && n >= 1 && n <= MAX_KEYS_IN_MEMORY) return n;
+  throw new RangeError(
+    `maxKeys must be an integer from 1 to ${MAX_KEYS_IN_MEMORY} (a JavaScript Map holds at ` +
+      `most 2^24 keys), got ${n}`,
+  );
+}
+
+/**
+ * The error of a store asked to add a key past its {@link Store.maxKeys}.
+ *
+ * @example
+ * ```ts
+ * import { keyLimitError } from "./store.ts";
+ * keyLimitError("k", 5, 5).message.includes("5 keys"); // true
+ * ```
+ */
+export function keyLimitError(key: string, count: number, max: number): RangeError {
+  return new RangeError(
+    `cannot add the key ${JSON.stringify(key)}: the store holds ${count} keys and may hold ` +
+      `${max} (maxKeys)`,
+  );
 }
 
 // How far past the end of `dense` a version may be and still go into it.
@@ -191,6 +244,11 @@ export class Versions {
   latest(key: string): KeyVersions {
     const k = this.#keys.get(key);
     return k === undefined ? NO_VERSIONS : { Ver: k.voted, Floor: k.floor };
+  }
+
+  /** Whether it holds any state for `key`. */
+  has(key: string): boolean {
+    return this.#keys.has(key);
   }
 
   /** A page of the keys held, in order (see {@link Store.keys}). */
@@ -273,21 +331,48 @@ export class Versions {
   }
 }
 
+/** Options of a {@link MemoryStore}. */
+export interface MemoryStoreOptions {
+  /** Most keys it may hold ({@link Store.maxKeys}; default {@link MAX_KEYS_IN_MEMORY}). */
+  readonly maxKeys?: number;
+}
+
 /**
  * A store in memory: fast, and forgets everything when the process ends. For
  * tests, demos and simulation; a real acceptor needs a durable store.
+ *
+ * Its keys are in a `Map`, so it holds at most {@link MAX_KEYS_IN_MEMORY} by
+ * default. At an acceptor's default memory quota that is never reached:
+ * each key is charged at least {@link KEY_OVERHEAD} + {@link STATE_OVERHEAD}
+ * = 112 bytes, so 512 MiB hold at most 4,793,490 keys; only a raised quota
+ * can meet the limit, and then the acceptor refuses new keys
+ * (`QuotaExceeded`) instead of the `Map` throwing.
  */
 export class MemoryStore implements Store {
   readonly #versions = new Versions();
+  /** Most keys it may hold ({@link Store.maxKeys}). */
+  readonly maxKeys: number;
+
+  /** An empty store; throws a `RangeError` when `maxKeys` is not one {@link checkMaxKeys} allows. */
+  constructor(opts: MemoryStoreOptions = {}) {
+    this.maxKeys = checkMaxKeys(opts.maxKeys ?? MAX_KEYS_IN_MEMORY);
+  }
 
   /** The state of an instance, or undefined when it was never written. */
   get(id: PaxosInstanceId): Acceptor | undefined {
     return this.#versions.get(id);
   }
 
-  /** Records the new state of an instance (in memory only): done at once. */
+  /**
+   * Records the new state of an instance (in memory only): done at once; or
+   * refuses a new key past {@link MemoryStore.maxKeys} (a rejected promise).
+   */
   put(id: PaxosInstanceId, state: Acceptor): Written {
-    this.#versions.set(id, state);
+    const v = this.#versions;
+    if (v.keyCount >= this.maxKeys && !v.has(id.Key)) {
+      return Promise.reject(keyLimitError(id.Key, v.keyCount, this.maxKeys));
+    }
+    v.set(id, state);
     return undefined;
   }
 
@@ -296,9 +381,13 @@ export class MemoryStore implements Store {
     return this.#versions.latest(key);
   }
 
-  /** Forgets the versions of `key` below `floor`. */
+  /** Forgets the versions of `key` below `floor` (a new key past {@link MemoryStore.maxKeys} is refused). */
   compact(key: string, floor: bigint): Promise<void> {
-    this.#versions.compact(key, floor);
+    const v = this.#versions;
+    if (v.keyCount >= this.maxKeys && !v.has(key)) {
+      return Promise.reject(keyLimitError(key, v.keyCount, this.maxKeys));
+    }
+    v.compact(key, floor);
     return Promise.resolve();
   }
 

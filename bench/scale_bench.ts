@@ -21,6 +21,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { connect } from "../kv.ts";
 import { LogStore } from "../log_store.ts";
+import { MAX_KEYS_IN_MEMORY } from "../store.ts";
 import { SqliteStore } from "../sqlite_store.ts";
 import type { Acceptor, PaxosInstanceId } from "../types.ts";
 
@@ -180,6 +181,8 @@ async function clusterMode(dir: string): Promise<Record<string, number | string>
       "0",
       "--engine",
       engine,
+      // N keys are what is measured: the log's key limit at its most.
+      ...(engine === "log" ? ["--max-keys", `${MAX_KEYS_IN_MEMORY}`] : []),
     ])
   ));
   const ports = servers.map((s) => new URL(s.url).port);
@@ -255,7 +258,12 @@ interface EngineStore {
 }
 
 function openEngine(dir: string, engine: string): Promise<EngineStore> {
-  if (engine === "log") return LogStore.open(join(dir, "log"), { compactAtBytes: 64 * MiB });
+  if (engine === "log") {
+    return LogStore.open(join(dir, "log"), {
+      compactAtBytes: 64 * MiB,
+      maxKeys: MAX_KEYS_IN_MEMORY,
+    });
+  }
   if (engine === "sqlite") return SqliteStore.open(join(dir, "sqlite"));
   throw new RangeError(`--engine must be log or sqlite, got ${engine}`);
 }

@@ -11,6 +11,8 @@ import {
 } from "../acceptor.ts";
 import { DEFAULT_BASE_PORT } from "../cluster.ts";
 import { DEFAULT_SERVE_LIMITS } from "../server.ts";
+import { DEFAULT_MAX_KEYS } from "../log_store.ts";
+import { MAX_KEYS_IN_MEMORY } from "../store.ts";
 
 /**
  * How to run Deno, as this process was run: `deno`, or, for the binary that
@@ -190,7 +192,14 @@ on serving everyone else:
                             acceptor holds; a write that would grow them past
                             it is answered QuotaExceeded, while reads, deletes
                             and compaction go on (default ${DEFAULT_QUOTA_BYTES}, 4 GiB;
-                            ${DEFAULT_MEMORY_QUOTA_BYTES}, 512 MiB, with --memory)`;
+                            ${DEFAULT_MEMORY_QUOTA_BYTES}, 512 MiB, with --memory)
+  --max-keys N              keys the acceptor may hold with the log engine or
+                            --memory, which keep every key in memory (the
+                            log's index about 220 bytes of RSS each); a write
+                            of a new key past it is answered QuotaExceeded,
+                            while the keys held keep working (default ${DEFAULT_MAX_KEYS};
+                            ${MAX_KEYS_IN_MEMORY}, the most, with --memory). Not with the
+                            sqlite engine: its keys are on disk`;
 
 const CLUSTER_HELP = `Usage:
   ${RUN} cluster [--base-port P] [--host H] [--ui [--ui-port P]] [--log-format text|json]

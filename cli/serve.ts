@@ -11,7 +11,7 @@ import { LogStore } from "../log_store.ts";
 import { SqliteStore } from "../sqlite_store.ts";
 import { engineOf } from "../data_engine.ts";
 import { type AcceptorServer, isLoopback, serveAcceptor } from "../server.ts";
-import { MemoryStore, type Store } from "../store.ts";
+import { MAX_KEYS_IN_MEMORY, MemoryStore, type Store } from "../store.ts";
 import { hostOpt, intOpt, parseArgs, positionals, required, stringOpt } from "./args.ts";
 import { EXIT_FAILURE, messageOf, UsageError } from "./exit.ts";
 import { configOf, describeConfig, VouchedPeers, writeIdentity } from "../identity.ts";
@@ -37,6 +37,10 @@ const STORE_LEVELS: Readonly<Record<LogStoreEvent, "info" | "warn" | "error">> =
   index_not_saved: "warn",
 };
 
+// --max-keys bounds the keys an engine keeps in memory; sqlite has none there.
+const SQLITE_MAX_KEYS = "--max-keys is for the log engine and --memory, which keep every key in " +
+  "memory; the sqlite engine keeps its keys on disk and needs no key limit";
+
 /** `acceptor --data DIR ...`: one acceptor on a durable (or memory) store. */
 export async function runAcceptor(args: readonly string[], io: CliIo): Promise<number> {
   const p = parseArgs(args, {
@@ -53,6 +57,7 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
     "max-queued-per-key": "string",
     "max-queued-per-peer": "string",
     "quota-bytes": "string",
+    "max-keys": "string",
     ui: "boolean",
     "ui-port": "string",
     "log-format": "string",
@@ -81,6 +86,14 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
   const maxQueuedPerKey = limit("max-queued-per-key");
   const maxQueuedPerPeer = limit("max-queued-per-peer");
   const quotaBytes = limit("quota-bytes");
+  const maxKeysOpt = intOpt(
+    p,
+    "max-keys",
+    1n,
+    BigInt(MAX_KEYS_IN_MEMORY),
+    `a positive integer up to ${MAX_KEYS_IN_MEMORY} (a JavaScript Map holds at most 2^24 keys)`,
+  );
+  const maxKeys = maxKeysOpt === undefined ? undefined : Number(maxKeysOpt);
   const memory = p.opts.has("memory");
   const dir = stringOpt(p, "data");
   if (memory && dir !== undefined) throw new UsageError("give --data or --memory, not both");
@@ -95,6 +108,7 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
     throw new UsageError(`--engine must be log or sqlite, got ${JSON.stringify(engineOpt)}`);
   }
   if (engineOpt !== undefined && memory) throw new UsageError("--engine goes with --data");
+  if (engineOpt === "sqlite" && maxKeys !== undefined) throw new UsageError(SQLITE_MAX_KEYS);
   const secret = await secretOpt(p);
   const tls = await tlsOpt(p);
   const allowOrigins = originsOpt(p);
@@ -157,15 +171,20 @@ export async function runAcceptor(args: readonly string[], io: CliIo): Promise<n
     // A directory keeps the engine it was made with; a new one gets the
     // one asked for, by default the log.
     const engine = dir === undefined ? null : engineOpt ?? await engineOf(dir) ?? "log";
+    // (A directory of the sqlite engine, without --engine, is found here.)
+    if (engine === "sqlite" && maxKeys !== undefined) throw new UsageError(SQLITE_MAX_KEYS);
+    const keys = maxKeys === undefined ? {} : { maxKeys };
     store = dir === undefined
-      ? new MemoryStore()
+      ? new MemoryStore(keys)
       : engine === "sqlite"
       ? await SqliteStore.open(dir)
       : await LogStore.open(dir, {
         onEvent: (m, event, fields) => alog.event(STORE_LEVELS[event], event, m, fields),
+        ...keys,
       });
     if (dir !== undefined && who.create) await writeIdentity(dir, who.record);
   } catch (e) {
+    if (e instanceof UsageError) throw e;
     const m = `cannot open its data: ${messageOf(e)}`;
     fatal("open_failed", `paxoskv: acceptor ${id} ${m}`, m);
     return EXIT_FAILURE;

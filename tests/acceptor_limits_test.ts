@@ -1,10 +1,12 @@
 // The acceptor's own bounds: requests waiting per key and per peer, served in
 // turn across peers, and the reply budget a caller (a connection) gives its
-// requests. Refusals are Overloaded, before anything changes.
+// requests (refusals are Overloaded, before anything changes); the quota and
+// the store's key limit (refusals are QuotaExceeded, nothing written).
 import assert from "node:assert/strict";
-import { type Caller, PaxosAcceptor } from "../acceptor.ts";
+import { type Caller, DEFAULT_MEMORY_QUOTA_BYTES, PaxosAcceptor } from "../acceptor.ts";
+import { LogStore } from "../log_store.ts";
 import { AcceptorError } from "../errors.ts";
-import { dataBytes, keyBytes, MemoryStore, type Written } from "../store.ts";
+import { dataBytes, keyBytes, MAX_KEYS_IN_MEMORY, MemoryStore, type Written } from "../store.ts";
 import type { Acceptor, PaxosInstanceId } from "../types.ts";
 import { EMPTY_ACCEPTOR } from "../types.ts";
 import { bal, inst, req, state } from "./builders.ts";
@@ -243,4 +245,119 @@ Deno.test("the data a store holds is counted as states are written, replaced and
   store.put(inst("k", 1000), state(bal(1, 1))); // a version far off (kept apart)
   store.compact("k", 2000n);
   assert.equal(store.usedBytes, keyBytes("k"));
+});
+
+Deno.test("past the store's key limit a new key is refused QuotaExceeded, by Prepare, Accept and Latest with a ballot; the keys held keep working, also reopened", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "paxoskv-maxkeys-" });
+  try {
+    let store = await LogStore.open(dir, { maxKeys: 5 });
+    let a = new PaxosAcceptor(store, "a");
+    // Four keys with a value, and "p" with only a promise: five keys.
+    for (let i = 0; i < 4; i++) {
+      await a.prepare(req(inst(`k${i}`), bal(1, 1)));
+      await a.accept(req(inst(`k${i}`), bal(1, 1), { Vi64: BigInt(i) }));
+    }
+    await a.prepare(req(inst("p"), bal(1, 1)));
+    assert.equal(store.keyCount, 5);
+    const logBytes = store.stats.logBytes;
+    const refused = async (s: LogStore, b: PaxosAcceptor, max: number) => {
+      const msg = await quotaExceeded(b.prepare(req(inst("new"), bal(1, 1))));
+      assert.match(msg, new RegExp(`"new"@0 would add a key past the limit of ${max} keys`));
+      assert.match(msg, /--max-keys/);
+      assert.match(msg, /--engine sqlite, which keeps its keys on disk/);
+      await quotaExceeded(b.accept(req(inst("new", 3), bal(1, 1), { Vi64: 1n })));
+      // The folded phase 1 answers a plain Latest, without its promise.
+      assert.deepEqual(await b.latest("new", bal(1, 1)), {
+        Ver: -1n,
+        Floor: 0n,
+        Val: null,
+        VBal: bal(0, 0),
+      });
+      assert.equal(s.get(inst("new")), undefined);
+      assert.equal(s.get(inst("new", 3)), undefined);
+    };
+    await refused(store, a, 5);
+    assert.equal(store.stats.logBytes, logBytes, "nothing written");
+    assert.equal(store.keyCount, 5);
+    // The keys held: the promised one takes its vote, the others a new
+    // version (with the next one promised ahead), a folded phase 1, a delete.
+    await a.prepare(req(inst("p"), bal(2, 1)));
+    const first = await a.accept({ ...req(inst("p"), bal(2, 1), { Vi64: 9n }), Next: true });
+    assert.equal(first.NextOk, true, "its next version promised ahead");
+    await a.prepare(req(inst("k0", 1), bal(1, 1)));
+    const r = await a.accept({ ...req(inst("k0", 1), bal(1, 1), { Vi64: 10n }), Next: true });
+    assert.equal(r.NextOk, true);
+    assert.deepEqual((await a.latest("k1", bal(5, 1))).NextBal, bal(0, 0));
+    await a.accept(req(inst("k1", 1), bal(5, 1), { Del: true }));
+    assert.deepEqual((await a.latest("k1")).Val, { Del: true });
+    assert.equal(store.keyCount, 5);
+    await store.close();
+
+    // Reopened: the same keys, the same limit.
+    store = await LogStore.open(dir, { maxKeys: 5 });
+    a = new PaxosAcceptor(store, "a");
+    assert.equal(store.keyCount, 5);
+    assert.deepEqual((await a.latest("p")).Val, { Vi64: 9n });
+    await refused(store, a, 5);
+    await store.close();
+
+    // A limit lowered below the keys held: it opens, the keys held work,
+    // new ones are refused.
+    store = await LogStore.open(dir, { maxKeys: 2 });
+    a = new PaxosAcceptor(store, "a");
+    assert.equal(store.keyCount, 5);
+    await a.prepare(req(inst("k2", 1), bal(1, 1)));
+    await a.accept(req(inst("k2", 1), bal(1, 1), { Vi64: 11n }));
+    assert.deepEqual((await a.latest("k2")).Val, { Vi64: 11n });
+    await refused(store, a, 2);
+    await store.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("new keys written at once stop at the key limit: those of writes under way count", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "paxoskv-maxkeys-" });
+  const store = await LogStore.open(dir, { maxKeys: 5 });
+  try {
+    const a = new PaxosAcceptor(store, "a");
+    // Ten Prepares of new keys in one tick: all in one group commit.
+    const results = await Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) => a.prepare(req(inst(`c${i}`), bal(1, 1)))),
+    );
+    assert.equal(results.filter((r) => r.status === "fulfilled").length, 5);
+    for (const r of results) {
+      if (r.status === "rejected") assert.equal((r.reason as AcceptorError).code, "QuotaExceeded");
+    }
+    assert.equal(store.keyCount, 5);
+  } finally {
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a memory store has a key limit too; at the default memory quota it is never reached", async () => {
+  const store = new MemoryStore({ maxKeys: 2 });
+  const a = new PaxosAcceptor(store, "a");
+  await a.prepare(req(inst("x"), bal(1, 1)));
+  await a.prepare(req(inst("y"), bal(1, 1)));
+  assert.match(
+    await quotaExceeded(a.prepare(req(inst("z"), bal(1, 1)))),
+    /past the limit of 2 keys/,
+  );
+  assert.equal(store.keyCount, 2);
+  // Its keys are in a Map (at most 2^24 entries): the default limit is below
+  // that, and the default quota, charging at least 112 bytes a key, holds
+  // fewer keys still.
+  const fresh = new MemoryStore();
+  assert.equal(fresh.maxKeys, MAX_KEYS_IN_MEMORY);
+  assert.ok(MAX_KEYS_IN_MEMORY < 2 ** 24);
+  const minKeyCharge = keyBytes("") + dataBytes(EMPTY_ACCEPTOR);
+  assert.equal(minKeyCharge, 112);
+  assert.ok(Math.floor(DEFAULT_MEMORY_QUOTA_BYTES / minKeyCharge) < MAX_KEYS_IN_MEMORY);
+  assert.throws(() => new MemoryStore({ maxKeys: 0 }), /maxKeys must be an integer .* got 0/);
+  assert.throws(
+    () => new MemoryStore({ maxKeys: MAX_KEYS_IN_MEMORY + 1 }),
+    /from 1 to 16000000 .* got 16000001/,
+  );
 });

@@ -441,6 +441,13 @@ Deno.test("cli: bad command lines exit 2 with one line on stderr", async () => {
     [["history", "foo", "--json=yes", ...acc], /--json takes no value/],
     [["acceptor", "--id", "0", "--keep-versions", "0"], /--keep-versions must be a positive/],
     [["acceptor", "--id", "0", "--keep-versions", "two"], /--keep-versions must be/],
+    [["acceptor", "--id", "0", "--max-keys", "0"], /--max-keys must be a positive integer up to/],
+    [["acceptor", "--id", "0", "--max-keys", "16000001"], /up to 16000000 .*got "16000001"/],
+    [["acceptor", "--id", "0", "--max-keys", "1e6"], /--max-keys must be/],
+    [
+      ["acceptor", "--data", "/nonexistent/x", "--engine", "sqlite", "--max-keys", "5"],
+      /--max-keys is for the log engine and --memory, which keep every key in memory/,
+    ],
     [["get", "foo", "--ver", "x", ...acc], /--ver must be a non-negative int64, got "x"/],
     [["get", "foo", "--ver", "-1", ...acc], /--ver must be/],
     [["get", "foo", "--ver", "9223372036854775808", ...acc], /--ver must be/],
@@ -1225,9 +1232,30 @@ Deno.test("cli: acceptor --engine sqlite serves from its data after a restart, w
     assert.equal(wrong.code, 1);
     assert.match(wrong.stderr, /holds data of the sqlite engine .*: open it with --engine sqlite/);
 
+    // The sqlite engine keeps its keys on disk: no key limit, also when the
+    // directory tells the engine.
+    const noLimit = await cli("acceptor", "--port", "0", "--data", dir, "--max-keys", "5");
+    assertOneLineError(noLimit, "--max-keys on a sqlite directory");
+    assert.equal(noLimit.code, 2);
+    assert.match(noLimit.stderr, /--max-keys is for the log engine and --memory/);
+
+    // The log with --max-keys 1: a second key is refused, the first one
+    // is still written.
     const logDir = join(root, "log");
-    const log = new Server(["acceptor", "--port", "0", ...memberFlags(0, [0], { data: logDir })]);
-    await log.waitFor((l) => l.length >= 1);
+    const log = new Server([
+      "acceptor",
+      "--port",
+      "0",
+      ...memberFlags(0, [0], { data: logDir }),
+      "--max-keys",
+      "1",
+    ]);
+    const [logUrl] = await log.waitFor((l) => l.length >= 1);
+    assert.equal(await cliOut("set", "a", "1", "--acceptors", logUrl!), "0");
+    const keyB = await cli("set", "b", "2", "--acceptors", logUrl!);
+    assertOneLineError(keyB, "a second key past --max-keys 1");
+    assert.match(keyB.stderr, /QuotaExceeded.*past the limit of 1 keys \(--max-keys\)/);
+    assert.equal(await cliOut("set", "a", "3", "--acceptors", logUrl!), "1");
     assert.deepEqual(await stopAll([log]), [""]);
     const r = await cli("acceptor", "--port", "0", "--data", logDir, "--engine", "sqlite");
     assertOneLineError(r, "a log directory opened as sqlite");

@@ -11,7 +11,8 @@ import {
   PaxosAcceptor,
   type PaxosInstanceId,
 } from "../mod.ts";
-import { HINT_FILE, LOG_FILE } from "../log_store.ts";
+import { DEFAULT_MAX_KEYS, HINT_FILE, LOG_FILE } from "../log_store.ts";
+import { MAX_KEYS_IN_MEMORY } from "../store.ts";
 import { LineProcess } from "./cli_process.ts";
 import { inst, promised, voted } from "./builders.ts";
 import { MemFs } from "./mem_fs.ts";
@@ -763,4 +764,50 @@ Deno.test("the index saved at close opens the store without reading the log; one
   );
   assert.deepEqual(store.get(inst("a")), a);
   await store.close();
+});
+
+Deno.test("the key limit: a change that would add a key past maxKeys is refused before anything is written; a log holding more opens", async () => {
+  await withDir(async (dir) => {
+    let store = await LogStore.open(dir);
+    assert.equal(store.maxKeys, DEFAULT_MAX_KEYS);
+    await store.close();
+    for (const bad of [0, 1.5, MAX_KEYS_IN_MEMORY + 1]) {
+      await assert.rejects(
+        LogStore.open(dir, { maxKeys: bad }),
+        (e: Error) => e instanceof RangeError && e.message.includes(`got ${bad}`),
+      );
+    }
+    store = await LogStore.open(dir, { maxKeys: 3 });
+    // Four new keys in one tick: the fourth is refused at once, counting
+    // the three whose writes are under way.
+    const puts = ["a", "b", "c"].map((k) => store.put(inst(k), promised(1)));
+    await assert.rejects(store.put(inst("x"), promised(1)), /"x": the store holds 3 keys/);
+    await Promise.all(puts);
+    const { logBytes, changes } = store.stats;
+    await assert.rejects(
+      store.put(inst("d"), voted(2)),
+      (e: Error) =>
+        e instanceof RangeError && /"d": the store holds 3 keys and may hold 3/.test(e.message),
+    );
+    await assert.rejects(store.compact("e", 5n), RangeError);
+    assert.equal(store.stats.logBytes, logBytes, "nothing appended");
+    assert.equal(store.stats.changes, changes);
+    assert.equal(store.keyCount, 3);
+    // The keys held take any change.
+    await store.put(inst("a", 1), voted(3));
+    await store.compact("b", 1n);
+    await store.close();
+    // Read back from the log alone, with a lower limit: it opens, and still
+    // refuses a new key.
+    await Deno.remove(join(dir, HINT_FILE));
+    store = await LogStore.open(dir, { maxKeys: 1 });
+    try {
+      assert.equal(store.keyCount, 3);
+      assert.deepEqual(store.get(inst("a", 1)), voted(3));
+      await store.put(inst("c", 1), voted(4));
+      await assert.rejects(store.put(inst("d"), voted(2)), /holds 3 keys and may hold 1/);
+    } finally {
+      await store.close();
+    }
+  });
 });

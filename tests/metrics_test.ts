@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { SqliteStore } from "../sqlite_store.ts";
-import { LogStore } from "../log_store.ts";
+import { DEFAULT_MAX_KEYS, LogStore } from "../log_store.ts";
 import { Histogram, PromText } from "../metrics.ts";
 import { MemoryStore } from "../store.ts";
 import { bal, env, inst, req } from "./builders.ts";
@@ -164,6 +164,7 @@ Deno.test("on a log store: syncs, group commits and log bytes; /healthz is 503 o
       assert.equal(sample(text, "paxoskv_changes_total"), 8);
       assert.equal(sample(text, "paxoskv_log_bytes"), store.stats.logBytes);
       assert.equal(sample(text, "paxoskv_keys"), 8);
+      assert.equal(sample(text, "paxoskv_max_keys"), DEFAULT_MAX_KEYS);
       const ok = JSON.parse((await get(server.port, "/healthz")).body);
       assert.equal(ok.logBytes, store.stats.logBytes);
       assert.equal(ok.keys, 8);
@@ -189,6 +190,8 @@ Deno.test("on a sqlite store: commits, changes and disk bytes; /healthz is 503 o
       assert.equal(sample(text, "paxoskv_changes_total"), 8);
       assert.ok(sample(text, "paxoskv_log_bytes")! > 0);
       assert.equal(sample(text, "paxoskv_keys"), 8);
+      // Its keys are on disk: no key limit of its own.
+      assert.equal(sample(text, "paxoskv_max_keys"), undefined);
       const ok = JSON.parse((await get(server.port, "/healthz")).body);
       assert.equal(ok.keys, 8);
       assert.ok(ok.logBytes > 0);

@@ -234,7 +234,7 @@ Deno.test("ui server: the state is 503 until the acceptors are there", async () 
 });
 
 Deno.test("ui server: ListedStore lists what the store it wraps held, and what is written since", async () => {
-  const inner = new MemoryStore();
+  const inner = new MemoryStore({ maxKeys: 10 });
   const bal = { N: 1n, ProposerId: 1n };
   const voted = (d: string) => ({ LastBal: bal, VBal: bal, Val: { Data: d } });
   for (let v = 0n; v < 12n; v++) inner.put({ Key: "a", Ver: v }, voted(`a${v}`));
@@ -262,6 +262,9 @@ Deno.test("ui server: ListedStore lists what the store it wraps held, and what i
   ]);
   assert.equal(listed.instances(1)[0]!.id.Key, "c", "the latest written first");
   assert.deepEqual(inner.get({ Key: "c", Ver: 5n }), voted("c5"), "written through");
+  // The key count and the key limit of the store it wraps, for the acceptor.
+  assert.equal(listed.keyCount, 3);
+  assert.equal(listed.maxKeys, 10);
   await listed.close();
 });
 

@@ -120,6 +120,16 @@ export class ListedStore implements Store {
     return this.#inner.usedBytes;
   }
 
+  /** How many keys the store holds, when it tells. */
+  get keyCount(): number | undefined {
+    return this.#inner.keyCount;
+  }
+
+  /** Most keys the store may hold, when it has a limit. */
+  get maxKeys(): number | undefined {
+    return this.#inner.maxKeys;
+  }
+
   /** Releases the store. */
   close(): Promise<void> {
     return this.#inner.close();
