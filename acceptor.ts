@@ -459,7 +459,7 @@ export class PaxosAcceptor {
     if (!untouched || bal.N < 1n || bal.N > MAX_BALLOT_STEP) return null;
     const vbal = firstWriteBallot(bal);
     const state = { LastBal: bal, Val: val, VBal: vbal };
-    if (!this.#roomFor(id, state)) return null;
+    if (!this.#roomFor(id, state, true)) return null;
     this.#charge(caller, val);
     const vote = this.#store.put(id, state);
     const nextBal = this.#store.get({ Key: key, Ver: 1n })?.LastBal ?? ZERO_BALLOT;

@@ -247,7 +247,7 @@ Deno.test("the data a store holds is counted as states are written, replaced and
   assert.equal(store.usedBytes, keyBytes("k"));
 });
 
-Deno.test("past the store's key limit a new key is refused QuotaExceeded, by Prepare, Accept and Latest with a ballot; the keys held keep working, also reopened", async () => {
+Deno.test("past the store's key limit a new key is refused QuotaExceeded, by Prepare, Accept and Latest with a ballot (and a first write's value); the keys held keep working, also reopened", async () => {
   const dir = await Deno.makeTempDir({ prefix: "paxoskv-maxkeys-" });
   try {
     let store = await LogStore.open(dir, { maxKeys: 5 });
@@ -266,13 +266,16 @@ Deno.test("past the store's key limit a new key is refused QuotaExceeded, by Pre
       assert.match(msg, /--max-keys/);
       assert.match(msg, /--engine sqlite, which keeps its keys on disk/);
       await quotaExceeded(b.accept(req(inst("new", 3), bal(1, 1), { Vi64: 1n })));
-      // The folded phase 1 answers a plain Latest, without its promise.
-      assert.deepEqual(await b.latest("new", bal(1, 1)), {
-        Ver: -1n,
-        Floor: 0n,
-        Val: null,
-        VBal: bal(0, 0),
-      });
+      // The folded phase 1 answers a plain Latest, without its promise; so
+      // does a first write's Latest, without its round-0 vote.
+      for (const first of [undefined, { Vi64: 1n }]) {
+        assert.deepEqual(await b.latest("new", bal(1, 1), first), {
+          Ver: -1n,
+          Floor: 0n,
+          Val: null,
+          VBal: bal(0, 0),
+        });
+      }
       assert.equal(s.get(inst("new")), undefined);
       assert.equal(s.get(inst("new", 3)), undefined);
     };
