@@ -353,7 +353,10 @@ try {
         }
         // With a baseline, the order alternates from one level to the next.
         for (const r of level % 2 === 0 ? runs : [...runs].reverse()) {
-          const key = (w: number, i: number) => `w${n}-${w}-${i % 16}`;
+          // Keys of this run's own (the traced run shares our acceptors):
+          // a first write must find its key new, a rewrite its key written
+          // by this client last.
+          const key = (w: number, i: number) => `w${n}-${r.prefix}${w}-${i % 16}`;
           const pids = r.servers.map((s) => s.pid);
           const at = (name: string, op: (w: number, i: number) => Promise<unknown>) =>
             measure(`${r.prefix}${name}`, n, op, seconds, pids);
@@ -361,7 +364,7 @@ try {
           // Each write of a key never written before (issue 14): what
           // filling a store costs, against the rewrites just before
           // ("vsWrite", "cpuVsWrite").
-          const fresh = (w: number, i: number) => `f${n}-${w}-${i}`;
+          const fresh = (w: number, i: number) => `f${n}-${r.prefix}${w}-${i}`;
           rows.push(await at(`${name} first write`, (w, i) => r.kv.set(fresh(w, i), i)));
           rows.push(await at(`${name} read`, (w, i) => r.kv.get(key(w, i))));
         }

@@ -1,7 +1,7 @@
 // Scale benchmark: how a durable acceptor holds a dataset of many keys.
 //
 //   deno task bench:scale --keys N [--engine log|sqlite] [--value-bytes 100]
-//                         [--in-flight 256] [--clients 1] [--sample 1000] [--json]
+//                         [--in-flight 256] [--clients 1] [--sample 1000] [--read-all] [--json]
 //   deno task bench:scale --keys N --engine log|sqlite --in-process
 //
 // Cluster mode (the default): three durable acceptor processes on loopback,
@@ -10,8 +10,8 @@
 // in this process (writes/s while filling, RSS sampled every 10 s); then
 // each acceptor's data directory size; then the acceptors are stopped and
 // started again, timed from the start to the URL printed (serving); then
-// `--sample` keys chosen at random are read back and checked, and the RSS
-// is taken again.
+// `--sample` keys chosen at random are read back and checked (with
+// --read-all, then every key), and the RSS is taken again.
 //
 // In-process mode: one store in this process, N states of one version each
 // put at --in-flight (a group commit each time), then its RSS and file size,
@@ -32,6 +32,7 @@ const { values: flags } = parseArgs({
     "value-bytes": { type: "string", default: "100" },
     "in-flight": { type: "string", default: "256" },
     sample: { type: "string", default: "1000" },
+    "read-all": { type: "boolean", default: false },
     engine: { type: "string", default: "log" },
     "in-process": { type: "boolean", default: false },
     clients: { type: "string", default: "1" },
@@ -231,10 +232,33 @@ async function clusterMode(dir: string): Promise<Record<string, number | string>
     const got = await kv.get(`key-${i}`);
     if (!got.found || got.value !== valueOf(i)) bad++;
   });
+  if (bad > 0) throw new Error(`${bad} of ${sample} keys read back wrong`);
+  // --read-all: then every key, each checked (from the clients, at
+  // --in-flight each).
+  let readAllRate: number | null = null;
+  if (flags["read-all"]) {
+    log(`reading back all ${keys} keys...`);
+    const readers = await Promise.all(
+      Array.from(
+        { length: clients },
+        () => connect(servers.map((s) => s.url), { timeoutMs: 30_000, deadlineMs: 120_000 }),
+      ),
+    );
+    readAllRate = await runAll(
+      keys,
+      async (i, w) => {
+        const got = await readers[w % clients]!.get(`key-${i}`);
+        if (!got.found || got.value !== valueOf(i)) bad++;
+      },
+      inFlight * clients,
+      () => log(`  ${bad} read back wrong so far`),
+    );
+    await Promise.all(readers.map((r) => r.close()));
+    if (bad > 0) throw new Error(`${bad} of ${keys} keys read back wrong`);
+  }
   const rssRead = servers.map((s) => rssOf(s.pid));
   await kv.close();
   await Promise.all(servers.map((s) => s.stop()));
-  if (bad > 0) throw new Error(`${bad} of ${sample} keys read back wrong`);
   return {
     engine,
     keys,
@@ -246,6 +270,7 @@ async function clusterMode(dir: string): Promise<Record<string, number | string>
     restartMsMax: Math.round(Math.max(...restartMs)),
     rssAfterRestartMiBMax: Math.round(Math.max(...rssStart) / MiB),
     sampleReadsPerSec: Math.round(readRate),
+    ...(readAllRate === null ? {} : { allKeysReadPerSec: Math.round(readAllRate) }),
     rssAfterReadsMiBMax: Math.round(Math.max(...rssRead) / MiB),
   };
 }
