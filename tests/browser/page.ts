@@ -161,7 +161,8 @@ Deno.test({
       assert.equal(await press(page, "get", "get greeting"), "get greeting: version 0 = hello");
       assert.match(
         await cellText(page, 0, "greeting@0"),
-        /^last \(([0-9]+,[0-9]+)\) vote hello@\(\1\)$/,
+        // A first write: voted at the round-0 ballot of the one it promised.
+        /^last \(1,([0-9]+)\) vote hello@\(0,\1\)$/,
       );
       assert.deepEqual(errors, [], "no error in the page");
     } finally {
