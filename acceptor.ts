@@ -12,6 +12,7 @@ import type {
   Acceptor,
   BallotNum,
   KeysReply,
+  KeyVersions,
   LatestReply,
   Op,
   PaxosInstanceId,
@@ -123,6 +124,12 @@ const REPLY_BYTES = 64;
 
 /** About how many bytes of keys one `Keys` reply carries at most (one key more may pass it). */
 export const KEYS_PAGE_BYTES = 64 * 1024;
+
+// Whether a key with these versions may be new to the store: it holds no
+// vote of it and never forgot one (it may hold a promise).
+function mayBeNewKey(v: KeyVersions): boolean {
+  return v.Ver < 0n && v.Floor === 0n;
+}
 
 /**
  * The reply to `Latest` from a store: the key's highest voted version, its
@@ -305,7 +312,7 @@ export class PaxosAcceptor {
   ): void {
     const used = this.#store.usedBytes;
     const latest = this.#store.latest(id.Key);
-    const newKey = latest.Ver < 0n && latest.Floor === 0n;
+    const newKey = mayBeNewKey(latest);
     if (newKey && !held && this.#atKeyLimit()) {
       throw new AcceptorError(
         "QuotaExceeded",
@@ -427,8 +434,7 @@ export class PaxosAcceptor {
     const reply = { ...latest, NextBal: n.LastBal };
     if (!GE(bal, n.LastBal) || ballotEquals(bal, n.LastBal)) return reply;
     const state = { LastBal: bal, Val: null, VBal: ZERO_BALLOT };
-    const newKey = latest.Ver < 0n && latest.Floor === 0n;
-    if (held === undefined && !this.#roomFor(next, state, newKey)) return latest;
+    if (held === undefined && !this.#roomFor(next, state, mayBeNewKey(latest))) return latest;
     return this.#afterWrites(this.#store.put(next, state), undefined, () => reply);
   }
 
@@ -453,9 +459,8 @@ export class PaxosAcceptor {
     val: Value,
     caller?: Caller,
   ): LatestReply | Promise<LatestReply> | null {
-    const { Ver, Floor } = this.#store.latest(key);
     const id = { Key: key, Ver: 0n };
-    const untouched = Ver < 0n && Floor === 0n && this.#store.get(id) === undefined;
+    const untouched = mayBeNewKey(this.#store.latest(key)) && this.#store.get(id) === undefined;
     if (!untouched || bal.N < 1n || bal.N > MAX_BALLOT_STEP) return null;
     const vbal = firstWriteBallot(bal);
     const state = { LastBal: bal, Val: val, VBal: vbal };

@@ -887,12 +887,6 @@ export class Kv {
   ): Promise<{ replies: readonly LatestReply[]; from: readonly number[] }> {
     this.#refuseOverV1();
     const quorum = this.#quorum;
-    const asked = (a: KvAcceptorClient) =>
-      promise === undefined
-        ? a.latest(key)
-        : first === undefined
-        ? a.latest(key, promise)
-        : a.latest(key, promise, first);
     // Every reply, also those after the quorum's, in order of arrival; and
     // a wake-up for when none is left out.
     const all: { reply: LatestReply; from: number }[] = [];
@@ -900,7 +894,7 @@ export class Kv {
     let allIn: (() => void) | null = null;
     const arrived = () => --out === 0 && allIn?.();
     const ask = (a: KvAcceptorClient) =>
-      asked(a).then((r) => {
+      a.latest(key, promise, first).then((r) => {
         all.push({ reply: r, from: this.#acceptors.indexOf(a) });
         arrived();
         return r;

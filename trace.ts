@@ -226,12 +226,7 @@ class TracedClient implements KvAcceptorClient {
     const bal = promise === undefined ? {} : { bal: promise };
     const val = first === undefined ? {} : { val: first };
     this.#tracer.event({ kind: "send", acceptor, op: "Latest", key, ...bal, ...val });
-    const asked = promise === undefined
-      ? inner.latest(key)
-      : first === undefined
-      ? inner.latest(key, promise)
-      : inner.latest(key, promise, first);
-    return asked.then((rep) => {
+    return inner.latest(key, promise, first).then((rep) => {
       // With a ballot, the reply is also the Prepare of version Ver+1.
       const folded = promise === undefined || rep.NextBal === undefined
         ? {}

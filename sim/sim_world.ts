@@ -482,10 +482,7 @@ export class SimNode {
     if (bal === undefined) return this.#acceptor.latest(req.Key);
     // (A member new in a joint configuration casts no round-0 vote, as the server.)
     const first = this.#membership?.catchingUp === true ? undefined : req.Val;
-    const asked = first === undefined
-      ? this.#acceptor.latest(req.Key, bal)
-      : this.#acceptor.latest(req.Key, bal, first);
-    return asked.then((rep) => {
+    return this.#acceptor.latest(req.Key, bal, first).then((rep) => {
       const zero = { Key: req.Key, Ver: 0n };
       const vote = first === undefined ? undefined : this.#store.get(zero);
       const round0 = firstWriteBallot(bal);
