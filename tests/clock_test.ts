@@ -1,6 +1,8 @@
-// The clock module's helpers: the seeded random source and backoff.
+// The clock module's helpers: the seeded random source, backoff, and
+// timers on one timer.
 import assert from "node:assert/strict";
-import { backoff, seededRandom } from "../clock.ts";
+import { backoff, oneTimer, seededRandom } from "../clock.ts";
+import { SimClock } from "../sim/sim_clock.ts";
 
 Deno.test("seededRandom repeats its sequence for a seed, in [0, 1)", () => {
   const a = seededRandom(42), b = seededRandom(42);
@@ -26,5 +28,65 @@ Deno.test("backoff doubles its ceiling per attempt up to the cap, within its jit
     const ms = backoff(n, half, r);
     const ceiling = Math.min(2000, 50 * 2 ** n);
     assert.ok(ms >= ceiling / 2 && ms < ceiling, `attempt ${n}: ${ms}`);
+  }
+});
+
+Deno.test("oneTimer: every timer rides on one timer of the clock below, fires in order of time, and a cleared one never", async () => {
+  const base = new SimClock();
+  const clock = oneTimer(base);
+  const fired: string[] = [];
+  const at = (name: string) => () => fired.push(`${name}@${clock.now()}`);
+  clock.setTimer(at("c"), 30);
+  clock.setTimer(at("a"), 10);
+  const dropped = clock.setTimer(at("x"), 5);
+  clock.setTimer(at("b"), 10);
+  clock.setTimer(at("d"), 30);
+  // Five timers, one below (set for the earliest).
+  assert.equal(base.pending, 1);
+  clock.clearTimer(dropped);
+  clock.clearTimer(dropped); // twice: a no-op
+  // A timer set while one fires, for later than the rest.
+  clock.setTimer(() => clock.setTimer(at("e"), 5), 30);
+  await base.run(() => false, 1000);
+  assert.deepEqual(fired, ["a@10", "b@10", "c@30", "d@30", "e@35"]);
+  assert.equal(base.pending, 0);
+  // Clearing every timer clears the one below: nothing keeps a process up.
+  const t1 = clock.setTimer(at("y"), 10);
+  const t2 = clock.setTimer(at("z"), 20);
+  assert.equal(base.pending, 1);
+  clock.clearTimer(t2);
+  assert.equal(base.pending, 1);
+  clock.clearTimer(t1);
+  assert.equal(base.pending, 0);
+  const slept = clock.sleep(3).then(() => fired.push(`slept@${clock.now()}`));
+  await base.run(() => false, 1000);
+  await slept;
+  assert.deepEqual(fired.slice(5), ["slept@38"]);
+});
+
+Deno.test("oneTimer: a timer that throws does not keep the others due with it from running", async () => {
+  const base = new SimClock();
+  const clock = oneTimer(base);
+  const errors: unknown[] = [];
+  const onError = (e: ErrorEvent) => {
+    errors.push(e.error);
+    e.preventDefault();
+  };
+  globalThis.addEventListener("error", onError);
+  try {
+    const fired: number[] = [];
+    clock.setTimer(() => fired.push(1), 1);
+    clock.setTimer(() => {
+      throw new Error("boom");
+    }, 1);
+    clock.setTimer(() => fired.push(3), 1);
+    await base.run(() => false, 1000);
+    // (The error is thrown again in a microtask, as the runtime reports it.)
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.deepEqual(fired, [1, 3]);
+    assert.equal(errors.length, 1);
+    assert.match(String(errors[0]), /boom/);
+  } finally {
+    globalThis.removeEventListener("error", onError);
   }
 });
