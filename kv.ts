@@ -228,6 +228,14 @@ export interface KvOptions extends ConnectOptions {
    * new ones (`jointMajority` of quorum.ts; docs/membership.md).
    */
   readonly quorum?: QuorumSystem;
+  /**
+   * How many keys' promises for their next version the client remembers,
+   * so that its next write of each is one round trip (default 50,000, in
+   * each of two generations: the client remembers the last 50,000 to
+   * 100,000 keys it wrote, a few hundred bytes each). A key forgotten
+   * costs its next write a second round trip, nothing else.
+   */
+  readonly promisedKeys?: number;
 }
 
 /** Options of {@link Kv.getVersion} and {@link Kv.setVersion}. */
@@ -332,7 +340,12 @@ export class Kv {
   readonly #close: () => Promise<void>;
   readonly #quorum: QuorumSystem;
   // Per key: a ballot a majority promised for one version (see #fastWrite).
-  readonly #promised = new Map<string, { ver: bigint; bal: BallotNum }>();
+  // Bounded: at most #promisedKeys keys in each of two generations; when
+  // the newer is full it becomes the older, and the older is forgotten (a
+  // key not written for that long takes the longer path on its next write).
+  #promised = new Map<string, HeldPromise>();
+  #promisedOlder = new Map<string, HeldPromise>();
+  readonly #promisedKeys: number;
   // The refusal of an acceptor that serves v1 only (see #askLatest).
   #v1Only: AcceptorError | null = null;
 
@@ -353,6 +366,10 @@ export class Kv {
     this.#proposerOpts = { clock: this.#clock, random: this.#random, tracer: opts.tracer };
     this.#close = close;
     this.#quorum = opts.quorum ?? majority(acceptors.length);
+    this.#promisedKeys = opts.promisedKeys ?? 50_000;
+    if (!Number.isSafeInteger(this.#promisedKeys) || this.#promisedKeys < 1) {
+      throw new RangeError(`promisedKeys must be a positive integer, not ${opts.promisedKeys}`);
+    }
     if (this.#quorum.size !== acceptors.length) {
       throw new RangeError(
         `the quorum system spans ${this.#quorum.size} acceptors, but ${acceptors.length} are given`,
@@ -615,7 +632,7 @@ export class Kv {
     // When this client's last write of the key holds a majority's promise for
     // the version after it, and the write's condition (if any) is about that
     // last write, the write is one Accept round trip (see #fastWrite).
-    const promised = this.#promised.get(key);
+    const promised = this.#promiseOf(key);
     // A version where a fast write failed but may have left votes for our
     // value, which a reader could finish: it must be settled before we write
     // anywhere else, or the one write could be chosen twice.
@@ -672,7 +689,7 @@ export class Kv {
       }
       const next = latest.version + 1n;
       const folded = foldedPhase1(replies, bal) === next;
-      if (folded) this.#promised.set(key, { ver: next, bal });
+      if (folded) this.#promise(key, next, bal);
       if (await this.#fastWrite(key, next, value)) return next;
       // The full run takes the look's ballot on (see fallbackBallot), unless
       // an Accept went out at it (a ballot carries one value only).
@@ -709,9 +726,10 @@ export class Kv {
     value: Value,
     refusals = { n: 0 },
   ): Promise<boolean> {
-    const promised = this.#promised.get(key);
+    const promised = this.#promiseOf(key);
     if (promised === undefined || promised.ver !== ver) return false;
     this.#promised.delete(key);
+    this.#promisedOlder.delete(key);
     const p = new PaxosProposer(
       { Id: { Key: key, Ver: ver }, Bal: promised.bal, Val: value },
       this.#proposerOpts,
@@ -732,7 +750,7 @@ export class Kv {
       }
       return false;
     }
-    if (r.nextPromised) this.#promised.set(key, { ver: ver + 1n, bal: p.Bal });
+    if (r.nextPromised) this.#promise(key, ver + 1n, p.Bal);
     return true;
   }
 
@@ -763,11 +781,11 @@ export class Kv {
     });
     if (ours.length === this.#acceptors.length) {
       // Each of them also promised `bal` at version 1, if nobody had.
-      if (foldedPhase1(replies, bal) === 1n) this.#promised.set(key, { ver: 1n, bal });
+      if (foldedPhase1(replies, bal) === 1n) this.#promise(key, 1n, bal);
       return { chosen: true, votes: true, look: null };
     }
     if (this.#quorum.isQuorum(ours)) {
-      this.#promised.set(key, { ver: 0n, bal });
+      this.#promise(key, 0n, bal);
       const chosen = await this.#fastWrite(key, 0n, value);
       return { chosen, votes: true, look: null };
     }
@@ -964,6 +982,21 @@ export class Kv {
     this.#clock.clearTimer(timer);
   }
 
+  // The promise remembered for `key` (see #fastWrite), if any.
+  #promiseOf(key: string): HeldPromise | undefined {
+    return this.#promised.get(key) ?? this.#promisedOlder.get(key);
+  }
+
+  // Remembers that a majority promised `bal` for `key` at `ver`.
+  #promise(key: string, ver: bigint, bal: BallotNum): void {
+    this.#promisedOlder.delete(key);
+    this.#promised.set(key, { ver, bal });
+    if (this.#promised.size >= this.#promisedKeys) {
+      this.#promisedOlder = this.#promised;
+      this.#promised = new Map();
+    }
+  }
+
   #refuseOverV1(): void {
     if (this.#v1Only !== null) throw this.#v1Only;
   }
@@ -1006,7 +1039,7 @@ export class Kv {
         quorum: this.#quorum,
       });
       if (promiseNext && p.nextPromised && chosen === val) {
-        this.#promised.set(key, { ver: ver + 1n, bal: p.Bal });
+        this.#promise(key, ver + 1n, p.Bal);
       }
       return chosen;
     } catch (e) {
@@ -1014,6 +1047,12 @@ export class Kv {
       throw e;
     }
   }
+}
+
+// A ballot a majority promised for one version of a key (see #fastWrite).
+interface HeldPromise {
+  readonly ver: bigint;
+  readonly bal: BallotNum;
 }
 
 // A first write's Latest (see #writeFirst): its ballot and replies.

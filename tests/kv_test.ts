@@ -448,6 +448,30 @@ Deno.test("kv: the first write of a fresh key is one round trip: a Latest carryi
   assert.deepEqual(seen, [...Array(3).fill("Latest +value"), ...Array(3).fill("Accept 2")]);
 });
 
+Deno.test("kv: the client remembers the promises of its last promisedKeys to twice as many keys, no more", async () => {
+  assert.throws(() => new Kv(cluster(), { promisedKeys: 0 }), /promisedKeys .* not 0/);
+  const seen: string[] = [];
+  // (Each ballot above the one before: a forgotten promise is not above
+  // the next look's ballot, which would take a Prepare more.)
+  let x = 0.1;
+  const kv = new Kv(
+    watched(cluster(), (op, r) => seen.push(r === null ? op : `${op} ${r.Id.Ver}`)),
+    { promisedKeys: 2, random: { next: () => x += 1e-6 } },
+  );
+  // Written in turn: a, b (the first generation is full: it becomes the
+  // older), c, d (full again: a and b are forgotten).
+  for (const key of ["a", "b", "c", "d"]) await kv.set(key, 0);
+  seen.length = 0;
+  // c and d are remembered: one Accept round trip each.
+  assert.equal(await kv.set("d", 1), 1n);
+  assert.equal(await kv.set("c", 1), 1n);
+  assert.deepEqual(seen, [...Array(3).fill("Accept 1"), ...Array(3).fill("Accept 1")]);
+  // a is not: a look (its Latest) first, then the Accept.
+  seen.length = 0;
+  assert.equal(await kv.set("a", 1), 1n);
+  assert.deepEqual(seen, [...Array(3).fill("Latest"), ...Array(3).fill("Accept 1")]);
+});
+
 Deno.test("kv: with one acceptor down, a first write is two round trips: a quorum's round-0 votes, then Accept", async () => {
   const acceptors = cluster();
   const seen: string[] = [];
