@@ -72,6 +72,8 @@ export class LogIndex {
   #free: number[] = [];
   #live = 0;
   #bytes = 0;
+  // The part of #bytes that is keyBytes of the keys.
+  #keyBytes = 0;
 
   /** How many instances it holds. */
   get size(): number {
@@ -84,6 +86,15 @@ export class LogIndex {
    */
   get usedBytes(): number {
     return this.#bytes;
+  }
+
+  /**
+   * The bytes of the states held, in the log: what a compaction would keep
+   * of it (besides the floors and the records' framing); the rest of the
+   * log is states overwritten or compacted since.
+   */
+  get stateBytes(): number {
+    return this.#bytes - this.#keyBytes;
   }
 
   /** Entry numbers run from 0 to this (free ones among them). */
@@ -327,6 +338,7 @@ export class LogIndex {
     index.#entries = ne;
     index.#live = head[6]!;
     index.#bytes = head[7]!;
+    index.#keyBytes = nk * keyBytes("") + p;
     return index;
   }
 
@@ -355,6 +367,7 @@ export class LogIndex {
     this.#voted[k] = -1n;
     this.#floor[k] = 0n;
     this.#bytes += keyBytes(key);
+    this.#keyBytes += keyBytes(key);
     return k;
   }
 

@@ -12,7 +12,8 @@
  *   never acknowledged. Damage anywhere else refuses the open with an error
  *   naming the file and the offset, because silently forgetting a promise
  *   would break Paxos.
- * - **Compaction.** When the log holds much more than the live state, a
+ * - **Compaction.** When the log has doubled since the last compaction and
+ *   a quarter of it or more is states overwritten since, a
  *   snapshot of the live state is written to a new file in the background
  *   while writes go on to the old log. Then, between two group commits, the
  *   records committed since the snapshot are appended to it, and it is
@@ -205,7 +206,12 @@ export const denoFs: LogFs = {
 
 /** Options of {@link LogStore.open}. */
 export interface LogStoreOptions {
-  /** Compact once the log exceeds max(this, 2 x the live state) bytes (default 4 MiB). */
+  /**
+   * Compact once the log exceeds max(this, 2 x its size after the last
+   * compaction) bytes (default 4 MiB), and a quarter of it or more is states
+   * overwritten or compacted since (a log of new states only has nothing to
+   * give back).
+   */
   readonly compactAtBytes?: number;
   /**
    * Told about notable events: a dropped torn record, a compaction; with
@@ -628,7 +634,8 @@ export class LogStore implements Store {
         for (const c of batch) this.#newKeys.delete(keyOf(c));
         if (
           this.#compaction === null && this.#failed === null && !this.#closed &&
-          this.#size > Math.max(this.#compactAt, 2 * this.#liveBytes)
+          this.#size > Math.max(this.#compactAt, 2 * this.#liveBytes) &&
+          this.#size - this.#index.stateBytes >= this.#size / 4
         ) {
           this.#startCompaction();
         }

@@ -259,6 +259,32 @@ Deno.test("compaction keeps the log proportional to the live state and loses not
   assert.equal(fs.written(MEM_LOG + ".tmp"), undefined, "the leftover was removed");
 });
 
+Deno.test("a log of new states only is not compacted: a compaction waits until a quarter of the log is overwritten", async () => {
+  const fs = new MemFs();
+  const compactAtBytes = 8 * 1024;
+  const store = await LogStore.open(MEM_DIR, { fs, compactAtBytes });
+  // Every state new (as when a store fills with keys written once): the log
+  // grows to many times the threshold and every byte of it is live.
+  const fill = (round: number) =>
+    Promise.all(
+      Array.from({ length: 1000 }, (_, i) =>
+        store.put({ Key: `key${i}`, Ver: 0n }, voted(round, { Vi64: BigInt(i) }))),
+    );
+  await fill(0);
+  const filled = store.stats.logBytes;
+  assert.ok(filled > 4 * compactAtBytes, `the log holds ${filled} bytes`);
+  assert.equal(store.stats.compactions, 0);
+  // Each state once more: half of the log is then overwritten.
+  await fill(1);
+  for (let i = 0; i < 1000 && store.stats.compactions === 0; i++) await settle();
+  assert.ok(store.stats.compactions >= 1);
+  await store.close();
+  const again = await LogStore.open(MEM_DIR, { fs });
+  assert.deepEqual(again.get({ Key: "key999", Ver: 0n }), voted(1, { Vi64: 999n }));
+  assert.ok(again.stats.logBytes < 1.5 * filled, `${again.stats.logBytes} bytes after`);
+  await again.close();
+});
+
 Deno.test("writes go on while a compaction writes its snapshot, and none is lost by the switch", async () => {
   await withDir(async (dir) => {
     const events: string[] = [];
@@ -267,13 +293,16 @@ Deno.test("writes go on while a compaction writes its snapshot, and none is lost
       onEvent: (m) => events.push(m),
     });
     // A large live state, so that its snapshot takes many writes: 40,000
-    // states in one group commit push the log past the threshold.
-    await Promise.all(
-      Array.from(
-        { length: 40_000 },
-        (_, i) => store.put({ Key: `big${i}`, Ver: 0n }, voted(1, { Vi64: BigInt(i) })),
-      ),
-    );
+    // states in one group commit, then each once more, so that half the log
+    // is overwritten states, past the threshold.
+    for (const round of [1, 3]) {
+      await Promise.all(
+        Array.from(
+          { length: 40_000 },
+          (_, i) => store.put({ Key: `big${i}`, Ver: 0n }, voted(round, { Vi64: BigInt(i) })),
+        ),
+      );
+    }
     // The compaction has started. Writes made now are acknowledged before it
     // is switched in: they do not wait for the snapshot.
     let during = 0;
@@ -290,7 +319,7 @@ Deno.test("writes go on while a compaction writes its snapshot, and none is lost
     // Every write, before and during the compaction, is in the new log.
     const again = await LogStore.open(dir);
     try {
-      assert.deepEqual(again.get({ Key: "big39999", Ver: 0n }), voted(1, { Vi64: 39999n }));
+      assert.deepEqual(again.get({ Key: "big39999", Ver: 0n }), voted(3, { Vi64: 39999n }));
       for (let i = 0; i < n; i++) {
         assert.deepEqual(
           again.get({ Key: `during${i}`, Ver: 0n }),
