@@ -8,7 +8,12 @@
 // ratio to the untraced rows ("vsPlain"); with --baseline, the untraced rows
 // against the baseline's say what the tracer seam costs when it is off.
 // Writes of keys never written before ("first write") come right after each
-// level's rewrites, as a ratio to them ("vsWrite").
+// level's rewrites, as a ratio to them ("vsWrite"), on a second cluster of
+// the same code: the keys they add, more the faster a code is, would
+// otherwise slow that code's later rewrites and reads more than another's.
+// Each of these rows starts once every acceptor process is idle (the
+// compaction a row left running in one code's acceptors would otherwise
+// slow the next row, often the other code's).
 //
 //   deno task bench [--seconds S] [--in-flight 1,16,64,256] [--json] [--vs-etcd]
 //                   [--baseline REV] [--engines log,sqlite]
@@ -98,6 +103,21 @@ function cpuMicros(pids: readonly number[]): number | null {
     return null;
   }
   return us;
+}
+
+// Waits until the processes `pids` and this one are idle (together less
+// than a tenth of a core over 200 ms), at most 10 s: a row must not pay for
+// the compaction or garbage collection the row before left running, least
+// of all in another code's acceptors.
+async function idle(pids: readonly number[]): Promise<void> {
+  for (const until = performance.now() + 10_000; performance.now() < until;) {
+    const before = cpuMicros(pids);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const after = cpuMicros(pids);
+    if (before === null || after === null || after - before < 20_000) return;
+  }
+  // deno-lint-ignore no-console
+  console.error(`the bench's processes were still busy after 10 s; measuring anyway`);
 }
 
 // Runs `op` in `inFlight` closed loops for the configured time. With the
@@ -321,31 +341,51 @@ try {
       // Another engine than the log: our code only (a baseline may not have it).
       const secured = name === "tls+auth memory" ? trust! : undefined;
       const ours = secured !== undefined || engine !== "log";
+      // Each code gets two clusters: one for its rewrites and reads, and
+      // one for its first writes, so that the first-write rows (which write
+      // a new key each time, as many as the code is fast) do not leave more
+      // data under one code's rewrites than under the other's.
       const runs = await Promise.all((ours ? codes.slice(0, 1) : codes).map(async (code) => {
-        const where = join(dir, `${code.name || "current"}-${name}`);
-        const servers = await acceptors(durable, where, code.dir, secured, engine);
-        const urls = servers.map((s) => s.url);
-        const kv = await code.connect(urls, {
-          timeoutMs: 5000,
-          deadlineMs: 30_000,
-          ...(secured === undefined ? {} : { secret: secured.secret, caCerts: [secured.certs.ca] }),
-        });
-        return { code, servers, kv, prefix: code.name ? `${code.name}: ` : "" };
+        const start = async (what: string) => {
+          const where = join(dir, `${code.name || "current"}-${name}${what}`);
+          const servers = await acceptors(durable, where, code.dir, secured, engine);
+          const kv = await code.connect(servers.map((s) => s.url), {
+            timeoutMs: 5000,
+            deadlineMs: 30_000,
+            ...(secured === undefined
+              ? {}
+              : { secret: secured.secret, caCerts: [secured.certs.ca] }),
+          });
+          return { servers, kv };
+        };
+        const [again, fresh] = await Promise.all([start(""), start("-first")]);
+        return { code, ...again, fresh, prefix: code.name ? `${code.name}: ` : "" };
       }));
       // The memory store once more through a KV with a tracer (issue 17):
       // what --trace costs. The tracer only counts, so that the rows measure
       // building and telling the events, not keeping them.
       if (name === "memory") {
         const ours = runs[0]!;
-        const kv = await connect(ours.servers.map((s) => s.url), {
-          timeoutMs: 5000,
-          deadlineMs: 30_000,
-          tracer: { event: () => traced++ },
+        const tracedKv = (servers: typeof ours.servers) =>
+          connect(servers.map((s) => s.url), {
+            timeoutMs: 5000,
+            deadlineMs: 30_000,
+            tracer: { event: () => traced++ },
+          });
+        runs.push({
+          code: ours.code,
+          servers: [],
+          kv: await tracedKv(ours.servers),
+          fresh: { servers: [], kv: await tracedKv(ours.fresh.servers) },
+          prefix: "traced ",
         });
-        runs.push({ code: ours.code, servers: [], kv, prefix: "traced " });
       }
+      const everyPid = runs.flatMap((r) => [...r.servers, ...r.fresh.servers].map((s) => s.pid));
       // Warm-up, not recorded: compiled code and connections for what follows.
-      for (const r of runs) await measure("warm-up", 64, (w, i) => r.kv.set(`warm-${w}`, i), 0.5);
+      for (const r of runs) {
+        await measure("warm-up", 64, (w, i) => r.kv.set(`warm-${w}`, i), 0.5);
+        await measure("warm-up", 64, (w, i) => r.fresh.kv.set(`warm-${r.prefix}${w}-${i}`, i), 0.5);
+      }
       await measure("warm-up", 64, quorumRoundTrip, 0.5);
       for (const [level, n] of levels.entries()) {
         if (name === "memory") {
@@ -357,22 +397,35 @@ try {
           // a first write must find its key new, a rewrite its key written
           // by this client last.
           const key = (w: number, i: number) => `w${n}-${r.prefix}${w}-${i % 16}`;
-          const pids = r.servers.map((s) => s.pid);
-          const at = (name: string, op: (w: number, i: number) => Promise<unknown>) =>
-            measure(`${r.prefix}${name}`, n, op, seconds, pids);
+          const at = (
+            name: string,
+            op: (w: number, i: number) => Promise<unknown>,
+            servers = r.servers,
+          ) =>
+            idle(everyPid).then(() =>
+              measure(`${r.prefix}${name}`, n, op, seconds, servers.map((s) => s.pid))
+            );
           rows.push(await at(`${name} write`, (w, i) => r.kv.set(key(w, i), i)));
           // Each write of a key never written before (issue 14): what
           // filling a store costs, against the rewrites just before
-          // ("vsWrite", "cpuVsWrite").
+          // ("vsWrite", "cpuVsWrite"), on the code's other cluster.
           const fresh = (w: number, i: number) => `f${n}-${r.prefix}${w}-${i}`;
-          rows.push(await at(`${name} first write`, (w, i) => r.kv.set(fresh(w, i), i)));
+          rows.push(
+            await at(
+              `${name} first write`,
+              (w, i) => r.fresh.kv.set(fresh(w, i), i),
+              r.fresh.servers,
+            ),
+          );
           rows.push(await at(`${name} read`, (w, i) => r.kv.get(key(w, i))));
         }
         if (name === "durable" && etcd !== null) rows.push(...await etcd.rows(n));
       }
       for (const r of runs) {
-        await r.kv.close();
-        await Promise.all(r.servers.map((s) => s.stop()));
+        for (const c of [r, r.fresh]) {
+          await c.kv.close();
+          await Promise.all(c.servers.map((s) => s.stop()));
+        }
       }
     }
   } finally {
