@@ -11,9 +11,9 @@
 // level's rewrites, as a ratio to them ("vsWrite"), on a second cluster of
 // the same code: the keys they add, more the faster a code is, would
 // otherwise slow that code's later rewrites and reads more than another's.
-// Each of these rows starts once every acceptor process is idle (the
-// compaction a row left running in one code's acceptors would otherwise
-// slow the next row, often the other code's).
+// Each of these rows starts after a full garbage collection here, once
+// every acceptor process is idle: the garbage or the compaction a row left
+// would otherwise slow the next row, often the other code's.
 //
 //   deno task bench [--seconds S] [--in-flight 1,16,64,256] [--json] [--vs-etcd]
 //                   [--baseline REV] [--engines log,sqlite]
@@ -105,11 +105,13 @@ function cpuMicros(pids: readonly number[]): number | null {
   return us;
 }
 
-// Waits until the processes `pids` and this one are idle (together less
+// Collects this process's garbage (the task runs with --expose-gc), then
+// waits until the processes `pids` and this one are idle (together less
 // than a tenth of a core over 200 ms), at most 10 s: a row must not pay for
-// the compaction or garbage collection the row before left running, least
-// of all in another code's acceptors.
+// the garbage or the compaction the row before left, least of all when
+// that row was another code's (the clients of both share this process).
 async function idle(pids: readonly number[]): Promise<void> {
+  (globalThis as { gc?: () => void }).gc?.();
   for (const until = performance.now() + 10_000; performance.now() < until;) {
     const before = cpuMicros(pids);
     await new Promise((resolve) => setTimeout(resolve, 200));
