@@ -885,7 +885,7 @@ export class Kv {
   async #askLatest(
     key: string,
     deadline: number,
-    what = `find the latest version of ${JSON.stringify(key)}`,
+    what?: string,
     promise?: BallotNum,
   ): Promise<readonly LatestReply[]> {
     return (await this.#askLatestFrom(key, deadline, what, promise)).replies;
@@ -899,7 +899,8 @@ export class Kv {
   async #askLatestFrom(
     key: string,
     deadline: number,
-    what = `find the latest version of ${JSON.stringify(key)}`,
+    // (What the call was for, in the error: built only then.)
+    what?: string,
     promise?: BallotNum,
     first?: Value,
   ): Promise<{ replies: readonly LatestReply[]; from: readonly number[] }> {
@@ -965,7 +966,9 @@ export class Kv {
     if (stale !== undefined) throw stale;
     const why = got.why === "" ? "too many failed" : "no quorum answered within the deadline";
     throw new NotEnoughQuorumError(
-      `cannot ${what}: ${got.replies.length} of ${this.#acceptors.length} acceptors answered, ` +
+      `cannot ${
+        what ?? `find the latest version of ${JSON.stringify(key)}`
+      }: ${got.replies.length} of ${this.#acceptors.length} acceptors answered, ` +
         `${quorum.description} needed; ${why}${
           got.failures.length ? `; ${got.failures.join("; ")}` : ""
         }`,
