@@ -906,15 +906,18 @@ export class Kv {
   ): Promise<{ replies: readonly LatestReply[]; from: readonly number[] }> {
     this.#refuseOverV1();
     const quorum = this.#quorum;
-    // Every reply, also those after the quorum's, in order of arrival; and
-    // a wake-up for when none is left out.
-    const all: { reply: LatestReply; from: number }[] = [];
+    // Every reply, also those after the quorum's, in order of arrival, and
+    // the index of the acceptor of each; and a wake-up for when none is
+    // left out.
+    const replies: LatestReply[] = [];
+    const from: number[] = [];
     let out = this.#acceptors.length;
     let allIn: (() => void) | null = null;
     const arrived = () => --out === 0 && allIn?.();
     const ask = (a: KvAcceptorClient) =>
       a.latest(key, promise, first).then((r) => {
-        all.push({ reply: r, from: this.#acceptors.indexOf(a) });
+        replies.push(r);
+        from.push(this.#acceptors.indexOf(a));
         arrived();
         return r;
       }, (e) => {
@@ -937,7 +940,7 @@ export class Kv {
       need: quorum,
       deadline,
       clock: this.#clock,
-      explainsFailure: (e) => e instanceof AcceptorError && e.code === "StaleMembership",
+      explainsFailure: isStaleMembership,
     });
     this.#tracer?.event({
       kind: "quorum",
@@ -957,12 +960,11 @@ export class Kv {
         await this.#within(rest, Math.min(grace, deadline - this.#clock.now()));
         this.#refuseOverV1();
       }
-      return { replies: all.map((x) => x.reply), from: all.map((x) => x.from) };
+      // (Copies: a reply still out may come in after the wait.)
+      return { replies: replies.slice(), from: from.slice() };
     }
     // A member of a newer membership refused this client: say so, naming it.
-    const stale = got.errors.find((e) =>
-      e instanceof AcceptorError && e.code === "StaleMembership"
-    );
+    const stale = got.errors.find(isStaleMembership);
     if (stale !== undefined) throw stale;
     const why = got.why === "" ? "too many failed" : "no quorum answered within the deadline";
     throw new NotEnoughQuorumError(
@@ -1056,6 +1058,11 @@ export class Kv {
 interface HeldPromise {
   readonly ver: bigint;
   readonly bal: BallotNum;
+}
+
+// Whether an acceptor refused a client of an older membership.
+function isStaleMembership(e: Error): boolean {
+  return e instanceof AcceptorError && e.code === "StaleMembership";
 }
 
 // A first write's Latest (see #writeFirst): its ballot and replies.
