@@ -119,6 +119,22 @@ export class AcceptorError extends Error {
 }
 
 /**
+ * Whether `e` is an acceptor's refusal of a client of an older membership
+ * (`StaleMembership`): its connections are closed, and the client must
+ * learn the newer membership.
+ *
+ * @example
+ * ```ts
+ * import { AcceptorError, isStaleMembership } from "./errors.ts";
+ * isStaleMembership(new AcceptorError("StaleMembership", "epoch 2 > 1", "a")); // true
+ * isStaleMembership(new AcceptorError("Compacted", "below 4", "a")); // false
+ * ```
+ */
+export function isStaleMembership(e: unknown): e is AcceptorError {
+  return e instanceof AcceptorError && e.code === "StaleMembership";
+}
+
+/**
  * A client refused to talk to acceptors, or an acceptor to a client, because
  * they do not belong together: a wrong or missing shared secret, acceptors of
  * different clusters, a list of acceptors that is not the membership, one

@@ -46,7 +46,7 @@ import {
   parseValue,
   WireError,
 } from "./codec.ts";
-import { AcceptorError, NotEnoughQuorumError } from "./errors.ts";
+import { AcceptorError, isStaleMembership, NotEnoughQuorumError } from "./errors.ts";
 import { connectCluster, type ConnectOptions } from "./connect.ts";
 import { PaxosProposer, type ProposerOptions } from "./proposer.ts";
 import { askQuorum, majority, quorumNeed, type QuorumSystem } from "./quorum.ts";
@@ -1058,11 +1058,6 @@ export class Kv {
 interface HeldPromise {
   readonly ver: bigint;
   readonly bal: BallotNum;
-}
-
-// Whether an acceptor refused a client of an older membership.
-function isStaleMembership(e: Error): boolean {
-  return e instanceof AcceptorError && e.code === "StaleMembership";
 }
 
 // A first write's Latest (see #writeFirst): its ballot and replies.

@@ -16,7 +16,7 @@ import {
   MAX_BALLOT_STEP,
   ZERO_BALLOT,
 } from "./types.ts";
-import { AcceptorError, NotEnoughQuorumError } from "./errors.ts";
+import { AcceptorError, isStaleMembership, NotEnoughQuorumError } from "./errors.ts";
 import type { AcceptorClient } from "./transport.ts";
 import {
   askQuorum,
@@ -381,8 +381,7 @@ export class PaxosProposer {
     // serves nothing yet, and a retry with the others can succeed.
     const failed = new Set(out.errorsFrom);
     const rest = Array.from({ length: acceptorsCount }, (_, i) => i).filter((i) => !failed.has(i));
-    const staleOnly =
-      out.errors.some((e) => e instanceof AcceptorError && e.code === "StaleMembership") &&
+    const staleOnly = out.errors.some(isStaleMembership) &&
       (typeof quorum === "number" ? rest.length >= quorum : quorum.isQuorum(rest));
     const cause = out.errors.findLast((e) =>
       e instanceof AcceptorError && e.isFinal && !(staleOnly && e.code === "StaleMembership")

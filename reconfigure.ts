@@ -32,7 +32,7 @@ import {
   discoverCluster,
   type DiscoveredCluster,
 } from "./connect.ts";
-import { AcceptorError, NotEnoughQuorumError, TrustError } from "./errors.ts";
+import { isStaleMembership, NotEnoughQuorumError, TrustError } from "./errors.ts";
 import {
   allMembers,
   checkConfig,
@@ -519,9 +519,7 @@ async function install(
       }),
     ]);
     if (!out.ok) {
-      const stale = out.errors.find((e) =>
-        e instanceof AcceptorError && e.code === "StaleMembership"
-      );
+      const stale = out.errors.find(isStaleMembership);
       const why = out.why === "" ? "too many failed" : out.why;
       throw new NotEnoughQuorumError(
         `cannot install the ${step} configuration ${describeConfig(config)}: ` +
@@ -639,7 +637,7 @@ async function catchUp(
             // joint configuration), or a change went further. Either way
             // the next run sorts it out: it installs the joint
             // configuration again, or finds the newer one.
-            if (!(e instanceof AcceptorError && e.code === "StaleMembership")) throw e;
+            if (!isStaleMembership(e)) throw e;
             throw new NotEnoughQuorumError(
               `catch-up of ${JSON.stringify(k)}: no joint quorum would serve it (${e.message}); ` +
                 `run the change again`,

@@ -15,7 +15,7 @@
  */
 import { join } from "node:path";
 import { currentMembers } from "../connect.ts";
-import { AcceptorError, TrustError } from "../errors.ts";
+import { isStaleMembership, TrustError } from "../errors.ts";
 import { connect, type Kv } from "../kv.ts";
 import { changeMembership } from "../reconfigure.ts";
 
@@ -59,7 +59,7 @@ function writer(urls: string[]) {
       } catch (e) {
         if (
           !(e instanceof TrustError) &&
-          !(e instanceof AcceptorError && e.code === "StaleMembership")
+          !isStaleMembership(e)
         ) throw e;
       }
     }
@@ -71,7 +71,7 @@ function writer(urls: string[]) {
         await kv.set(`w${i % 1000}`, `x${i}`);
         acked++;
       } catch (e) {
-        if (e instanceof AcceptorError && e.code === "StaleMembership") {
+        if (isStaleMembership(e)) {
           await kv.close();
           kv = await follow();
           reconnects++;

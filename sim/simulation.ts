@@ -27,7 +27,7 @@
  * @module
  */
 import { type Random, seededRandom } from "../clock.ts";
-import { AcceptorError, NotEnoughQuorumError, TrustError } from "../errors.ts";
+import { isStaleMembership, NotEnoughQuorumError, TrustError } from "../errors.ts";
 import type { MemberConfig } from "../identity.ts";
 import { Kv, UnknownOutcomeError } from "../kv.ts";
 import type { KvAcceptorClient } from "../transport.ts";
@@ -482,7 +482,7 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
       const { output, error } = await runKvOp(kv, key, input).catch((e) => {
         // Refused by a member of a newer membership: the outcome is unknown
         // (a part may have been written), and the client connects again.
-        if (!(membership && e instanceof AcceptorError && e.code === "StaleMembership")) throw e;
+        if (!(membership && isStaleMembership(e))) throw e;
         stale = true;
         return { output: { ok: false as const, unknown: true as const }, error: e as Error };
       });
