@@ -321,6 +321,7 @@ export class LogIndex {
       const name = text.slice(p, p += lengths[k]!);
       names[k] = name;
       index.#ids.set(name, k);
+      index.#keyBytes += keyBytes(name);
     }
     if (p !== text.length) throw new RangeError("the keys of a saved index do not add up");
     index.#names = names;
@@ -338,7 +339,6 @@ export class LogIndex {
     index.#entries = ne;
     index.#live = head[6]!;
     index.#bytes = head[7]!;
-    index.#keyBytes = nk * keyBytes("") + p;
     return index;
   }
 
