@@ -57,6 +57,7 @@ import {
 import { LogIndex } from "./log_index.ts";
 import { refuseOtherEngine } from "./data_engine.ts";
 import { Histogram } from "./metrics.ts";
+import { LruMap } from "./lru.ts";
 
 export { LogCorruptionError, type LogReader } from "./log_format.ts";
 
@@ -317,7 +318,7 @@ export class LogStore implements Store {
   readonly #index: LogIndex;
   // Recently used states, by entry, least recently used first; and the
   // bytes of their values.
-  readonly #cache = new Map<number, Acceptor>();
+  readonly #cache = new LruMap<number, Acceptor>();
   readonly #cacheStates: number;
   #cacheBytes = 0;
   readonly #maxKeys: number;
@@ -486,7 +487,6 @@ export class LogStore implements Store {
     const hit = this.#cache.get(e);
     if (hit !== undefined) {
       // The most recently used goes last.
-      this.#cache.delete(e);
       this.#cache.set(e, hit);
       return hit;
     }
@@ -507,15 +507,11 @@ export class LogStore implements Store {
 
   #remember(e: number, state: Acceptor): void {
     const old = this.#cache.get(e);
-    if (old !== undefined) {
-      this.#cache.delete(e);
-      this.#cacheBytes -= cachedBytes(old);
-    }
+    if (old !== undefined) this.#cacheBytes -= cachedBytes(old);
     this.#cache.set(e, state);
     this.#cacheBytes += cachedBytes(state);
     while (this.#cache.size > this.#cacheStates || this.#cacheBytes > CACHE_BYTES) {
-      const [first, s] = this.#cache.entries().next().value!;
-      this.#cache.delete(first);
+      const [, s] = this.#cache.shift()!;
       this.#cacheBytes -= cachedBytes(s);
     }
   }

@@ -45,6 +45,7 @@ import { dataBytes, keyBytes, type Store } from "./store.ts";
 import { denoFs, LOCK_FILE } from "./log_store.ts";
 import { ENGINE_FILES, refuseOtherEngine } from "./data_engine.ts";
 import type { FromWriter, ToWriter, WriterOp } from "./sqlite_writer.ts";
+import { LruMap } from "./lru.ts";
 
 /** The database's file name inside the data directory. */
 export const SQLITE_FILE: string = ENGINE_FILES.sqlite;
@@ -174,7 +175,7 @@ export class SqliteStore implements Store {
   // The keys with changes in flight (listed by `keys` before the database)...
   readonly #dirty = new Set<string>();
   // ...and the others in the overlay, least recently written first.
-  readonly #clean = new Map<string, true>();
+  readonly #clean = new LruMap<string, true>();
   readonly #cacheKeys: number;
   #used: number;
   #keyCount: number;
@@ -490,11 +491,9 @@ export class SqliteStore implements Store {
       p.fresh = false;
     }
     this.#dirty.delete(key);
-    this.#clean.delete(key);
     this.#clean.set(key, true);
     while (this.#clean.size > this.#cacheKeys) {
-      const oldest = this.#clean.keys().next().value!;
-      this.#clean.delete(oldest);
+      const [oldest] = this.#clean.shift()!;
       this.#overlay.delete(oldest);
     }
   }
