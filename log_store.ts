@@ -309,6 +309,9 @@ export class LogStore implements Store {
   readonly #fs: LogFs;
   readonly #lock: { close(): void };
   #file: LogFile;
+  // Where the file's position is, when known (after a write of ours): a
+  // commit then needs no seek to the end first.
+  #position: number | null = null;
   #reader: LogReader;
   #size: number;
   #liveBytes: number;
@@ -669,14 +672,19 @@ export class LogStore implements Store {
     const at: number[] = [];
     const records = encodeRecords(encoded, at);
     try {
-      await this.#file.seek(this.#size, Deno.SeekMode.Start);
+      if (this.#position !== this.#size) {
+        this.#position = null;
+        await this.#file.seek(this.#size, Deno.SeekMode.Start);
+      }
       await writeAll(this.#file, records);
+      this.#position = this.#size + records.length;
       await this.#file.syncData();
       this.#syncs++;
       this.#commitSizes.observe(batch.length);
     } catch (e) {
       // Nothing of this batch is acknowledged. Cut the partial write off so
       // that later records do not follow garbage; if even that fails, stop.
+      this.#position = null;
       try {
         await this.#file.truncate(this.#size);
         await this.#file.syncData();
@@ -818,6 +826,7 @@ export class LogStore implements Store {
     this.#file.close();
     this.#file = file;
     this.#size = c.snapshotBytes + tail.length;
+    this.#position = this.#size;
     this.#liveBytes = this.#size;
     try {
       await this.#fs.syncDir(this.#dir);
