@@ -894,7 +894,7 @@ export class Kv {
   // #askLatest, and the index of the acceptor each reply came from; with
   // `first`, a first write's value (see #writeFirst). When the replies hold
   // a first write's round-0 vote (or carry one), the replies still out are
-  // waited for a little (FIRST_WRITE_GRACE_MS): only every acceptor's tells
+  // waited for a little (see roundZeroGrace): only every acceptor's tells
   // whether that vote is chosen.
   async #askLatestFrom(
     key: string,
@@ -906,41 +906,16 @@ export class Kv {
   ): Promise<{ replies: readonly LatestReply[]; from: readonly number[] }> {
     this.#refuseOverV1();
     const quorum = this.#quorum;
-    // Every reply, also those after the quorum's, in order of arrival, and
-    // the index of the acceptor of each; and a wake-up for when none is
-    // left out.
-    const replies: LatestReply[] = [];
-    const from: number[] = [];
-    let out = this.#acceptors.length;
-    let allIn: (() => void) | null = null;
-    const arrived = () => --out === 0 && allIn?.();
-    const ask = (a: KvAcceptorClient) =>
-      a.latest(key, promise, first).then((r) => {
-        replies.push(r);
-        from.push(this.#acceptors.indexOf(a));
-        arrived();
-        return r;
-      }, (e) => {
-        arrived();
-        if (e instanceof AcceptorError && e.code === "UnknownOp") {
-          this.#v1Only ??= new AcceptorError(
-            "UnknownOp",
-            `${e.detail} (it serves v1 only, without the kv extension's Latest; the KV needs ` +
-              `every acceptor to serve it; getVersion and setVersion need only v1)`,
-            a.name,
-          );
-        }
-        throw e;
-      });
-    const start = this.#clock.now();
     // When the quorum is out of reach, the replies still out are waited
     // for, until one is a StaleMembership: that then wins over "too many
     // failed" also when the unreachable members failed first.
-    const got = await askQuorum(this.#acceptors, ask, {
+    const got = await askQuorum(this.#acceptors, (a) => a.latest(key, promise, first), {
       need: quorum,
       deadline,
       clock: this.#clock,
       explainsFailure: isStaleMembership,
+      onError: this.#onLatestError,
+      lingerMs: first === undefined ? roundZeroGrace : firstWriteGrace,
     });
     this.#tracer?.event({
       kind: "quorum",
@@ -951,18 +926,7 @@ export class Kv {
       need: quorumNeed(quorum),
     });
     this.#refuseOverV1();
-    if (got.ok) {
-      const roundZero = first !== undefined || got.replies.some((r) => isFirstWriteBallot(r.VBal));
-      if (!roundZero) return { replies: got.replies, from: got.from };
-      if (out > 0) {
-        const grace = Math.max(FIRST_WRITE_GRACE_MS, this.#clock.now() - start);
-        const rest = new Promise<void>((resolve) => allIn = resolve);
-        await this.#within(rest, Math.min(grace, deadline - this.#clock.now()));
-        this.#refuseOverV1();
-      }
-      // (Copies: a reply still out may come in after the wait.)
-      return { replies: replies.slice(), from: from.slice() };
-    }
+    if (got.ok) return got;
     // A member of a newer membership refused this client: say so, naming it.
     const stale = got.errors.find(isStaleMembership);
     if (stale !== undefined) throw stale;
@@ -977,15 +941,17 @@ export class Kv {
     );
   }
 
-  // Waits for `p`, or `ms` on the clock, whichever comes first.
-  async #within(p: Promise<unknown>, ms: number): Promise<void> {
-    let timer: unknown;
-    const timeout = new Promise<void>((resolve) => {
-      timer = this.#clock.setTimer(resolve, Math.max(0, ms));
-    });
-    await Promise.race([p, timeout]);
-    this.#clock.clearTimer(timer);
-  }
+  // An acceptor's refusal of Latest, also one after a quorum of others:
+  // UnknownOp says it serves v1 only (see #askLatest).
+  readonly #onLatestError = (e: Error, i: number): void => {
+    if (!(e instanceof AcceptorError && e.code === "UnknownOp")) return;
+    this.#v1Only ??= new AcceptorError(
+      "UnknownOp",
+      `${e.detail} (it serves v1 only, without the kv extension's Latest; the KV needs ` +
+        `every acceptor to serve it; getVersion and setVersion need only v1)`,
+      this.#acceptors[i]!.name,
+    );
+  };
 
   // The promise remembered for `key` (see #fastWrite), if any.
   #promiseOf(key: string): HeldPromise | undefined {
@@ -1071,6 +1037,21 @@ interface FirstLook {
 // quorum took, when longer): every acceptor's vote is needed to know it
 // chosen. An acceptor down costs that wait, then the slower path.
 const FIRST_WRITE_GRACE_MS = 2;
+
+// How long a Latest waits on for the replies still out after a quorum's
+// (askQuorum's lingerMs): when a reply holds a round-0 vote, the grace
+// above; otherwise not at all.
+function roundZeroGrace(replies: readonly LatestReply[], elapsedMs: number): number {
+  for (const r of replies) {
+    if (isFirstWriteBallot(r.VBal)) return firstWriteGrace(replies, elapsedMs);
+  }
+  return 0;
+}
+
+// The same for a first write's Latest, which carries a round-0 vote itself.
+function firstWriteGrace(_replies: readonly LatestReply[], elapsedMs: number): number {
+  return Math.max(FIRST_WRITE_GRACE_MS, elapsedMs);
+}
 
 // The folded phase 1 (kv extension: a Latest that carries a ballot): the
 // version whose phase 1 at `bal` the Latest replies of a quorum complete,

@@ -175,8 +175,19 @@ export interface QuorumOptions<R> {
    * of one group (default: all counted replies are one group).
    */
   readonly groupOf?: (reply: R) => string;
-  /** Called for every reply, also for those after the outcome. */
-  readonly onReply?: (reply: R) => void;
+  /** Called for every reply, also for those after the outcome, with the index of its acceptor. */
+  readonly onReply?: (reply: R, index: number) => void;
+  /** Called for every failed request, also for those after the outcome, with the index of its acceptor. */
+  readonly onError?: (error: Error, index: number) => void;
+  /**
+   * Once a quorum counted, while replies are still out: how long to wait
+   * on for them, in clock ms (0, the default when absent: not at all),
+   * given the counted replies and the time since the requests went out.
+   * The replies that come meanwhile count too; it resolves, with the
+   * quorum, when none is left out or the time is up (the deadline at the
+   * latest).
+   */
+  readonly lingerMs?: (replies: readonly R[], elapsedMs: number) => number;
   /**
    * Which failed requests explain a failure better than "too many failed"
    * (an acceptor saying the client's membership is stale). When given and
@@ -218,7 +229,9 @@ interface Group<R> {
 /**
  * Sends `ask(a)` to every acceptor at once and resolves as soon as a quorum
  * of replies counted, or a quorum can no longer count, or the deadline
- * passes. It never rejects: a failed request is one that does not count.
+ * passes; with `lingerMs`, it may wait on after the quorum for the replies
+ * still out. A failed request is one that does not count: it rejects only
+ * when a callback of `opts` throws, with that error.
  *
  * @example
  * ```ts
@@ -266,9 +279,11 @@ export function askQuorum<A extends { readonly name: string }, R>(
     return true;
   };
 
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     let done = false;
+    let lingering = false;
     let timer: unknown = undefined;
+    const start = opts.lingerMs === undefined ? 0 : clock.now();
     const finish = (ok: boolean, why: string) => {
       if (done) return;
       done = true;
@@ -283,6 +298,19 @@ export function askQuorum<A extends { readonly name: string }, R>(
         errorsFrom,
       });
     };
+    // A callback of the caller's threw (a bug, or a reply it cannot read):
+    // the call rejects with it; once it has ended, it is thrown as uncaught.
+    const bug = (e: unknown) => {
+      if (done) {
+        queueMicrotask(() => {
+          throw e;
+        });
+        return;
+      }
+      done = true;
+      if (timer !== undefined) clock.clearTimer(timer);
+      reject(e);
+    };
     const explains = opts.explainsFailure;
     const waitForExplanation = () =>
       explains !== undefined && unsettled.size > 0 && !errors.some(explains);
@@ -290,10 +318,27 @@ export function askQuorum<A extends { readonly name: string }, R>(
     // come could not give one (with explainsFailure: once one explains it,
     // or every reply came).
     const check = (g: Group<R> = best) => {
-      if (isQuorum(g)) {
+      if (lingering) {
+        if (unsettled.size === 0) finish(true, "");
+      } else if (isQuorum(g)) {
         best = g;
-        finish(true, "");
+        if (unsettled.size === 0 || !linger()) finish(true, "");
       } else if (hopeless() && !waitForExplanation()) finish(false, "");
+    };
+    // Whether to wait on for the replies still out (see lingerMs): then the
+    // one timer is set for the end of that wait instead of the deadline.
+    const linger = (): boolean => {
+      if (opts.lingerMs === undefined) return false;
+      const now = clock.now();
+      const until = Math.min(
+        now + opts.lingerMs(best.replies, now - start),
+        opts.deadline ?? Infinity,
+      );
+      if (!(until > now)) return false;
+      lingering = true;
+      if (timer !== undefined) clock.clearTimer(timer);
+      timer = clock.setTimer(() => finish(true, ""), until - now);
+      return true;
     };
 
     if (opts.deadline !== undefined && opts.deadline !== Infinity) {
@@ -307,29 +352,38 @@ export function askQuorum<A extends { readonly name: string }, R>(
       ask(a).then((reply) => {
         settled++;
         unsettled.delete(i);
-        opts.onReply?.(reply);
-        if (done) return;
-        const verdict = opts.judge === undefined ? true : opts.judge(reply, a.name);
-        if (verdict === true) {
-          const key = opts.groupOf?.(reply) ?? "";
-          let group = groups.get(key);
-          if (group === undefined) groups.set(key, group = { replies: [], from: [] });
-          group.replies.push(reply);
-          group.from.push(i);
-          if (group.replies.length > best.replies.length) best = group;
-          check(group);
-        } else {
-          failures.push(verdict);
-          check();
+        try {
+          opts.onReply?.(reply, i);
+          if (done) return;
+          const verdict = opts.judge === undefined ? true : opts.judge(reply, a.name);
+          if (verdict === true) {
+            const key = opts.groupOf?.(reply) ?? "";
+            let group = groups.get(key);
+            if (group === undefined) groups.set(key, group = { replies: [], from: [] });
+            group.replies.push(reply);
+            group.from.push(i);
+            if (!lingering && group.replies.length > best.replies.length) best = group;
+            check(group);
+          } else {
+            failures.push(verdict);
+            check();
+          }
+        } catch (e) {
+          bug(e);
         }
       }, (e: Error) => {
         settled++;
         unsettled.delete(i);
-        if (done) return;
-        failures.push(e.message);
-        errors.push(e);
-        errorsFrom.push(i);
-        check();
+        try {
+          opts.onError?.(e, i);
+          if (done) return;
+          failures.push(e.message);
+          errors.push(e);
+          errorsFrom.push(i);
+          check();
+        } catch (e) {
+          bug(e);
+        }
       });
     });
   });

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { askQuorum, quorumOf } from "../quorum.ts";
 import * as systems from "../quorum.ts";
 import { systemClock } from "../clock.ts";
+import { SimClock } from "../sim/sim_clock.ts";
 import { settle } from "./waits.ts";
 
 const names = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `a${i}` }));
@@ -183,4 +184,107 @@ Deno.test("askQuorum with a joint quorum waits for a majority of both, and fails
   );
   assert.equal(bad.ok, false);
   assert.equal(bad.why, "");
+});
+
+Deno.test("askQuorum with lingerMs waits on after the quorum for the replies still out, until the time given", async () => {
+  // a0 and a1 answer at once; a2 when the test says so, or never.
+  let answer!: (r: string) => void;
+  const late = new Promise<string>((resolve) => answer = resolve);
+  const clock = new SimClock();
+  const asked: Array<[readonly string[], number]> = [];
+  const lingerMs = (replies: readonly string[], elapsed: number) => {
+    asked.push([replies.slice(), elapsed]);
+    return 10;
+  };
+  const ask = (a: { name: string }) => a.name === "a2" ? late : Promise.resolve(a.name);
+  // a2 answers within the time: it counts too, and the call ends with it.
+  let out: systems.QuorumOutcome<string> | null = null;
+  const p = askQuorum(names(3), ask, { need: 2, clock, deadline: 1000, lingerMs })
+    .then((o) => out = o);
+  await clock.run(() => clock.now() >= 5, 5);
+  assert.equal(out, null, "it ended at the quorum, without waiting");
+  assert.deepEqual(asked, [[["a0", "a1"], 0]]);
+  answer("a2");
+  await p;
+  assert.deepEqual(out!.replies, ["a0", "a1", "a2"]);
+  assert.deepEqual(out!.from, [0, 1, 2]);
+  assert.equal(clock.pending, 0, "its timer is cleared");
+  // a2 never answers: it ends with the quorum once the time is up.
+  const t = clock.now();
+  const ends = askQuorum(names(3), (a) => a.name === "a2" ? never() : ask(a), {
+    need: 2,
+    clock,
+    deadline: t + 1000,
+    lingerMs,
+  });
+  await clock.run(() => false, t + 100);
+  const quorum = await ends;
+  assert.equal(quorum.ok, true);
+  assert.deepEqual(quorum.replies, ["a0", "a1"]);
+  assert.equal(clock.now(), t + 10);
+  // Not past the deadline; and 0 is not at all.
+  const t2 = clock.now();
+  const short = askQuorum(names(3), (a) => a.name === "a2" ? never() : ask(a), {
+    need: 2,
+    clock,
+    deadline: t2 + 4,
+    lingerMs,
+  });
+  await clock.run(() => false, t2 + 100);
+  assert.equal((await short).ok, true);
+  assert.equal(clock.now(), t2 + 4);
+  const none = await askQuorum(names(3), (a) => a.name === "a2" ? never() : ask(a), {
+    need: 2,
+    clock,
+    lingerMs: () => 0,
+  });
+  assert.deepEqual(none.replies, ["a0", "a1"]);
+});
+
+Deno.test("askQuorum tells every reply and failure with its acceptor's index, also after the outcome", async () => {
+  let fail!: () => void;
+  const late = new Promise<never>((_, reject) => fail = () => reject(new Error("a2 is down")));
+  const seen: string[] = [];
+  const out = await askQuorum(
+    names(3),
+    (a) =>
+      a.name === "a2"
+        ? late
+        : a.name === "a0"
+        ? Promise.reject(new Error("a0 is down"))
+        : Promise.resolve(a.name),
+    {
+      need: 1,
+      clock: systemClock,
+      onReply: (r, i) => seen.push(`${r}@${i}`),
+      onError: (e, i) => seen.push(`${e.message}@${i}`),
+    },
+  );
+  assert.equal(out.ok, true);
+  fail();
+  await settle();
+  assert.deepEqual(seen, ["a0 is down@0", "a1@1", "a2 is down@2"]);
+});
+
+Deno.test("askQuorum rejects with the error a callback of the caller throws", async () => {
+  const bug = new TypeError("cannot read the reply");
+  const out = askQuorum(names(3), () => Promise.resolve(undefined), {
+    need: 2,
+    clock: systemClock,
+    deadline: systemClock.now() + 5000,
+    lingerMs: () => {
+      throw bug;
+    },
+  });
+  await assert.rejects(out, (e) => e === bug);
+  await assert.rejects(
+    askQuorum(names(3), () => Promise.resolve(1), {
+      need: 2,
+      clock: systemClock,
+      judge: () => {
+        throw bug;
+      },
+    }),
+    (e) => e === bug,
+  );
 });
