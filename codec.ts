@@ -483,13 +483,21 @@ function asMap(x: unknown, path: string): Record<string, unknown> {
   return x;
 }
 
+// The int64s from -1 to 1022 as BigInts, made once: most int64 fields
+// decoded (versions, floors, ballot numbers, small values) are small, and
+// each BigInt(n) would be a new object on the heap (some of them kept as
+// long as the state that holds them).
+const SMALL_INT64 = Array.from({ length: 1024 }, (_, i) => BigInt(i - 1));
+
 /** Reads an int64 field: any MessagePack integer within int64's range. */
 export function parseInt64(x: unknown, path: string): bigint {
   if (typeof x === "bigint") {
     if (!isInt64(x)) bad(path, "an int64", x);
     return x;
   }
-  if (typeof x === "number" && Number.isSafeInteger(x)) return BigInt(x);
+  if (typeof x === "number" && Number.isSafeInteger(x)) {
+    return x >= -1 && x < SMALL_INT64.length - 1 ? SMALL_INT64[x + 1]! : BigInt(x);
+  }
   return bad(path, "an int64", x);
 }
 

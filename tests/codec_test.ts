@@ -18,6 +18,7 @@ import {
   MAX_FRAME_COST,
   MAX_KEY_BYTES,
   MAX_VALUE_BYTES,
+  parseInt64,
   parseLatestRequest,
   type ReplyEnvelope,
   type RequestEnvelope,
@@ -1053,4 +1054,31 @@ Deno.test("a Latest request's Val (a first write) is a Value that comes with a B
   for (const bad of ["x", 5, {}, { Vi64: 1n, Data: "x" }, { Del: false }]) {
     assert.throws(() => parseLatestRequest({ Key: "k", Bal, Val: bad }, "Req"), /Req\.Val/);
   }
+});
+
+Deno.test("parseInt64 reads every integer as its BigInt, around the small ones made once too", () => {
+  for (
+    const n of [
+      -(2 ** 53) + 1,
+      -1000,
+      -2,
+      -1,
+      -0,
+      0,
+      1,
+      2,
+      1021,
+      1022,
+      1023,
+      1024,
+      2 ** 32,
+      2 ** 53 - 1,
+    ]
+  ) {
+    assert.equal(parseInt64(n, "x"), BigInt(n));
+  }
+  assert.equal(parseInt64(-(2n ** 63n), "x"), -(2n ** 63n));
+  assert.throws(() => parseInt64(2n ** 63n, "x"), /x: expected an int64/);
+  assert.throws(() => parseInt64(1.5, "x"), /x: expected an int64/);
+  assert.throws(() => parseInt64(2 ** 53, "x"), /x: expected an int64/);
 });
