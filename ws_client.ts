@@ -153,21 +153,25 @@ export class WsConnection {
       opts.signal,
     );
     let conn: Deno.Conn = tcp;
+    let handshake: Promise<Uint8Array> | undefined;
+    let gaveUp = false;
     try {
       // No delay on the socket, TLS or not: a frame is one write, sent at once.
       tcp.setNoDelay(true);
+      handshake = (async () => {
+        if (tls) {
+          const t = await Deno.startTls(tcp, {
+            hostname: hostOf(u),
+            ...(opts.caCerts === undefined ? {} : { caCerts: [...opts.caCerts] }),
+          });
+          conn = t;
+          if (gaveUp) throw new Deno.errors.Interrupted("given up during the TLS handshake");
+          await t.handshake();
+        }
+        return await WsConnection.#handshake(conn, u);
+      })();
       const leftover = await withTimeout(
-        (async () => {
-          if (tls) {
-            const t = await Deno.startTls(tcp, {
-              hostname: hostOf(u),
-              ...(opts.caCerts === undefined ? {} : { caCerts: [...opts.caCerts] }),
-            });
-            conn = t;
-            await t.handshake();
-          }
-          return await WsConnection.#handshake(conn, u);
-        })(),
+        handshake,
         timeoutMs,
         `${tls ? "TLS and " : ""}WebSocket handshake with ${url}`,
         () => {},
@@ -175,9 +179,19 @@ export class WsConnection {
       );
       return new WsConnection(conn, leftover, opts.maxMessageBytes ?? 64 * 1024 * 1024);
     } catch (e) {
+      gaveUp = true;
       try {
         conn.close();
       } catch { /* already closed */ }
+      // A handshake given up on (timed out, or the caller aborted) is still
+      // running: with its connection closed it ends at once, and it ends
+      // before this does, so that no read or digest of it outlives the call.
+      await handshake?.catch(() => {});
+      if (conn !== tcp) {
+        try {
+          conn.close(); // TLS came up after all
+        } catch { /* already closed */ }
+      }
       throw e;
     }
   }
