@@ -600,11 +600,13 @@ Deno.test("member replace killed (SIGKILL) during its catch-up: the writer goes 
         { command: "sh" },
       );
       // Killed at its second progress line: at least a second into the
-      // catch-up, when the cursor has been saved with the members.
+      // catch-up, when the cursor has been saved with the members. (A page
+      // of 1000 keys, one at a time, takes 5 to 7 s here alone; a full run
+      // once took more than 20 s for two pages: the wait allows a minute.)
       const progress = /2\/3 catch-up: (\d+) keys settled \(up to "f\d+"\)$/;
       let lines: string[];
       try {
-        lines = await proc.waitFor((l) => l.filter((x) => progress.test(x)).length >= 2, 20_000);
+        lines = await proc.waitFor((l) => l.filter((x) => progress.test(x)).length >= 2, 60_000);
       } finally {
         const { status } = await proc.stop("SIGKILL");
         assert.equal(status.signal, "SIGKILL", "the command ended before it was killed");
