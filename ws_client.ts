@@ -101,6 +101,12 @@ function withTimeout<T>(
   });
 }
 
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* already closed */ }
+}
+
 function abortReason(signal: AbortSignal, what: string): Error {
   return signal.reason instanceof Error
     ? signal.reason
@@ -180,18 +186,12 @@ export class WsConnection {
       return new WsConnection(conn, leftover, opts.maxMessageBytes ?? 64 * 1024 * 1024);
     } catch (e) {
       gaveUp = true;
-      try {
-        conn.close();
-      } catch { /* already closed */ }
+      closeQuietly(conn);
       // A handshake given up on (timed out, or the caller aborted) is still
       // running: with its connection closed it ends at once, and it ends
       // before this does, so that no read or digest of it outlives the call.
       await handshake?.catch(() => {});
-      if (conn !== tcp) {
-        try {
-          conn.close(); // TLS came up after all
-        } catch { /* already closed */ }
-      }
+      if (conn !== tcp) closeQuietly(conn); // TLS came up after all
       throw e;
     }
   }
@@ -266,9 +266,7 @@ export class WsConnection {
   #shutdown(reason: Error): void {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      this.#conn.close();
-    } catch { /* already closed */ }
+    closeQuietly(this.#conn);
     this.onClose(reason);
   }
 
