@@ -321,6 +321,34 @@ Deno.test("a server that never answers the handshake fails the connect with Time
   }
 });
 
+Deno.test("a wss:// peer that never answers TLS: connect fails on time or on abort, and nothing of it outlives the call", async () => {
+  const raw = startRawServer();
+  try {
+    const url = `wss://127.0.0.1:${raw.port}/paxos`;
+    let t0 = performance.now();
+    await assert.rejects(
+      WsConnection.connect(url, { timeoutMs: 200 }),
+      (e: Error) =>
+        e instanceof Deno.errors.TimedOut && /TLS and WebSocket handshake.*200 ms/.test(e.message),
+    );
+    let took = performance.now() - t0;
+    assert.ok(took >= 190 && took < 2000, `gave up after ${took} ms`);
+    // Aborted by its caller while the TLS handshake waits: at once.
+    const ac = new AbortController();
+    t0 = performance.now();
+    const connecting = WsConnection.connect(url, { timeoutMs: 10_000, signal: ac.signal });
+    await raw.accept();
+    ac.abort(new Deno.errors.Interrupted("closed by the test"));
+    await assert.rejects(connecting, /closed by the test/);
+    took = performance.now() - t0;
+    assert.ok(took < 2000, `gave up after ${took} ms`);
+    // (connect waits for the handshake it gave up on to end: it must end once
+    // its socket is closed, and the op sanitizer sees nothing of it left.)
+  } finally {
+    await raw.close();
+  }
+});
+
 Deno.test("a server that closes during the handshake fails the connect with ConnectionReset", async () => {
   const raw = startRawServer();
   const connecting = WsConnection.connect(raw.url);
