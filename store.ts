@@ -176,6 +176,16 @@ export function keyLimitError(key: string, count: number, max: number): RangeErr
 const DENSE_GAP = 64;
 const NO_VERSIONS: KeyVersions = { Ver: -1n, Floor: 0n };
 
+// `dense` copied into an array of room for `need` states at least, and half
+// again its length. (Left to grow by itself, an array makes room for 16 more
+// states each time: 152 bytes for the usual key's two, version 0 and the
+// promise of version 1, where this takes 32.)
+function grown(dense: (Acceptor | undefined)[], need: number): (Acceptor | undefined)[] {
+  const to = new Array<Acceptor | undefined>(Math.max(need, dense.length + (dense.length >> 1)));
+  for (let j = 0; j < dense.length; j++) to[j] = dense[j];
+  return to;
+}
+
 // The array index of `ver` in `k.dense`, or -1 when it is not there. `grow`
 // also accepts a version a little past the end (the array grows to it).
 // (A version outside the array is in `sparse`. One the array came to cover
@@ -217,6 +227,7 @@ export class Versions {
     let before: Acceptor | undefined;
     if (i >= 0) {
       before = k.dense[i] ?? k.sparse?.get(id.Ver);
+      if (i >= k.dense.length) k.dense = grown(k.dense, i + 1);
       k.dense[i] = state;
       k.sparse?.delete(id.Ver); // a version is kept in one place only
     } else {
