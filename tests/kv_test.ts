@@ -9,6 +9,7 @@ import {
   Kv,
   type KvAcceptorClient,
   type KvEntry,
+  type LatestReply,
   LogStore,
   MemoryStore,
   NotFoundError,
@@ -22,6 +23,7 @@ import {
   WebSocketAcceptorClient,
   ZERO_BALLOT,
 } from "../mod.ts";
+import { SimClock } from "../sim/sim_clock.ts";
 import { cluster, inst, req } from "./builders.ts";
 import { MemFs } from "./mem_fs.ts";
 
@@ -487,6 +489,44 @@ Deno.test("kv: with one acceptor down, a first write is two round trips: a quoru
     version: 0n,
     value: "a",
   });
+});
+
+Deno.test("kv: a first write waits for the last round-0 vote twice as long as its quorum took, then goes on with Accept", async () => {
+  // a0 and a1 answer Latest 10 ms after it went out, a2 `lateMs` after:
+  // the quorum at 10 ms, so the write waits for a2 until 30 ms.
+  const run = async (lateMs: number) => {
+    const clock = new SimClock();
+    const acceptors = cluster();
+    const seen: string[] = [];
+    // (Each request is seen as it goes out; a Latest is served when it arrives.)
+    const clients = watched(acceptors, (op, r) => seen.push(r === null ? op : `${op} ${r.Id.Ver}`))
+      .map((c, i) => ({
+        ...c,
+        latest: (key: string, bal?: BallotNum, first?: Value) => {
+          seen.push("Latest");
+          return new Promise<LatestReply>((resolve, reject) =>
+            clock.setTimer(
+              () => acceptors[i]!.latest(key, bal, first).then(resolve, reject),
+              i === 2 ? lateMs : 10,
+            )
+          );
+        },
+      }));
+    const kv = new Kv(clients, { clock });
+    let version: bigint | null = null;
+    const write = kv.set("late", "v").then((v) => version = v);
+    await clock.run(() => version !== null, 1000);
+    await write;
+    return { version, seen };
+  };
+  // Within the wait: chosen by the three round-0 votes, one round trip.
+  const within = await run(29);
+  assert.equal(within.version, 0n);
+  assert.deepEqual(within.seen, Array(3).fill("Latest"));
+  // Past it: a quorum's round-0 votes, then Accept (two round trips).
+  const past = await run(31);
+  assert.equal(past.version, 0n);
+  assert.deepEqual(past.seen, [...Array(3).fill("Latest"), ...Array(3).fill("Accept 0")]);
 });
 
 Deno.test("kv: round-0 votes of two first writes that raced, none chosen, are settled once by the next read", async () => {
