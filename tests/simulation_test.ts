@@ -106,7 +106,11 @@ Deno.test("simulation: the liveness bound is below the KV deadline, and a run th
 // What each planted bug must be caught by: the check that its bug breaks
 // (for latest-promise-unsynced, either of the two it breaks: a crash before
 // the sync loses the promise; without one, a request of the key served
-// before the sync does not see it, and votes below it).
+// before the sync does not see it, and votes below it; for
+// next-promise-anyway, its blind write over the next version, which the
+// store's checks see as a promise gone back or a vote taken back, and which
+// lets two values be chosen there: 19 of seeds 1-20 get that far in 200
+// operations, seed 7 not since first writes wait longer for their last vote).
 const CAUGHT_BY: Record<
   Exclude<Variant, "correct" | "final-before-catch-up" | "first-vote-over-promise">,
   readonly ViolationKind[]
@@ -115,7 +119,7 @@ const CAUGHT_BY: Record<
   "prepare-hides-vote": ["Prepare hid a vote"],
   "quorum-of-one": ["not linearizable"],
   "reply-before-sync": ["acknowledged state lost"],
-  "next-promise-anyway": ["two values chosen"],
+  "next-promise-anyway": ["promise went back", "vote taken back", "two values chosen"],
   "latest-promise-unstored": ["acknowledged state lost"],
   "latest-promise-unsynced": ["acknowledged state lost", "two values chosen"],
   "first-vote-twice": ["vote below its promise"],
