@@ -37,7 +37,11 @@ export function quorumOf(n: number): number {
 export interface QuorumSystem {
   /** How many acceptors the system spans (indices 0 to size-1). */
   readonly size: number;
-  /** Whether the acceptors at these indices (each listed once) make a quorum. */
+  /**
+   * Whether the acceptors at these indices (each listed once) make a
+   * quorum: the same answer for the same indices, always ({@link askQuorum}
+   * remembers whether all of them do, per system).
+   */
   isQuorum(from: readonly number[]): boolean;
   /** How many are needed, for error messages: `"2"` for a majority of 3, `"2 of [0,1,2] and 2 of [0,1,3]"` for a joint one. */
   readonly description: string;
@@ -142,6 +146,17 @@ export function jointMajority(
     isQuorum: (from) => a.isQuorum(from) && b.isQuorum(from),
     description: `${a.description} and ${b.description}`,
   };
+}
+
+// Whether all of a quorum system's acceptors make a quorum (once per system).
+const everyoneIsQuorumOf = new WeakMap<QuorumSystem, boolean>();
+function everyoneIsQuorum(q: QuorumSystem): boolean {
+  let yes = everyoneIsQuorumOf.get(q);
+  if (yes === undefined) {
+    yes = q.isQuorum(Array.from({ length: q.size }, (_, i) => i));
+    everyoneIsQuorumOf.set(q, yes);
+  }
+  return yes;
 }
 
 function checkIndices(size: number, members: readonly number[]): Set<number> {
@@ -259,10 +274,14 @@ export function askQuorum<A extends { readonly name: string }, R>(
       `the quorum system spans ${need.size} acceptors, but ${acceptors.length} are asked`,
     );
   }
-  const groups = new Map<string, Group<R>>();
+  // The counted replies by group; without groupOf, the one group is `best`
+  // (no Map: this runs for every request a client makes).
+  const groupOf = opts.groupOf;
+  const groups = groupOf === undefined ? null : new Map<string, Group<R>>();
   let best: Group<R> = { replies: [], from: [] };
+  // Which acceptors have answered (or failed), and how many.
+  const settledFrom: boolean[] = acceptors.map(() => false);
   let settled = 0;
-  const unsettled = new Set(acceptors.keys());
   const failures: string[] = [];
   const errors: Error[] = [];
   const errorsFrom: number[] = [];
@@ -273,9 +292,15 @@ export function askQuorum<A extends { readonly name: string }, R>(
     typeof need === "number" ? g.replies.length >= need : need.isQuorum(g.from);
   const hopeless = () => {
     if (typeof need === "number") return best.replies.length + (acceptors.length - settled) < need;
-    const rest = [...unsettled];
+    // The usual case, with nothing refused or failed so far: the replies to
+    // come and the counted ones are every acceptor.
+    if (groups === null && best.replies.length === settled) return !everyoneIsQuorum(need);
+    const rest: number[] = [];
+    settledFrom.forEach((done, i) => done || rest.push(i));
     if (need.isQuorum(rest)) return false; // a new group may still make it
-    for (const g of groups.values()) if (need.isQuorum([...g.from, ...rest])) return false;
+    for (const g of groups?.values() ?? [best]) {
+      if (need.isQuorum([...g.from, ...rest])) return false;
+    }
     return true;
   };
 
@@ -313,16 +338,16 @@ export function askQuorum<A extends { readonly name: string }, R>(
     };
     const explains = opts.explainsFailure;
     const waitForExplanation = () =>
-      explains !== undefined && unsettled.size > 0 && !errors.some(explains);
+      explains !== undefined && settled < acceptors.length && !errors.some(explains);
     // Done when a group has a quorum; failed when even every reply still to
     // come could not give one (with explainsFailure: once one explains it,
     // or every reply came).
     const check = (g: Group<R> = best) => {
       if (lingering) {
-        if (unsettled.size === 0) finish(true, "");
+        if (settled === acceptors.length) finish(true, "");
       } else if (isQuorum(g)) {
         best = g;
-        if (unsettled.size === 0 || !linger()) finish(true, "");
+        if (settled === acceptors.length || !linger()) finish(true, "");
       } else if (hopeless() && !waitForExplanation()) finish(false, "");
     };
     // Whether to wait on for the replies still out (see lingerMs): then the
@@ -351,15 +376,19 @@ export function askQuorum<A extends { readonly name: string }, R>(
     acceptors.forEach((a, i) => {
       ask(a).then((reply) => {
         settled++;
-        unsettled.delete(i);
+        settledFrom[i] = true;
         try {
           opts.onReply?.(reply, i);
           if (done) return;
           const verdict = opts.judge === undefined ? true : opts.judge(reply, a.name);
           if (verdict === true) {
-            const key = opts.groupOf?.(reply) ?? "";
-            let group = groups.get(key);
-            if (group === undefined) groups.set(key, group = { replies: [], from: [] });
+            let group = best;
+            if (groups !== null) {
+              const key = groupOf!(reply);
+              const found = groups.get(key);
+              if (found === undefined) groups.set(key, group = { replies: [], from: [] });
+              else group = found;
+            }
             group.replies.push(reply);
             group.from.push(i);
             if (!lingering && group.replies.length > best.replies.length) best = group;
@@ -373,7 +402,7 @@ export function askQuorum<A extends { readonly name: string }, R>(
         }
       }, (e: Error) => {
         settled++;
-        unsettled.delete(i);
+        settledFrom[i] = true;
         try {
           opts.onError?.(e, i);
           if (done) return;

@@ -140,6 +140,24 @@ Deno.test("askQuorum fails at once when there are fewer acceptors than it needs"
   assert.equal(asked, 1);
 });
 
+Deno.test("askQuorum over a quorum system fails at once when not even all its acceptors make a quorum", async () => {
+  // Two of the 6 members are among the 3 asked: 4 of 6 are needed, which
+  // no replies can make. (The replies never come: it must not wait.)
+  const out = await askQuorum(names(3), never, {
+    need: systems.membersMajority(3, [0, 1], 6),
+    clock: systemClock,
+  });
+  assert.equal(out.ok, false);
+  assert.equal(out.why, "");
+  // Three of 5 members asked: 3 of 5 needed, which only all of them make.
+  const all = await askQuorum(names(3), (a) => Promise.resolve(a.name), {
+    need: systems.membersMajority(3, [0, 1, 2], 5),
+    clock: systemClock,
+  });
+  assert.equal(all.ok, true);
+  assert.deepEqual(all.replies, ["a0", "a1", "a2"]);
+});
+
 Deno.test("quorum systems: a majority, a majority of some members, and a joint majority of old and new", () => {
   const { majority, membersMajority, jointMajority } = systems;
   assert.equal(majority(3).isQuorum([2, 0]), true);
