@@ -78,6 +78,8 @@ interface Row {
   vsPlain?: number;
   vsWrite?: number;
   cpuUsPerOp?: number;
+  /** The acceptor processes' part of cpuUsPerOp (the rest is this process's: the clients'). */
+  cpuUsAcceptors?: number;
   /** First writes: the rewrites' CPU time per operation over theirs. */
   cpuVsWrite?: number;
 }
@@ -86,8 +88,14 @@ interface Row {
 // (Linux: from /proc, read with cat, since Deno reads /proc only with every
 // permission; null where it cannot be read).
 function cpuMicros(pids: readonly number[]): number | null {
+  const used = cpuSplit(pids);
+  return used === null ? null : used.own + used.others;
+}
+
+// The same, this process's and the others' apart.
+function cpuSplit(pids: readonly number[]): { own: number; others: number } | null {
   const own = process.cpuUsage();
-  let us = own.user + own.system;
+  let us = 0;
   try {
     const out = new Deno.Command("cat", { args: pids.map((p) => `/proc/${p}/stat`) })
       .outputSync();
@@ -102,7 +110,7 @@ function cpuMicros(pids: readonly number[]): number | null {
   } catch {
     return null;
   }
-  return us;
+  return { own: own.user + own.system, others: us };
 }
 
 // Collects this process's garbage (the task runs with --expose-gc), then
@@ -125,7 +133,8 @@ async function idle(pids: readonly number[]): Promise<void> {
 // Runs `op` in `inFlight` closed loops for the configured time. With the
 // pids of the servers it drives, it also tells the CPU time an operation
 // took in all, theirs and ours ("cpuUsPerOp"): what bounds throughput on a
-// machine whose cores are busy, and steadier than time on a shared one.
+// machine whose cores are busy, and steadier than time on a shared one; and
+// the servers' part of it ("cpuUsAcceptors"; the rest is the clients').
 async function measure(
   workload: string,
   inFlight: number,
@@ -133,7 +142,7 @@ async function measure(
   forSeconds = seconds,
   pids: readonly number[] = [],
 ): Promise<Row> {
-  const cpu0 = pids.length > 0 ? cpuMicros(pids) : null;
+  const cpu0 = pids.length > 0 ? cpuSplit(pids) : null;
   const until = performance.now() + forSeconds * 1000;
   const lat: number[] = [];
   let errors = 0;
@@ -152,7 +161,7 @@ async function measure(
   const elapsed = (performance.now() - t0) / 1000;
   lat.sort((a, b) => a - b);
   const q = (p: number) => Number((lat[Math.floor(lat.length * p)] ?? NaN).toFixed(3));
-  const cpu1 = cpu0 === null ? null : cpuMicros(pids);
+  const cpu1 = cpu0 === null ? null : cpuSplit(pids);
   return {
     workload,
     inFlight,
@@ -160,9 +169,10 @@ async function measure(
     p50Ms: q(0.5),
     p99Ms: q(0.99),
     errors,
-    ...(cpu0 === null || cpu1 === null || lat.length === 0
-      ? {}
-      : { cpuUsPerOp: Math.round((cpu1 - cpu0) / lat.length) }),
+    ...(cpu0 === null || cpu1 === null || lat.length === 0 ? {} : {
+      cpuUsPerOp: Math.round((cpu1.own + cpu1.others - cpu0.own - cpu0.others) / lat.length),
+      cpuUsAcceptors: Math.round((cpu1.others - cpu0.others) / lat.length),
+    }),
   };
 }
 
@@ -516,7 +526,8 @@ const row = (workload: string, n: number) =>
   // Issue 14: writes of new keys within 1.5x of rewrites, in throughput (at
   // 256 in flight), and in CPU time per write, which bounds throughput and
   // holds better than time on a shared machine. (At 1 in flight a write is
-  // latency: two round trips against one.)
+  // latency: a first write waits for all three acceptors' replies, a
+  // rewrite for a majority's.)
   for (const kind of ["durable", "memory"]) {
     const first = row(`${kind} first write`, 256);
     if (first?.vsWrite === undefined) continue;
