@@ -10,7 +10,13 @@
  * @module
  */
 import { SortedKeys } from "./sorted_keys.ts";
-import type { Acceptor, KeyVersions, PaxosInstanceId } from "./types.ts";
+import {
+  type Acceptor,
+  type KeyVersions,
+  type PaxosInstanceId,
+  type Value,
+  ZERO_BALLOT,
+} from "./types.ts";
 import { valueBytes } from "./codec.ts";
 
 /**
@@ -83,17 +89,25 @@ export interface Store {
 }
 
 // One key's versions. A KV writes a key's versions in order from 0, so their
-// states sit in an array, `dense[v - base]`, which keeps no per-version key
-// or hash entry; a version far outside it (any int64 may come in a request)
-// goes to `sparse`. Also the highest voted version (-1n when none) and the
-// floor.
+// states sit in one array, FIELDS slots per version from `base` (see
+// stateAt), which keeps no object per version or per ballot, nor any hash
+// entry: a first write leaves a handful of objects on the heap instead of a
+// dozen, and each costs the collector again and again. A version far
+// outside the array (any int64 may come in a request) goes to `sparse`.
+// Also the highest voted version (-1n when none) and the floor.
 interface KeyRecord {
   base: number;
-  dense: (Acceptor | undefined)[];
+  dense: Slot[];
   sparse: Map<bigint, Acceptor> | null;
   voted: bigint;
   floor: bigint;
 }
+
+// A version's state in `dense`, from its first slot: LastBal.N,
+// LastBal.ProposerId, VBal.N, VBal.ProposerId, Val. An unset version's first
+// slot is undefined.
+type Slot = bigint | Value | null | undefined;
+const FIELDS = 5;
 
 /** What {@link dataBytes} counts for one key, besides its characters. */
 export const KEY_OVERHEAD = 64;
@@ -176,25 +190,54 @@ export function keyLimitError(key: string, count: number, max: number): RangeErr
 const DENSE_GAP = 64;
 const NO_VERSIONS: KeyVersions = { Ver: -1n, Floor: 0n };
 
-// `dense` copied into an array of room for `need` states at least, and half
-// again its length. (Left to grow by itself, an array makes room for 16 more
-// states each time: 152 bytes for the usual key's two, version 0 and the
-// promise of version 1, where this takes 32.)
-function grown(dense: (Acceptor | undefined)[], need: number): (Acceptor | undefined)[] {
-  const to = new Array<Acceptor | undefined>(Math.max(need, dense.length + (dense.length >> 1)));
+// `dense` copied into an array of room for `need` slots at least, and half
+// again its length, in whole versions.
+function grown(dense: Slot[], need: number): Slot[] {
+  const slots = Math.max(need, dense.length + (dense.length >> 1));
+  const to = new Array<Slot>(Math.ceil(slots / FIELDS) * FIELDS);
   for (let j = 0; j < dense.length; j++) to[j] = dense[j];
   return to;
 }
 
-// The array index of `ver` in `k.dense`, or -1 when it is not there. `grow`
-// also accepts a version a little past the end (the array grows to it).
-// (A version outside the array is in `sparse`. One the array came to cover
-// later stays there until it is set again, so `get` looks there too.)
+// The state whose first slot in `dense` is `j`, or undefined when unset.
+function stateAt(dense: readonly Slot[], j: number): Acceptor | undefined {
+  const lastN = dense[j] as bigint | undefined;
+  if (lastN === undefined) return undefined;
+  const vN = dense[j + 2] as bigint;
+  const vP = dense[j + 3] as bigint;
+  return {
+    LastBal: { N: lastN, ProposerId: dense[j + 1] as bigint },
+    Val: dense[j + 4] as Value | null,
+    VBal: vN === 0n && vP === 0n ? ZERO_BALLOT : { N: vN, ProposerId: vP },
+  };
+}
+
+// Writes `state` into `dense` from its first slot `j`.
+function putAt(dense: Slot[], j: number, state: Acceptor): void {
+  dense[j] = state.LastBal.N;
+  dense[j + 1] = state.LastBal.ProposerId;
+  dense[j + 2] = state.VBal.N;
+  dense[j + 3] = state.VBal.ProposerId;
+  dense[j + 4] = state.Val;
+}
+
+// What dataBytes charges for the state from slot `j` (0 when unset).
+function bytesAt(dense: readonly Slot[], j: number): number {
+  if (dense[j] === undefined) return 0;
+  const val = dense[j + 4] as Value | null;
+  return STATE_OVERHEAD + (val === null ? 0 : valueBytes(val));
+}
+
+// The version index of `ver` in `k.dense` (its first slot is FIELDS times
+// that), or -1 when it is not there. `grow` also accepts a version a little
+// past the end (the array grows to it). (A version outside the array is in
+// `sparse`. One the array came to cover later stays there until it is set
+// again, so `get` looks there too.)
 function denseIndex(k: KeyRecord, ver: bigint, grow: boolean): number {
   const n = Number(ver);
   if (!Number.isSafeInteger(n)) return -1;
   const i = n - k.base;
-  return i >= 0 && i < k.dense.length + (grow ? DENSE_GAP : 0) ? i : -1;
+  return i >= 0 && i * FIELDS < k.dense.length + (grow ? DENSE_GAP * FIELDS : 0) ? i : -1;
 }
 
 /**
@@ -216,7 +259,7 @@ export class Versions {
     const k = this.#keys.get(id.Key);
     if (k === undefined) return undefined;
     const i = denseIndex(k, id.Ver, false);
-    return (i >= 0 ? k.dense[i] : undefined) ?? k.sparse?.get(id.Ver);
+    return (i >= 0 ? stateAt(k.dense, i * FIELDS) : undefined) ?? k.sparse?.get(id.Ver);
   }
 
   /** Records a state (one below the key's floor is ignored). */
@@ -224,17 +267,18 @@ export class Versions {
     const k = this.#record(id.Key, id.Ver);
     if (id.Ver < k.floor) return;
     const i = denseIndex(k, id.Ver, true);
-    let before: Acceptor | undefined;
+    const far = k.sparse?.get(id.Ver);
+    let before = far === undefined ? 0 : dataBytes(far);
     if (i >= 0) {
-      before = k.dense[i] ?? k.sparse?.get(id.Ver);
-      if (i >= k.dense.length) k.dense = grown(k.dense, i + 1);
-      k.dense[i] = state;
+      const j = i * FIELDS;
+      if (j >= k.dense.length) k.dense = grown(k.dense, j + FIELDS);
+      before += bytesAt(k.dense, j);
+      putAt(k.dense, j, state);
       k.sparse?.delete(id.Ver); // a version is kept in one place only
     } else {
-      before = k.sparse?.get(id.Ver);
       (k.sparse ??= new Map()).set(id.Ver, state);
     }
-    this.#bytes += dataBytes(state) - (before === undefined ? 0 : dataBytes(before));
+    this.#bytes += dataBytes(state) - before;
     if (state.Val !== null && id.Ver > k.voted) k.voted = id.Ver;
   }
 
@@ -243,7 +287,9 @@ export class Versions {
     let k = this.#keys.get(key);
     if (k === undefined) {
       const n = Number(ver);
-      k = { base: Number.isSafeInteger(n) ? n : 0, dense: [], sparse: null, voted: -1n, floor: 0n };
+      // Room for two versions: the usual key's first, and the promise of the next.
+      const dense = new Array<Slot>(2 * FIELDS);
+      k = { base: Number.isSafeInteger(n) ? n : 0, dense, sparse: null, voted: -1n, floor: 0n };
       this.#keys.set(key, k);
       this.#ordered?.add(key);
       this.#bytes += keyBytes(key);
@@ -275,9 +321,9 @@ export class Versions {
   /** Every instance and its state. */
   *entries(): IterableIterator<[PaxosInstanceId, Acceptor]> {
     for (const [Key, k] of this.#keys) {
-      for (let i = 0; i < k.dense.length; i++) {
-        const state = k.dense[i];
-        if (state !== undefined) yield [{ Key, Ver: BigInt(k.base + i) }, state];
+      for (let j = 0; j < k.dense.length; j += FIELDS) {
+        const state = stateAt(k.dense, j);
+        if (state !== undefined) yield [{ Key, Ver: BigInt(k.base + j / FIELDS) }, state];
       }
       if (k.sparse !== null) { for (const [Ver, state] of k.sparse) yield [{ Key, Ver }, state]; }
     }
@@ -292,7 +338,7 @@ export class Versions {
   get size(): number {
     let n = 0;
     for (const k of this.#keys.values()) {
-      for (const state of k.dense) if (state !== undefined) n++;
+      for (let j = 0; j < k.dense.length; j += FIELDS) if (k.dense[j] !== undefined) n++;
       n += k.sparse?.size ?? 0;
     }
     return n;
@@ -303,7 +349,7 @@ export class Versions {
     for (const [key, k] of this.#keys) if (k.floor > 0n) yield [key, k.floor];
   }
 
-  /** A copy that shares nothing with this one (states are immutable). */
+  /** A copy that shares nothing with this one (values are immutable). */
   clone(): Versions {
     const c = new Versions();
     c.#bytes = this.#bytes;
@@ -323,11 +369,10 @@ export class Versions {
     if (floor <= k.floor) return;
     k.floor = floor;
     const n = Number(floor);
-    const drop = Math.min(k.dense.length, n - k.base);
+    const drop = Math.min(k.dense.length / FIELDS, n - k.base);
     if (drop > 0) {
-      for (const state of k.dense.splice(0, drop)) {
-        if (state !== undefined) this.#bytes -= dataBytes(state);
-      }
+      for (let j = 0; j < drop * FIELDS; j += FIELDS) this.#bytes -= bytesAt(k.dense, j);
+      k.dense.splice(0, drop * FIELDS);
       k.base += drop;
     }
     if (k.dense.length === 0 && Number.isSafeInteger(n)) k.base = n;

@@ -71,7 +71,7 @@ Deno.test("Versions keeps exactly what a plain map per key would, for dense, far
     for (const t of touched) {
       const [key, ver] = t.split("@") as [string, string];
       const id = { Key: key, Ver: BigInt(ver) };
-      assert.equal(versions.get(id), model.states.get(key)?.get(id.Ver), `${where}: ${t}`);
+      assert.deepEqual(versions.get(id), model.states.get(key)?.get(id.Ver), `${where}: ${t}`);
     }
     // entries() lists each kept instance once, with its latest state.
     const listed = new Map<string, Acceptor>();
