@@ -7,10 +7,16 @@
 // rows come once more through a KV with a tracer ("traced", issue 17), as a
 // ratio to the untraced rows ("vsPlain"); with --baseline, the untraced rows
 // against the baseline's say what the tracer seam costs when it is off.
-// Writes of keys never written before ("first write") come right after each
-// level's rewrites, as a ratio to them ("vsWrite"), on a second cluster of
-// the same code: the keys they add, more the faster a code is, would
-// otherwise slow that code's later rewrites and reads more than another's.
+// Writes of keys never written before ("first write") run on a second
+// cluster of the same code: the keys they add, more the faster a code is,
+// would otherwise slow that code's later rewrites and reads more than
+// another's. That cluster's store grows level after level, as a store being
+// loaded does, and a bigger store makes every write cost more (its
+// acceptors' heaps and indexes grow), so rewrites run there too, right
+// before each level's first writes ("write, same store"): the first writes'
+// ratio to those ("vsWrite") is what writing a new key costs against
+// rewriting one on the same store; their ratio to the first cluster's
+// rewrites, on a store of a few thousand keys, is "vsSmallStore".
 // Each of these rows starts after a full garbage collection here, once
 // every acceptor process is idle: the garbage or the compaction a row left
 // would otherwise slow the next row, often the other code's.
@@ -76,11 +82,14 @@ interface Row {
   vsEtcd?: number;
   vsBase?: number;
   vsPlain?: number;
+  /** First writes: their writes/s over the rewrites' on the same store just before. */
   vsWrite?: number;
+  /** First writes: their writes/s over the first cluster's rewrites (a store of a few thousand keys). */
+  vsSmallStore?: number;
   cpuUsPerOp?: number;
   /** The acceptor processes' part of cpuUsPerOp (the rest is this process's: the clients'). */
   cpuUsAcceptors?: number;
-  /** First writes: the rewrites' CPU time per operation over theirs. */
+  /** First writes: the same store's rewrites' CPU time per operation over theirs. */
   cpuVsWrite?: number;
 }
 
@@ -419,9 +428,17 @@ try {
             );
           rows.push(await at(`${name} write`, (w, i) => r.kv.set(key(w, i), i)));
           // Each write of a key never written before (issue 14): what
-          // filling a store costs, against the rewrites just before
-          // ("vsWrite", "cpuVsWrite"), on the code's other cluster.
+          // filling a store costs, on the code's other cluster, against
+          // rewrites of that same store just before ("vsWrite",
+          // "cpuVsWrite") and against those of this one ("vsSmallStore").
           const fresh = (w: number, i: number) => `f${n}-${r.prefix}${w}-${i}`;
+          rows.push(
+            await at(
+              `${name} write, same store`,
+              (w, i) => r.fresh.kv.set(`s${n}-${r.prefix}${w}-${i % 16}`, i),
+              r.fresh.servers,
+            ),
+          );
           rows.push(
             await at(
               `${name} first write`,
@@ -467,12 +484,16 @@ for (const r of rows) {
   );
   if (base) r.vsBase = Number((r.opsPerSec / base.opsPerSec).toFixed(3));
   if (r.workload.endsWith(" first write")) {
-    const again = rows.find((w) =>
-      w.workload === r.workload.replace(/ first write$/, " write") && w.inFlight === r.inFlight
-    );
-    if (again) r.vsWrite = Number((r.opsPerSec / again.opsPerSec).toFixed(3));
-    if (again?.cpuUsPerOp !== undefined && r.cpuUsPerOp !== undefined) {
-      r.cpuVsWrite = Number((again.cpuUsPerOp / r.cpuUsPerOp).toFixed(3));
+    const rewrites = (suffix: string) =>
+      rows.find((w) =>
+        w.workload === r.workload.replace(/ first write$/, suffix) && w.inFlight === r.inFlight
+      );
+    const same = rewrites(" write, same store");
+    const small = rewrites(" write");
+    if (same) r.vsWrite = Number((r.opsPerSec / same.opsPerSec).toFixed(3));
+    if (small) r.vsSmallStore = Number((r.opsPerSec / small.opsPerSec).toFixed(3));
+    if (same?.cpuUsPerOp !== undefined && r.cpuUsPerOp !== undefined) {
+      r.cpuVsWrite = Number((same.cpuUsPerOp / r.cpuUsPerOp).toFixed(3));
     }
   }
   for (const prefix of ["tls+auth ", "traced "]) {
@@ -523,18 +544,23 @@ const row = (workload: string, n: number) =>
       met: mem.opsPerSec >= goal,
     });
   }
-  // Issue 14: writes of new keys within 1.5x of rewrites, in throughput (at
-  // 256 in flight), and in CPU time per write, which bounds throughput and
-  // holds better than time on a shared machine. (At 1 in flight a write is
-  // latency: a first write waits for all three acceptors' replies, a
+  // Issue 14: writes of new keys within 1.5x of rewrites of the same store,
+  // in throughput (at 256 in flight), and in CPU time per write, which
+  // bounds throughput and holds better than time on a shared machine; and,
+  // told apart, against rewrites of the small store. (At 1 in flight a write
+  // is latency: a first write waits for all three acceptors' replies, a
   // rewrite for a majority's.)
   for (const kind of ["durable", "memory"]) {
     const first = row(`${kind} first write`, 256);
     if (first?.vsWrite === undefined) continue;
     const cpu = first.cpuVsWrite === undefined ? "" : `, CPU per write ${first.cpuVsWrite}x`;
+    const small = first.vsSmallStore === undefined
+      ? ""
+      : `; ${first.vsSmallStore}x of the small store's`;
     targets.push({
-      target: `${kind} first writes at 256 in flight >= rewrites / 1.5 (writes/s)`,
-      measured: `${first.vsWrite}x of rewrites' writes/s${cpu}`,
+      target:
+        `${kind} first writes at 256 in flight >= rewrites of the same store / 1.5 (writes/s)`,
+      measured: `${first.vsWrite}x of the same store's rewrites' writes/s${cpu}${small}`,
       met: first.vsWrite >= 1 / 1.5,
     });
   }
