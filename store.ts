@@ -203,13 +203,17 @@ function grown(dense: Slot[], need: number): Slot[] {
 function stateAt(dense: readonly Slot[], j: number): Acceptor | undefined {
   const lastN = dense[j] as bigint | undefined;
   if (lastN === undefined) return undefined;
+  const lastP = dense[j + 1] as bigint;
   const vN = dense[j + 2] as bigint;
   const vP = dense[j + 3] as bigint;
-  return {
-    LastBal: { N: lastN, ProposerId: dense[j + 1] as bigint },
-    Val: dense[j + 4] as Value | null,
-    VBal: vN === 0n && vP === 0n ? ZERO_BALLOT : { N: vN, ProposerId: vP },
-  };
+  const last = { N: lastN, ProposerId: lastP };
+  // A vote is usually at the ballot promised, and a promise alone has none.
+  const vBal = vN === lastN && vP === lastP
+    ? last
+    : vN === 0n && vP === 0n
+    ? ZERO_BALLOT
+    : { N: vN, ProposerId: vP };
+  return { LastBal: last, Val: dense[j + 4] as Value | null, VBal: vBal };
 }
 
 // Writes `state` into `dense` from its first slot `j`.
