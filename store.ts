@@ -128,7 +128,12 @@ export const STATE_OVERHEAD = 48;
  * ```
  */
 export function dataBytes(state: Acceptor): number {
-  return STATE_OVERHEAD + (state.Val === null ? 0 : valueBytes(state.Val));
+  return chargeFor(state.Val);
+}
+
+// What dataBytes charges for a state that holds `val`.
+function chargeFor(val: Value | null): number {
+  return STATE_OVERHEAD + (val === null ? 0 : valueBytes(val));
 }
 
 /**
@@ -227,9 +232,7 @@ function putAt(dense: Slot[], j: number, state: Acceptor): void {
 
 // What dataBytes charges for the state from slot `j` (0 when unset).
 function bytesAt(dense: readonly Slot[], j: number): number {
-  if (dense[j] === undefined) return 0;
-  const val = dense[j + 4] as Value | null;
-  return STATE_OVERHEAD + (val === null ? 0 : valueBytes(val));
+  return dense[j] === undefined ? 0 : chargeFor(dense[j + 4] as Value | null);
 }
 
 // The version index of `ver` in `k.dense` (its first slot is FIELDS times
