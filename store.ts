@@ -191,7 +191,11 @@ export function keyLimitError(key: string, count: number, max: number): RangeErr
   );
 }
 
-// How far past the end of `dense` a version may be and still go into it.
+// How far past the end of `dense` a version's slots may start and still go
+// into it, in slots (about 12 versions): counted in versions, one request
+// at a version just inside it would make the array hold FIELDS times as much
+// empty room for the 48 bytes its state is charged (STATE_OVERHEAD), which
+// a peer repeats key after key up to the quota.
 const DENSE_GAP = 64;
 const NO_VERSIONS: KeyVersions = { Ver: -1n, Floor: 0n };
 
@@ -244,7 +248,7 @@ function denseIndex(k: KeyRecord, ver: bigint, grow: boolean): number {
   const n = Number(ver);
   if (!Number.isSafeInteger(n)) return -1;
   const i = n - k.base;
-  return i >= 0 && i * FIELDS < k.dense.length + (grow ? DENSE_GAP * FIELDS : 0) ? i : -1;
+  return i >= 0 && i * FIELDS < k.dense.length + (grow ? DENSE_GAP : 0) ? i : -1;
 }
 
 /**
