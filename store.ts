@@ -192,11 +192,15 @@ export function keyLimitError(key: string, count: number, max: number): RangeErr
 }
 
 // How far past the end of `dense` a version's slots may start and still go
-// into it, in slots (about 12 versions): counted in versions, one request
-// at a version just inside it would make the array hold FIELDS times as much
-// empty room for the 48 bytes its state is charged (STATE_OVERHEAD), which
-// a peer repeats key after key up to the quota.
-const DENSE_GAP = 64;
+// into it, in slots: three versions. A KV writes a key's versions one after
+// another (and promises the next one), so its versions always go in; one
+// further ahead goes to `sparse`. The empty room a version inside the gap
+// makes is heap the quota does not charge, which a peer may make key after
+// key: with this gap the worst is about 4 bytes of heap per byte charged
+// (the sparse Map's), so the memory store's default quota of 512 MiB stays
+// well within V8's heap; a gap of 64 versions made it about 52, and 64
+// slots about 12.
+const DENSE_GAP = 15;
 const NO_VERSIONS: KeyVersions = { Ver: -1n, Floor: 0n };
 
 // `dense` copied into an array of room for `need` slots at least, and half
